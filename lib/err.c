@@ -1,0 +1,163 @@
+/* err.c - the error list's names and texts, per-thread detail, and the one
+ * place where foreign return codes (nng, errno) become rl_err codes. */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+
+#include "rli.h"
+
+static _Thread_local char err_detail[512];
+
+const char *rl_strerror(int err)
+{
+    switch (err) {
+#define RL_ERR_TEXT(name, value, text)                                                             \
+    case value: return text;
+        RL_ERR_LIST(RL_ERR_TEXT)
+#undef RL_ERR_TEXT
+    }
+    return "unknown error";
+}
+
+const char *rl_errname(int err)
+{
+    switch (err) {
+#define RL_ERR_NAME(name, value, text)                                                             \
+    case value: return #name;
+        RL_ERR_LIST(RL_ERR_NAME)
+#undef RL_ERR_NAME
+    }
+    return "RL_E?";
+}
+
+const char *rl_errdetail(void)
+{
+    return err_detail;
+}
+
+int rli_err(int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_detail, sizeof(err_detail), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+int rli_err_prefix(int err, const char *fmt, ...)
+{
+    char old[sizeof(err_detail)];
+    char pre[256];
+    va_list ap;
+    memcpy(old, err_detail, sizeof(old));
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof(pre), fmt, ap);
+    va_end(ap);
+    if (old[0] != '\0')
+        snprintf(err_detail, sizeof(err_detail), "%s: %s", pre, old);
+    else
+        snprintf(err_detail, sizeof(err_detail), "%s: %s", pre, rl_strerror(err));
+    return err;
+}
+
+int rli_err_from_nng(int rv)
+{
+    switch (rv) {
+    case 0: return RL_OK;
+    case NNG_ENOMEM: return RL_ENOMEM;
+    case NNG_ETIMEDOUT: return RL_ETIMEDOUT;
+    case NNG_ECLOSED:
+    case NNG_ECONNRESET:
+    case NNG_ECONNSHUT:
+    case NNG_ECONNABORTED: return RL_ECLOSED;
+    case NNG_ECANCELED: return RL_ECANCELED;
+    case NNG_ECONNREFUSED:
+    case NNG_EUNREACHABLE:
+    case NNG_EADDRINUSE: return RL_EUNAVAIL;
+    case NNG_EINVAL:
+    case NNG_EADDRINVAL:
+    case NNG_ENOTSUP: return RL_EINVAL;
+    case NNG_EMSGSIZE: return RL_ETOOBIG;
+    case NNG_EPROTO:
+    case NNG_EPEERAUTH:
+    case NNG_ECRYPTO: return RL_EPROTO;
+    case NNG_EPERM: return RL_EPERM;
+    case NNG_ENOENT: return RL_ENOTFOUND;
+    case NNG_EAGAIN:
+    case NNG_ESTATE: return RL_EPRECOND;
+    default: return RL_EIO;
+    }
+}
+
+int rli_err_from_errno(int e)
+{
+    switch (e) {
+    case 0: return RL_OK;
+    case ENOMEM: return RL_ENOMEM;
+    case ENOENT: return RL_ENOTFOUND;
+    case EACCES:
+    case EPERM: return RL_EPERM;
+    case EEXIST: return RL_EEXIST;
+    case EINVAL: return RL_EINVAL;
+    case ETIMEDOUT: return RL_ETIMEDOUT;
+    default: return RL_EIO;
+    }
+}
+
+void rli_assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "ringleader: assertion failed: %s (%s:%d)\n", expr, file, line);
+    abort();
+}
+
+static void *oom(size_t n)
+{
+    fprintf(stderr, "ringleader: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *rli_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    return p ? p : oom(n);
+}
+
+void *rli_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    return p ? p : oom(n * size);
+}
+
+void *rli_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    return q ? q : oom(n);
+}
+
+char *rli_strdup(const char *s)
+{
+    return rli_strndup(s, strlen(s));
+}
+
+char *rli_strndup(const char *s, size_t n)
+{
+    char *p = rli_malloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+uint64_t rli_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t rli_now_ms(void)
+{
+    return rli_now_us() / 1000u;
+}

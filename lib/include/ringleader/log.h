@@ -1,0 +1,32 @@
+/*
+ * log.h - leveled logging to stderr. One line per event, prefixed with the
+ * time since start, the level and the program's role ("coord", "n2").
+ */
+#ifndef RINGLEADER_LOG_H
+#define RINGLEADER_LOG_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { RL_LOG_ERROR = 0, RL_LOG_WARN = 1, RL_LOG_INFO = 2, RL_LOG_DEBUG = 3 } rl_log_level;
+
+/* Sets the level (default INFO, or RINGLEADER_LOG=error|warn|info|debug) and the tag. */
+void rl_log_set_level(rl_log_level lvl);
+void rl_log_set_tag(const char *tag);
+rl_log_level rl_log_get_level(void);
+
+void rl_log(rl_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define rl_log_error(...) rl_log(RL_LOG_ERROR, __VA_ARGS__)
+#define rl_log_warn(...) rl_log(RL_LOG_WARN, __VA_ARGS__)
+#define rl_log_info(...) rl_log(RL_LOG_INFO, __VA_ARGS__)
+#define rl_log_debug(...)                                                                          \
+    do {                                                                                           \
+        if (rl_log_get_level() >= RL_LOG_DEBUG) rl_log(RL_LOG_DEBUG, __VA_ARGS__);                 \
+    } while (0)
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,139 @@
+/*
+ * proto.h - the wire messages, expanded from proto/messages.def.
+ *
+ * Every frame on the wire is one msgpack array:
+ *   [version, type, call_id, deadline_ms, status, status_msg, body]
+ * where body is a map {field number -> value}. See proto/README.md.
+ *
+ * Ownership: rl_msg_decode fills an rl_msg whose STR / STRLIST / *LIST fields
+ * are heap copies owned by the rl_msg (freed by rl_msg_fini), and whose BIN
+ * fields borrow from the decoded buffer: they stay valid only while that
+ * buffer does.
+ */
+#ifndef RINGLEADER_PROTO_H
+#define RINGLEADER_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RL_PROTO_VERSION 1
+/* Frames larger than this are refused by every decoder and receiver. */
+#define RL_PROTO_MAX_FRAME (64u * 1024u * 1024u)
+
+/* ---- Status codes (proto/status.def) ---------------------------------- */
+typedef enum rl_status {
+#define RL_STATUS(name, num, text) RL_STATUS_##name = num,
+#include "status.def"
+#undef RL_STATUS
+} rl_status;
+
+/* "DEADLINE_EXCEEDED"; never NULL. */
+const char *rl_status_name(int status);
+/* The status an rl_err maps to, and back (one table, in lib/proto.c). */
+int rl_status_from_err(int err);
+int rl_err_from_status(int status);
+
+/* ---- Field value types -------------------------------------------------- */
+typedef struct rl_bytes {
+    const uint8_t *ptr; /* borrowed */
+    size_t len;
+} rl_bytes;
+typedef struct rl_strlist {
+    char **v; /* owned */
+    size_t n;
+} rl_strlist;
+typedef struct rl_u32list {
+    uint32_t *v; /* owned */
+    size_t n;
+} rl_u32list;
+typedef struct rl_f64list {
+    double *v; /* owned */
+    size_t n;
+} rl_f64list;
+
+#define RL_CTYPE_U64 uint64_t
+#define RL_CTYPE_I64 int64_t
+#define RL_CTYPE_F64 double
+#define RL_CTYPE_BOOL bool
+#define RL_CTYPE_STR char *
+#define RL_CTYPE_BIN rl_bytes
+#define RL_CTYPE_STRLIST rl_strlist
+#define RL_CTYPE_U32LIST rl_u32list
+#define RL_CTYPE_F64LIST rl_f64list
+
+#include "messages.def"
+
+/* ---- Message types ------------------------------------------------------ */
+typedef enum rl_msg_type {
+    RL_MSG_NONE = 0,
+#define RL_MSG_ENUM(NAME, num, lname, FIELDS) RL_MSG_##NAME = num,
+    RL_MESSAGE_LIST(RL_MSG_ENUM)
+#undef RL_MSG_ENUM
+} rl_msg_type;
+
+/* One struct per message; `has` has bit n set when field n was present. */
+#define RL_FIELD_DECL(num, name, TYPE, req) RL_CTYPE_##TYPE name;
+#define RL_MSG_STRUCT(NAME, num, lname, FIELDS)                                                    \
+    typedef struct rl_msg_##lname {                                                                \
+        uint64_t has;                                                                              \
+        FIELDS(RL_FIELD_DECL)                                                                      \
+    } rl_msg_##lname;
+RL_MESSAGE_LIST(RL_MSG_STRUCT)
+#undef RL_MSG_STRUCT
+#undef RL_FIELD_DECL
+
+#define RL_HAS(body, fieldnum) (((body)->has >> (fieldnum)) & 1u)
+
+/* A whole frame: the envelope and one body. */
+typedef struct rl_msg {
+    uint32_t version;
+    rl_msg_type type;
+    uint64_t call_id;
+    uint64_t deadline_ms; /* time the sender allows, relative; 0 = none */
+    int status;           /* rl_status */
+    char status_msg[256];
+    union {
+#define RL_MSG_UNION(NAME, num, lname, FIELDS) rl_msg_##lname lname;
+        RL_MESSAGE_LIST(RL_MSG_UNION)
+#undef RL_MSG_UNION
+    } u;
+} rl_msg;
+
+/* Zeroes m and sets version and type. */
+void rl_msg_init(rl_msg *m, rl_msg_type type);
+/* Frees what m owns (strings, lists) and zeroes it. Safe on a zeroed msg. */
+void rl_msg_fini(rl_msg *m);
+
+/* "JOIN_REQ" for a known type, NULL for an unknown one. */
+const char *rl_msg_name(int type);
+/* True if the type is in the list. */
+bool rl_msg_known(int type);
+
+/*
+ * Encodes m into a new heap buffer (*buf, *len), which the caller frees with
+ * free(). Fails with RL_EINVAL if a REQ field is missing (a NULL STR) or the
+ * type is unknown. (RPC and the ring use the internal streaming encoder in
+ * lib/wire.h, which avoids this copy.)
+ */
+int rl_msg_encode(const rl_msg *m, uint8_t **buf, size_t *len);
+
+/*
+ * Decodes exactly one frame from buf[0..len). Every byte must be consumed.
+ * On error returns RL_EPROTO (malformed, wrong type, missing field, trailing
+ * bytes), RL_EVERSION (unsupported protocol version; m->type and call_id are
+ * still filled when readable, so a server can answer) or RL_ETOOBIG, sets
+ * rl_errdetail() to say what and where, and leaves m zeroed apart from those
+ * envelope fields: nothing to free.
+ * If the status is not OK, the body may be empty and no field is required.
+ */
+int rl_msg_decode(const void *buf, size_t len, rl_msg *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,115 @@
+/*
+ * spec.h - the YAML cluster spec: load, validate, describe.
+ *
+ * A spec is loaded once into an rl_spec the caller owns (rl_spec_free).
+ * Every problem found is reported with its position as
+ * "SPEC:LINE:COL: message" followed by the offending source line; loading
+ * collects all problems, not just the first.
+ */
+#ifndef RINGLEADER_SPEC_H
+#define RINGLEADER_SPEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RL_ID_MAX 64
+#define RL_URL_MAX 256
+#define RL_PATH_MAX 1024
+
+typedef enum { RL_LAUNCH_LOCAL = 0, RL_LAUNCH_MANUAL = 1 } rl_launch;
+typedef enum { RL_DATA_SYNTHETIC = 0, RL_DATA_CSV = 1 } rl_data_source;
+typedef enum { RL_MODEL_LINEAR = 0, RL_MODEL_LOGISTIC = 1, RL_MODEL_SOFTMAX = 2 } rl_model_type;
+
+typedef struct rl_spec_node {
+    char id[RL_ID_MAX];
+    char listen[RL_URL_MAX];
+    double capacity; /* relative speed hint, > 0; default 1.0 */
+} rl_spec_node;
+
+typedef struct rl_spec {
+    char path[RL_PATH_MAX]; /* the spec file as given */
+    char dir[RL_PATH_MAX];  /* its directory: base for relative paths */
+
+    /* cluster */
+    char name[RL_ID_MAX];
+    char coordinator[RL_URL_MAX];
+    rl_launch launch;
+    int min_nodes;
+    int join_timeout_ms; /* manual launch: how long to wait for nodes (default 30000) */
+    int n_nodes;
+    rl_spec_node *nodes; /* n_nodes entries, owned */
+
+    /* security */
+    char token_file[RL_PATH_MAX]; /* resolved against dir; "" if none */
+    char tls_cert[RL_PATH_MAX];   /* resolved; "" if no TLS */
+    char tls_key[RL_PATH_MAX];
+    char tls_ca[RL_PATH_MAX];
+
+    /* data */
+    rl_data_source source;
+    int64_t rows;     /* synthetic */
+    int features;     /* synthetic (csv: derived from the header) */
+    double noise;     /* synthetic */
+    uint64_t seed;
+    int block_rows;
+    char csv_path[RL_PATH_MAX]; /* resolved */
+    char csv_label[RL_ID_MAX];
+    int standardize; /* bool */
+
+    /* model */
+    rl_model_type model;
+    int classes; /* softmax: K >= 2; otherwise 1 (logistic) or 1 (linear) */
+
+    /* training */
+    int steps;
+    double learning_rate;
+    double l2;
+
+    /* allreduce */
+    size_t chunk_bytes;
+
+    /* fault_tolerance */
+    int heartbeat_ms;
+    int failure_timeout_ms;
+    double straggler_factor;
+    int rebalance; /* bool */
+
+    /* output */
+    char out_dir[RL_PATH_MAX]; /* resolved against the current directory */
+} rl_spec;
+
+/*
+ * Loads and validates the spec at path. On success returns RL_OK and *out is
+ * a new spec the caller frees with rl_spec_free. On failure returns
+ * RL_ECONFIG (or RL_ENOTFOUND/RL_EIO if the file cannot be read), *out is
+ * NULL, and every problem found has been written to err (if not NULL) as
+ * "PATH:LINE:COL: message\n  <source line>\n".
+ */
+int rl_spec_load(const char *path, rl_spec **out, FILE *err);
+
+/* Same, from an in-memory YAML text; name is used in messages and dir as the base. */
+int rl_spec_load_text(const char *name, const char *text, size_t len, rl_spec **out, FILE *err);
+
+/* Frees a spec (NULL is fine). */
+void rl_spec_free(rl_spec *spec);
+
+/* Writes the one-screen summary printed by `ringleader validate`. */
+void rl_spec_describe(const rl_spec *spec, FILE *out);
+
+/* Index of the node with this id, or -1. */
+int rl_spec_find_node(const rl_spec *spec, const char *id);
+
+/* Names for the enums ("local", "csv", "softmax"). */
+const char *rl_launch_name(rl_launch l);
+const char *rl_data_source_name(rl_data_source s);
+const char *rl_model_type_name(rl_model_type m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,18 @@
+/*
+ * wire.h - internal msgpack glue shared by proto.c, rpc and the ring.
+ */
+#ifndef RINGLEADER_WIRE_H
+#define RINGLEADER_WIRE_H
+
+#include <msgpack.h>
+
+#include "ringleader/proto.h"
+
+/*
+ * Packs the whole frame m into pk (any msgpack_packer sink: an sbuffer, an
+ * nng_msg, an iovec builder). Returns RL_OK, RL_EINVAL if a REQ field is
+ * missing or the type is unknown, or RL_ENOMEM if the sink failed.
+ */
+int rli_msg_pack(msgpack_packer *pk, const rl_msg *m);
+
+#endif
