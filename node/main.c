@@ -1,13 +1,166 @@
-/* main.c - `ringleader-node`: joins a coordinator and works for it. */
+/*
+ * main.c - `ringleader-node`: joins a coordinator (authenticated), opens its
+ * ring endpoint, and sends heartbeats with its load metrics until the job
+ * ends or the coordinator has been gone longer than the failure timeout.
+ */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ringleader/allreduce.h"
+#include "ringleader/log.h"
+#include "ringleader/ring.h"
+#include "ringleader/rpc.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ringleader-node --coordinator URL --id ID [--listen URL] [--token-file F]\n"
+               "                       [--join-timeout-ms MS]\n\n"
+               "Joins the coordinator at URL as node ID, accepts its ring neighbours on\n"
+               "--listen (default tcp://127.0.0.1:0), and works until the job ends.\n"
+               "The cluster token comes from --token-file or $RINGLEADER_TOKEN.\n"
+               "TLS (tls+tcp:// URLs): --tls-cert F --tls-key F --tls-ca F.\n");
+}
+
+typedef struct node_opts {
+    const char *coordinator, *id, *listen, *token_file;
+    rl_tls_files tls;
+    int join_timeout_ms;
+} node_opts;
+
+static int parse(int argc, char **argv, node_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->listen = "tcp://127.0.0.1:0";
+    o->join_timeout_ms = 30000;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("ringleader-node %s\n", RL_VERSION);
+            exit(0);
+        }
+        if (v == NULL) {
+            fprintf(stderr, "ringleader-node: %s needs a value\n", a);
+            return -1;
+        }
+        if (strcmp(a, "--coordinator") == 0) o->coordinator = v;
+        else if (strcmp(a, "--id") == 0) o->id = v;
+        else if (strcmp(a, "--listen") == 0) o->listen = v;
+        else if (strcmp(a, "--token-file") == 0) o->token_file = v;
+        else if (strcmp(a, "--tls-cert") == 0) o->tls.cert = v;
+        else if (strcmp(a, "--tls-key") == 0) o->tls.key = v;
+        else if (strcmp(a, "--tls-ca") == 0) o->tls.ca = v;
+        else if (strcmp(a, "--join-timeout-ms") == 0) o->join_timeout_ms = atoi(v);
+        else {
+            fprintf(stderr, "ringleader-node: unknown option %s\n", a);
+            return -1;
+        }
+        i++;
+    }
+    if (o->coordinator == NULL || o->id == NULL || o->join_timeout_ms <= 0) {
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("ringleader-node %s\n", RL_VERSION);
-        return 0;
+    node_opts o;
+    if (parse(argc, argv, &o) != 0) return 2;
+    rl_log_set_tag(o.id);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    rl_token token;
+    if (rl_token_load(o.token_file, &token) != 0) {
+        rl_log_error("%s", rl_errdetail());
+        return 2;
     }
-    fprintf(stderr, "usage: ringleader-node --coordinator URL --id ID [--listen URL] [--token-file F]\n");
-    return 2;
+    const rl_tls_files *tls = o.tls.cert ? &o.tls : NULL;
+    rl_endpoint *ep = NULL;
+    if (rl_endpoint_open(o.listen, tls, &ep) != 0) {
+        rl_log_error("cannot open the ring endpoint: %s", rl_errdetail());
+        return 1;
+    }
+    rl_rpc_client *c = NULL;
+    rl_rpc_client_opts co = {.url = o.coordinator, .tls = tls, .token = &token, .peer_id = o.id};
+    if (rl_rpc_client_open(&co, rl_clock_ms() + (uint64_t)o.join_timeout_ms, &c) != 0) {
+        rl_log_error("cannot join %s: %s", o.coordinator, rl_errdetail());
+        rl_endpoint_close(ep);
+        return 1;
+    }
+    rl_msg req;
+    rl_rpc_reply rep;
+    rl_msg_init(&req, RL_MSG_JOIN_REQ);
+    req.u.join_req.node_id = (char *)o.id;
+    req.u.join_req.listen = (char *)rl_endpoint_url(ep);
+    req.u.join_req.pid = (uint64_t)getpid();
+    req.u.join_req.has |= 1u << 3;
+    int rv = rl_rpc_call(c, &req, &rep, rl_clock_ms() + (uint64_t)o.join_timeout_ms);
+    if (rv != 0) {
+        rl_log_error("join refused by %s: %s", o.coordinator, rl_errdetail());
+        rl_rpc_reply_fini(&rep);
+        rl_rpc_client_close(c);
+        rl_endpoint_close(ep);
+        return 1;
+    }
+    int hb_ms = (int)rep.msg.u.join_resp.heartbeat_ms;
+    int fail_ms = (int)rep.msg.u.join_resp.failure_timeout_ms;
+    rl_log_info("joined job '%s' at %s; ring endpoint %s", rep.msg.u.join_resp.job,
+                o.coordinator, rl_endpoint_url(ep));
+    rl_rpc_reply_fini(&rep);
+    if (hb_ms <= 0) hb_ms = 100;
+    if (fail_ms <= hb_ms) fail_ms = 5 * hb_ms;
+
+    uint64_t last_ok = rl_clock_ms();
+    int exit_code = 0;
+    while (!stop_requested) {
+        rl_msg_init(&req, RL_MSG_HEARTBEAT_REQ);
+        req.u.heartbeat_req.node_id = (char *)o.id;
+        rv = rl_rpc_call(c, &req, &rep, rl_clock_ms() + (uint64_t)hb_ms * 2);
+        if (rv == 0) {
+            last_ok = rl_clock_ms();
+            bool stop = rep.msg.u.heartbeat_resp.stop;
+            rl_rpc_reply_fini(&rep);
+            if (stop) {
+                rl_log_info("the coordinator ended the job");
+                break;
+            }
+        } else {
+            rl_rpc_reply_fini(&rep);
+            if (rl_clock_ms() - last_ok > (uint64_t)fail_ms) {
+                rl_log_error("coordinator %s gone for more than %d ms (%s); leaving",
+                             o.coordinator, fail_ms, rl_errdetail());
+                exit_code = 1;
+                break;
+            }
+        }
+        sleep_ms(hb_ms); /* the heartbeat period */
+    }
+    rl_rpc_client_close(c);
+    rl_endpoint_close(ep);
+    return exit_code;
 }

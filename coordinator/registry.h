@@ -1,0 +1,45 @@
+/*
+ * registry.h - the coordinator's view of the nodes: who is expected, who
+ * joined, their last heartbeat and metrics. Safe to use from RPC handlers
+ * (nng threads) and the main loop at once.
+ */
+#ifndef RL_REGISTRY_H
+#define RL_REGISTRY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ringleader/spec.h"
+
+typedef enum { NODE_EXPECTED, NODE_JOINED, NODE_FAILED, NODE_LEFT } node_state;
+
+typedef struct node_entry {
+    char id[RL_ID_MAX];
+    char listen[RL_URL_MAX]; /* as reported at join */
+    double capacity;
+    node_state state;
+    pid_t pid; /* as reported at join (0 if unknown) */
+    uint64_t joined_ms, last_heartbeat_ms;
+    uint64_t heartbeats;
+    double rows_per_s, compute_ms, allreduce_ms, cpu_load;
+    uint64_t rss_bytes;
+} node_entry;
+
+typedef struct registry {
+    pthread_mutex_t mtx;
+    pthread_cond_t cv;
+    int n;
+    node_entry *nodes;
+    bool stopping; /* heartbeats answer stop=true */
+} registry;
+
+void registry_init(registry *r, const rl_spec *spec);
+void registry_fini(registry *r);
+/* Counts nodes in state s. Lock NOT held. */
+int registry_count(registry *r, node_state s);
+/* Waits until every node has joined or deadline (rl_clock_ms); returns the count joined. */
+int registry_wait_joined(registry *r, uint64_t deadline_ms);
+
+#endif

@@ -1,0 +1,262 @@
+/*
+ * allreduce.c - the collectives over an rl_ring.
+ *
+ * Ring (large buffers): the buffer is cut into N segments and each segment
+ * into chunks of cfg.chunk_bytes. Reduce-scatter runs N-1 steps, all-gather
+ * N-1 more; at step t member r receives one segment from its left
+ * neighbour, reduces (or copies) it chunk by chunk, and forwards each chunk
+ * to its right neighbour as soon as it is ready, so that sending, receiving
+ * and reducing overlap. Every member moves 2(N-1)/N of the buffer each way.
+ *
+ * Direct (small buffers): one round; every member sends its whole input to
+ * every other, and each reduces the N inputs in rank order.
+ *
+ * Every frame names (epoch, seq, phase, step, chunk, src_rank); a frame
+ * that is not exactly the one expected next on its link is dropped and
+ * counted, never reduced.
+ */
+#include <string.h>
+
+#include "reduce_ops.h"
+#include "ring_internal.h"
+#include "rli.h"
+
+enum { PHASE_REDUCE_SCATTER = 0, PHASE_ALL_GATHER = 1, PHASE_DIRECT = 2 };
+static const char *const phase_names[] = {"reduce-scatter", "all-gather", "direct"};
+
+typedef struct coll {
+    rl_ring *r;
+    uint64_t seq;
+    rl_dtype dt;
+    rl_op op;
+    size_t es;
+    uint64_t deadline;
+} coll;
+
+static int mod(int a, int n)
+{
+    return ((a % n) + n) % n;
+}
+
+/* Queues one RING_CHUNK to peer whose data borrows data[0..len). Lock held. */
+static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, const void *data,
+                      size_t len)
+{
+    rl_msg m;
+    rl_msg_init(&m, RL_MSG_RING_CHUNK);
+    rl_msg_ring_chunk *b = &m.u.ring_chunk;
+    b->epoch = c->r->epoch;
+    b->seq = c->seq;
+    b->phase = (uint64_t)phase;
+    b->step = (uint64_t)step;
+    b->chunk = chunk;
+    b->src_rank = (uint64_t)c->r->rank;
+    b->data.ptr = data;
+    b->data.len = len;
+    return rli_link_send(c->r->links[peer], &m);
+}
+
+/*
+ * Waits for the frame (phase, step, chunk) from peer, dropping and counting
+ * anything else at the head of that link. On success *frame_len is the size
+ * to consume and (*data, want_len) the chunk data (borrowed from the link buffer).
+ * Lock held.
+ */
+static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size_t want_len,
+                      const uint8_t **data, size_t *frame_len)
+{
+    rl_ring *r = c->r;
+    rli_link *l = r->links[peer];
+    for (;;) {
+        if (r->err != 0) return rli_ring_link_error(r);
+        const uint8_t *p;
+        size_t n;
+        int got = rli_link_frame(l, &p, &n);
+        if (got < 0 || got > 1) {
+            return rli_err_prefix(RL_EPEER, "allreduce epoch %llu seq %llu %s step %d, peer %s "
+                                  "(rank %d)", (unsigned long long)r->epoch,
+                                  (unsigned long long)c->seq, phase_names[phase], step,
+                                  r->ids[peer], peer);
+        }
+        if (got == 0) {
+            if (l->rerr != 0 || l->closed)
+                return rli_err(RL_EPEER, "allreduce epoch %llu seq %llu %s step %d: peer %s "
+                               "(rank %d) closed its link", (unsigned long long)r->epoch,
+                               (unsigned long long)c->seq, phase_names[phase], step, r->ids[peer],
+                               peer);
+            if (rli_ring_wait(r, c->deadline) == RL_ETIMEDOUT)
+                return rli_err(RL_ETIMEDOUT, "allreduce epoch %llu seq %llu %s step %d: no data "
+                               "from %s (rank %d) before the deadline",
+                               (unsigned long long)r->epoch, (unsigned long long)c->seq,
+                               phase_names[phase], step, r->ids[peer], peer);
+            continue;
+        }
+        rl_msg m;
+        int drv = rl_msg_decode(p, n, &m);
+        if (drv != RL_OK || m.type != RL_MSG_RING_CHUNK) {
+            if (drv == RL_OK) rl_msg_fini(&m);
+            r->stats.dropped_malformed++;
+            rli_link_consume(l, n);
+            continue;
+        }
+        const rl_msg_ring_chunk *b = &m.u.ring_chunk;
+        if (b->epoch != r->epoch || b->seq < c->seq) {
+            r->stats.dropped_stale++;
+        } else if (b->seq != c->seq || b->phase != (uint64_t)phase ||
+                   b->step != (uint64_t)step || b->chunk != chunk ||
+                   b->src_rank != (uint64_t)peer) {
+            r->stats.dropped_foreign++;
+        } else if (b->data.len != want_len) {
+            r->stats.dropped_malformed++;
+        } else {
+            *data = b->data.ptr;
+            *frame_len = n;
+            r->stats.frames_in++;
+            rl_msg_fini(&m);
+            return RL_OK;
+        }
+        rl_msg_fini(&m);
+        rli_link_consume(l, n);
+    }
+}
+
+static int wait_sends(coll *c)
+{
+    rl_ring *r = c->r;
+    while (!rli_ring_sends_idle(r)) {
+        int rv = rli_ring_link_error(r);
+        if (rv != RL_OK) return rv;
+        if (rli_ring_wait(r, c->deadline) == RL_ETIMEDOUT)
+            return rli_err(RL_ETIMEDOUT, "allreduce epoch %llu seq %llu: sends not finished "
+                           "before the deadline", (unsigned long long)r->epoch,
+                           (unsigned long long)c->seq);
+    }
+    return rli_ring_link_error(r);
+}
+
+static int allreduce_direct(coll *c, const uint8_t *in, uint8_t *out, size_t count)
+{
+    rl_ring *r = c->r;
+    size_t bytes = count * c->es;
+    int n = r->size, rv = RL_OK;
+    const uint8_t **from = rli_calloc((size_t)n, sizeof(*from));
+    size_t *flen = rli_calloc((size_t)n, sizeof(*flen));
+    uint8_t *mine = NULL;
+
+    for (int p = 0; p < n && rv == RL_OK; p++)
+        if (p != r->rank) rv = send_chunk(c, p, PHASE_DIRECT, 0, 0, in, bytes);
+    for (int p = 0; p < n && rv == RL_OK; p++)
+        if (p != r->rank) rv = recv_chunk(c, p, PHASE_DIRECT, 0, 0, bytes, &from[p], &flen[p]);
+    /* Our input is referenced by the queued frames: let them go before out
+     * (which may be in) is written. */
+    if (rv == RL_OK) rv = wait_sends(c);
+    if (rv == RL_OK) {
+        if (out == in && r->rank != 0) {
+            mine = rli_malloc(bytes);
+            memcpy(mine, in, bytes);
+        }
+        from[r->rank] = mine ? mine : in;
+        rli_reduce(c->dt, c->op, out, from[0], from[1], count);
+        for (int p = 2; p < n; p++) rli_reduce(c->dt, c->op, out, out, from[p], count);
+        for (int p = 0; p < n; p++)
+            if (p != r->rank) rli_link_consume(r->links[p], flen[p]);
+    }
+    free(mine);
+    free(from);
+    free(flen);
+    return rv;
+}
+
+static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count)
+{
+    rl_ring *r = c->r;
+    int n = r->size, me = r->rank;
+    int left = mod(me - 1, n), right = mod(me + 1, n);
+    size_t es = c->es;
+    size_t chunk_elems = r->chunk_bytes / es ? r->chunk_bytes / es : 1;
+    size_t base = count / (size_t)n, rem = count % (size_t)n;
+    int rv = RL_OK;
+
+#define SEG_OFF(s) ((size_t)(s) * base + ((size_t)(s) < rem ? (size_t)(s) : rem))
+#define SEG_CNT(s) (base + ((size_t)(s) < rem ? 1u : 0u))
+#define NCHUNKS(s) ((SEG_CNT(s) + chunk_elems - 1) / chunk_elems)
+
+    /* Reduce-scatter step 0: our own segment, straight from the input. */
+    {
+        size_t off = SEG_OFF(me), cnt = SEG_CNT(me), nc = NCHUNKS(me);
+        for (size_t k = 0; k < nc && rv == RL_OK; k++) {
+            size_t e0 = k * chunk_elems, ne = cnt - e0 < chunk_elems ? cnt - e0 : chunk_elems;
+            rv = send_chunk(c, right, PHASE_REDUCE_SCATTER, 0, k, in + (off + e0) * es, ne * es);
+        }
+    }
+    int total = 2 * (n - 1);
+    for (int t = 0; t < total && rv == RL_OK; t++) {
+        int phase = t < n - 1 ? PHASE_REDUCE_SCATTER : PHASE_ALL_GATHER;
+        int step = phase == PHASE_REDUCE_SCATTER ? t : t - (n - 1);
+        int seg = phase == PHASE_REDUCE_SCATTER ? mod(me - step - 1, n) : mod(me - step, n);
+        int nphase = t + 1 < n - 1 ? PHASE_REDUCE_SCATTER : PHASE_ALL_GATHER;
+        int nstep = nphase == PHASE_REDUCE_SCATTER ? t + 1 : t + 1 - (n - 1);
+        size_t off = SEG_OFF(seg), cnt = SEG_CNT(seg), nc = NCHUNKS(seg);
+        for (size_t k = 0; k < nc && rv == RL_OK; k++) {
+            size_t e0 = k * chunk_elems, ne = cnt - e0 < chunk_elems ? cnt - e0 : chunk_elems;
+            uint8_t *dst = out + (off + e0) * es;
+            const uint8_t *data;
+            size_t flen;
+            rv = recv_chunk(c, left, phase, step, k, ne * es, &data, &flen);
+            if (rv != RL_OK) break;
+            if (phase == PHASE_REDUCE_SCATTER)
+                rli_reduce(c->dt, c->op, dst, in + (off + e0) * es, data, ne);
+            else
+                memcpy(dst, data, ne * es);
+            rli_link_consume(r->links[left], flen);
+            if (t + 1 < total) rv = send_chunk(c, right, nphase, nstep, k, dst, ne * es);
+        }
+    }
+#undef SEG_OFF
+#undef SEG_CNT
+#undef NCHUNKS
+    if (rv == RL_OK) rv = wait_sends(c);
+    return rv;
+}
+
+int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt, rl_op op,
+                 uint64_t deadline_ms)
+{
+    if (r == NULL || (unsigned)dt >= RL_DTYPE_COUNT || (unsigned)op >= RL_OP_COUNT ||
+        (count > 0 && (in == NULL || out == NULL)))
+        return rli_err(RL_EINVAL, "rl_allreduce: bad arguments");
+    coll c = {.r = r, .dt = dt, .op = op, .es = rl_dtype_size(dt), .deadline = deadline_ms};
+    if (count > SIZE_MAX / c.es)
+        return rli_err(RL_ETOOBIG, "rl_allreduce: %zu elements is too many", count);
+
+    rli_ring_lock(r);
+    c.seq = ++r->seq;
+    int rv = r->err != 0 ? rli_ring_link_error(r) : RL_OK;
+    if (rv == RL_OK) {
+        size_t bytes = count * c.es;
+        if (r->size == 1 || count == 0) {
+            if (out != in && bytes > 0) memmove(out, in, bytes);
+        } else if (bytes <= r->small_bytes && bytes <= RL_PROTO_MAX_FRAME / 2) {
+            rv = allreduce_direct(&c, in, out, count);
+        } else {
+            rv = allreduce_ring(&c, in, out, count);
+        }
+    }
+    rli_ring_unlock(r);
+    if (rv != RL_OK && rv != RL_EINVAL) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", rl_errdetail());
+        rl_ring_abort(r, rv, why);
+        rli_err(rv, "%s", why);
+    }
+    return rv;
+}
+
+int rl_barrier(rl_ring *r, uint64_t deadline_ms)
+{
+    int32_t one = 1, sum = 0;
+    int rv = rl_allreduce(r, &one, &sum, 1, RL_I32, RL_OP_SUM, deadline_ms);
+    if (rv == RL_OK && r != NULL && sum != rl_ring_size(r))
+        return rli_err(RL_EINTERNAL, "barrier: %d of %d members counted", sum, rl_ring_size(r));
+    return rv;
+}

@@ -1,0 +1,103 @@
+/* auth.c - cluster tokens and the HMAC-SHA256 challenge-response (see auth.h). */
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <mbedtls/md.h>
+
+#include "auth.h"
+#include "rli.h"
+
+int rl_token_load(const char *file, rl_token *out)
+{
+    char buf[RL_TOKEN_MAX + 64];
+    size_t n = 0;
+    const char *src;
+    memset(out, 0, sizeof(*out));
+    if (file != NULL && file[0] != '\0') {
+        FILE *f = fopen(file, "rb");
+        if (f == NULL)
+            return rli_err(rli_err_from_errno(errno), "token file %s: %s", file,
+                           strerror(errno));
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        int big = !feof(f) && fgetc(f) != EOF;
+        fclose(f);
+        if (big) return rli_err(RL_ECONFIG, "token file %s: longer than %d bytes", file,
+                                RL_TOKEN_MAX);
+        src = file;
+    } else {
+        const char *env = getenv("RINGLEADER_TOKEN");
+        if (env == NULL || env[0] == '\0')
+            return rli_err(RL_ECONFIG, "no cluster token: set security.token_file in the spec "
+                           "or the RINGLEADER_TOKEN variable");
+        n = strlen(env);
+        if (n > sizeof(buf) - 1) n = sizeof(buf) - 1;
+        memcpy(buf, env, n);
+        src = "$RINGLEADER_TOKEN";
+    }
+    buf[n] = '\0';
+    size_t a = 0, b = n;
+    while (a < b && isspace((unsigned char)buf[a])) a++;
+    while (b > a && isspace((unsigned char)buf[b - 1])) b--;
+    if (b - a < 16 || b - a > RL_TOKEN_MAX)
+        return rli_err(RL_ECONFIG, "token from %s must be 16 to %d bytes (got %zu)", src,
+                       RL_TOKEN_MAX, b - a);
+    memcpy(out->bytes, buf + a, b - a);
+    out->len = b - a;
+    memset(buf, 0, sizeof(buf));
+    return RL_OK;
+}
+
+int rli_random(void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = getrandom(p, len, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return rli_err(RL_EIO, "getrandom: %s", strerror(errno));
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return RL_OK;
+}
+
+static void hmac(const rl_token *t, const uint8_t *parts[], const size_t lens[], int nparts,
+                 uint8_t out[RLI_MAC_LEN])
+{
+    mbedtls_md_context_t ctx;
+    mbedtls_md_init(&ctx);
+    RL_ASSERT(mbedtls_md_setup(&ctx, mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), 1) == 0);
+    RL_ASSERT(mbedtls_md_hmac_starts(&ctx, t->bytes, t->len) == 0);
+    for (int i = 0; i < nparts; i++) RL_ASSERT(mbedtls_md_hmac_update(&ctx, parts[i], lens[i]) == 0);
+    RL_ASSERT(mbedtls_md_hmac_finish(&ctx, out) == 0);
+    mbedtls_md_free(&ctx);
+}
+
+void rli_auth_server_proof(const rl_token *t, const uint8_t *nc, const uint8_t *ns,
+                           uint8_t out[RLI_MAC_LEN])
+{
+    static const char label[] = "rl1-server";
+    const uint8_t *parts[] = {(const uint8_t *)label, nc, ns};
+    size_t lens[] = {sizeof(label) - 1, RLI_NONCE_LEN, RLI_NONCE_LEN};
+    hmac(t, parts, lens, 3, out);
+}
+
+void rli_auth_client_proof(const rl_token *t, const uint8_t *ns, const uint8_t *nc,
+                           const char *peer_id, uint8_t out[RLI_MAC_LEN])
+{
+    static const char label[] = "rl1-client";
+    const char *id = peer_id ? peer_id : "";
+    const uint8_t *parts[] = {(const uint8_t *)label, ns, nc, (const uint8_t *)id};
+    size_t lens[] = {sizeof(label) - 1, RLI_NONCE_LEN, RLI_NONCE_LEN, strlen(id)};
+    hmac(t, parts, lens, 4, out);
+}
+
+bool rli_mac_equal(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    uint8_t d = 0;
+    for (size_t i = 0; i < len; i++) d |= (uint8_t)(a[i] ^ b[i]);
+    return d == 0;
+}

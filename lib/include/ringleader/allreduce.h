@@ -1,0 +1,75 @@
+/*
+ * allreduce.h - in-place or out-of-place all-reduce over an rl_ring.
+ *
+ * Algorithms: above cfg.small_bytes, reduce-scatter then all-gather around
+ * the ring, cut into pipelined chunks (each member sends and receives
+ * 2(N-1)/N of the buffer); at or below it, one round in which every member
+ * sends its buffer to every other and each reduces all N in rank order.
+ * Both give every member bitwise-identical results, and the same result run
+ * to run for a fixed membership and order; for integer data the two
+ * algorithms agree bitwise too.
+ */
+#ifndef RINGLEADER_ALLREDUCE_H
+#define RINGLEADER_ALLREDUCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ring.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RL_DTYPE_LIST(X)                                                                           \
+    X(F32, float, 4, "f32")                                                                        \
+    X(F64, double, 8, "f64")                                                                       \
+    X(I32, int32_t, 4, "i32")                                                                      \
+    X(I64, int64_t, 8, "i64")
+
+typedef enum rl_dtype {
+#define RL_DTYPE_ENUM(N, ctype, size, name) RL_##N,
+    RL_DTYPE_LIST(RL_DTYPE_ENUM)
+#undef RL_DTYPE_ENUM
+        RL_DTYPE_COUNT
+} rl_dtype;
+
+#define RL_OP_LIST(X)                                                                              \
+    X(SUM, "sum")                                                                                  \
+    X(MIN, "min")                                                                                  \
+    X(MAX, "max")
+
+typedef enum rl_op {
+#define RL_OP_ENUM(N, name) RL_OP_##N,
+    RL_OP_LIST(RL_OP_ENUM)
+#undef RL_OP_ENUM
+        RL_OP_COUNT
+} rl_op;
+
+size_t rl_dtype_size(rl_dtype dt);
+const char *rl_dtype_name(rl_dtype dt);
+const char *rl_op_name(rl_op op);
+
+/*
+ * Reduces count elements of dtype dt with op across every member of r and
+ * leaves the result in out on every member. in may equal out (in place).
+ * Every member must make the same sequence of calls with the same count,
+ * dtype and op.
+ *
+ * Returns RL_OK, or an error before deadline_ms (absolute, rl_clock_ms) when
+ * a peer dies, stalls, sends garbage, or the ring was aborted: RL_EPEER,
+ * RL_ECLOSED, RL_ETIMEDOUT, RL_ECANCELED, with a detail naming the peer,
+ * epoch and sequence number. After an error the ring is aborted (peers fail
+ * fast) and the contents of out are unspecified, while in (if it is not out)
+ * is unchanged: re-form the ring with a new epoch and retry from in.
+ */
+int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt, rl_op op,
+                 uint64_t deadline_ms);
+
+/* A barrier: returns when every member has entered it (or an error, as above). */
+int rl_barrier(rl_ring *r, uint64_t deadline_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

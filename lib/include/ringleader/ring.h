@@ -1,0 +1,103 @@
+/*
+ * ring.h - ring membership for collectives: an endpoint that lives as long as
+ * the member, and one rl_ring per epoch.
+ *
+ * An rl_endpoint listens on this member's URL for the whole life of the
+ * process. Each time the coordinator forms a ring (a new epoch, membership
+ * and order), every member calls rl_ring_form with the same member list; the
+ * call connects this member to its peers node to node over NNG streams and
+ * returns when all links are up. Links of older epochs are fenced: an
+ * incoming link that announces a stale epoch is closed, and frames carrying
+ * another epoch are dropped and counted.
+ *
+ * Threads: an rl_ring is used by one caller thread at a time for collectives;
+ * rl_ring_abort may be called from any thread.
+ */
+#ifndef RINGLEADER_RING_H
+#define RINGLEADER_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rl_endpoint rl_endpoint;
+typedef struct rl_ring rl_ring;
+
+/* Monotonic milliseconds; deadlines in this API are absolute values of it. */
+uint64_t rl_clock_ms(void);
+
+/* TLS material for tls+tcp:// URLs (PEM file paths). NULL: plain TCP only. */
+typedef struct rl_tls_files {
+    const char *cert;
+    const char *key;
+    const char *ca;
+} rl_tls_files;
+
+/*
+ * Opens this member's endpoint listening on url (tcp://HOST:PORT, port 0 for
+ * any free port, tls+tcp://..., ipc://PATH, inproc://NAME). The endpoint owns
+ * its listener until rl_endpoint_close. tls may be NULL.
+ */
+int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out);
+
+/* The URL peers should dial (with the bound port filled in). Owned by ep. */
+const char *rl_endpoint_url(const rl_endpoint *ep);
+
+/* Stops listening and frees ep. Every ring formed on it must be freed first. */
+void rl_endpoint_close(rl_endpoint *ep);
+
+typedef struct rl_ring_member {
+    const char *id;  /* for messages, e.g. "n3" */
+    const char *url; /* that member's endpoint URL */
+} rl_ring_member;
+
+typedef struct rl_ring_config {
+    uint64_t epoch;                /* > every epoch formed before on this endpoint */
+    int rank;                      /* this member's index in members */
+    int size;                      /* number of members, >= 1 */
+    const rl_ring_member *members; /* copied; the caller keeps ownership */
+    size_t chunk_bytes;            /* pipeline chunk; 0 = default 262144 */
+    size_t small_bytes;            /* at or below: the one-round algorithm; SIZE_MAX = default */
+} rl_ring_config;
+
+/*
+ * Forms the ring for cfg->epoch on ep: dials every member of higher rank and
+ * waits for every member of lower rank to dial in, until deadline_ms
+ * (absolute, rl_clock_ms). On success *out is a ring the caller frees with
+ * rl_ring_free. On failure returns RL_ETIMEDOUT, RL_EUNAVAIL or RL_EINVAL,
+ * naming the members that did not connect.
+ */
+int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_ms, rl_ring **out);
+
+/*
+ * Makes every current and future collective on r fail with err (RL_ECANCELED
+ * if 0) and closes its links, so that peers fail fast too. Thread-safe,
+ * idempotent. why is copied into the error detail.
+ */
+void rl_ring_abort(rl_ring *r, int err, const char *why);
+
+/* Closes the links and frees r (NULL is fine). No collective may be running. */
+void rl_ring_free(rl_ring *r);
+
+uint64_t rl_ring_epoch(const rl_ring *r);
+int rl_ring_rank(const rl_ring *r);
+int rl_ring_size(const rl_ring *r);
+
+/* Counters of frames dropped instead of used. */
+typedef struct rl_ring_stats {
+    uint64_t frames_in;        /* frames used */
+    uint64_t dropped_stale;    /* another epoch, or an already-finished sequence */
+    uint64_t dropped_foreign;  /* not from the expected peer, phase, step or chunk */
+    uint64_t dropped_malformed;/* did not decode, or the wrong size */
+    uint64_t bytes_out;
+    uint64_t bytes_in;
+} rl_ring_stats;
+void rl_ring_get_stats(const rl_ring *r, rl_ring_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,147 @@
+/*
+ * rpc.h - gRPC-style unary RPC over NNG req/rep, with authentication.
+ *
+ * A server listens on one URL and serves many clients without a thread per
+ * client: a pool of nng contexts, each with its own aio, receives requests
+ * and dispatches them by message type to registered handlers, which run on
+ * nng's task threads. A client keeps many calls in flight on one socket (one
+ * nng context per call). Every call has a deadline and ends with a status
+ * from proto/status.def and a message.
+ *
+ * Authentication: with a cluster token, a client proves membership by an
+ * HMAC-SHA256 challenge-response bound to its connection (see lib/auth.c):
+ * the token never travels, nonces are fresh on both sides, and a captured
+ * exchange cannot be replayed on another connection. Methods marked AUTH in
+ * proto/messages.def answer UNAUTHENTICATED to a connection that has not
+ * proved itself; the server logs the refusal and carries on.
+ */
+#ifndef RINGLEADER_RPC_H
+#define RINGLEADER_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+#include "ring.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RL_TOKEN_MAX 256
+
+/* A cluster token: from file (if not NULL/"") else from $RINGLEADER_TOKEN.
+ * Surrounding white space is stripped; it must be 16..256 bytes. */
+typedef struct rl_token {
+    uint8_t bytes[RL_TOKEN_MAX];
+    size_t len;
+} rl_token;
+int rl_token_load(const char *file, rl_token *out);
+
+/* ---- Server ---------------------------------------------------------------- */
+
+typedef struct rl_rpc_server rl_rpc_server;
+typedef struct rl_rpc_ctx rl_rpc_ctx;
+
+/* Returned by a handler that will answer later with rl_rpc_ctx_reply. */
+#define RL_RPC_DEFERRED (-1)
+
+/*
+ * A handler: req is the decoded request (its BIN fields borrow from the
+ * request frame, valid until the call is answered); resp is initialised to
+ * the method's response type, for the handler to fill (strings it sets are
+ * freed by the server with rl_msg_fini, so give it heap copies). Returns
+ * RL_OK, an rl_err (sent as the matching status, with rl_errdetail() as the
+ * message), or RL_RPC_DEFERRED to keep the call open.
+ */
+typedef int (*rl_rpc_handler)(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp);
+
+typedef struct rl_rpc_server_opts {
+    const char *url;          /* tcp://HOST:PORT (port 0: any), tls+tcp://, ipc:// */
+    const rl_tls_files *tls;  /* for tls+tcp:// */
+    const rl_token *token;    /* NULL: no authentication (tests and benchmarks only) */
+    const char *name;         /* reported by HEALTH */
+    int contexts;             /* concurrent calls served; 0 = 64 */
+    size_t recv_max;          /* largest request accepted; 0 = 4 MiB */
+} rl_rpc_server_opts;
+
+/* Creates a server (not yet listening). */
+int rl_rpc_server_new(const rl_rpc_server_opts *opts, rl_rpc_server **out);
+/* Registers fn for requests of type req_type (a request in RL_RPC_LIST). */
+int rl_rpc_server_handle(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_handler fn, void *arg);
+/* Starts listening and serving. */
+int rl_rpc_server_start(rl_rpc_server *s);
+/* The URL clients should dial (bound port filled in). */
+const char *rl_rpc_server_url(const rl_rpc_server *s);
+/* Stops serving (deferred calls are dropped) and frees s. */
+void rl_rpc_server_free(rl_rpc_server *s);
+
+/* Answers a deferred call: err RL_OK sends resp, else the matching status.
+ * resp (may be NULL on error) is consumed (rl_msg_fini). Any thread. */
+void rl_rpc_ctx_reply(rl_rpc_ctx *call, int err, const char *errmsg, rl_msg *resp);
+/* The authenticated peer's id ("" if none) and its connection id. */
+const char *rl_rpc_ctx_peer(const rl_rpc_ctx *call);
+uint32_t rl_rpc_ctx_pipe(const rl_rpc_ctx *call);
+
+/* Per-method metrics, kept for export. Latency: receive to reply, microseconds. */
+typedef struct rl_rpc_metrics {
+    uint64_t calls;
+    uint64_t errors;
+    uint64_t refused_unauth;
+    double lat_p50_us, lat_p99_us, lat_max_us;
+} rl_rpc_metrics;
+void rl_rpc_server_metrics(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_metrics *out);
+/* Frames that did not decode, or came from an unsupported version. */
+uint64_t rl_rpc_server_bad_frames(rl_rpc_server *s);
+
+/* ---- Client ---------------------------------------------------------------- */
+
+typedef struct rl_rpc_client rl_rpc_client;
+
+typedef struct rl_rpc_client_opts {
+    const char *url;
+    const rl_tls_files *tls;
+    const rl_token *token; /* NULL: do not authenticate */
+    const char *peer_id;   /* who we are, e.g. "n3" */
+    size_t recv_max;       /* largest response accepted; 0 = RL_PROTO_MAX_FRAME */
+} rl_rpc_client_opts;
+
+/*
+ * Dials the server (nng reconnects by itself if the link drops) and, with a
+ * token, authenticates, all before deadline_ms (absolute, rl_clock_ms).
+ * Fails with RL_ETIMEDOUT/RL_EUNAVAIL if the server cannot be reached, or
+ * RL_EAUTH if the server's proof is wrong or it refuses ours.
+ */
+int rl_rpc_client_open(const rl_rpc_client_opts *opts, uint64_t deadline_ms,
+                       rl_rpc_client **out);
+void rl_rpc_client_close(rl_rpc_client *c);
+
+/* A response: msg's BIN fields borrow from the frame, which lives until
+ * rl_rpc_reply_fini. */
+typedef struct rl_rpc_reply {
+    rl_msg msg;
+    int status; /* rl_status */
+    void *frame;
+} rl_rpc_reply;
+void rl_rpc_reply_fini(rl_rpc_reply *reply);
+
+/*
+ * Calls the method whose request is req, waiting until deadline_ms. Returns
+ * RL_OK with reply filled (fini it), or an rl_err: the transport's, or the
+ * status's (reply->status then says which, rl_errdetail() the message; the
+ * reply still needs rl_rpc_reply_fini). A connection that lost its
+ * authentication (the server restarted, the link was re-dialled) is
+ * re-authenticated and the call retried once.
+ */
+int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64_t deadline_ms);
+
+/* Asynchronous form: cb runs on an nng thread with the result; reply is
+ * valid during the callback only (it is fini'd after). */
+typedef void (*rl_rpc_done)(void *arg, int err, rl_rpc_reply *reply);
+int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms, rl_rpc_done cb,
+                      void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

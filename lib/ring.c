@@ -1,0 +1,765 @@
+/*
+ * ring.c - endpoints, ring formation and the framed links between members.
+ *
+ * Each pair of members shares one TCP (or TLS, or IPC) stream, dialed by the
+ * lower rank; the stream starts with a RING_HELLO naming the epoch and the
+ * dialer's rank. The endpoint accepts streams at any time and parks them
+ * until rl_ring_form claims those of its epoch; streams announcing an epoch
+ * older than the newest formed one are refused (fencing).
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "ring_internal.h"
+#include "rli.h"
+#include "tls.h"
+#include <nng/supplemental/util/platform.h>
+#include "wire.h"
+
+#define RING_DEFAULT_CHUNK 262144u
+#define RING_DEFAULT_SMALL 16384u
+#define RING_MAX_WAITING 256 /* parked, unclaimed incoming links */
+#define RING_DIAL_RETRY_MS 10
+
+uint64_t rl_clock_ms(void)
+{
+    return rli_now_ms();
+}
+
+/* ---- Links ---------------------------------------------------------------- */
+
+static void link_recv_cb(void *arg);
+static void link_send_cb(void *arg);
+
+static rli_link *link_new(rl_endpoint *ep, nng_stream *s, size_t rcap)
+{
+    rli_link *l = rli_calloc(1, sizeof(*l));
+    l->ep = ep;
+    l->stream = s;
+    l->peer_rank = -1;
+    l->rcap = rcap;
+    l->rbuf = rli_malloc(rcap);
+    if (nng_aio_alloc(&l->raio, link_recv_cb, l) != 0 ||
+        nng_aio_alloc(&l->saio, link_send_cb, l) != 0) {
+        fprintf(stderr, "ringleader: cannot allocate nng aio\n");
+        abort();
+    }
+    return l;
+}
+
+/* Closes and frees l. The endpoint mutex must NOT be held (callbacks take it). */
+static void link_free(rli_link *l)
+{
+    if (l == NULL) return;
+    nng_stream_close(l->stream);
+    nng_aio_stop(l->raio);
+    nng_aio_stop(l->saio);
+    nng_aio_free(l->raio);
+    nng_aio_free(l->saio);
+    nng_stream_free(l->stream);
+    free(l->rbuf);
+    free(l->sq);
+    free(l);
+}
+
+/* Posts a receive into the free tail of rbuf, compacting and growing first so
+ * that a frame of `need` bytes (prefix included) fits. Lock held. */
+static void link_post_recv(rli_link *l, size_t need)
+{
+    if (l->rpending || l->rerr != 0 || l->closed) return;
+    if (l->rpos > 0) {
+        memmove(l->rbuf, l->rbuf + l->rpos, l->rlen - l->rpos);
+        l->rlen -= l->rpos;
+        l->rpos = 0;
+    }
+    if (need > l->rcap) {
+        l->rbuf = rli_realloc(l->rbuf, need);
+        l->rcap = need;
+    }
+    if (l->rlen == l->rcap) return; /* full: the consumer must drain first */
+    nng_iov iov = {.iov_buf = l->rbuf + l->rlen, .iov_len = l->rcap - l->rlen};
+    nng_aio_set_iov(l->raio, 1, &iov);
+    nng_aio_set_timeout(l->raio, NNG_DURATION_INFINITE);
+    l->rpending = true;
+    nng_stream_recv(l->stream, l->raio);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* 1 and the frame if one is complete, 0 if not (and the size needed in
+ * *need), or RL_EPROTO if the length prefix is impossible. Lock held. */
+static int link_peek(rli_link *l, const uint8_t **p, size_t *n, size_t *need)
+{
+    size_t avail = l->rlen - l->rpos;
+    *need = 4 + 4096;
+    if (avail < 4) return 0;
+    uint32_t flen = get_le32(l->rbuf + l->rpos);
+    if (flen == 0 || flen > RL_PROTO_MAX_FRAME) return RL_EPROTO;
+    if (avail < 4 + (size_t)flen) {
+        *need = 4 + (size_t)flen;
+        return 0;
+    }
+    *p = l->rbuf + l->rpos + 4;
+    *n = flen;
+    return 1;
+}
+
+int rli_link_frame(rli_link *l, const uint8_t **p, size_t *n)
+{
+    size_t need;
+    int rv = link_peek(l, p, n, &need);
+    if (rv == 1) return 1;
+    if (rv != 0) {
+        l->rerr = NNG_EPROTO;
+        return rli_err(RL_EPROTO, "link to rank %d: frame length prefix out of range",
+                       l->peer_rank);
+    }
+    if (l->rerr != 0) return rli_err(rli_err_from_nng(l->rerr), "link to rank %d: %s",
+                                     l->peer_rank, nng_strerror(l->rerr));
+    link_post_recv(l, need);
+    return 0;
+}
+
+void rli_link_consume(rli_link *l, size_t n)
+{
+    l->rpos += 4 + n;
+    if (l->rpos == l->rlen) l->rpos = l->rlen = 0;
+}
+
+static void link_recv_hello(rli_link *l); /* endpoint side, below */
+
+static void link_recv_cb(void *arg)
+{
+    rli_link *l = arg;
+    rl_endpoint *ep = l->ep;
+    pthread_mutex_lock(&ep->mtx);
+    int rv = nng_aio_result(l->raio);
+    l->rpending = false;
+    if (rv != 0) {
+        l->rerr = rv;
+    } else {
+        size_t got = nng_aio_count(l->raio);
+        l->rlen += got;
+        if (l->ring != NULL) l->ring->stats.bytes_in += got;
+    }
+    if (l->ring == NULL && !l->hello_done && !l->dialed) link_recv_hello(l);
+    pthread_cond_broadcast(&ep->cv);
+    pthread_mutex_unlock(&ep->mtx);
+}
+
+static size_t sframe_size(const rli_sframe *f)
+{
+    return f->hdr_len + f->data_len;
+}
+
+/* Starts the next batch of queued frames, skipping s_done bytes already
+ * written. Lock held. */
+static void link_kick_send(rli_link *l)
+{
+    if (l->spending || l->sq_count == 0 || l->serr != 0 || l->closed) return;
+    nng_iov iov[8];
+    unsigned niov = 0;
+    size_t skip = l->s_done;
+    size_t nf = l->s_inflight ? l->s_inflight : (l->sq_count < 4 ? l->sq_count : 4);
+    for (size_t i = 0; i < nf; i++) {
+        rli_sframe *f = &l->sq[(l->sq_head + i) % l->sq_cap];
+        const uint8_t *seg[2] = {f->hdr, f->data};
+        size_t len[2] = {f->hdr_len, f->data_len};
+        for (int k = 0; k < 2; k++) {
+            if (len[k] <= skip) {
+                skip -= len[k];
+                continue;
+            }
+            iov[niov].iov_buf = (void *)(uintptr_t)(seg[k] + skip);
+            iov[niov].iov_len = len[k] - skip;
+            niov++;
+            skip = 0;
+        }
+    }
+    l->s_inflight = nf;
+    l->spending = true;
+    nng_aio_set_iov(l->saio, niov, iov);
+    nng_aio_set_timeout(l->saio, NNG_DURATION_INFINITE);
+    nng_stream_send(l->stream, l->saio);
+}
+
+static void link_send_cb(void *arg)
+{
+    rli_link *l = arg;
+    rl_endpoint *ep = l->ep;
+    pthread_mutex_lock(&ep->mtx);
+    int rv = nng_aio_result(l->saio);
+    l->spending = false;
+    if (rv != 0) {
+        l->serr = rv;
+    } else {
+        size_t total = 0;
+        l->s_done += nng_aio_count(l->saio);
+        for (size_t i = 0; i < l->s_inflight; i++)
+            total += sframe_size(&l->sq[(l->sq_head + i) % l->sq_cap]);
+        if (l->s_done >= total) {
+            if (l->ring != NULL) l->ring->stats.bytes_out += total;
+            l->sq_head = (l->sq_head + l->s_inflight) % l->sq_cap;
+            l->sq_count -= l->s_inflight;
+            l->s_inflight = 0;
+            l->s_done = 0;
+        }
+        link_kick_send(l);
+    }
+    pthread_cond_broadcast(&ep->cv);
+    pthread_mutex_unlock(&ep->mtx);
+}
+
+/* msgpack sink that copies small writes into the frame header and keeps the
+ * one large write (the bin body) by reference. */
+typedef struct sframe_sink {
+    rli_sframe *f;
+    bool overflow;
+} sframe_sink;
+
+static int sframe_write(void *data, const char *buf, size_t len)
+{
+    sframe_sink *s = data;
+    rli_sframe *f = s->f;
+    if (f->data_len != 0) { /* nothing may follow the bulk data */
+        s->overflow = true;
+        return -1;
+    }
+    if (len >= 64) {
+        f->data = (const uint8_t *)buf;
+        f->data_len = len;
+        return 0;
+    }
+    if (f->hdr_len + len > sizeof(f->hdr)) {
+        s->overflow = true;
+        return -1;
+    }
+    memcpy(f->hdr + f->hdr_len, buf, len);
+    f->hdr_len += len;
+    return 0;
+}
+
+int rli_link_send(rli_link *l, const rl_msg *m)
+{
+    if (l->serr != 0)
+        return rli_err(rli_err_from_nng(l->serr), "link to rank %d: send failed: %s",
+                       l->peer_rank, nng_strerror(l->serr));
+    if (l->sq_count == l->sq_cap) {
+        size_t ncap = l->sq_cap ? l->sq_cap * 2 : 16;
+        rli_sframe *nq = rli_malloc(ncap * sizeof(*nq));
+        for (size_t i = 0; i < l->sq_count; i++) nq[i] = l->sq[(l->sq_head + i) % l->sq_cap];
+        free(l->sq);
+        l->sq = nq;
+        l->sq_cap = ncap;
+        l->sq_head = 0;
+    }
+    rli_sframe *f = &l->sq[(l->sq_head + l->sq_count) % l->sq_cap];
+    f->hdr_len = 4;
+    f->data = NULL;
+    f->data_len = 0;
+    sframe_sink sink = {.f = f};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sink, sframe_write);
+    int rv = rli_msg_pack(&pk, m);
+    if (rv != 0) return rv;
+    if (sink.overflow) return rli_err(RL_EINTERNAL, "ring frame header too large");
+    put_le32(f->hdr, (uint32_t)(f->hdr_len - 4 + f->data_len));
+    l->sq_count++;
+    link_kick_send(l);
+    return RL_OK;
+}
+
+/* ---- Endpoint --------------------------------------------------------------- */
+
+static void accept_cb(void *arg);
+
+/* An accepted link has bytes: if its hello is complete, check it and park
+ * the link for rl_ring_form; otherwise read more. Lock held. */
+static void link_recv_hello(rli_link *l)
+{
+    rl_endpoint *ep = l->ep;
+    const uint8_t *p;
+    size_t n, need;
+    if (l->rerr != 0) {
+        l->closed = true;
+        return;
+    }
+    int rv = link_peek(l, &p, &n, &need);
+    if (rv == 0) {
+        if (need > 4 + 4096) rv = RL_EPROTO; /* a hello is small */
+        else {
+            link_post_recv(l, need);
+            return;
+        }
+    }
+    rl_msg m;
+    if (rv == 1 && rl_msg_decode(p, n, &m) == RL_OK) {
+        if (m.type == RL_MSG_RING_HELLO && m.u.ring_hello.epoch >= ep->fence_epoch &&
+            m.u.ring_hello.rank < 4096) {
+            l->hello_done = true;
+            l->hello_epoch = m.u.ring_hello.epoch;
+            l->peer_rank = (int)m.u.ring_hello.rank;
+            rli_link_consume(l, n);
+        } else {
+            ep->refused_stale++;
+        }
+        rl_msg_fini(&m);
+    }
+    if (!l->hello_done) {
+        l->closed = true;
+        nng_stream_close(l->stream);
+    }
+}
+
+static size_t count_waiting(rl_endpoint *ep)
+{
+    size_t k = 0;
+    for (rli_link *w = ep->waiting; w != NULL; w = w->next) k++;
+    return k;
+}
+
+static void accept_cb(void *arg)
+{
+    rl_endpoint *ep = arg;
+    pthread_mutex_lock(&ep->mtx);
+    int rv = nng_aio_result(ep->accept_aio);
+    if (rv == 0) {
+        nng_stream *s = nng_aio_get_output(ep->accept_aio, 0);
+        if (count_waiting(ep) >= RING_MAX_WAITING) {
+            nng_stream_free(s); /* flood: refuse */
+        } else {
+            rli_link *l = link_new(ep, s, 8192);
+            l->next = ep->waiting;
+            ep->waiting = l;
+            link_post_recv(l, 8192);
+        }
+    }
+    if (!ep->closing && rv != NNG_ECLOSED) nng_stream_listener_accept(ep->listener, ep->accept_aio);
+    pthread_mutex_unlock(&ep->mtx);
+}
+
+int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out)
+{
+    rl_endpoint *ep = rli_calloc(1, sizeof(*ep));
+    int rv;
+    pthread_mutex_init(&ep->mtx, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ep->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    if ((rv = nng_stream_listener_alloc(&ep->listener, url)) != 0) {
+        rv = rli_err(rli_err_from_nng(rv), "endpoint %s: %s", url, nng_strerror(rv));
+        goto fail;
+    }
+    if (rli_url_is_tls(url)) {
+        if ((rv = rli_tls_config_new(tls, true, &ep->tls_server)) != 0 ||
+            (rv = rli_tls_config_new(tls, false, &ep->tls_client)) != 0)
+            goto fail;
+        nng_stream_listener_set_ptr(ep->listener, NNG_OPT_TLS_CONFIG, ep->tls_server);
+    }
+    if ((rv = nng_stream_listener_listen(ep->listener)) != 0) {
+        rv = rli_err(rli_err_from_nng(rv), "endpoint %s: cannot listen: %s", url,
+                     nng_strerror(rv));
+        goto fail;
+    }
+    snprintf(ep->url, sizeof(ep->url), "%s", url);
+    int port = 0;
+    if (nng_stream_listener_get_int(ep->listener, NNG_OPT_TCP_BOUND_PORT, &port) == 0 &&
+        port > 0) {
+        /* Replace a ":0" port with the bound one. */
+        char *colon = strrchr(ep->url, ':');
+        if (colon != NULL && strcmp(colon, ":0") == 0)
+            snprintf(colon, sizeof(ep->url) - (size_t)(colon - ep->url), ":%d", port);
+    }
+    if ((rv = nng_aio_alloc(&ep->accept_aio, accept_cb, ep)) != 0) {
+        rv = rli_err(RL_ENOMEM, "endpoint %s: no aio", url);
+        goto fail;
+    }
+    nng_stream_listener_accept(ep->listener, ep->accept_aio);
+    *out = ep;
+    return RL_OK;
+fail:
+    if (ep->listener) nng_stream_listener_free(ep->listener);
+    if (ep->tls_server) nng_tls_config_free(ep->tls_server);
+    if (ep->tls_client) nng_tls_config_free(ep->tls_client);
+    pthread_mutex_destroy(&ep->mtx);
+    pthread_cond_destroy(&ep->cv);
+    free(ep);
+    return rv;
+}
+
+const char *rl_endpoint_url(const rl_endpoint *ep)
+{
+    return ep->url;
+}
+
+void rl_endpoint_close(rl_endpoint *ep)
+{
+    if (ep == NULL) return;
+    pthread_mutex_lock(&ep->mtx);
+    ep->closing = true;
+    rli_link *w = ep->waiting;
+    ep->waiting = NULL;
+    pthread_mutex_unlock(&ep->mtx);
+    nng_stream_listener_close(ep->listener);
+    nng_aio_stop(ep->accept_aio);
+    nng_aio_free(ep->accept_aio);
+    nng_stream_listener_free(ep->listener);
+    while (w != NULL) {
+        rli_link *next = w->next;
+        link_free(w);
+        w = next;
+    }
+    if (ep->tls_server) nng_tls_config_free(ep->tls_server);
+    if (ep->tls_client) nng_tls_config_free(ep->tls_client);
+    pthread_mutex_destroy(&ep->mtx);
+    pthread_cond_destroy(&ep->cv);
+    free(ep);
+}
+
+/* ---- Ring formation ---------------------------------------------------------- */
+
+void rli_ring_lock(rl_ring *r)
+{
+    pthread_mutex_lock(&r->ep->mtx);
+}
+
+void rli_ring_unlock(rl_ring *r)
+{
+    pthread_mutex_unlock(&r->ep->mtx);
+}
+
+static int cv_wait_until(rl_endpoint *ep, uint64_t deadline_ms)
+{
+    uint64_t now = rli_now_ms();
+    if (now >= deadline_ms) return RL_ETIMEDOUT;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t wait_ms = deadline_ms - now;
+    ts.tv_sec += (time_t)(wait_ms / 1000);
+    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    int rv = pthread_cond_timedwait(&ep->cv, &ep->mtx, &ts);
+    return (rv == ETIMEDOUT && rli_now_ms() >= deadline_ms) ? RL_ETIMEDOUT : RL_OK;
+}
+
+int rli_ring_wait(rl_ring *r, uint64_t deadline_ms)
+{
+    return cv_wait_until(r->ep, deadline_ms);
+}
+
+/* Dials url and sends a RING_HELLO, retrying refused connections until the
+ * deadline. Called without the lock. */
+static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **out)
+{
+    rl_endpoint *ep = r->ep;
+    const char *url = r->urls[peer];
+    nng_stream_dialer *d = NULL;
+    nng_aio *aio = NULL;
+    nng_stream *s = NULL;
+    uint8_t *buf = NULL;
+    int rv;
+
+    if ((rv = nng_stream_dialer_alloc(&d, url)) != 0) {
+        rv = rli_err(rli_err_from_nng(rv), "cannot dial %s (%s): %s", r->ids[peer], url,
+                     nng_strerror(rv));
+        goto out;
+    }
+    if (rli_url_is_tls(url)) {
+        if (ep->tls_client == NULL) {
+            rv = rli_err(RL_ECONFIG, "%s is tls+tcp but this member has no TLS config", url);
+            goto out;
+        }
+        nng_stream_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, ep->tls_client);
+    }
+    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
+        rv = rli_err(RL_ENOMEM, "no aio");
+        goto out;
+    }
+    for (;;) {
+        uint64_t now = rli_now_ms();
+        if (now >= deadline_ms) {
+            rv = rli_err(RL_ETIMEDOUT, "member %s (rank %d) at %s did not accept before the "
+                         "deadline", r->ids[peer], peer, url);
+            goto out;
+        }
+        nng_aio_set_timeout(aio, (nng_duration)(deadline_ms - now));
+        nng_stream_dialer_dial(d, aio);
+        nng_aio_wait(aio);
+        rv = nng_aio_result(aio);
+        if (rv == 0) break;
+        if (rv != NNG_ECONNREFUSED && rv != NNG_ETIMEDOUT) {
+            rv = rli_err(rli_err_from_nng(rv), "dial %s (rank %d) at %s: %s", r->ids[peer], peer,
+                         url, nng_strerror(rv));
+            goto out;
+        }
+        nng_msleep(RING_DIAL_RETRY_MS); /* the peer is not listening yet */
+    }
+    s = nng_aio_get_output(aio, 0);
+
+    rl_msg m;
+    size_t len;
+    rl_msg_init(&m, RL_MSG_RING_HELLO);
+    m.u.ring_hello.epoch = r->epoch;
+    m.u.ring_hello.rank = (uint64_t)r->rank;
+    m.u.ring_hello.size = (uint64_t)r->size;
+    m.u.ring_hello.member_id = r->ids[r->rank];
+    rv = rl_msg_encode(&m, &buf, &len);
+    m.u.ring_hello.member_id = NULL; /* borrowed */
+    if (rv != 0) goto out;
+    uint8_t pre[4];
+    put_le32(pre, (uint32_t)len);
+    nng_iov iov[2] = {{.iov_buf = pre, .iov_len = 4}, {.iov_buf = buf, .iov_len = len}};
+    size_t sent = 0, total = 4 + len;
+    while (sent < total) { /* a hello is tiny: one write, but be exact */
+        nng_iov rest[2];
+        unsigned nr = 0;
+        size_t skip = sent;
+        for (int k = 0; k < 2; k++) {
+            if (iov[k].iov_len <= skip) {
+                skip -= iov[k].iov_len;
+                continue;
+            }
+            rest[nr].iov_buf = (uint8_t *)iov[k].iov_buf + skip;
+            rest[nr].iov_len = iov[k].iov_len - skip;
+            nr++;
+            skip = 0;
+        }
+        nng_aio_set_iov(aio, nr, rest);
+        uint64_t now = rli_now_ms();
+        nng_aio_set_timeout(aio, now < deadline_ms ? (nng_duration)(deadline_ms - now) : 1);
+        nng_stream_send(s, aio);
+        nng_aio_wait(aio);
+        if ((rv = nng_aio_result(aio)) != 0) {
+            rv = rli_err(rli_err_from_nng(rv), "hello to %s (rank %d): %s", r->ids[peer], peer,
+                         nng_strerror(rv));
+            goto out;
+        }
+        sent += nng_aio_count(aio);
+    }
+    rli_link *l = link_new(ep, s, r->chunk_bytes + 8192);
+    s = NULL;
+    l->dialed = true;
+    l->peer_rank = peer;
+    l->hello_epoch = r->epoch;
+    *out = l;
+    rv = RL_OK;
+out:
+    free(buf);
+    if (s != NULL) nng_stream_free(s);
+    if (aio != NULL) nng_aio_free(aio);
+    if (d != NULL) nng_stream_dialer_free(d);
+    return rv;
+}
+
+static void ring_free_members(rl_ring *r)
+{
+    for (int i = 0; i < r->size; i++) {
+        free(r->ids[i]);
+        free(r->urls[i]);
+    }
+    free(r->ids);
+    free(r->urls);
+}
+
+int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_ms, rl_ring **out)
+{
+    if (ep == NULL || cfg == NULL || out == NULL || cfg->size < 1 || cfg->rank < 0 ||
+        cfg->rank >= cfg->size || cfg->members == NULL || cfg->size > 4096)
+        return rli_err(RL_EINVAL, "rl_ring_form: bad arguments");
+    for (int i = 0; i < cfg->size; i++)
+        if (cfg->members[i].id == NULL || cfg->members[i].url == NULL)
+            return rli_err(RL_EINVAL, "rl_ring_form: member %d has no id or url", i);
+
+    rl_ring *r = rli_calloc(1, sizeof(*r));
+    r->ep = ep;
+    r->epoch = cfg->epoch;
+    r->rank = cfg->rank;
+    r->size = cfg->size;
+    r->chunk_bytes = cfg->chunk_bytes ? cfg->chunk_bytes : RING_DEFAULT_CHUNK;
+    if (r->chunk_bytes < 64) r->chunk_bytes = 64;
+    r->small_bytes = cfg->small_bytes == SIZE_MAX ? RING_DEFAULT_SMALL : cfg->small_bytes;
+    r->ids = rli_calloc((size_t)r->size, sizeof(char *));
+    r->urls = rli_calloc((size_t)r->size, sizeof(char *));
+    r->links = rli_calloc((size_t)r->size, sizeof(rli_link *));
+    for (int i = 0; i < r->size; i++) {
+        r->ids[i] = rli_strdup(cfg->members[i].id);
+        r->urls[i] = rli_strdup(cfg->members[i].url);
+    }
+
+    /* Fence: from now on, links announcing an older epoch are refused. */
+    rli_link *reap = NULL;
+    pthread_mutex_lock(&ep->mtx);
+    if (cfg->epoch < ep->fence_epoch) {
+        pthread_mutex_unlock(&ep->mtx);
+        ring_free_members(r);
+        free(r->links);
+        free(r);
+        return rli_err(RL_ESTALE, "ring epoch %llu is older than epoch %llu formed before",
+                       (unsigned long long)cfg->epoch, (unsigned long long)ep->fence_epoch);
+    }
+    ep->fence_epoch = cfg->epoch;
+    for (rli_link **pp = &ep->waiting; *pp != NULL;) {
+        rli_link *w = *pp;
+        if (w->closed || (w->hello_done && w->hello_epoch < cfg->epoch)) {
+            *pp = w->next;
+            w->next = reap;
+            reap = w;
+            if (w->hello_done) ep->refused_stale++;
+        } else {
+            pp = &w->next;
+        }
+    }
+    pthread_mutex_unlock(&ep->mtx);
+    while (reap != NULL) {
+        rli_link *next = reap->next;
+        link_free(reap);
+        reap = next;
+    }
+
+    int rv = RL_OK;
+    for (int p = r->rank + 1; p < r->size && rv == RL_OK; p++) {
+        rli_link *l = NULL;
+        rv = dial_member(r, p, deadline_ms, &l);
+        if (rv == RL_OK) {
+            pthread_mutex_lock(&ep->mtx);
+            l->ring = r;
+            r->links[p] = l;
+            pthread_mutex_unlock(&ep->mtx);
+        }
+    }
+
+    pthread_mutex_lock(&ep->mtx);
+    while (rv == RL_OK) {
+        int missing = 0;
+        for (rli_link **pp = &ep->waiting; *pp != NULL;) {
+            rli_link *w = *pp;
+            if (!w->closed && w->hello_done && w->hello_epoch == cfg->epoch &&
+                w->peer_rank >= 0 && w->peer_rank < r->rank && r->links[w->peer_rank] == NULL) {
+                *pp = w->next;
+                w->next = NULL;
+                w->ring = r;
+                r->links[w->peer_rank] = w;
+            } else {
+                pp = &w->next;
+            }
+        }
+        for (int p = 0; p < r->rank; p++)
+            if (r->links[p] == NULL) missing++;
+        if (missing == 0) break;
+        if (cv_wait_until(ep, deadline_ms) == RL_ETIMEDOUT) {
+            char names[512] = "";
+            size_t off = 0;
+            for (int p = 0; p < r->rank; p++)
+                if (r->links[p] == NULL && off < sizeof(names) - 1)
+                    off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s (rank %d)",
+                                            off ? ", " : "", r->ids[p], p);
+            rv = rli_err(RL_ETIMEDOUT, "ring epoch %llu: %s did not connect before the deadline",
+                         (unsigned long long)cfg->epoch, names);
+        }
+    }
+    pthread_mutex_unlock(&ep->mtx);
+    if (rv != RL_OK) {
+        rl_ring_free(r);
+        return rv;
+    }
+    *out = r;
+    return RL_OK;
+}
+
+void rl_ring_abort(rl_ring *r, int err, const char *why)
+{
+    if (r == NULL) return;
+    pthread_mutex_lock(&r->ep->mtx);
+    if (r->err == 0) {
+        r->err = err ? err : RL_ECANCELED;
+        snprintf(r->err_detail, sizeof(r->err_detail), "%s", why ? why : "ring aborted");
+    }
+    for (int p = 0; p < r->size; p++) {
+        rli_link *l = r->links[p];
+        if (l != NULL && !l->closed) {
+            l->closed = true;
+            nng_stream_close(l->stream);
+        }
+    }
+    pthread_cond_broadcast(&r->ep->cv);
+    pthread_mutex_unlock(&r->ep->mtx);
+}
+
+void rl_ring_free(rl_ring *r)
+{
+    if (r == NULL) return;
+    pthread_mutex_lock(&r->ep->mtx);
+    for (int p = 0; p < r->size; p++)
+        if (r->links[p] != NULL) nng_stream_close(r->links[p]->stream);
+    pthread_mutex_unlock(&r->ep->mtx);
+    for (int p = 0; p < r->size; p++) link_free(r->links[p]);
+    free(r->links);
+    ring_free_members(r);
+    free(r);
+}
+
+uint64_t rl_ring_epoch(const rl_ring *r)
+{
+    return r->epoch;
+}
+
+int rl_ring_rank(const rl_ring *r)
+{
+    return r->rank;
+}
+
+int rl_ring_size(const rl_ring *r)
+{
+    return r->size;
+}
+
+void rl_ring_get_stats(const rl_ring *r, rl_ring_stats *st)
+{
+    pthread_mutex_lock(&r->ep->mtx);
+    *st = r->stats;
+    pthread_mutex_unlock(&r->ep->mtx);
+}
+
+bool rli_ring_sends_idle(rl_ring *r)
+{
+    for (int p = 0; p < r->size; p++) {
+        rli_link *l = r->links[p];
+        if (l != NULL && l->sq_count != 0 && l->serr == 0 && !l->closed) return false;
+    }
+    return true;
+}
+
+int rli_ring_link_error(rl_ring *r)
+{
+    if (r->err != 0)
+        return rli_err(r->err, "ring epoch %llu aborted: %s", (unsigned long long)r->epoch,
+                       r->err_detail);
+    for (int p = 0; p < r->size; p++) {
+        rli_link *l = r->links[p];
+        if (l == NULL) continue;
+        int e = l->serr ? l->serr : l->rerr;
+        if (e != 0 || l->closed)
+            return rli_err(RL_EPEER, "ring epoch %llu: link to %s (rank %d) failed: %s",
+                           (unsigned long long)r->epoch, r->ids[p], p,
+                           e ? nng_strerror(e) : "closed");
+    }
+    return RL_OK;
+}

@@ -1,0 +1,115 @@
+/*
+ * ring_internal.h - the parts of the ring shared by ring.c (endpoint, links,
+ * framing) and allreduce.c (the algorithms). Internal to lib/.
+ *
+ * Framing on a link: a 4-byte little-endian length, then one proto frame
+ * (proto/messages.def) of that length. RING_CHUNK frames carry their bulk
+ * data as the last field, a msgpack bin, so that a sender can hand the data
+ * to the socket straight from the caller's buffer (no copy).
+ *
+ * Locking: one mutex per endpoint, shared by its rings, protects every
+ * link's buffers, queues and flags. nng 1.5.2 completes an aio on its task
+ * threads, never inline in nng_stream_send/recv, so those are called with
+ * the mutex held; the callbacks take the mutex.
+ */
+#ifndef RINGLEADER_RING_INTERNAL_H
+#define RINGLEADER_RING_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
+
+#include "ringleader/ring.h"
+#include "ringleader/proto.h"
+#include "ringleader/spec.h"
+
+#define RLI_FRAME_HDR_MAX 192 /* length prefix + envelope + fields + bin marker */
+
+typedef struct rli_sframe {
+    uint8_t hdr[RLI_FRAME_HDR_MAX];
+    size_t hdr_len;
+    const uint8_t *data; /* borrowed: must stay valid until the frame is sent */
+    size_t data_len;
+} rli_sframe;
+
+typedef struct rli_link rli_link;
+struct rli_link {
+    rl_endpoint *ep;
+    rl_ring *ring; /* NULL while the link waits in the endpoint for its ring */
+    nng_stream *stream;
+    int peer_rank;
+    uint64_t hello_epoch;
+    bool dialed;     /* we dialed it (else accepted) */
+    bool hello_done; /* accepted link: the hello has been read */
+    bool closed;
+
+    /* receiving: bytes [rpos, rlen) of rbuf are unread */
+    nng_aio *raio;
+    uint8_t *rbuf;
+    size_t rcap, rlen, rpos;
+    bool rpending;
+    int rerr; /* nng error that ended receiving, 0 if none */
+
+    /* sending: a FIFO of frames, up to 4 in flight in one aio (8 iovs) */
+    nng_aio *saio;
+    rli_sframe *sq;
+    size_t sq_cap, sq_head, sq_count, s_inflight;
+    size_t s_done; /* bytes of the in-flight batch already written */
+    bool spending;
+    int serr;
+
+    rli_link *next; /* endpoint's list of waiting links */
+};
+
+struct rl_endpoint {
+    pthread_mutex_t mtx;
+    pthread_cond_t cv;
+    char url[RL_URL_MAX];
+    nng_stream_listener *listener;
+    nng_tls_config *tls_server;
+    nng_tls_config *tls_client;
+    nng_aio *accept_aio;
+    bool closing;
+    uint64_t fence_epoch; /* links announcing an older epoch are refused */
+    rli_link *waiting;    /* accepted links not yet claimed by a ring */
+    uint64_t refused_stale;
+};
+
+struct rl_ring {
+    rl_endpoint *ep;
+    uint64_t epoch;
+    int rank, size;
+    size_t chunk_bytes, small_bytes;
+    char **ids;
+    char **urls;
+    rli_link **links; /* links[peer rank], NULL for self */
+    uint64_t seq;     /* collectives started */
+    int err;          /* set once by abort; every later call fails with it */
+    char err_detail[256];
+    rl_ring_stats stats;
+};
+
+/* Lock held for all of these. */
+void rli_ring_lock(rl_ring *r);
+void rli_ring_unlock(rl_ring *r);
+/* Waits for any link event until deadline; returns RL_OK or RL_ETIMEDOUT. */
+int rli_ring_wait(rl_ring *r, uint64_t deadline_ms);
+
+/*
+ * Next complete frame on link: 1 with (*p, *n) the frame (after the length
+ * prefix), 0 if none yet (a receive is then posted), or an rl_err if the
+ * link is closed or its framing is broken.
+ */
+int rli_link_frame(rli_link *l, const uint8_t **p, size_t *n);
+/* Drops the frame returned by rli_link_frame (n as returned). */
+void rli_link_consume(rli_link *l, size_t n);
+/* Queues m (a RING_CHUNK whose data field borrows from the caller) on link. */
+int rli_link_send(rli_link *l, const rl_msg *m);
+/* True when every queued frame on every link of r has been written. */
+bool rli_ring_sends_idle(rl_ring *r);
+/* The first link error on r as an rl_err with detail, or RL_OK. */
+int rli_ring_link_error(rl_ring *r);
+
+#endif

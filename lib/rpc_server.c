@@ -1,0 +1,503 @@
+/*
+ * rpc_server.c - the RPC server: a pool of rep contexts, each a small state
+ * machine (receive -> dispatch -> send -> receive) driven by its aio, so one
+ * server serves any number of clients with no thread of its own.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "auth.h"
+#include "ringleader/log.h"
+#include "rli.h"
+#include "ringleader/spec.h"
+#include "rpc_internal.h"
+
+#define LAT_WINDOW 4096 /* latency samples kept per method */
+#define MAX_PIPES 4096  /* authenticated or authenticating connections */
+
+typedef enum { CALL_RECV, CALL_BUSY, CALL_SEND } call_state;
+
+struct rl_rpc_ctx {
+    rl_rpc_server *s;
+    nng_ctx ctx;
+    nng_aio *aio;
+    call_state state;
+    nng_msg *reqmsg;
+    rl_msg req;
+    bool has_req;
+    uint32_t pipe;
+    uint64_t call_id;
+    rl_msg_type resp_type;
+    int method;
+    uint64_t t0_us;
+    char peer[RL_ID_MAX];
+    uint8_t scratch[2 * RLI_MAC_LEN]; /* auth replies borrow from here */
+};
+
+typedef struct method_slot {
+    rl_rpc_handler fn;
+    void *arg;
+    uint64_t calls, errors, refused;
+    uint32_t *lat; /* ring of LAT_WINDOW samples (us) */
+    uint64_t nlat;
+} method_slot;
+
+typedef struct pipe_auth {
+    uint32_t pipe;
+    bool hello, authed;
+    uint8_t nc[RLI_NONCE_LEN], ns[RLI_NONCE_LEN];
+    char peer[RL_ID_MAX];
+} pipe_auth;
+
+struct rl_rpc_server {
+    nng_socket sock;
+    nng_listener listener;
+    nng_tls_config *tls;
+    char url[RL_URL_MAX];
+    char name[RL_ID_MAX];
+    bool has_token;
+    rl_token token;
+    size_t recv_max;
+    int ncalls;
+    rl_rpc_ctx *calls;
+    method_slot *slots; /* one per RL_RPC_LIST row */
+    pthread_mutex_t mtx;  /* slots' metrics, pipes */
+    pipe_auth *pipes;
+    size_t npipes;
+    uint64_t bad_frames, refusals_logged;
+    uint64_t started_ms;
+    bool started, stopping;
+};
+
+/* ---- Connections and their authentication -------------------------------- */
+
+static pipe_auth *pipe_find(rl_rpc_server *s, uint32_t pipe, bool create)
+{
+    for (size_t i = 0; i < s->npipes; i++)
+        if (s->pipes[i].pipe == pipe) return &s->pipes[i];
+    if (!create || s->npipes >= MAX_PIPES) return NULL;
+    s->pipes = rli_realloc(s->pipes, (s->npipes + 1) * sizeof(*s->pipes));
+    pipe_auth *p = &s->pipes[s->npipes++];
+    memset(p, 0, sizeof(*p));
+    p->pipe = pipe;
+    return p;
+}
+
+static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    rl_rpc_server *s = arg;
+    if (ev != NNG_PIPE_EV_REM_POST) return;
+    uint32_t id = (uint32_t)nng_pipe_id(p);
+    pthread_mutex_lock(&s->mtx);
+    for (size_t i = 0; i < s->npipes; i++)
+        if (s->pipes[i].pipe == id) {
+            s->pipes[i] = s->pipes[--s->npipes];
+            break;
+        }
+    pthread_mutex_unlock(&s->mtx);
+}
+
+static bool pipe_is_authed(rl_rpc_server *s, uint32_t pipe, char *peer, size_t peer_len)
+{
+    if (!s->has_token) return true;
+    pthread_mutex_lock(&s->mtx);
+    pipe_auth *p = pipe_find(s, pipe, false);
+    bool ok = p != NULL && p->authed;
+    if (ok) snprintf(peer, peer_len, "%s", p->peer);
+    pthread_mutex_unlock(&s->mtx);
+    return ok;
+}
+
+static int handle_auth_hello(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    rl_rpc_server *s = arg;
+    const rl_msg_auth_hello_req *h = &req->u.auth_hello_req;
+    if (!s->has_token) return rli_err(RL_EPRECOND, "this server does not use authentication");
+    if (h->client_nonce.len != RLI_NONCE_LEN)
+        return rli_err(RL_EINVAL, "client_nonce must be %d bytes", RLI_NONCE_LEN);
+    uint8_t *ns = call->scratch, *proof = call->scratch + RLI_NONCE_LEN;
+    int rv = rli_random(ns, RLI_NONCE_LEN);
+    if (rv != 0) return rv;
+    rli_auth_server_proof(&s->token, h->client_nonce.ptr, ns, proof);
+    pthread_mutex_lock(&s->mtx);
+    pipe_auth *p = pipe_find(s, call->pipe, true);
+    if (p != NULL) {
+        p->hello = true;
+        p->authed = false;
+        memcpy(p->nc, h->client_nonce.ptr, RLI_NONCE_LEN);
+        memcpy(p->ns, ns, RLI_NONCE_LEN);
+        snprintf(p->peer, sizeof(p->peer), "%s", h->peer_id ? h->peer_id : "");
+    }
+    pthread_mutex_unlock(&s->mtx);
+    if (p == NULL) return rli_err(RL_ETOOBIG, "too many connections");
+    resp->u.auth_hello_resp.server_nonce = (rl_bytes){ns, RLI_NONCE_LEN};
+    resp->u.auth_hello_resp.server_proof = (rl_bytes){proof, RLI_MAC_LEN};
+    return RL_OK;
+}
+
+static int handle_auth_prove(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    rl_rpc_server *s = arg;
+    const rl_msg_auth_prove_req *pr = &req->u.auth_prove_req;
+    if (!s->has_token) return rli_err(RL_EPRECOND, "this server does not use authentication");
+    uint8_t want[RLI_MAC_LEN];
+    char peer[RL_ID_MAX] = "";
+    bool ok = false;
+    pthread_mutex_lock(&s->mtx);
+    pipe_auth *p = pipe_find(s, call->pipe, false);
+    if (p != NULL && p->hello) {
+        rli_auth_client_proof(&s->token, p->ns, p->nc, p->peer, want);
+        ok = pr->client_proof.len == RLI_MAC_LEN &&
+             rli_mac_equal(want, pr->client_proof.ptr, RLI_MAC_LEN);
+        p->hello = false; /* one attempt per challenge */
+        p->authed = ok;
+        snprintf(peer, sizeof(peer), "%s", p->peer);
+    }
+    pthread_mutex_unlock(&s->mtx);
+    if (!ok) {
+        rl_log_warn("rpc %s: authentication failed for connection %u (claimed id '%s')", s->name,
+                    call->pipe, peer);
+        return rli_err(RL_EAUTH, "authentication failed: wrong cluster token or no challenge on "
+                       "this connection");
+    }
+    resp->u.auth_prove_resp.peer_id = rli_strdup(peer);
+    return RL_OK;
+}
+
+static int handle_health(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    rl_rpc_server *s = arg;
+    (void)call;
+    (void)req;
+    resp->u.health_resp.server = rli_strdup(s->name);
+    resp->u.health_resp.version = rli_strdup(RL_VERSION);
+    resp->u.health_resp.uptime_ms = rli_now_ms() - s->started_ms;
+    resp->u.health_resp.state = rli_strdup("serving");
+    return RL_OK;
+}
+
+static int handle_echo(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    (void)arg;
+    (void)call;
+    resp->u.echo_resp.data = req->u.echo_req.data; /* borrowed until the reply is encoded */
+    return RL_OK;
+}
+
+/* ---- The call state machine ------------------------------------------------ */
+
+static void call_release_request(rl_rpc_ctx *c)
+{
+    if (c->has_req) rl_msg_fini(&c->req);
+    c->has_req = false;
+    if (c->reqmsg != NULL) nng_msg_free(c->reqmsg);
+    c->reqmsg = NULL;
+}
+
+static void call_recv(rl_rpc_ctx *c)
+{
+    c->state = CALL_RECV;
+    nng_aio_set_timeout(c->aio, NNG_DURATION_INFINITE);
+    nng_ctx_recv(c->ctx, c->aio);
+}
+
+static void record(rl_rpc_server *s, int method, int status, uint64_t t0_us)
+{
+    if (method < 0) return;
+    method_slot *m = &s->slots[method];
+    uint64_t dt = rli_now_us() - t0_us;
+    pthread_mutex_lock(&s->mtx);
+    m->calls++;
+    if (status != RL_STATUS_OK) m->errors++;
+    m->lat[m->nlat++ % LAT_WINDOW] = dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+    pthread_mutex_unlock(&s->mtx);
+}
+
+/* Sends the reply for c: resp (consumed) on success, or just the status. */
+static void call_send(rl_rpc_ctx *c, int status, const char *msg, rl_msg *resp)
+{
+    rl_rpc_server *s = c->s;
+    rl_msg err;
+    nng_msg *out = NULL;
+    if (status == RL_STATUS_OK) {
+        resp->call_id = c->call_id;
+        if (rli_msg_to_nng(resp, &out) != RL_OK) {
+            status = RL_STATUS_INTERNAL;
+            msg = "the reply could not be encoded";
+        }
+    }
+    if (resp != NULL) rl_msg_fini(resp);
+    if (status != RL_STATUS_OK) {
+        rl_msg_init(&err, c->resp_type);
+        err.call_id = c->call_id;
+        err.status = status;
+        snprintf(err.status_msg, sizeof(err.status_msg), "%s", msg ? msg : "");
+        if (rli_msg_to_nng(&err, &out) != RL_OK) out = NULL;
+    }
+    record(s, c->method, status, c->t0_us);
+    call_release_request(c); /* after encoding: the reply may borrow from it */
+    if (out == NULL) { /* cannot even encode an error: drop, keep serving */
+        call_recv(c);
+        return;
+    }
+    c->state = CALL_SEND;
+    nng_aio_set_msg(c->aio, out);
+    nng_aio_set_timeout(c->aio, 5000);
+    nng_ctx_send(c->ctx, c->aio);
+}
+
+static void log_refusal(rl_rpc_server *s, rl_rpc_ctx *c, const char *method)
+{
+    pthread_mutex_lock(&s->mtx);
+    uint64_t n = ++s->refusals_logged;
+    s->slots[c->method].refused++;
+    pthread_mutex_unlock(&s->mtx);
+    if (n <= 20 || n % 1000 == 0)
+        rl_log_warn("rpc %s: refused %s from unauthenticated connection %u (%llu refusals)",
+                    s->name, method, c->pipe, (unsigned long long)n);
+}
+
+static void call_dispatch(rl_rpc_ctx *c)
+{
+    rl_rpc_server *s = c->s;
+    c->t0_us = rli_now_us();
+    c->pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(c->reqmsg));
+    c->method = -1;
+    c->resp_type = RL_MSG_NONE;
+    c->peer[0] = '\0';
+    int rv = rl_msg_decode(nng_msg_body(c->reqmsg), nng_msg_len(c->reqmsg), &c->req);
+    c->call_id = c->req.call_id;
+    const rli_method *m = rli_method_find(c->req.type, &c->method);
+    if (m != NULL) c->resp_type = m->resp;
+    if (rv != RL_OK) {
+        pthread_mutex_lock(&s->mtx);
+        s->bad_frames++;
+        pthread_mutex_unlock(&s->mtx);
+        char why[300];
+        snprintf(why, sizeof(why), "%s", rl_errdetail());
+        call_send(c, rv == RL_EVERSION ? RL_STATUS_FAILED_PRECONDITION
+                                       : RL_STATUS_INVALID_ARGUMENT, why, NULL);
+        return;
+    }
+    c->has_req = true;
+    if (m == NULL || s->slots[c->method].fn == NULL) {
+        const char *name = rl_msg_name(c->req.type);
+        char why[128];
+        snprintf(why, sizeof(why), "no method takes %s", name ? name : "this message type");
+        call_send(c, RL_STATUS_UNIMPLEMENTED, why, NULL);
+        return;
+    }
+    if (m->auth && !pipe_is_authed(s, c->pipe, c->peer, sizeof(c->peer))) {
+        log_refusal(s, c, m->name);
+        call_send(c, RL_STATUS_UNAUTHENTICATED,
+                  "this connection has not authenticated: call AUTH_HELLO and AUTH_PROVE first",
+                  NULL);
+        return;
+    }
+    rl_msg resp;
+    rl_msg_init(&resp, m->resp);
+    rli_err(RL_OK, "%s", "");
+    c->state = CALL_BUSY;
+    method_slot *slot = &s->slots[c->method];
+    rv = slot->fn(slot->arg, c, &c->req, &resp);
+    if (rv == RL_RPC_DEFERRED) {
+        rl_msg_fini(&resp);
+        return; /* rl_rpc_ctx_reply will send */
+    }
+    if (rv == RL_OK) {
+        call_send(c, RL_STATUS_OK, NULL, &resp);
+    } else {
+        const char *d = rl_errdetail();
+        call_send(c, rl_status_from_err(rv), d[0] ? d : rl_strerror(rv), &resp);
+    }
+}
+
+static void call_cb(void *arg)
+{
+    rl_rpc_ctx *c = arg;
+    int rv = nng_aio_result(c->aio);
+    if (c->state == CALL_RECV) {
+        if (rv != 0) {
+            if (rv != NNG_ECLOSED && !c->s->stopping) call_recv(c);
+            return;
+        }
+        c->reqmsg = nng_aio_get_msg(c->aio);
+        call_dispatch(c);
+    } else if (c->state == CALL_SEND) {
+        if (rv != 0) nng_msg_free(nng_aio_get_msg(c->aio)); /* not sent: still ours */
+        if (rv != NNG_ECLOSED && !c->s->stopping) call_recv(c);
+    }
+}
+
+void rl_rpc_ctx_reply(rl_rpc_ctx *c, int err, const char *errmsg, rl_msg *resp)
+{
+    if (err == RL_OK && resp != NULL) call_send(c, RL_STATUS_OK, NULL, resp);
+    else call_send(c, rl_status_from_err(err ? err : RL_EINTERNAL), errmsg ? errmsg : "", resp);
+}
+
+const char *rl_rpc_ctx_peer(const rl_rpc_ctx *c)
+{
+    return c->peer;
+}
+
+uint32_t rl_rpc_ctx_pipe(const rl_rpc_ctx *c)
+{
+    return c->pipe;
+}
+
+/* ---- Lifecycle ------------------------------------------------------------------ */
+
+int rl_rpc_server_new(const rl_rpc_server_opts *o, rl_rpc_server **out)
+{
+    if (o == NULL || o->url == NULL) return rli_err(RL_EINVAL, "rpc server: no URL");
+    rl_rpc_server *s = rli_calloc(1, sizeof(*s));
+    int rv;
+    pthread_mutex_init(&s->mtx, NULL);
+    snprintf(s->url, sizeof(s->url), "%s", o->url);
+    snprintf(s->name, sizeof(s->name), "%s", o->name ? o->name : "ringleader");
+    if (o->token != NULL) {
+        s->token = *o->token;
+        s->has_token = true;
+    }
+    s->recv_max = o->recv_max ? o->recv_max : 4u << 20;
+    s->ncalls = o->contexts > 0 ? o->contexts : 64;
+    s->slots = rli_calloc((size_t)rli_method_count(), sizeof(*s->slots));
+    for (int i = 0; i < rli_method_count(); i++)
+        s->slots[i].lat = rli_calloc(LAT_WINDOW, sizeof(uint32_t));
+    if ((rv = nng_rep0_open(&s->sock)) != 0) {
+        rv = rli_err(rli_err_from_nng(rv), "rpc server: %s", nng_strerror(rv));
+        goto fail;
+    }
+    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->recv_max);
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_event, s);
+    if ((rv = nng_listener_create(&s->listener, s->sock, o->url)) != 0) {
+        rv = rli_err(rli_err_from_nng(rv), "rpc server: bad URL %s: %s", o->url,
+                     nng_strerror(rv));
+        goto fail;
+    }
+    nng_listener_set_size(s->listener, NNG_OPT_RECVMAXSZ, s->recv_max);
+    if ((rv = rli_sock_setup_tls_listener(s->listener, o->url, o->tls, &s->tls)) != 0) goto fail;
+    s->calls = rli_calloc((size_t)s->ncalls, sizeof(*s->calls));
+    for (int i = 0; i < s->ncalls; i++) {
+        rl_rpc_ctx *c = &s->calls[i];
+        c->s = s;
+        if ((rv = nng_ctx_open(&c->ctx, s->sock)) != 0 ||
+            (rv = nng_aio_alloc(&c->aio, call_cb, c)) != 0) {
+            rv = rli_err(rli_err_from_nng(rv), "rpc server: %s", nng_strerror(rv));
+            goto fail;
+        }
+    }
+    rl_rpc_server_handle(s, RL_MSG_HEALTH_REQ, handle_health, s);
+    rl_rpc_server_handle(s, RL_MSG_AUTH_HELLO_REQ, handle_auth_hello, s);
+    rl_rpc_server_handle(s, RL_MSG_AUTH_PROVE_REQ, handle_auth_prove, s);
+    rl_rpc_server_handle(s, RL_MSG_ECHO_REQ, handle_echo, s);
+    *out = s;
+    return RL_OK;
+fail:
+    rl_rpc_server_free(s);
+    return rv;
+}
+
+int rl_rpc_server_handle(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_handler fn, void *arg)
+{
+    int idx;
+    if (rli_method_find(req_type, &idx) == NULL)
+        return rli_err(RL_EINVAL, "message type %d is not the request of any RPC method",
+                       (int)req_type);
+    s->slots[idx].fn = fn;
+    s->slots[idx].arg = arg;
+    return RL_OK;
+}
+
+int rl_rpc_server_start(rl_rpc_server *s)
+{
+    int rv = nng_listener_start(s->listener, 0);
+    if (rv != 0)
+        return rli_err(rli_err_from_nng(rv), "rpc server: cannot listen on %s: %s", s->url,
+                       nng_strerror(rv));
+    int port = 0;
+    if (nng_listener_get_int(s->listener, NNG_OPT_TCP_BOUND_PORT, &port) == 0 && port > 0) {
+        char *colon = strrchr(s->url, ':');
+        if (colon != NULL && strcmp(colon, ":0") == 0)
+            snprintf(colon, sizeof(s->url) - (size_t)(colon - s->url), ":%d", port);
+    }
+    s->started_ms = rli_now_ms();
+    s->started = true;
+    for (int i = 0; i < s->ncalls; i++) call_recv(&s->calls[i]);
+    return RL_OK;
+}
+
+const char *rl_rpc_server_url(const rl_rpc_server *s)
+{
+    return s->url;
+}
+
+void rl_rpc_server_free(rl_rpc_server *s)
+{
+    if (s == NULL) return;
+    s->stopping = true;
+    if (s->calls != NULL) {
+        for (int i = 0; i < s->ncalls; i++)
+            if (s->calls[i].aio != NULL) nng_aio_stop(s->calls[i].aio);
+    }
+    nng_close(s->sock);
+    if (s->calls != NULL) {
+        for (int i = 0; i < s->ncalls; i++) {
+            rl_rpc_ctx *c = &s->calls[i];
+            if (c->aio != NULL) {
+                nng_aio_stop(c->aio);
+                nng_aio_free(c->aio);
+            }
+            call_release_request(c);
+        }
+        free(s->calls);
+    }
+    if (s->tls != NULL) nng_tls_config_free(s->tls);
+    if (s->slots != NULL)
+        for (int i = 0; i < rli_method_count(); i++) free(s->slots[i].lat);
+    free(s->slots);
+    free(s->pipes);
+    pthread_mutex_destroy(&s->mtx);
+    memset(&s->token, 0, sizeof(s->token));
+    free(s);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void rl_rpc_server_metrics(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_metrics *out)
+{
+    int idx;
+    memset(out, 0, sizeof(*out));
+    if (rli_method_find(req_type, &idx) == NULL) return;
+    method_slot *m = &s->slots[idx];
+    pthread_mutex_lock(&s->mtx);
+    out->calls = m->calls;
+    out->errors = m->errors;
+    out->refused_unauth = m->refused;
+    size_t n = m->nlat < LAT_WINDOW ? m->nlat : LAT_WINDOW;
+    uint32_t *tmp = rli_malloc(n * sizeof(uint32_t) + 1);
+    memcpy(tmp, m->lat, n * sizeof(uint32_t));
+    pthread_mutex_unlock(&s->mtx);
+    if (n > 0) {
+        qsort(tmp, n, sizeof(uint32_t), cmp_u32);
+        out->lat_p50_us = tmp[(n - 1) / 2];
+        out->lat_p99_us = tmp[(size_t)((double)(n - 1) * 0.99)];
+        out->lat_max_us = tmp[n - 1];
+    }
+    free(tmp);
+}
+
+uint64_t rl_rpc_server_bad_frames(rl_rpc_server *s)
+{
+    pthread_mutex_lock(&s->mtx);
+    uint64_t n = s->bad_frames;
+    pthread_mutex_unlock(&s->mtx);
+    return n;
+}

@@ -1,0 +1,389 @@
+/*
+ * test_rpc.c - the RPC layer over real sockets on loopback: calls and
+ * statuses, deadlines, many calls in flight, authentication (wrong token,
+ * unauthenticated calls, a replayed proof), hostile frames, and TLS with a
+ * CA made in the test.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "auth.h"
+#include "ringleader/rpc.h"
+#include "rli.h"
+#include "testutil.h"
+
+static rl_token make_token(const char *s)
+{
+    rl_token t;
+    memset(&t, 0, sizeof(t));
+    t.len = strlen(s);
+    memcpy(t.bytes, s, t.len);
+    return t;
+}
+
+static const char *TOKEN = "test-token-0123456789abcdef";
+
+static rl_rpc_server *start_server(const rl_token *tok, const rl_tls_files *tls, const char *url)
+{
+    rl_rpc_server *s = NULL;
+    rl_rpc_server_opts so = {.url = url, .token = tok, .tls = tls, .name = "test"};
+    ck_assert_int_eq(rl_rpc_server_new(&so, &s), RL_OK);
+    ck_assert_msg(rl_rpc_server_start(s) == RL_OK, "%s", rl_errdetail());
+    return s;
+}
+
+static rl_rpc_client *open_client(const char *url, const rl_token *tok, int expect)
+{
+    rl_rpc_client *c = NULL;
+    rl_rpc_client_opts co = {.url = url, .token = tok, .peer_id = "t1"};
+    int rv = rl_rpc_client_open(&co, rl_clock_ms() + 5000, &c);
+    ck_assert_msg(rv == expect, "open: got %s (%s), want %s", rl_errname(rv), rl_errdetail(),
+                  rl_errname(expect));
+    return c;
+}
+
+static int echo(rl_rpc_client *c, const void *data, size_t len, rl_rpc_reply *rep, int ms)
+{
+    rl_msg req;
+    rl_msg_init(&req, RL_MSG_ECHO_REQ);
+    req.u.echo_req.data = (rl_bytes){data, len};
+    return rl_rpc_call(c, &req, rep, rl_clock_ms() + (uint64_t)ms);
+}
+
+START_TEST(echo_and_health)
+{
+    rl_token tok = make_token(TOKEN);
+    rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0");
+    rl_rpc_client *c = open_client(rl_rpc_server_url(s), &tok, RL_OK);
+    uint8_t big[300000];
+    for (size_t i = 0; i < sizeof(big); i++) big[i] = (uint8_t)(i * 7);
+    rl_rpc_reply rep;
+    ck_assert_int_eq(echo(c, big, sizeof(big), &rep, 5000), RL_OK);
+    ck_assert_uint_eq(rep.msg.u.echo_resp.data.len, sizeof(big));
+    ck_assert(memcmp(rep.msg.u.echo_resp.data.ptr, big, sizeof(big)) == 0);
+    rl_rpc_reply_fini(&rep);
+
+    rl_msg h;
+    rl_msg_init(&h, RL_MSG_HEALTH_REQ);
+    ck_assert_int_eq(rl_rpc_call(c, &h, &rep, rl_clock_ms() + 5000), RL_OK);
+    ck_assert_str_eq(rep.msg.u.health_resp.server, "test");
+    rl_rpc_reply_fini(&rep);
+
+    rl_rpc_metrics m;
+    rl_rpc_server_metrics(s, RL_MSG_ECHO_REQ, &m);
+    ck_assert_uint_eq(m.calls, 1);
+    ck_assert(m.lat_max_us > 0);
+    rl_rpc_client_close(c);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
+static int handle_never(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    (void)arg;
+    (void)call;
+    (void)req;
+    (void)resp;
+    return RL_RPC_DEFERRED; /* never answered: the client's deadline must fire */
+}
+
+START_TEST(deadline_is_enforced)
+{
+    rl_token tok = make_token(TOKEN);
+    rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0");
+    rl_rpc_server_handle(s, RL_MSG_HEARTBEAT_REQ, handle_never, NULL);
+    rl_rpc_client *c = open_client(rl_rpc_server_url(s), &tok, RL_OK);
+    rl_msg req;
+    rl_rpc_reply rep;
+    rl_msg_init(&req, RL_MSG_HEARTBEAT_REQ);
+    req.u.heartbeat_req.node_id = "t1";
+    uint64_t t0 = rl_clock_ms();
+    ck_assert_int_eq(rl_rpc_call(c, &req, &rep, t0 + 200), RL_ETIMEDOUT);
+    uint64_t el = rl_clock_ms() - t0;
+    ck_assert_msg(el >= 190 && el < 1500, "returned after %llu ms", (unsigned long long)el);
+    rl_rpc_reply_fini(&rep);
+    rl_rpc_client_close(c);
+    rl_rpc_server_free(s);
+    /* A server that is not there: the call ends at its deadline too. */
+    rl_rpc_client_opts co = {.url = "tcp://127.0.0.1:1", .peer_id = "t1"};
+    rl_rpc_client *c2 = NULL;
+    ck_assert_int_eq(rl_rpc_client_open(&co, rl_clock_ms() + 1000, &c2), RL_OK); /* no token */
+    t0 = rl_clock_ms();
+    ck_assert_int_ne(echo(c2, "x", 1, &rep, 300), RL_OK);
+    ck_assert(rl_clock_ms() - t0 < 1500);
+    rl_rpc_reply_fini(&rep);
+    rl_rpc_client_close(c2);
+}
+END_TEST
+
+static atomic_int done_ok, done_all;
+static void on_done(void *arg, int err, rl_rpc_reply *rep)
+{
+    size_t want = (size_t)(uintptr_t)arg;
+    if (err == RL_OK && rep->msg.u.echo_resp.data.len == want) atomic_fetch_add(&done_ok, 1);
+    atomic_fetch_add(&done_all, 1);
+}
+
+START_TEST(many_calls_in_flight)
+{
+    rl_token tok = make_token(TOKEN);
+    rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0");
+    rl_rpc_client *c = open_client(rl_rpc_server_url(s), &tok, RL_OK);
+    static uint8_t data[200][64];
+    rl_msg reqs[200];
+    atomic_store(&done_ok, 0);
+    atomic_store(&done_all, 0);
+    for (int i = 0; i < 200; i++) {
+        rl_msg_init(&reqs[i], RL_MSG_ECHO_REQ);
+        reqs[i].u.echo_req.data = (rl_bytes){data[i], (size_t)(i % 64) + 1};
+        ck_assert_int_eq(rl_rpc_call_async(c, &reqs[i], rl_clock_ms() + 10000, on_done,
+                                           (void *)(uintptr_t)((i % 64) + 1)),
+                         RL_OK);
+    }
+    for (int k = 0; k < 1000 && atomic_load(&done_all) < 200; k++) usleep(10000);
+    ck_assert_int_eq(atomic_load(&done_ok), 200);
+    rl_rpc_client_close(c);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
+START_TEST(wrong_token_is_refused_both_ways)
+{
+    rl_token tok = make_token(TOKEN), bad = make_token("another-token-0123456789");
+    rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0");
+    rl_rpc_client *c = open_client(rl_rpc_server_url(s), &bad, RL_EAUTH);
+    ck_assert_ptr_null(c);
+    /* The server stays up for members. */
+    c = open_client(rl_rpc_server_url(s), &tok, RL_OK);
+    rl_rpc_reply rep;
+    ck_assert_int_eq(echo(c, "hi", 2, &rep, 5000), RL_OK);
+    rl_rpc_reply_fini(&rep);
+    rl_rpc_client_close(c);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
+START_TEST(unauthenticated_calls_are_refused)
+{
+    rl_token tok = make_token(TOKEN);
+    rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0");
+    rl_rpc_client *anon = open_client(rl_rpc_server_url(s), NULL, RL_OK);
+    rl_rpc_reply rep;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(echo(anon, "hi", 2, &rep, 5000), RL_EAUTH);
+        ck_assert_int_eq(rep.status, RL_STATUS_UNAUTHENTICATED);
+        rl_rpc_reply_fini(&rep);
+    }
+    rl_rpc_metrics m;
+    rl_rpc_server_metrics(s, RL_MSG_ECHO_REQ, &m);
+    ck_assert_uint_eq(m.refused_unauth, 3);
+    /* Health needs no authentication. */
+    rl_msg h;
+    rl_msg_init(&h, RL_MSG_HEALTH_REQ);
+    ck_assert_int_eq(rl_rpc_call(anon, &h, &rep, rl_clock_ms() + 5000), RL_OK);
+    rl_rpc_reply_fini(&rep);
+    rl_rpc_client_close(anon);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
+/* Raw req socket helpers for hand-made exchanges. */
+static nng_socket raw_dial(const char *url)
+{
+    nng_socket sock;
+    ck_assert_int_eq(nng_req0_open(&sock), 0);
+    nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 3000);
+    nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 3000);
+    ck_assert_int_eq(nng_dial(sock, url, NULL, 0), 0);
+    return sock;
+}
+
+static void raw_call(nng_socket sock, const rl_msg *req, rl_msg *resp, nng_msg **keep)
+{
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(rl_msg_encode(req, &buf, &len), RL_OK);
+    ck_assert_int_eq(nng_send(sock, buf, len, 0), 0);
+    free(buf);
+    nng_msg *m;
+    ck_assert_int_eq(nng_recvmsg(sock, &m, 0), 0);
+    ck_assert_int_eq(rl_msg_decode(nng_msg_body(m), nng_msg_len(m), resp), RL_OK);
+    *keep = m;
+}
+
+START_TEST(captured_proof_cannot_be_replayed)
+{
+    rl_token tok = make_token(TOKEN);
+    rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0");
+    const char *url = rl_rpc_server_url(s);
+    /* A legitimate exchange on connection A, recorded. */
+    nng_socket a = raw_dial(url);
+    uint8_t nc[RLI_NONCE_LEN], proof[RLI_MAC_LEN];
+    memset(nc, 7, sizeof(nc));
+    rl_msg req, resp;
+    nng_msg *keep;
+    rl_msg_init(&req, RL_MSG_AUTH_HELLO_REQ);
+    req.u.auth_hello_req.client_nonce = (rl_bytes){nc, sizeof(nc)};
+    req.u.auth_hello_req.peer_id = "t1";
+    raw_call(a, &req, &resp, &keep);
+    ck_assert_int_eq(resp.status, RL_STATUS_OK);
+    rli_auth_client_proof(&tok, resp.u.auth_hello_resp.server_nonce.ptr, nc, "t1", proof);
+    rl_msg_fini(&resp);
+    nng_msg_free(keep);
+    rl_msg_init(&req, RL_MSG_AUTH_PROVE_REQ);
+    req.u.auth_prove_req.client_proof = (rl_bytes){proof, sizeof(proof)};
+    raw_call(a, &req, &resp, &keep);
+    ck_assert_int_eq(resp.status, RL_STATUS_OK);
+    rl_msg_fini(&resp);
+    nng_msg_free(keep);
+
+    /* An eavesdropper replays HELLO and PROVE on connection B: the server
+     * issues a fresh nonce, so the recorded proof no longer matches. */
+    nng_socket b = raw_dial(url);
+    rl_msg_init(&req, RL_MSG_AUTH_HELLO_REQ);
+    req.u.auth_hello_req.client_nonce = (rl_bytes){nc, sizeof(nc)};
+    req.u.auth_hello_req.peer_id = "t1";
+    raw_call(b, &req, &resp, &keep);
+    rl_msg_fini(&resp);
+    nng_msg_free(keep);
+    rl_msg_init(&req, RL_MSG_AUTH_PROVE_REQ);
+    req.u.auth_prove_req.client_proof = (rl_bytes){proof, sizeof(proof)};
+    raw_call(b, &req, &resp, &keep);
+    ck_assert_int_eq(resp.status, RL_STATUS_UNAUTHENTICATED);
+    rl_msg_fini(&resp);
+    nng_msg_free(keep);
+    /* ... and B's calls stay refused. */
+    uint8_t d = 1;
+    rl_msg_init(&req, RL_MSG_ECHO_REQ);
+    req.u.echo_req.data = (rl_bytes){&d, 1};
+    raw_call(b, &req, &resp, &keep);
+    ck_assert_int_eq(resp.status, RL_STATUS_UNAUTHENTICATED);
+    rl_msg_fini(&resp);
+    nng_msg_free(keep);
+    /* While A, which proved itself, is served. */
+    raw_call(a, &req, &resp, &keep);
+    ck_assert_int_eq(resp.status, RL_STATUS_OK);
+    rl_msg_fini(&resp);
+    nng_msg_free(keep);
+    nng_close(a);
+    nng_close(b);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
+START_TEST(hostile_frames_get_a_status_and_the_server_stays_up)
+{
+    rl_token tok = make_token(TOKEN);
+    rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0");
+    nng_socket sock = raw_dial(rl_rpc_server_url(s));
+    uint64_t seed = 42;
+    for (int i = 0; i < 200; i++) {
+        uint8_t junk[64];
+        size_t n = 1 + rlt_rand(&seed) % sizeof(junk);
+        for (size_t k = 0; k < n; k++) junk[k] = (uint8_t)rlt_rand(&seed);
+        ck_assert_int_eq(nng_send(sock, junk, n, 0), 0);
+        nng_msg *m;
+        ck_assert_int_eq(nng_recvmsg(sock, &m, 0), 0);
+        rl_msg resp;
+        int rv = rl_msg_decode(nng_msg_body(m), nng_msg_len(m), &resp);
+        ck_assert_int_eq(rv, RL_OK);
+        ck_assert_int_eq(resp.status, RL_STATUS_INVALID_ARGUMENT);
+        rl_msg_fini(&resp);
+        nng_msg_free(m);
+    }
+    ck_assert_uint_ge(rl_rpc_server_bad_frames(s), 200);
+    /* A newer protocol version gets a clear status. */
+    rl_msg req, resp;
+    rl_msg_init(&req, RL_MSG_HEALTH_REQ);
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(rl_msg_encode(&req, &buf, &len), RL_OK);
+    ck_assert(buf[1] == RL_PROTO_VERSION);
+    buf[1] = 9; /* [version, ...]: the version is the array's first element */
+    ck_assert_int_eq(nng_send(sock, buf, len, 0), 0);
+    free(buf);
+    nng_msg *m;
+    ck_assert_int_eq(nng_recvmsg(sock, &m, 0), 0);
+    ck_assert_int_eq(rl_msg_decode(nng_msg_body(m), nng_msg_len(m), &resp), RL_OK);
+    ck_assert_int_eq(resp.status, RL_STATUS_FAILED_PRECONDITION);
+    ck_assert_msg(strstr(resp.status_msg, "version") != NULL, "%s", resp.status_msg);
+    rl_msg_fini(&resp);
+    nng_msg_free(m);
+    /* A message that is no method's request: UNIMPLEMENTED. */
+    rl_msg_init(&req, RL_MSG_JOIN_RESP);
+    req.u.join_resp.job = "x";
+    nng_msg *keep;
+    raw_call(sock, &req, &resp, &keep);
+    ck_assert_int_eq(resp.status, RL_STATUS_UNIMPLEMENTED);
+    rl_msg_fini(&resp);
+    nng_msg_free(keep);
+    /* Members are still served. */
+    rl_rpc_client *c = open_client(rl_rpc_server_url(s), &tok, RL_OK);
+    rl_rpc_reply rep;
+    ck_assert_int_eq(echo(c, "ok", 2, &rep, 5000), RL_OK);
+    rl_rpc_reply_fini(&rep);
+    rl_rpc_client_close(c);
+    nng_close(sock);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
+START_TEST(call_over_tls_with_a_test_ca)
+{
+    char *dir = rlt_tmpdir();
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt "
+             "-days 2 -subj /CN=rltest-ca >/dev/null 2>&1 && "
+             "openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr "
+             "-subj /CN=127.0.0.1 >/dev/null 2>&1 && "
+             "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext.cnf && "
+             "openssl x509 -req -in node.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+             "-out node.crt -days 2 -extfile ext.cnf >/dev/null 2>&1",
+             dir);
+    ck_assert_msg(system(cmd) == 0, "openssl could not make the test CA");
+    char cert[512], key[512], ca[512], url[128];
+    snprintf(cert, sizeof(cert), "%s/node.crt", dir);
+    snprintf(key, sizeof(key), "%s/node.key", dir);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+    rl_tls_files tls = {cert, key, ca};
+    rl_token tok = make_token(TOKEN);
+    snprintf(url, sizeof(url), "tls+tcp://127.0.0.1:%d", rlt_free_port());
+    rl_rpc_server *s = start_server(&tok, &tls, url);
+    rl_rpc_client *c = NULL;
+    rl_rpc_client_opts co = {.url = url, .token = &tok, .tls = &tls, .peer_id = "t1"};
+    ck_assert_msg(rl_rpc_client_open(&co, rl_clock_ms() + 10000, &c) == RL_OK, "%s",
+                  rl_errdetail());
+    rl_rpc_reply rep;
+    ck_assert_int_eq(echo(c, "secret", 6, &rep, 5000), RL_OK);
+    ck_assert_uint_eq(rep.msg.u.echo_resp.data.len, 6);
+    rl_rpc_reply_fini(&rep);
+    rl_rpc_client_close(c);
+    rl_rpc_server_free(s);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("rpc");
+    TCase *tc = tcase_create("loopback");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, echo_and_health);
+    tcase_add_test(tc, deadline_is_enforced);
+    tcase_add_test(tc, many_calls_in_flight);
+    tcase_add_test(tc, wrong_token_is_refused_both_ways);
+    tcase_add_test(tc, unauthenticated_calls_are_refused);
+    tcase_add_test(tc, captured_proof_cannot_be_replayed);
+    tcase_add_test(tc, hostile_frames_get_a_status_and_the_server_stays_up);
+    tcase_add_test(tc, call_over_tls_with_a_test_ca);
+    suite_add_tcase(s, tc);
+    return rlt_run_suite(s);
+}
