@@ -1,10 +1,11 @@
 /* err.c - the error list's names and texts, per-thread detail, and the one
- * place where foreign return codes (nng, errno) become rl_err codes. */
+ * place where foreign return codes (nng, errno, msgpack) become rl_err codes. */
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
 
+#include <msgpack.h>
 #include <nng/nng.h>
 
 #include "rli.h"
@@ -104,6 +105,19 @@ int rli_err_from_errno(int e)
     case EINVAL: return RL_EINVAL;
     case ETIMEDOUT: return RL_ETIMEDOUT;
     default: return RL_EIO;
+    }
+}
+
+int rli_err_from_msgpack(int rv)
+{
+    /* msgpack-c's success value is 2, not 0: compare by name only. */
+    switch (rv) {
+    case MSGPACK_UNPACK_SUCCESS: return RL_OK;
+    case MSGPACK_UNPACK_NOMEM_ERROR: return RL_ENOMEM;
+    case MSGPACK_UNPACK_EXTRA_BYTES:
+    case MSGPACK_UNPACK_CONTINUE:
+    case MSGPACK_UNPACK_PARSE_ERROR:
+    default: return RL_EPROTO;
     }
 }
 

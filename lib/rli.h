@@ -21,6 +21,9 @@ int rli_err_prefix(int err, const char *fmt, ...) __attribute__((format(printf, 
 /* Converters: the only places foreign codes become rl_err. */
 int rli_err_from_nng(int nng_rv);
 int rli_err_from_errno(int e);
+/* A msgpack_unpack_return: SUCCESS -> RL_OK, NOMEM_ERROR -> RL_ENOMEM, any
+ * other result (EXTRA_BYTES, CONTINUE, PARSE_ERROR, unknown) -> RL_EPROTO. */
+int rli_err_from_msgpack(int unpack_rv);
 
 /* Bugs abort, errors return. */
 #define RL_ASSERT(cond)                                                                            \

@@ -11,7 +11,10 @@
 /*
  * Packs the whole frame m into pk (any msgpack_packer sink: an sbuffer, an
  * nng_msg, an iovec builder). Returns RL_OK, RL_EINVAL if a REQ field is
- * missing or the type is unknown, or RL_ENOMEM if the sink failed.
+ * missing or the type is unknown (see rl_msg_encode), RL_ETOOBIG if the frame
+ * would exceed RL_PROTO_MAX_FRAME (checked with a counting pass before
+ * anything reaches pk), or RL_ENOMEM if the sink failed, in which case pk
+ * holds a partial frame that the caller discards.
  */
 int rli_msg_pack(msgpack_packer *pk, const rl_msg *m);
 

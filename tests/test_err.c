@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include <msgpack.h>
 #include <nng/nng.h>
 
 #include "rli.h"
@@ -44,6 +45,11 @@ START_TEST(foreign_codes_convert)
     ck_assert_int_eq(rli_err_from_nng(NNG_ECONNREFUSED), RL_EUNAVAIL);
     ck_assert_int_eq(rli_err_from_errno(ENOENT), RL_ENOTFOUND);
     ck_assert_int_eq(rli_err_from_errno(EACCES), RL_EPERM);
+    ck_assert_int_eq(rli_err_from_msgpack(MSGPACK_UNPACK_SUCCESS), RL_OK);
+    ck_assert_int_eq(rli_err_from_msgpack(MSGPACK_UNPACK_EXTRA_BYTES), RL_EPROTO);
+    ck_assert_int_eq(rli_err_from_msgpack(MSGPACK_UNPACK_CONTINUE), RL_EPROTO);
+    ck_assert_int_eq(rli_err_from_msgpack(MSGPACK_UNPACK_PARSE_ERROR), RL_EPROTO);
+    ck_assert_int_eq(rli_err_from_msgpack(MSGPACK_UNPACK_NOMEM_ERROR), RL_ENOMEM);
 }
 END_TEST
 

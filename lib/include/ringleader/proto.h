@@ -9,6 +9,17 @@
  * are heap copies owned by the rl_msg (freed by rl_msg_fini), and whose BIN
  * fields borrow from the decoded buffer: they stay valid only while that
  * buffer does.
+ *
+ * Presence, one rule for both directions:
+ *   - encode: a scalar (U64 I64 F64 BOOL) is sent when its `has` bit is set,
+ *     and always when it is REQ and status is OK; a STR, BIN or list is sent
+ *     when its pointer (the char *, .ptr or .v) is non-NULL, even if empty,
+ *     and its `has` bit is ignored. A REQ STR/BIN/list with a NULL pointer
+ *     is an error (RL_EINVAL) when status is OK; an error response (status
+ *     != OK) may leave any field out, and its decoder then requires none.
+ *   - decode: sets the `has` bit of every field present and gives every
+ *     present pointer field a non-NULL pointer (also when empty), so a
+ *     decoded message re-encodes to the same fields.
  */
 #ifndef RINGLEADER_PROTO_H
 #define RINGLEADER_PROTO_H
@@ -116,19 +127,27 @@ bool rl_msg_known(int type);
 
 /*
  * Encodes m into a new heap buffer (*buf, *len), which the caller frees with
- * free(). Fails with RL_EINVAL if a REQ field is missing (a NULL STR) or the
- * type is unknown. (RPC and the ring use the internal streaming encoder in
- * lib/wire.h, which avoids this copy.)
+ * free(); on error *buf is NULL and nothing is allocated. Always writes
+ * RL_PROTO_VERSION, whatever m->version says. Fails with RL_EINVAL if a REQ
+ * field is missing while status is OK (see "Presence" above), the type is
+ * unknown, status is
+ * negative, status_msg is not NUL-terminated or a list has n > 0 with a NULL
+ * vector; RL_ETOOBIG if the frame would exceed RL_PROTO_MAX_FRAME; RL_ENOMEM
+ * if the buffer cannot grow. (RPC and the ring use the internal streaming
+ * encoder in lib/wire.h, which avoids this copy.)
  */
 int rl_msg_encode(const rl_msg *m, uint8_t **buf, size_t *len);
 
 /*
  * Decodes exactly one frame from buf[0..len). Every byte must be consumed.
- * On error returns RL_EPROTO (malformed, wrong type, missing field, trailing
- * bytes), RL_EVERSION (unsupported protocol version; m->type and call_id are
- * still filled when readable, so a server can answer) or RL_ETOOBIG, sets
- * rl_errdetail() to say what and where, and leaves m zeroed apart from those
- * envelope fields: nothing to free.
+ * On error returns RL_EPROTO (malformed, wrong type, missing field, unknown
+ * message type, trailing bytes, a string with a NUL byte, a status_msg over
+ * 255 bytes: it is refused, not truncated), RL_EVERSION (unsupported protocol
+ * version), RL_ETOOBIG (len > RL_PROTO_MAX_FRAME, or more than 2^20 msgpack
+ * objects) or RL_ENOMEM, sets rl_errdetail() to say what and where (message,
+ * field number and name), and leaves m zeroed apart from version, type and
+ * call_id, which are filled when readable so that a server can answer:
+ * nothing to free. Unknown field numbers (1..63) are skipped.
  * If the status is not OK, the body may be empty and no field is required.
  */
 int rl_msg_decode(const void *buf, size_t len, rl_msg *m);
