@@ -59,7 +59,13 @@ static void link_free(rli_link *l)
     nng_aio_free(l->saio);
     nng_stream_free(l->stream);
     free(l->rbuf);
+    for (size_t i = 0; i < l->sq_count; i++) free(l->sq[(l->sq_head + i) % l->sq_cap]);
     free(l->sq);
+    while (l->sfree != NULL) {
+        rli_sframe *f = l->sfree;
+        l->sfree = f->next_free;
+        free(f);
+    }
     free(l);
 }
 
@@ -174,7 +180,7 @@ static void link_kick_send(rli_link *l)
     size_t skip = l->s_done;
     size_t nf = l->s_inflight ? l->s_inflight : (l->sq_count < 4 ? l->sq_count : 4);
     for (size_t i = 0; i < nf; i++) {
-        rli_sframe *f = &l->sq[(l->sq_head + i) % l->sq_cap];
+        rli_sframe *f = l->sq[(l->sq_head + i) % l->sq_cap];
         const uint8_t *seg[2] = {f->hdr, f->data};
         size_t len[2] = {f->hdr_len, f->data_len};
         for (int k = 0; k < 2; k++) {
@@ -208,9 +214,14 @@ static void link_send_cb(void *arg)
         size_t total = 0;
         l->s_done += nng_aio_count(l->saio);
         for (size_t i = 0; i < l->s_inflight; i++)
-            total += sframe_size(&l->sq[(l->sq_head + i) % l->sq_cap]);
+            total += sframe_size(l->sq[(l->sq_head + i) % l->sq_cap]);
         if (l->s_done >= total) {
             if (l->ring != NULL) l->ring->stats.bytes_out += total;
+            for (size_t i = 0; i < l->s_inflight; i++) {
+                rli_sframe *f = l->sq[(l->sq_head + i) % l->sq_cap];
+                f->next_free = l->sfree;
+                l->sfree = f;
+            }
             l->sq_head = (l->sq_head + l->s_inflight) % l->sq_cap;
             l->sq_count -= l->s_inflight;
             l->s_inflight = 0;
@@ -258,14 +269,16 @@ int rli_link_send(rli_link *l, const rl_msg *m)
                        l->peer_rank, nng_strerror(l->serr));
     if (l->sq_count == l->sq_cap) {
         size_t ncap = l->sq_cap ? l->sq_cap * 2 : 16;
-        rli_sframe *nq = rli_malloc(ncap * sizeof(*nq));
+        rli_sframe **nq = rli_malloc(ncap * sizeof(*nq));
         for (size_t i = 0; i < l->sq_count; i++) nq[i] = l->sq[(l->sq_head + i) % l->sq_cap];
         free(l->sq);
         l->sq = nq;
         l->sq_cap = ncap;
         l->sq_head = 0;
     }
-    rli_sframe *f = &l->sq[(l->sq_head + l->sq_count) % l->sq_cap];
+    rli_sframe *f = l->sfree;
+    if (f != NULL) l->sfree = f->next_free;
+    else f = rli_malloc(sizeof(*f));
     f->hdr_len = 4;
     f->data = NULL;
     f->data_len = 0;
@@ -273,9 +286,14 @@ int rli_link_send(rli_link *l, const rl_msg *m)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sink, sframe_write);
     int rv = rli_msg_pack(&pk, m);
-    if (rv != 0) return rv;
-    if (sink.overflow) return rli_err(RL_EINTERNAL, "ring frame header too large");
+    if (rv == 0 && sink.overflow) rv = rli_err(RL_EINTERNAL, "ring frame header too large");
+    if (rv != 0) {
+        f->next_free = l->sfree;
+        l->sfree = f;
+        return rv;
+    }
     put_le32(f->hdr, (uint32_t)(f->hdr_len - 4 + f->data_len));
+    l->sq[(l->sq_head + l->sq_count) % l->sq_cap] = f;
     l->sq_count++;
     link_kick_send(l);
     return RL_OK;

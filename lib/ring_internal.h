@@ -28,6 +28,7 @@
 #define RLI_FRAME_HDR_MAX 192 /* length prefix + envelope + fields + bin marker */
 
 typedef struct rli_sframe {
+    struct rli_sframe *next_free;
     uint8_t hdr[RLI_FRAME_HDR_MAX];
     size_t hdr_len;
     const uint8_t *data; /* borrowed: must stay valid until the frame is sent */
@@ -54,8 +55,9 @@ struct rli_link {
 
     /* sending: a FIFO of frames, up to 4 in flight in one aio (8 iovs) */
     nng_aio *saio;
-    rli_sframe *sq;
+    rli_sframe **sq; /* ring of frames; each frame stays put while queued */
     size_t sq_cap, sq_head, sq_count, s_inflight;
+    rli_sframe *sfree; /* spare frames */
     size_t s_done; /* bytes of the in-flight batch already written */
     bool spending;
     int serr;

@@ -266,7 +266,7 @@ static void call_dispatch(rl_rpc_ctx *c)
     c->t0_us = rli_now_us();
     c->pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(c->reqmsg));
     c->method = -1;
-    c->resp_type = RL_MSG_NONE;
+    c->resp_type = RL_MSG_ERROR_RESP; /* until the request names its method */
     c->peer[0] = '\0';
     int rv = rl_msg_decode(nng_msg_body(c->reqmsg), nng_msg_len(c->reqmsg), &c->req);
     c->call_id = c->req.call_id;

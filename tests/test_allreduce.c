@@ -69,7 +69,7 @@ static void *member_main(void *arg)
 {
     member *m = arg;
     rl_ring_member mem[MAXN];
-    char ids[MAXN][8];
+    char ids[MAXN][16];
     for (int i = 0; i < m->n; i++) {
         snprintf(ids[i], sizeof(ids[i]), "m%d", i);
         mem[i].id = ids[i];
@@ -92,7 +92,7 @@ static void *member_main(void *arg)
             for (int k = 0; k < 5; k++) {
                 size_t n = counts[k], es = rl_dtype_size(dt);
                 fill(in, n, dt, m->rank);
-                memset(out, 0xA5, n * es + 1);
+                memset(out, 0xA5, n * es);
                 /* Alternate in-place and out-of-place. */
                 void *dst = (k % 2) ? in : out;
                 rv = rl_allreduce(ring, in, dst, n, dt, op, rl_clock_ms() + 30000);
