@@ -1,0 +1,36 @@
+# lib.sh - helpers for the integration tests: free ports, temporary specs,
+# bounded waits, and cleanup of every process a test starts (by PID).
+set -euo pipefail
+RL_PIDS=()
+RL_TMP=$(mktemp -d /tmp/rl-it.XXXXXX)
+cleanup() {
+  for p in "${RL_PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${RL_PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  rm -rf "$RL_TMP"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+
+# write_spec FILE NODES TOKENFILE [launch]: a spec on free loopback ports.
+write_spec() {
+  local f=$1 n=$2 tok=$3 launch=${4:-local}
+  {
+    echo "cluster:"
+    echo "  name: it"
+    echo "  coordinator: tcp://127.0.0.1:$(free_port)"
+    echo "  launch: $launch"
+    echo "  min_nodes: 1"
+    echo "  join_timeout_ms: 10000"
+    echo "  nodes:"
+    for i in $(seq 1 "$n"); do
+      echo "    - { id: n$i, listen: tcp://127.0.0.1:$(free_port) }"
+    done
+    echo "security:"
+    echo "  token_file: $tok"
+    echo "data: { source: synthetic, rows: 10000, features: 8, block_rows: 1000 }"
+    echo "model: { type: linear }"
+    echo "training: { steps: 5, learning_rate: 0.1 }"
+    echo "output: { dir: $RL_TMP/out }"
+  } > "$f"
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# test_join.sh - real processes: `ringleader run` starts 4 local nodes that
+# join authenticated; a node with the wrong token is refused and the
+# coordinator stays up; nodes that never join make the run fail with their
+# names, and nothing is left running.
+# usage: test_join.sh RINGLEADER RINGLEADER_NODE
+RL=$1 NODE=$2
+. "$(dirname "$0")/lib.sh"
+
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/good.token"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/bad.token"
+
+# 1. launch: local, 4 nodes.
+write_spec "$RL_TMP/local.yaml" 4 "$RL_TMP/good.token"
+out=$(RINGLEADER_NODE_BIN=$NODE timeout 60 "$RL" run "$RL_TMP/local.yaml" 2>"$RL_TMP/err1") ||
+  { cat "$RL_TMP/err1" >&2; fail "local run exited $?"; }
+echo "$out" | grep -q "4 of 4 nodes joined" || fail "expected 4 of 4 joined, got: $out"
+for i in 1 2 3 4; do grep -q "node n$i joined" "$RL_TMP/err1" || fail "n$i not logged as joined"; done
+
+# 2. launch: manual; one node holds the wrong token, one never comes.
+write_spec "$RL_TMP/manual.yaml" 3 "$RL_TMP/good.token" manual
+sed -i 's/join_timeout_ms: 10000/join_timeout_ms: 3000/' "$RL_TMP/manual.yaml"
+coord=$(sed -n 's/^  coordinator: //p' "$RL_TMP/manual.yaml")
+timeout 60 "$RL" run "$RL_TMP/manual.yaml" >"$RL_TMP/out2" 2>"$RL_TMP/err2" &
+cpid=$!; RL_PIDS+=("$cpid")
+timeout 20 "$NODE" --coordinator "$coord" --id n1 --token-file "$RL_TMP/good.token" \
+  --join-timeout-ms 5000 2>"$RL_TMP/n1.err" &
+RL_PIDS+=("$!")
+set +e
+timeout 20 "$NODE" --coordinator "$coord" --id n2 --token-file "$RL_TMP/bad.token" \
+  --join-timeout-ms 2000 2>"$RL_TMP/n2.err"
+n2rc=$?
+wait "$cpid"; crc=$?
+set -e
+[ "$n2rc" -ne 0 ] || fail "a node with the wrong token joined"
+grep -qi "token\|authentic" "$RL_TMP/n2.err" || fail "wrong-token node gave no clear error: $(cat "$RL_TMP/n2.err")"
+[ "$crc" -eq 1 ] || fail "coordinator exit $crc with nodes missing, want 1"
+grep -q "did not" "$RL_TMP/err2" && grep -q "n3" "$RL_TMP/err2" ||
+  fail "coordinator did not name the missing nodes: $(cat "$RL_TMP/err2")"
+grep -q "node n1 joined" "$RL_TMP/err2" || fail "the good node was not admitted while a bad one was refused"
+echo "test_join: ok"
