@@ -7,7 +7,7 @@
 
 #include "cli.h"
 
-#define RL_COMMAND_LIST(X)
+#define RL_COMMAND_LIST(X) X(validate, "check a cluster spec and print its summary")
 
 #define DECL(name, summary) int cmd_##name(int argc, char **argv);
 RL_COMMAND_LIST(DECL)
