@@ -18,6 +18,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "ringleader/err.h"
 #include "ringleader/allreduce.h"
 #include "ringleader/ring.h"
 
@@ -285,7 +286,7 @@ int bench_allreduce(int argc, char **argv)
         }
     }
     /* Collect each worker's URL, then give every worker the whole list. */
-    char urls[MAX_NODES][256];
+    char urls[MAX_NODES][300];
     double deadline = bench_now_s() + 30;
     for (int r = 0; r < n; r++) {
         char line[300];

@@ -17,6 +17,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "ringleader/err.h"
 #include "ringleader/rpc.h"
 
 typedef struct rpc_opts {

@@ -7,10 +7,12 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli.h"
+#include "ringleader/err.h"
 #include "launch.h"
 #include "registry.h"
 #include "ringleader/log.h"

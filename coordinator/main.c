@@ -7,7 +7,10 @@
 
 #include "cli.h"
 
-#define RL_COMMAND_LIST(X)
+#define RL_COMMAND_LIST(X)                                                                         \
+    X(validate, "check a cluster spec and print its summary")                                      \
+    X(run, "run a job as its coordinator")                                                         \
+    X(bench, "benchmarks: allreduce, rpc")
 
 #define DECL(name, summary) int cmd_##name(int argc, char **argv);
 RL_COMMAND_LIST(DECL)

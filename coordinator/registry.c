@@ -1,5 +1,6 @@
 /* registry.c - expected and joined nodes, heartbeats and their metrics. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ringleader/allreduce.h"
+#include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/ring.h"
 #include "ringleader/rpc.h"

@@ -20,5 +20,5 @@ cmake --build build-asan -j"$jobs" >/dev/null
 
 echo "== fuzzing (libFuzzer, bounded)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRL_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j"$jobs" >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz_proto fuzz_spec >/dev/null
 (cd build-fuzz && ctest --output-on-failure -R '^fuzz_')

@@ -17,9 +17,11 @@
 extern "C" {
 #endif
 
-#define RL_ID_MAX 64
-#define RL_URL_MAX 256
-#define RL_PATH_MAX 1024
+#define RL_ID_MAX         64
+#define RL_URL_MAX        256
+#define RL_PATH_MAX       1024
+#define RL_SPEC_MAX_NODES 1024       /* nodes in one spec */
+#define RL_SPEC_MAX_BYTES (1u << 20) /* size of one spec file */
 
 typedef enum { RL_LAUNCH_LOCAL = 0, RL_LAUNCH_MANUAL = 1 } rl_launch;
 typedef enum { RL_DATA_SYNTHETIC = 0, RL_DATA_CSV = 1 } rl_data_source;
@@ -52,9 +54,9 @@ typedef struct rl_spec {
 
     /* data */
     rl_data_source source;
-    int64_t rows;     /* synthetic */
-    int features;     /* synthetic (csv: derived from the header) */
-    double noise;     /* synthetic */
+    int64_t rows; /* synthetic; csv: 0 (known once the file is read) */
+    int features; /* synthetic; csv: the header's columns except the label */
+    double noise; /* synthetic; csv: 0 */
     uint64_t seed;
     int block_rows;
     char csv_path[RL_PATH_MAX]; /* resolved */
@@ -80,19 +82,31 @@ typedef struct rl_spec {
     int rebalance; /* bool */
 
     /* output */
-    char out_dir[RL_PATH_MAX]; /* resolved against the current directory */
+    char out_dir[RL_PATH_MAX]; /* as written: relative to the current directory */
 } rl_spec;
 
 /*
  * Loads and validates the spec at path. On success returns RL_OK and *out is
  * a new spec the caller frees with rl_spec_free. On failure returns
- * RL_ECONFIG (or RL_ENOTFOUND/RL_EIO if the file cannot be read), *out is
- * NULL, and every problem found has been written to err (if not NULL) as
- * "PATH:LINE:COL: message\n  <source line>\n".
+ * RL_ECONFIG (or RL_ENOTFOUND, RL_EPERM, RL_EIO if the file cannot be read),
+ * *out is NULL, and every problem found has been written to err (if not
+ * NULL), sorted by position, each as
+ *     PATH:LINE:COL: message
+ *       <source line>
+ *       <caret under COL>
+ * rl_errdetail() then holds the first problem. Relative paths in the spec
+ * (token_file, tls files, data.csv.path) are resolved against the spec's
+ * directory and must name readable files. Any input is safe: the text is
+ * limited to RL_SPEC_MAX_BYTES, nesting depth and node count are bounded,
+ * and aliases and multi-document streams are refused.
  */
 int rl_spec_load(const char *path, rl_spec **out, FILE *err);
 
-/* Same, from an in-memory YAML text; name is used in messages and dir as the base. */
+/*
+ * Same, from the len bytes at text (need not be NUL-terminated; the caller
+ * keeps ownership). name is used in messages and its directory as the base
+ * for relative paths ("." if name has no '/').
+ */
 int rl_spec_load_text(const char *name, const char *text, size_t len, rl_spec **out, FILE *err);
 
 /* Frees a spec (NULL is fine). */
@@ -100,6 +114,9 @@ void rl_spec_free(rl_spec *spec);
 
 /* Writes the one-screen summary printed by `ringleader validate`. */
 void rl_spec_describe(const rl_spec *spec, FILE *out);
+
+/* Writes the reference of every key: name, type, default, range and help. */
+void rl_spec_print_keys(FILE *out);
 
 /* Index of the node with this id, or -1. */
 int rl_spec_find_node(const rl_spec *spec, const char *id);
