@@ -4,7 +4,7 @@
  * Any input must decode to RL_OK or a documented error, never crash or
  * leak. Whatever decodes must re-encode, decode again to an equal message,
  * and re-encode to the same bytes (the canonical form is a fixed point).
- * Seeds: tests/fuzz/corpus/proto/, written by `test_proto --write-corpus`.
+ * Seeds: tests/fuzz/corpus/fuzz_proto/, written by `test_proto --write-corpus`.
  */
 #include <stdint.h>
 #include <stdlib.h>
