@@ -389,6 +389,8 @@ int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out
             goto fail;
         nng_stream_listener_set_ptr(ep->listener, NNG_OPT_TLS_CONFIG, ep->tls_server);
     }
+    /* Small frames must not wait for Nagle / delayed ACK (about 40 ms here). */
+    nng_stream_listener_set_bool(ep->listener, NNG_OPT_TCP_NODELAY, true);
     if ((rv = nng_stream_listener_listen(ep->listener)) != 0) {
         rv = rli_err(rli_err_from_nng(rv), "endpoint %s: cannot listen: %s", url,
                      nng_strerror(rv));
@@ -507,6 +509,7 @@ static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **ou
         }
         nng_stream_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, ep->tls_client);
     }
+    nng_stream_dialer_set_bool(d, NNG_OPT_TCP_NODELAY, true);
     if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
         rv = rli_err(RL_ENOMEM, "no aio");
         goto out;
