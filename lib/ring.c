@@ -494,7 +494,6 @@ static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **ou
     nng_stream_dialer *d = NULL;
     nng_aio *aio = NULL;
     nng_stream *s = NULL;
-    uint8_t *buf = NULL;
     int rv;
 
     if ((rv = nng_stream_dialer_alloc(&d, url)) != 0) {
@@ -535,55 +534,36 @@ static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **ou
     }
     s = nng_aio_get_output(aio, 0);
 
-    rl_msg m;
-    size_t len;
-    rl_msg_init(&m, RL_MSG_RING_HELLO);
-    m.u.ring_hello.epoch = r->epoch;
-    m.u.ring_hello.rank = (uint64_t)r->rank;
-    m.u.ring_hello.size = (uint64_t)r->size;
-    m.u.ring_hello.member_id = r->ids[r->rank];
-    rv = rl_msg_encode(&m, &buf, &len);
-    m.u.ring_hello.member_id = NULL; /* borrowed */
-    if (rv != 0) goto out;
-    uint8_t pre[4];
-    put_le32(pre, (uint32_t)len);
-    nng_iov iov[2] = {{.iov_buf = pre, .iov_len = 4}, {.iov_buf = buf, .iov_len = len}};
-    size_t sent = 0, total = 4 + len;
-    while (sent < total) { /* a hello is tiny: one write, but be exact */
-        nng_iov rest[2];
-        unsigned nr = 0;
-        size_t skip = sent;
-        for (int k = 0; k < 2; k++) {
-            if (iov[k].iov_len <= skip) {
-                skip -= iov[k].iov_len;
-                continue;
-            }
-            rest[nr].iov_buf = (uint8_t *)iov[k].iov_buf + skip;
-            rest[nr].iov_len = iov[k].iov_len - skip;
-            nr++;
-            skip = 0;
-        }
-        nng_aio_set_iov(aio, nr, rest);
-        uint64_t now = rli_now_ms();
-        nng_aio_set_timeout(aio, now < deadline_ms ? (nng_duration)(deadline_ms - now) : 1);
-        nng_stream_send(s, aio);
-        nng_aio_wait(aio);
-        if ((rv = nng_aio_result(aio)) != 0) {
-            rv = rli_err(rli_err_from_nng(rv), "hello to %s (rank %d): %s", r->ids[peer], peer,
-                         nng_strerror(rv));
-            goto out;
-        }
-        sent += nng_aio_count(aio);
-    }
+    /* The hello goes through the link's own send queue, like every frame. */
     rli_link *l = link_new(ep, s, r->chunk_bytes + 8192);
     s = NULL;
     l->dialed = true;
     l->peer_rank = peer;
     l->hello_epoch = r->epoch;
+    rl_msg m;
+    rl_msg_init(&m, RL_MSG_RING_HELLO);
+    m.u.ring_hello.epoch = r->epoch;
+    m.u.ring_hello.rank = (uint64_t)r->rank;
+    m.u.ring_hello.size = (uint64_t)r->size;
+    m.u.ring_hello.member_id = r->ids[r->rank]; /* borrowed; lives as long as r */
+    pthread_mutex_lock(&ep->mtx);
+    rv = rli_link_send(l, &m);
+    while (rv == RL_OK && l->sq_count > 0 && l->serr == 0)
+        rv = cv_wait_until(ep, deadline_ms);
+    if (rv == RL_OK && l->serr != 0)
+        rv = rli_err(rli_err_from_nng(l->serr), "hello to %s (rank %d): %s", r->ids[peer], peer,
+                     nng_strerror(l->serr));
+    else if (rv == RL_ETIMEDOUT)
+        rv = rli_err(RL_ETIMEDOUT, "hello to %s (rank %d) not sent before the deadline",
+                     r->ids[peer], peer);
+    pthread_mutex_unlock(&ep->mtx);
+    if (rv != RL_OK) {
+        link_free(l);
+        goto out;
+    }
     *out = l;
     rv = RL_OK;
 out:
-    free(buf);
     if (s != NULL) nng_stream_free(s);
     if (aio != NULL) nng_aio_free(aio);
     if (d != NULL) nng_stream_dialer_free(d);
