@@ -4,6 +4,7 @@
  * authentication handshake (see auth.h).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <nng/nng.h>
@@ -37,8 +38,9 @@ struct rl_rpc_client {
     bool has_token;
     rl_token token;
     pthread_mutex_t mtx;
-    uint64_t next_call_id;
+    atomic_uint_fast64_t next_call_id;
     pending *free_async;
+    pending *free_sync; /* contexts with callback-less aios, reused by rl_rpc_call */
 };
 
 static uint64_t remaining(uint64_t deadline)
@@ -84,9 +86,7 @@ static int encode_request(rl_rpc_client *c, const rl_msg *req, uint64_t deadline
                           uint64_t *call_id, nng_msg **out)
 {
     rl_msg m = *req; /* shallow: only the envelope changes */
-    pthread_mutex_lock(&c->mtx);
-    *call_id = ++c->next_call_id;
-    pthread_mutex_unlock(&c->mtx);
+    *call_id = atomic_fetch_add_explicit(&c->next_call_id, 1, memory_order_relaxed) + 1;
     m.version = RL_PROTO_VERSION;
     m.call_id = *call_id;
     m.deadline_ms = remaining(deadline);
@@ -95,12 +95,36 @@ static int encode_request(rl_rpc_client *c, const rl_msg *req, uint64_t deadline
     return rli_msg_to_nng(&m, out);
 }
 
+/* A context and a callback-less aio for one synchronous call, from the pool. */
+static pending *sync_slot_get(rl_rpc_client *c)
+{
+    pthread_mutex_lock(&c->mtx);
+    pending *p = c->free_sync;
+    if (p != NULL) c->free_sync = p->next;
+    pthread_mutex_unlock(&c->mtx);
+    if (p != NULL) return p;
+    p = rli_calloc(1, sizeof(*p));
+    p->c = c;
+    if (nng_ctx_open(&p->ctx, c->sock) != 0 || nng_aio_alloc(&p->aio, NULL, NULL) != 0) {
+        if (p->aio != NULL) nng_aio_free(p->aio);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void sync_slot_put(rl_rpc_client *c, pending *p)
+{
+    pthread_mutex_lock(&c->mtx);
+    p->next = c->free_sync;
+    c->free_sync = p;
+    pthread_mutex_unlock(&c->mtx);
+}
+
 static int call_once(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64_t deadline)
 {
     const rli_method *m = rli_method_find(req->type, NULL);
     const char *name = rl_msg_name(req->type);
-    nng_ctx ctx;
-    nng_aio *aio = NULL;
     nng_msg *msg = NULL;
     uint64_t call_id;
     int rv;
@@ -108,15 +132,13 @@ static int call_once(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, u
     memset(reply, 0, sizeof(*reply));
     if (m == NULL) return rli_err(RL_EINVAL, "%s is not an RPC request", name ? name : "?");
     if ((rv = encode_request(c, req, deadline, &call_id, &msg)) != 0) return rv;
-    if ((rv = nng_ctx_open(&ctx, c->sock)) != 0) {
+    pending *slot = sync_slot_get(c);
+    if (slot == NULL) {
         nng_msg_free(msg);
-        return rli_err(rli_err_from_nng(rv), "%s: %s", m->name, nng_strerror(rv));
+        return rli_err(RL_ENOMEM, "%s: no nng context", m->name);
     }
-    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
-        nng_msg_free(msg);
-        nng_ctx_close(ctx);
-        return rli_err(RL_ENOMEM, "%s: no aio", m->name);
-    }
+    nng_ctx ctx = slot->ctx;
+    nng_aio *aio = slot->aio;
     uint64_t left = remaining(deadline);
     if (left == 0) {
         rv = rli_err(RL_ETIMEDOUT, "%s to %s: deadline already passed", m->name, c->url);
@@ -146,8 +168,7 @@ static int call_once(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, u
     rv = take_reply(nng_aio_get_msg(aio), call_id, m->resp, reply);
     if (rv != RL_OK) rli_err_prefix(rv, "%s to %s", m->name, c->url);
 out:
-    nng_aio_free(aio);
-    nng_ctx_close(ctx);
+    sync_slot_put(c, slot);
     return rv;
 }
 
@@ -325,7 +346,15 @@ void rl_rpc_client_close(rl_rpc_client *c)
     pthread_mutex_lock(&c->mtx);
     pending *p = c->free_async;
     c->free_async = NULL;
+    pending *q = c->free_sync;
+    c->free_sync = NULL;
     pthread_mutex_unlock(&c->mtx);
+    while (q != NULL) { /* the socket is closed: these aios are idle */
+        pending *next = q->next;
+        nng_aio_free(q->aio);
+        free(q);
+        q = next;
+    }
     while (p != NULL) {
         pending *next = p->next;
         nng_aio_stop(p->aio);

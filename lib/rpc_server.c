@@ -4,6 +4,7 @@
  * server serves any number of clients with no thread of its own.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <nng/nng.h>
@@ -35,14 +36,18 @@ struct rl_rpc_ctx {
     uint64_t t0_us;
     char peer[RL_ID_MAX];
     uint8_t scratch[2 * RLI_MAC_LEN]; /* auth replies borrow from here */
+    uint32_t authed_pipe;    /* the last connection this context saw authenticated ... */
+    uint64_t authed_gen;     /* ... while the server's auth generation was this */
+    char authed_peer[RL_ID_MAX];
 };
 
+/* Counters are atomics so that the hot path takes no lock. */
 typedef struct method_slot {
     rl_rpc_handler fn;
     void *arg;
-    uint64_t calls, errors, refused;
-    uint32_t *lat; /* ring of LAT_WINDOW samples (us) */
-    uint64_t nlat;
+    atomic_uint_fast64_t calls, errors, refused;
+    _Atomic uint32_t *lat; /* ring of LAT_WINDOW samples (us) */
+    atomic_uint_fast64_t nlat;
 } method_slot;
 
 typedef struct pipe_auth {
@@ -68,6 +73,7 @@ struct rl_rpc_server {
     pipe_auth *pipes;
     size_t npipes;
     uint64_t bad_frames, refusals_logged;
+    atomic_uint_fast64_t auth_gen; /* bumped whenever a connection loses its authentication */
     uint64_t started_ms;
     bool started, stopping;
 };
@@ -97,16 +103,31 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
             s->pipes[i] = s->pipes[--s->npipes];
             break;
         }
+    atomic_fetch_add(&s->auth_gen, 1);
     pthread_mutex_unlock(&s->mtx);
 }
 
-static bool pipe_is_authed(rl_rpc_server *s, uint32_t pipe, char *peer, size_t peer_len)
+/* True if the call's connection has authenticated; fills c->peer. A context
+ * remembers the last connection it found authenticated, valid until any
+ * connection loses its authentication (auth_gen), so that the usual call
+ * takes no lock. */
+static bool call_is_authed(rl_rpc_server *s, rl_rpc_ctx *c)
 {
     if (!s->has_token) return true;
+    uint64_t gen = atomic_load(&s->auth_gen);
+    if (c->authed_pipe == c->pipe && c->authed_gen == gen) {
+        memcpy(c->peer, c->authed_peer, sizeof(c->peer));
+        return true;
+    }
     pthread_mutex_lock(&s->mtx);
-    pipe_auth *p = pipe_find(s, pipe, false);
+    pipe_auth *p = pipe_find(s, c->pipe, false);
     bool ok = p != NULL && p->authed;
-    if (ok) snprintf(peer, peer_len, "%s", p->peer);
+    if (ok) {
+        snprintf(c->peer, sizeof(c->peer), "%s", p->peer);
+        memcpy(c->authed_peer, c->peer, sizeof(c->peer));
+        c->authed_pipe = c->pipe;
+        c->authed_gen = atomic_load(&s->auth_gen);
+    }
     pthread_mutex_unlock(&s->mtx);
     return ok;
 }
@@ -127,6 +148,7 @@ static int handle_auth_hello(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_
     if (p != NULL) {
         p->hello = true;
         p->authed = false;
+        atomic_fetch_add(&s->auth_gen, 1);
         memcpy(p->nc, h->client_nonce.ptr, RLI_NONCE_LEN);
         memcpy(p->ns, ns, RLI_NONCE_LEN);
         snprintf(p->peer, sizeof(p->peer), "%s", h->peer_id ? h->peer_id : "");
@@ -209,11 +231,11 @@ static void record(rl_rpc_server *s, int method, int status, uint64_t t0_us)
     if (method < 0) return;
     method_slot *m = &s->slots[method];
     uint64_t dt = rli_now_us() - t0_us;
-    pthread_mutex_lock(&s->mtx);
-    m->calls++;
-    if (status != RL_STATUS_OK) m->errors++;
-    m->lat[m->nlat++ % LAT_WINDOW] = dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
-    pthread_mutex_unlock(&s->mtx);
+    atomic_fetch_add_explicit(&m->calls, 1, memory_order_relaxed);
+    if (status != RL_STATUS_OK) atomic_fetch_add_explicit(&m->errors, 1, memory_order_relaxed);
+    uint64_t k = atomic_fetch_add_explicit(&m->nlat, 1, memory_order_relaxed);
+    atomic_store_explicit(&m->lat[k % LAT_WINDOW], dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt,
+                          memory_order_relaxed);
 }
 
 /* Sends the reply for c: resp (consumed) on success, or just the status. */
@@ -253,8 +275,8 @@ static void log_refusal(rl_rpc_server *s, rl_rpc_ctx *c, const char *method)
 {
     pthread_mutex_lock(&s->mtx);
     uint64_t n = ++s->refusals_logged;
-    s->slots[c->method].refused++;
     pthread_mutex_unlock(&s->mtx);
+    atomic_fetch_add(&s->slots[c->method].refused, 1);
     if (n <= 20 || n % 1000 == 0)
         rl_log_warn("rpc %s: refused %s from unauthenticated connection %u (%llu refusals)",
                     s->name, method, c->pipe, (unsigned long long)n);
@@ -290,7 +312,7 @@ static void call_dispatch(rl_rpc_ctx *c)
         call_send(c, RL_STATUS_UNIMPLEMENTED, why, NULL);
         return;
     }
-    if (m->auth && !pipe_is_authed(s, c->pipe, c->peer, sizeof(c->peer))) {
+    if (m->auth && !call_is_authed(s, c)) {
         log_refusal(s, c, m->name);
         call_send(c, RL_STATUS_UNAUTHENTICATED,
                   "this connection has not authenticated: call AUTH_HELLO and AUTH_PROVE first",
@@ -366,7 +388,7 @@ int rl_rpc_server_new(const rl_rpc_server_opts *o, rl_rpc_server **out)
     s->ncalls = o->contexts > 0 ? o->contexts : 64;
     s->slots = rli_calloc((size_t)rli_method_count(), sizeof(*s->slots));
     for (int i = 0; i < rli_method_count(); i++)
-        s->slots[i].lat = rli_calloc(LAT_WINDOW, sizeof(uint32_t));
+        s->slots[i].lat = rli_calloc(LAT_WINDOW, sizeof(*s->slots[i].lat));
     if ((rv = nng_rep0_open(&s->sock)) != 0) {
         rv = rli_err(rli_err_from_nng(rv), "rpc server: %s", nng_strerror(rv));
         goto fail;
@@ -457,7 +479,7 @@ void rl_rpc_server_free(rl_rpc_server *s)
     }
     if (s->tls != NULL) nng_tls_config_free(s->tls);
     if (s->slots != NULL)
-        for (int i = 0; i < rli_method_count(); i++) free(s->slots[i].lat);
+        for (int i = 0; i < rli_method_count(); i++) free((void *)s->slots[i].lat);
     free(s->slots);
     free(s->pipes);
     pthread_mutex_destroy(&s->mtx);
@@ -477,14 +499,13 @@ void rl_rpc_server_metrics(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_metric
     memset(out, 0, sizeof(*out));
     if (rli_method_find(req_type, &idx) == NULL) return;
     method_slot *m = &s->slots[idx];
-    pthread_mutex_lock(&s->mtx);
-    out->calls = m->calls;
-    out->errors = m->errors;
-    out->refused_unauth = m->refused;
-    size_t n = m->nlat < LAT_WINDOW ? m->nlat : LAT_WINDOW;
+    out->calls = atomic_load(&m->calls);
+    out->errors = atomic_load(&m->errors);
+    out->refused_unauth = atomic_load(&m->refused);
+    uint64_t nl = atomic_load(&m->nlat);
+    size_t n = nl < LAT_WINDOW ? (size_t)nl : LAT_WINDOW;
     uint32_t *tmp = rli_malloc(n * sizeof(uint32_t) + 1);
-    memcpy(tmp, m->lat, n * sizeof(uint32_t));
-    pthread_mutex_unlock(&s->mtx);
+    for (size_t i = 0; i < n; i++) tmp[i] = atomic_load_explicit(&m->lat[i], memory_order_relaxed);
     if (n > 0) {
         qsort(tmp, n, sizeof(uint32_t), cmp_u32);
         out->lat_p50_us = tmp[(n - 1) / 2];
