@@ -92,7 +92,9 @@ static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size
             continue;
         }
         rl_msg m;
+        rli_ring_unlock(r); /* decode without blocking the link callbacks */
         int drv = rl_msg_decode(p, n, &m);
+        rli_ring_lock(r);
         if (drv != RL_OK || m.type != RL_MSG_RING_CHUNK) {
             if (drv == RL_OK) rl_msg_fini(&m);
             r->stats.dropped_malformed++;
@@ -123,15 +125,14 @@ static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size
 static int wait_sends(coll *c)
 {
     rl_ring *r = c->r;
-    while (!rli_ring_sends_idle(r)) {
-        int rv = rli_ring_link_error(r);
-        if (rv != RL_OK) return rv;
+    int rv;
+    while ((rv = rli_ring_sends_state(r)) == -1) {
         if (rli_ring_wait(r, c->deadline) == RL_ETIMEDOUT)
             return rli_err(RL_ETIMEDOUT, "allreduce epoch %llu seq %llu: sends not finished "
                            "before the deadline", (unsigned long long)r->epoch,
                            (unsigned long long)c->seq);
     }
-    return rli_ring_link_error(r);
+    return rv;
 }
 
 static int allreduce_direct(coll *c, const uint8_t *in, uint8_t *out, size_t count)
@@ -204,10 +205,12 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
             size_t flen;
             rv = recv_chunk(c, left, phase, step, k, ne * es, &data, &flen);
             if (rv != RL_OK) break;
+            rli_ring_unlock(r); /* reduce while the links keep sending and receiving */
             if (phase == PHASE_REDUCE_SCATTER)
                 rli_reduce(c->dt, c->op, dst, in + (off + e0) * es, data, ne);
             else
                 memcpy(dst, data, ne * es);
+            rli_ring_lock(r);
             rli_link_consume(r->links[left], flen);
             if (t + 1 < total) rv = send_chunk(c, right, nphase, nstep, k, dst, ne * es);
         }

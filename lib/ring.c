@@ -69,6 +69,20 @@ static void link_free(rli_link *l)
     free(l);
 }
 
+/* Posts a receive into the free tail of rbuf as it is (no compaction: the
+ * consumer may be reading frames before rlen without the lock). Lock held. */
+static void link_post_tail(rli_link *l)
+{
+    size_t want = l->ring != NULL ? l->ring->chunk_bytes + 8192 : 4096;
+    if (want > l->rcap / 4) want = l->rcap / 4;
+    if (l->rpending || l->rerr != 0 || l->closed || l->rcap - l->rlen < want) return;
+    nng_iov iov = {.iov_buf = l->rbuf + l->rlen, .iov_len = l->rcap - l->rlen};
+    nng_aio_set_iov(l->raio, 1, &iov);
+    nng_aio_set_timeout(l->raio, NNG_DURATION_INFINITE);
+    l->rpending = true;
+    nng_stream_recv(l->stream, l->raio);
+}
+
 /* Posts a receive into the free tail of rbuf, compacting and growing first so
  * that a frame of `need` bytes (prefix included) fits. Lock held. */
 static void link_post_recv(rli_link *l, size_t need)
@@ -141,7 +155,8 @@ int rli_link_frame(rli_link *l, const uint8_t **p, size_t *n)
 void rli_link_consume(rli_link *l, size_t n)
 {
     l->rpos += 4 + n;
-    if (l->rpos == l->rlen) l->rpos = l->rlen = 0;
+    /* Rewind only when no receive is writing into the tail. */
+    if (l->rpos == l->rlen && !l->rpending) l->rpos = l->rlen = 0;
 }
 
 static void link_recv_hello(rli_link *l); /* endpoint side, below */
@@ -158,10 +173,18 @@ static void link_recv_cb(void *arg)
     } else {
         size_t got = nng_aio_count(l->raio);
         l->rlen += got;
-        if (l->ring != NULL) l->ring->stats.bytes_in += got;
+        if (l->ring != NULL) {
+            l->ring->stats.bytes_in += got;
+            link_post_tail(l); /* keep reading while the consumer works */
+        }
     }
     if (l->ring == NULL && !l->hello_done && !l->dialed) link_recv_hello(l);
-    pthread_cond_broadcast(&ep->cv);
+    /* Wake the consumer only for something it can use: a whole frame, an
+     * error, or a buffer it must compact before more can arrive. */
+    const uint8_t *p;
+    size_t n, need;
+    if (rv != 0 || l->ring == NULL || !l->rpending || link_peek(l, &p, &n, &need) != 0)
+        pthread_cond_broadcast(&ep->cv);
     pthread_mutex_unlock(&ep->mtx);
 }
 
@@ -485,6 +508,13 @@ int rli_ring_wait(rl_ring *r, uint64_t deadline_ms)
     return cv_wait_until(r->ep, deadline_ms);
 }
 
+/* Receive buffer per link: room for a few chunks, so that the link keeps
+ * reading ahead while the consumer reduces. */
+static size_t ring_rbuf_size(const rl_ring *r)
+{
+    return 4 * (r->chunk_bytes + 8192);
+}
+
 /* Dials url and sends a RING_HELLO, retrying refused connections until the
  * deadline. Called without the lock. */
 static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **out)
@@ -535,7 +565,7 @@ static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **ou
     s = nng_aio_get_output(aio, 0);
 
     /* The hello goes through the link's own send queue, like every frame. */
-    rli_link *l = link_new(ep, s, r->chunk_bytes + 8192);
+    rli_link *l = link_new(ep, s, ring_rbuf_size(r));
     s = NULL;
     l->dialed = true;
     l->peer_rank = peer;
@@ -658,6 +688,10 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
                 w->next = NULL;
                 w->ring = r;
                 r->links[w->peer_rank] = w;
+                if (!w->rpending && w->rcap < ring_rbuf_size(r)) {
+                    w->rcap = ring_rbuf_size(r);
+                    w->rbuf = rli_realloc(w->rbuf, w->rcap);
+                }
             } else {
                 pp = &w->next;
             }
@@ -739,13 +773,20 @@ void rl_ring_get_stats(const rl_ring *r, rl_ring_stats *st)
     pthread_mutex_unlock(&r->ep->mtx);
 }
 
-bool rli_ring_sends_idle(rl_ring *r)
+int rli_ring_sends_state(rl_ring *r)
 {
+    if (r->err != 0) return rli_ring_link_error(r);
+    int busy = 0;
     for (int p = 0; p < r->size; p++) {
         rli_link *l = r->links[p];
-        if (l != NULL && l->sq_count != 0 && l->serr == 0 && !l->closed) return false;
+        if (l == NULL || l->sq_count == 0) continue;
+        if (l->serr != 0 || l->closed)
+            return rli_err(RL_EPEER, "ring epoch %llu: sending to %s (rank %d) failed: %s",
+                           (unsigned long long)r->epoch, r->ids[p], p,
+                           l->serr ? nng_strerror(l->serr) : "link closed");
+        busy = 1;
     }
-    return true;
+    return busy ? -1 : RL_OK;
 }
 
 int rli_ring_link_error(rl_ring *r)

@@ -102,15 +102,19 @@ int rli_ring_wait(rl_ring *r, uint64_t deadline_ms);
 /*
  * Next complete frame on link: 1 with (*p, *n) the frame (after the length
  * prefix), 0 if none yet (a receive is then posted), or an rl_err if the
- * link is closed or its framing is broken.
+ * link is closed or its framing is broken. The frame stays valid, also
+ * without the lock, until rli_link_consume or the next rli_link_frame on the
+ * same link: receives in the background only append after it.
  */
 int rli_link_frame(rli_link *l, const uint8_t **p, size_t *n);
 /* Drops the frame returned by rli_link_frame (n as returned). */
 void rli_link_consume(rli_link *l, size_t n);
 /* Queues m (a RING_CHUNK whose data field borrows from the caller) on link. */
 int rli_link_send(rli_link *l, const rl_msg *m);
-/* True when every queued frame on every link of r has been written. */
-bool rli_ring_sends_idle(rl_ring *r);
+/* RL_OK when every queued frame on every link of r has been written, -1
+ * while some are still queued, or an rl_err if a link with queued frames
+ * failed (a peer that closed after receiving everything is no error). */
+int rli_ring_sends_state(rl_ring *r);
 /* The first link error on r as an rl_err with detail, or RL_OK. */
 int rli_ring_link_error(rl_ring *r);
 
