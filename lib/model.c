@@ -4,7 +4,11 @@
  * rl_model_grad_block is the hot loop of training. It reads each row once:
  * the prediction (a dot product of double weights with float features), the
  * residual, and the gradient update (an axpy into the double gradient) are
- * fused per row while the row is in L1.
+ * fused per row while the row is in L1. Rows go in tiles of MODEL_TILE: the
+ * tile's dot products are independent (they overlap in the pipeline), and
+ * their updates are added to g in one pass, row after row in row order, so
+ * the result is bitwise the same as one row at a time, with a quarter of
+ * the loads and stores of g.
  *
  * Vectorisation. This file is compiled with -O3 (lib/CMakeLists.txt), and
  *  - the axpy g[j] += r * (double)x[j] vectorises as it is;
@@ -28,7 +32,8 @@
 #include "ringleader/model.h"
 #include "rli.h"
 
-#define MODEL_LANES 8
+#define MODEL_LANES 8 /* partial sums of a dot product */
+#define MODEL_TILE  4 /* rows whose gradient updates share one pass over g */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define MODEL_KERNEL __attribute__((target_clones("avx2", "default")))
@@ -55,6 +60,22 @@ static inline void model_axpy(double *restrict g, double r, const float *restric
 {
     for (int j = 0; j < n; j++)
         g[j] += r * (double)x[j];
+}
+
+/*
+ * g += r[0] x0 + r[1] x1 + r[2] x2 + r[3] x3 for four consecutive rows
+ * (stride floats apart), added one row after the other: bitwise what four
+ * calls of model_axpy would give, with one load and store of g instead of
+ * four.
+ */
+static inline void model_axpy4(double *restrict g, const double *r, const float *restrict x,
+                               size_t stride, int n)
+{
+    const double r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3];
+    const float *x0 = x, *x1 = x + stride, *x2 = x + 2 * stride, *x3 = x + 3 * stride;
+    for (int j = 0; j < n; j++)
+        g[j] = (((g[j] + r0 * (double)x0[j]) + r1 * (double)x1[j]) + r2 * (double)x2[j]) +
+               r3 * (double)x3[j];
 }
 
 int rl_model_init(rl_model *m, rl_model_type type, int features, int classes)
@@ -124,7 +145,19 @@ static void model_grad_linear(const double *restrict w, double b, const float *r
                               double *loss_sum)
 {
     double loss = 0.0, gb = 0.0;
-    for (int i = 0; i < rows; i++) {
+    int i = 0;
+    for (; i + MODEL_TILE <= rows; i += MODEL_TILE) {
+        const float *xi = x + (size_t)i * f;
+        double r[MODEL_TILE];
+        for (int t = 0; t < MODEL_TILE; t++)
+            r[t] = model_dot(w, xi + (size_t)t * f, f) + b - (double)y[i + t];
+        for (int t = 0; t < MODEL_TILE; t++) {
+            loss += 0.5 * r[t] * r[t];
+            gb += r[t];
+        }
+        model_axpy4(g, r, xi, (size_t)f, f);
+    }
+    for (; i < rows; i++) {
         const float *xi = x + (size_t)i * f;
         double r = model_dot(w, xi, f) + b - (double)y[i];
         loss += 0.5 * r * r;
@@ -141,52 +174,82 @@ static void model_grad_logistic(const double *restrict w, double b, const float 
                                 double *loss_sum)
 {
     double loss = 0.0, gb = 0.0;
-    for (int i = 0; i < rows; i++) {
+    int i = 0;
+    for (; i < rows; i += MODEL_TILE) {
         const float *xi = x + (size_t)i * f;
-        double z = model_dot(w, xi, f) + b, l1pe;
-        double p = model_sigmoid(z, &l1pe);
-        double yi = (double)y[i];
-        /* -y log p - (1-y) log(1-p) = log(1 + e^-|z|) + max(z, 0) - y z */
-        loss += l1pe + (z > 0.0 ? z : 0.0) - yi * z;
-        double r = p - yi;
-        gb += r;
-        model_axpy(g, r, xi, f);
+        int tile = rows - i < MODEL_TILE ? rows - i : MODEL_TILE;
+        double r[MODEL_TILE];
+        for (int t = 0; t < tile; t++) {
+            double z = model_dot(w, xi + (size_t)t * f, f) + b, l1pe;
+            double p = model_sigmoid(z, &l1pe);
+            double yi = (double)y[i + t];
+            /* -y log p - (1-y) log(1-p) = log(1 + e^-|z|) + max(z, 0) - y z */
+            loss += l1pe + (z > 0.0 ? z : 0.0) - yi * z;
+            r[t] = p - yi;
+            gb += r[t];
+        }
+        if (tile == MODEL_TILE)
+            model_axpy4(g, r, xi, (size_t)f, f);
+        else
+            for (int t = 0; t < tile; t++)
+                model_axpy(g, r[t], xi + (size_t)t * f, f);
     }
     g[f] += gb;
     *loss_sum += loss;
 }
 
-/* z (classes doubles of scratch) is the caller's. */
+/* Scores, then r = softmax(z) - onehot(c), for one row; returns its loss. */
+static inline double model_softmax_row(const double *restrict w, const double *restrict b,
+                                       const float *restrict xi, int c, int f, int k_n,
+                                       double *restrict z)
+{
+    double zmax = -INFINITY;
+    for (int k = 0; k < k_n; k++) {
+        z[k] = model_dot(w + (size_t)k * f, xi, f) + b[k];
+        if (z[k] > zmax) zmax = z[k];
+    }
+    double zc = z[c], sum = 0.0;
+    for (int k = 0; k < k_n; k++) {
+        double e = exp(z[k] - zmax);
+        sum += e;
+        z[k] = e;
+    }
+    double inv = 1.0 / sum;
+    for (int k = 0; k < k_n; k++)
+        z[k] = z[k] * inv - (k == c ? 1.0 : 0.0);
+    /* -log softmax(z)_c = log(sum of exp(z_k - zmax)) + zmax - z_c */
+    return log(sum) + (zmax - zc);
+}
+
+/* r (MODEL_TILE * classes doubles of scratch) is the caller's. */
 MODEL_KERNEL
 static void model_grad_softmax(const double *restrict w, const double *restrict b,
                                const float *restrict x, const float *restrict y, int rows, int f,
-                               int k_n, double *restrict g, double *restrict z, double *loss_sum)
+                               int k_n, double *restrict g, double *restrict r, double *loss_sum)
 {
     double loss = 0.0;
     double *gb = g + (size_t)k_n * f;
-    for (int i = 0; i < rows; i++) {
+    for (int i = 0; i < rows; i += MODEL_TILE) {
         const float *xi = x + (size_t)i * f;
-        int c = (int)y[i];
-        RL_ASSERT(c >= 0 && c < k_n); /* rl_model_check_labels comes first */
-        double zmax = -INFINITY;
-        for (int k = 0; k < k_n; k++) {
-            z[k] = model_dot(w + (size_t)k * f, xi, f) + b[k];
-            if (z[k] > zmax) zmax = z[k];
+        int tile = rows - i < MODEL_TILE ? rows - i : MODEL_TILE;
+        for (int t = 0; t < tile; t++) {
+            int c = (int)y[i + t];
+            RL_ASSERT(c >= 0 && c < k_n); /* rl_model_check_labels comes first */
+            double *rt = r + (size_t)t * k_n;
+            loss += model_softmax_row(w, b, xi + (size_t)t * f, c, f, k_n, rt);
+            for (int k = 0; k < k_n; k++)
+                gb[k] += rt[k];
         }
-        double zc = z[c];
-        double sum = 0.0;
         for (int k = 0; k < k_n; k++) {
-            double e = exp(z[k] - zmax);
-            sum += e;
-            z[k] = e;
-        }
-        /* -log softmax(z)_c = log(sum of exp(z_k - zmax)) + zmax - z_c */
-        loss += log(sum) + (zmax - zc);
-        double inv = 1.0 / sum;
-        for (int k = 0; k < k_n; k++) {
-            double r = z[k] * inv - (k == c ? 1.0 : 0.0);
-            gb[k] += r;
-            model_axpy(g + (size_t)k * f, r, xi, f);
+            if (tile == MODEL_TILE) {
+                double rk[MODEL_TILE];
+                for (int t = 0; t < MODEL_TILE; t++)
+                    rk[t] = r[(size_t)t * k_n + k];
+                model_axpy4(g + (size_t)k * f, rk, xi, (size_t)f, f);
+            } else {
+                for (int t = 0; t < tile; t++)
+                    model_axpy(g + (size_t)k * f, r[(size_t)t * k_n + k], xi + (size_t)t * f, f);
+            }
         }
     }
     *loss_sum += loss;
@@ -207,10 +270,10 @@ void rl_model_grad_block(const rl_model *m, const rl_block *blk, double *grad_su
                             loss_sum);
         break;
     case RL_MODEL_SOFTMAX: {
-        double *z = rli_malloc((size_t)m->classes * sizeof(double));
+        double *r = rli_malloc(MODEL_TILE * (size_t)m->classes * sizeof(double));
         model_grad_softmax(m->w, m->b, blk->x, blk->y, blk->rows, m->features, m->classes,
-                           grad_sum, z, loss_sum);
-        free(z);
+                           grad_sum, r, loss_sum);
+        free(r);
         break;
     }
     default: RL_ASSERT(!"unknown model type");
