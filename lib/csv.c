@@ -74,8 +74,8 @@ static int csv_next_line(csv_reader *r, const char *path, char **line, size_t *l
         }
     }
 too_long:
-    return -rli_err(RL_EDATA, "%s:%lld: line longer than %u bytes", path,
-                    (long long)r->line_no + 1, RL_CSV_MAX_LINE);
+    return -rli_err(RL_EDATA, "%s:%lld: line longer than %u bytes", path, (long long)r->line_no + 1,
+                    RL_CSV_MAX_LINE);
 }
 
 /*
@@ -128,15 +128,15 @@ void rl_table_free(rl_table *t)
 }
 
 /* Reads the header line: the feature names and the label's position. */
-static int csv_header(csv_reader *r, const char *path, const char *label, rl_table *t,
-                      int *n_cols)
+static int csv_header(csv_reader *r, const char *path, const char *label, rl_table *t, int *n_cols)
 {
     char *line, q[256], q2[64];
     size_t len;
     int had_nl;
     int rc = csv_next_line(r, path, &line, &len, &had_nl);
     if (rc < 0) return -rc;
-    if (rc == 0) return rli_err(RL_EDATA, "%s: empty file: a header row of column names is required", path);
+    if (rc == 0)
+        return rli_err(RL_EDATA, "%s: empty file: a header row of column names is required", path);
     if (len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
         line += 3;
         len -= 3;
@@ -151,7 +151,8 @@ static int csv_header(csv_reader *r, const char *path, const char *label, rl_tab
         cols++;
         if (cols > RL_DATA_MAX_FEATURES + 1)
             return rli_err(RL_EDATA, "%s:1: more than %d columns", path, RL_DATA_MAX_FEATURES + 1);
-        if (name[0] == '\0') return rli_err(RL_EDATA, "%s:1:%d: column %d has no name", path, cols, cols);
+        if (name[0] == '\0')
+            return rli_err(RL_EDATA, "%s:1:%d: column %d has no name", path, cols, cols);
         int dup = label != NULL && strcmp(name, label) == 0 && t->label_col >= 0;
         for (int j = 0; j < t->features && !dup; j++)
             dup = strcmp(t->names[j], name) == 0;
@@ -216,8 +217,8 @@ static int csv_row(const char *path, int64_t line_no, char *line, int had_nl, in
     for (char *p = line; more; c++) {
         char *s = csv_field(&p, &more);
         if (c >= n_cols)
-            return rli_err(RL_EDATA, "%s:%lld:%d: too many fields: the header has %d columns",
-                           path, (long long)line_no, c + 1, n_cols);
+            return rli_err(RL_EDATA, "%s:%lld:%d: too many fields: the header has %d columns", path,
+                           (long long)line_no, c + 1, n_cols);
         const char *name = csv_col_name(t, c);
         rli_diag_quote(name, strlen(name), qn, sizeof(qn));
         if (s[0] == '\0')
@@ -228,10 +229,11 @@ static int csv_row(const char *path, int64_t line_no, char *line, int had_nl, in
         float v = strtof(s, &end);
         if (end == s || *end != '\0')
             return rli_err(RL_EDATA, "%s:%lld:%d: column '%s': not a number: '%s'", path,
-                           (long long)line_no, c + 1, qn, rli_diag_quote(s, strlen(s), q, sizeof(q)));
-        if (!isfinite(v))
-            return rli_err(RL_EDATA, "%s:%lld:%d: column '%s': %s: '%s'", path,
                            (long long)line_no, c + 1, qn,
+                           rli_diag_quote(s, strlen(s), q, sizeof(q)));
+        if (!isfinite(v))
+            return rli_err(RL_EDATA, "%s:%lld:%d: column '%s': %s: '%s'", path, (long long)line_no,
+                           c + 1, qn,
                            errno == ERANGE ? "out of the range of a float" : "not a finite number",
                            rli_diag_quote(s, strlen(s), q, sizeof(q)));
         if (c == t->label_col)

@@ -198,9 +198,9 @@ int rl_block_synthetic(const rl_data_params *p, uint32_t block_id, rl_block *out
             double best = -INFINITY;
             y = 0.0;
             for (int k = 0; k < k_n; k++) {
-                double z = data_dot(w + (size_t)k * f, x, f) + b[k] +
-                           p->noise * data_normal(data_hash(p->seed, STREAM_NOISE, row,
-                                                            (uint64_t)k));
+                double z =
+                    data_dot(w + (size_t)k * f, x, f) + b[k] +
+                    p->noise * data_normal(data_hash(p->seed, STREAM_NOISE, row, (uint64_t)k));
                 if (z > best) {
                     best = z;
                     y = (double)k;
@@ -208,7 +208,8 @@ int rl_block_synthetic(const rl_data_params *p, uint32_t block_id, rl_block *out
             }
             break;
         }
-        default: RL_ASSERT(!"unknown model type");
+        default:
+            RL_ASSERT(!"unknown model type");
         }
         out->y[i] = (float)y;
     }
@@ -220,7 +221,8 @@ int rl_table_block(const rl_table *t, const rl_data_params *p, uint32_t block_id
 {
     if (p->rows != t->rows || p->features != t->features) {
         memset(out, 0, sizeof(*out));
-        return rli_err(RL_EINVAL, "data: params say %lld rows x %d features, the table has %lld x %d",
+        return rli_err(RL_EINVAL,
+                       "data: params say %lld rows x %d features, the table has %lld x %d",
                        (long long)p->rows, p->features, (long long)t->rows, t->features);
     }
     int rc = data_block_alloc(p, block_id, out);
@@ -266,6 +268,7 @@ void rl_block_standardize(rl_block *b, const double *mean, const double *std)
     for (int i = 0; i < b->rows; i++) {
         float *x = b->x + (size_t)i * f;
         for (int j = 0; j < f; j++)
-            if (std[j] != 0.0 && isfinite(std[j])) x[j] = (float)(((double)x[j] - mean[j]) / std[j]);
+            if (std[j] != 0.0 && isfinite(std[j]))
+                x[j] = (float)(((double)x[j] - mean[j]) / std[j]);
     }
 }

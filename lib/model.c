@@ -117,13 +117,19 @@ int rl_model_check_labels(const rl_model *m, const rl_block *blk)
         float y = blk->y[i];
         int ok;
         switch (m->type) {
-        case RL_MODEL_LINEAR: ok = isfinite(y); break;
-        case RL_MODEL_LOGISTIC: ok = y == 0.0f || y == 1.0f; break;
-        default: ok = y >= 0.0f && y < (float)m->classes && y == floorf(y); break;
+        case RL_MODEL_LINEAR:
+            ok = isfinite(y);
+            break;
+        case RL_MODEL_LOGISTIC:
+            ok = y == 0.0f || y == 1.0f;
+            break;
+        default:
+            ok = y >= 0.0f && y < (float)m->classes && y == floorf(y);
+            break;
         }
         if (!ok)
-            return rli_err(RL_EDATA, "row %lld: label %g is not %s", (long long)(blk->first_row + i),
-                           (double)y,
+            return rli_err(RL_EDATA, "row %lld: label %g is not %s",
+                           (long long)(blk->first_row + i), (double)y,
                            m->type == RL_MODEL_LINEAR     ? "a finite number"
                            : m->type == RL_MODEL_LOGISTIC ? "0 or 1 (logistic)"
                                                           : "a class index 0 .. classes-1");
@@ -255,8 +261,7 @@ static void model_grad_softmax(const double *restrict w, const double *restrict 
     *loss_sum += loss;
 }
 
-void rl_model_grad_block(const rl_model *m, const rl_block *blk, double *grad_sum,
-                         double *loss_sum)
+void rl_model_grad_block(const rl_model *m, const rl_block *blk, double *grad_sum, double *loss_sum)
 {
     RL_ASSERT(blk->features == m->features);
     if (blk->rows == 0) return;
@@ -271,12 +276,13 @@ void rl_model_grad_block(const rl_model *m, const rl_block *blk, double *grad_su
         break;
     case RL_MODEL_SOFTMAX: {
         double *r = rli_malloc(MODEL_TILE * (size_t)m->classes * sizeof(double));
-        model_grad_softmax(m->w, m->b, blk->x, blk->y, blk->rows, m->features, m->classes,
-                           grad_sum, r, loss_sum);
+        model_grad_softmax(m->w, m->b, blk->x, blk->y, blk->rows, m->features, m->classes, grad_sum,
+                           r, loss_sum);
         free(r);
         break;
     }
-    default: RL_ASSERT(!"unknown model type");
+    default:
+        RL_ASSERT(!"unknown model type");
     }
 }
 
@@ -306,7 +312,9 @@ void rl_model_predict_row(const rl_model *m, const float *x, double *out)
 {
     int f = m->features;
     switch (m->type) {
-    case RL_MODEL_LINEAR: out[0] = model_dot(m->w, x, f) + m->b[0]; break;
+    case RL_MODEL_LINEAR:
+        out[0] = model_dot(m->w, x, f) + m->b[0];
+        break;
     case RL_MODEL_LOGISTIC: {
         double l1pe;
         out[0] = model_sigmoid(model_dot(m->w, x, f) + m->b[0], &l1pe);
@@ -326,6 +334,7 @@ void rl_model_predict_row(const rl_model *m, const float *x, double *out)
             out[k] /= sum;
         break;
     }
-    default: RL_ASSERT(!"unknown model type");
+    default:
+        RL_ASSERT(!"unknown model type");
     }
 }

@@ -59,7 +59,8 @@ START_TEST(synthetic_is_deterministic_in_any_order)
     q.block_rows = 100;
     rl_block c;
     ck_assert_int_eq(rl_block_synthetic(&q, 3, &c), RL_OK);
-    ck_assert_int_eq(memcmp(c.x, fwd[2].x + (300 - 256) * p.features, p.features * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(c.x, fwd[2].x + (300 - 256) * p.features, p.features * sizeof(float)),
+                     0);
     ck_assert(c.y[0] == fwd[2].y[300 - 256]);
     rl_block_free(&c);
     /* Labels are what the model type says. */
@@ -243,8 +244,7 @@ static const struct {
     {"a,b,y\n1,1e39,0\n", ":2:2: column 'b': out of the range of a float", NULL},
     {"a,b,y\n1,2 3,0\n", ":2:2: column 'b': not a number: '2 3'", NULL},
     /* cut in the middle of a row: */
-    {"a,b,y\n1,2,3\n4,5", ":3:3: column 'y': missing: the row has 2 of 3 fields",
-     "truncated"},
+    {"a,b,y\n1,2,3\n4,5", ":3:3: column 'y': missing: the row has 2 of 3 fields", "truncated"},
     {"", ": empty file: a header row of column names is required", NULL},
     {"a,b,y\n", ": no data rows after the header", NULL},
     {"a,b,y", ": no data rows after the header", NULL},

@@ -272,8 +272,8 @@ START_TEST(gradient_matches_finite_differences)
     }
     /* The loss is the reference's too. */
     ref r = ref_make(&p, b, nb);
-    ck_assert_double_eq_tol(rl_model_objective(&m, loss, p.rows, l2), ref_eval(&r, m.w, l2, NULL, NULL),
-                            1e-12);
+    ck_assert_double_eq_tol(rl_model_objective(&m, loss, p.rows, l2),
+                            ref_eval(&r, m.w, l2, NULL, NULL), 1e-12);
     ref_free(&r);
     free(g);
     free(scratch);
@@ -454,8 +454,7 @@ START_TEST(linear_descent_reaches_least_squares)
     double obj = descend(&m, b, nb, p.rows, 0.5, l2, 600);
     double scale, d = max_abs_diff(m.w, th, np, &scale);
     /* Tolerance: 1e-9 relative to the largest parameter. */
-    ck_assert_msg(d <= 1e-9 * scale, "l2 %g: max |theta - theta_ls| = %g (scale %g)", l2, d,
-                  scale);
+    ck_assert_msg(d <= 1e-9 * scale, "l2 %g: max |theta - theta_ls| = %g (scale %g)", l2, d, scale);
     ck_assert_double_eq_tol(obj, ref_eval(&r, th, l2, NULL, NULL), 1e-12);
     free(a);
     free(th);

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define RL_DATA_MAX_FEATURES 100000    /* columns of a table or synthetic row */
+#define RL_DATA_MAX_FEATURES 100000     /* columns of a table or synthetic row */
 #define RL_CSV_MAX_LINE      (8u << 20) /* bytes of one CSV line */
 
 /* What a data set is and how it is cut into blocks. */
