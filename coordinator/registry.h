@@ -25,6 +25,9 @@ typedef struct node_entry {
     uint64_t heartbeats;
     double rows_per_s, compute_ms, allreduce_ms, cpu_load;
     uint64_t rss_bytes;
+    uint64_t step; /* steps completed, as last reported */
+    double compute_samples[256]; /* compute_ms per heartbeat, a ring */
+    uint64_t ncompute;
 } node_entry;
 
 typedef struct registry {

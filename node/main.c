@@ -10,18 +10,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "ringleader/allreduce.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/ring.h"
 #include "ringleader/rpc.h"
 
-static volatile sig_atomic_t stop_requested;
+static agent *volatile g_agent;
 
+/* SIGINT/SIGTERM: stop at the next step boundary (atomics only). */
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_requested = 1;
+    agent *a = g_agent;
+    if (a != NULL) atomic_store(&a->stop, true);
 }
 
 static void usage(FILE *f)
@@ -80,11 +83,6 @@ static int parse(int argc, char **argv, node_opts *o)
     return 0;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 int main(int argc, char **argv)
 {
@@ -136,31 +134,18 @@ int main(int argc, char **argv)
     if (hb_ms <= 0) hb_ms = 100;
     if (fail_ms <= hb_ms) fail_ms = 5 * hb_ms;
 
-    uint64_t last_ok = rl_clock_ms();
-    int exit_code = 0;
-    while (!stop_requested) {
-        rl_msg_init(&req, RL_MSG_HEARTBEAT_REQ);
-        req.u.heartbeat_req.node_id = (char *)o.id;
-        rv = rl_rpc_call(c, &req, &rep, rl_clock_ms() + (uint64_t)hb_ms * 2);
-        if (rv == 0) {
-            last_ok = rl_clock_ms();
-            bool stop = rep.msg.u.heartbeat_resp.stop;
-            rl_rpc_reply_fini(&rep);
-            if (stop) {
-                rl_log_info("the coordinator ended the job");
-                break;
-            }
-        } else {
-            rl_rpc_reply_fini(&rep);
-            if (rl_clock_ms() - last_ok > (uint64_t)fail_ms) {
-                rl_log_error("coordinator %s gone for more than %d ms (%s); leaving",
-                             o.coordinator, fail_ms, rl_errdetail());
-                exit_code = 1;
-                break;
-            }
-        }
-        sleep_ms(hb_ms); /* the heartbeat period */
-    }
+    agent a = {.id = o.id, .rpc = c, .ep = ep, .heartbeat_ms = hb_ms,
+               .failure_timeout_ms = fail_ms};
+    pthread_mutex_init(&a.mtx, NULL);
+    pthread_t hb;
+    pthread_create(&hb, NULL, agent_heartbeat_main, &a);
+    g_agent = &a;
+    int exit_code = worker_run(&a);
+    if (atomic_load(&a.coord_lost)) exit_code = 1;
+    atomic_store(&a.stop, true);
+    pthread_join(hb, NULL);
+    g_agent = NULL;
+    pthread_mutex_destroy(&a.mtx);
     rl_rpc_client_close(c);
     rl_endpoint_close(ep);
     return exit_code;

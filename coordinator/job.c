@@ -1,0 +1,473 @@
+/*
+ * job.c - the coordinator's side of a training job: admission, plans,
+ * step reports with the per-step coverage proof, heartbeats and events.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "job.h"
+#include "ringleader/err.h"
+#include "ringleader/log.h"
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p == NULL) abort();
+    memcpy(p, s, n);
+    return p;
+}
+
+static double job_t_ms(const job *j)
+{
+    return (double)(rl_clock_ms() - j->t0_ms);
+}
+
+void job_event_add(job *j, const char *kind, const char *node, const char *fmt, ...)
+{
+    if (j->n_events == j->cap_events) {
+        j->cap_events = j->cap_events ? j->cap_events * 2 : 64;
+        j->events = realloc(j->events, j->cap_events * sizeof(job_event));
+        if (j->events == NULL) abort();
+    }
+    job_event *e = &j->events[j->n_events++];
+    memset(e, 0, sizeof(*e));
+    e->t_ms = job_t_ms(j);
+    e->step = (int64_t)j->steps_done;
+    snprintf(e->kind, sizeof(e->kind), "%s", kind);
+    snprintf(e->node, sizeof(e->node), "%s", node ? node : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
+    va_end(ap);
+}
+
+int job_init(job *j, const rl_spec *spec)
+{
+    memset(j, 0, sizeof(*j));
+    j->spec = spec;
+    registry_init(&j->reg, spec);
+    j->t0_ms = rl_clock_ms();
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    j->started_unix_ms = (uint64_t)rt.tv_sec * 1000u + (uint64_t)rt.tv_nsec / 1000000u;
+    j->status = JOB_WAITING;
+    int rv = rl_data_params_from_spec(spec, &j->dp);
+    if (rv != RL_OK) return rv;
+    if (spec->source == RL_DATA_CSV) {
+        if ((rv = rl_csv_load(spec->csv_path, spec->csv_label, &j->table)) != RL_OK) return rv;
+        j->dp.rows = j->table->rows;
+        j->dp.features = j->table->features;
+        if (spec->standardize) {
+            j->mean = calloc((size_t)j->dp.features, sizeof(double));
+            j->std = calloc((size_t)j->dp.features, sizeof(double));
+            rl_table_standardize_stats(j->table, j->mean, j->std);
+        }
+    }
+    j->n_blocks = rl_data_n_blocks(&j->dp);
+    if ((rv = rl_model_init(&j->model, spec->model, j->dp.features, j->dp.classes)) != RL_OK)
+        return rv;
+    j->owner = calloc(j->n_blocks + 1, sizeof(int));
+    j->members = calloc((size_t)spec->n_nodes + 1, sizeof(int));
+    j->waiting_plan = calloc((size_t)spec->n_nodes + 1, sizeof(rl_rpc_ctx *));
+    j->steps = calloc((size_t)spec->steps + 1, sizeof(step_rec));
+    return RL_OK;
+}
+
+void job_fini(job *j)
+{
+    rl_table_free(j->table);
+    free(j->mean);
+    free(j->std);
+    rl_model_fini(&j->model);
+    free(j->owner);
+    free(j->members);
+    free(j->waiting_plan);
+    free(j->steps);
+    free(j->events);
+    registry_fini(&j->reg);
+}
+
+static int node_index(job *j, const char *id)
+{
+    for (int i = 0; i < j->reg.n; i++)
+        if (strcmp(j->reg.nodes[i].id, id) == 0) return i;
+    return -1;
+}
+
+/* ---- Handlers ------------------------------------------------------------------ */
+
+static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    job *j = arg;
+    const rl_msg_join_req *q = &req->u.join_req;
+    if (strcmp(rl_rpc_ctx_peer(call), q->node_id) != 0) {
+        rl_log_warn("refused join as '%s' from a connection authenticated as '%s'", q->node_id,
+                    rl_rpc_ctx_peer(call));
+        return RL_EPERM;
+    }
+    pthread_mutex_lock(&j->reg.mtx);
+    int i = node_index(j, q->node_id);
+    if (i >= 0) {
+        node_entry *e = &j->reg.nodes[i];
+        snprintf(e->listen, sizeof(e->listen), "%s", q->listen);
+        e->pid = (pid_t)q->pid;
+        e->state = NODE_JOINED;
+        e->joined_ms = e->last_heartbeat_ms = rl_clock_ms();
+        job_event_add(j, "join", q->node_id, "pid %llu, ring endpoint %s",
+                      (unsigned long long)q->pid, q->listen);
+        pthread_cond_broadcast(&j->reg.cv);
+    }
+    pthread_mutex_unlock(&j->reg.mtx);
+    if (i < 0) {
+        rl_log_warn("refused join from unknown node '%s'", q->node_id);
+        return RL_ENOTFOUND;
+    }
+    rl_log_info("node %s joined (pid %llu, ring endpoint %s)", q->node_id,
+                (unsigned long long)q->pid, q->listen);
+    resp->u.join_resp.job = dup_str(j->spec->name);
+    resp->u.join_resp.heartbeat_ms = (uint64_t)j->spec->heartbeat_ms;
+    resp->u.join_resp.failure_timeout_ms = (uint64_t)j->spec->failure_timeout_ms;
+    return RL_OK;
+}
+
+static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    job *j = arg;
+    const rl_msg_heartbeat_req *h = &req->u.heartbeat_req;
+    (void)call;
+    pthread_mutex_lock(&j->reg.mtx);
+    int i = node_index(j, h->node_id);
+    if (i >= 0) {
+        node_entry *e = &j->reg.nodes[i];
+        e->last_heartbeat_ms = rl_clock_ms();
+        e->heartbeats++;
+        if (RL_HAS(h, 3)) e->step = h->step;
+        if (RL_HAS(h, 4)) e->rows_per_s = h->rows_per_s;
+        if (RL_HAS(h, 5) && h->compute_ms > 0) {
+            e->compute_ms = h->compute_ms;
+            e->compute_samples[e->ncompute++ % 256] = h->compute_ms;
+        }
+        if (RL_HAS(h, 6)) e->allreduce_ms = h->allreduce_ms;
+        if (RL_HAS(h, 7)) e->cpu_load = h->cpu_load;
+        if (RL_HAS(h, 8)) e->rss_bytes = h->rss_bytes;
+    }
+    bool stop = j->reg.stopping || (i >= 0 && j->reg.nodes[i].state == NODE_FAILED);
+    uint64_t epoch = j->epoch;
+    pthread_mutex_unlock(&j->reg.mtx);
+    if (i < 0) return RL_ENOTFOUND;
+    resp->u.heartbeat_resp.epoch = epoch;
+    resp->u.heartbeat_resp.stop = stop;
+    resp->u.heartbeat_resp.has |= 1u << 2;
+    return RL_OK;
+}
+
+/* Fills a PLAN reply for node i. Lock held. */
+static void fill_plan(job *j, int i, rl_msg *resp)
+{
+    rl_msg_plan_resp *p = &resp->u.plan_resp;
+    const rl_spec *s = j->spec;
+    int rank = -1;
+    for (int k = 0; k < j->n_members; k++)
+        if (j->members[k] == i) rank = k;
+    if (j->status != JOB_RUNNING || rank < 0) {
+        /* Not (or no longer) part of the job: go home. */
+        p->stop = true;
+        p->has |= 1u << 10;
+        p->member_ids = (rl_strlist){calloc(1, sizeof(char *)), 0};
+        p->member_urls = (rl_strlist){calloc(1, sizeof(char *)), 0};
+        p->blocks = (rl_u32list){calloc(1, sizeof(uint32_t)), 0};
+        p->weights = (rl_f64list){calloc(1, sizeof(double)), 0};
+        p->bias = (rl_f64list){calloc(1, sizeof(double)), 0};
+        return;
+    }
+    p->epoch = j->epoch;
+    p->rank = (uint64_t)rank;
+    p->member_ids = (rl_strlist){calloc((size_t)j->n_members, sizeof(char *)),
+                                 (size_t)j->n_members};
+    p->member_urls = (rl_strlist){calloc((size_t)j->n_members, sizeof(char *)),
+                                  (size_t)j->n_members};
+    for (int k = 0; k < j->n_members; k++) {
+        p->member_ids.v[k] = dup_str(j->reg.nodes[j->members[k]].id);
+        p->member_urls.v[k] = dup_str(j->reg.nodes[j->members[k]].listen);
+    }
+    size_t nb = 0;
+    for (uint32_t b = 0; b < j->n_blocks; b++)
+        if (j->owner[b] == i) nb++;
+    p->blocks = (rl_u32list){calloc(nb + 1, sizeof(uint32_t)), nb};
+    nb = 0;
+    for (uint32_t b = 0; b < j->n_blocks; b++)
+        if (j->owner[b] == i) p->blocks.v[nb++] = b;
+    p->start_step = j->plan_start;
+    p->end_step = j->plan_end;
+    size_t kf = (size_t)j->model.classes * (size_t)j->model.features;
+    p->weights = (rl_f64list){malloc(kf * sizeof(double) + 1), kf};
+    memcpy(p->weights.v, j->model.w, kf * sizeof(double));
+    p->bias = (rl_f64list){malloc((size_t)j->model.classes * sizeof(double)),
+                           (size_t)j->model.classes};
+    memcpy(p->bias.v, j->model.b, (size_t)j->model.classes * sizeof(double));
+    p->source = (uint64_t)s->source;
+    p->rows = (uint64_t)j->dp.rows;
+    p->features = (uint64_t)j->dp.features;
+    p->classes = (uint64_t)j->dp.classes;
+    p->model = (uint64_t)j->dp.model;
+    p->noise = j->dp.noise;
+    p->seed = j->dp.seed;
+    p->block_rows = (uint64_t)j->dp.block_rows;
+    if (s->source == RL_DATA_CSV) {
+        p->csv_path = dup_str(s->csv_path);
+        p->csv_label = dup_str(s->csv_label);
+        if (j->mean != NULL) {
+            size_t f = (size_t)j->dp.features;
+            p->mean = (rl_f64list){malloc(f * sizeof(double)), f};
+            p->std = (rl_f64list){malloc(f * sizeof(double)), f};
+            memcpy(p->mean.v, j->mean, f * sizeof(double));
+            memcpy(p->std.v, j->std, f * sizeof(double));
+        }
+    }
+    p->learning_rate = s->learning_rate;
+    p->l2 = s->l2;
+    p->chunk_bytes = s->chunk_bytes;
+    p->n_blocks = j->n_blocks;
+    p->deadline_ms = (uint64_t)s->failure_timeout_ms;
+}
+
+/* Answers every held PLAN call. Lock held. */
+static void answer_waiting_plans(job *j)
+{
+    for (int i = 0; i < j->reg.n; i++) {
+        rl_rpc_ctx *call = j->waiting_plan[i];
+        if (call == NULL) continue;
+        j->waiting_plan[i] = NULL;
+        rl_msg resp;
+        rl_msg_init(&resp, RL_MSG_PLAN_RESP);
+        fill_plan(j, i, &resp);
+        rl_rpc_ctx_reply(call, RL_OK, NULL, &resp);
+    }
+}
+
+static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    job *j = arg;
+    const rl_msg_plan_req *q = &req->u.plan_req;
+    int rv = RL_OK;
+    pthread_mutex_lock(&j->reg.mtx);
+    int i = node_index(j, q->node_id);
+    if (i < 0) {
+        rv = RL_ENOTFOUND;
+    } else if (q->failed && j->status == JOB_RUNNING) {
+        /* A node's step failed. Recovery of a running job arrives with
+         * issue 5; until then the job stops with the reason. */
+        char why[400];
+        snprintf(why, sizeof(why), "node %s: %s", q->node_id, q->error ? q->error : "failed");
+        job_event_add(j, "failed", q->node_id, "%s", q->error ? q->error : "step failed");
+        j->status = JOB_FAILED;
+        snprintf(j->error, sizeof(j->error), "%s", why);
+        j->reg.stopping = true;
+        answer_waiting_plans(j);
+        fill_plan(j, i, resp);
+    } else if (j->status == JOB_RUNNING && q->epoch < j->epoch) {
+        fill_plan(j, i, resp); /* a newer plan is ready for this node */
+    } else if (j->status == JOB_DONE || j->status == JOB_FAILED) {
+        fill_plan(j, i, resp); /* stop */
+    } else {
+        if (j->waiting_plan[i] != NULL) /* a retried call replaces the older one */
+            rl_rpc_ctx_reply(j->waiting_plan[i], RL_ECANCELED, "superseded", NULL);
+        j->waiting_plan[i] = call;
+        rv = RL_RPC_DEFERRED;
+    }
+    pthread_mutex_unlock(&j->reg.mtx);
+    return rv;
+}
+
+static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    job *j = arg;
+    const rl_msg_step_report_req *r = &req->u.step_report_req;
+    (void)call;
+    pthread_mutex_lock(&j->reg.mtx);
+    if (j->status == JOB_RUNNING && r->epoch == j->epoch && r->step == j->steps_done &&
+        r->step < (uint64_t)j->spec->steps) {
+        /* The coverage proof: every block counted exactly once. */
+        bool ok = r->coverage.n == j->n_blocks && r->rows == (uint64_t)j->dp.rows;
+        for (size_t b = 0; ok && b < r->coverage.n; b++)
+            if (r->coverage.v[b] != 1) ok = false;
+        j->coverage_checked++;
+        if (!ok) {
+            j->violations++;
+            job_event_add(j, "violation", r->node_id, "step %llu: blocks not counted exactly "
+                          "once", (unsigned long long)r->step);
+            j->status = JOB_FAILED;
+            snprintf(j->error, sizeof(j->error), "coverage violation at step %llu reported by %s",
+                     (unsigned long long)r->step, r->node_id);
+            j->reg.stopping = true;
+            answer_waiting_plans(j);
+        } else {
+            step_rec *s = &j->steps[r->step];
+            s->t_ms = job_t_ms(j);
+            s->loss = r->loss;
+            s->ms = r->step_ms;
+            s->allreduce_ms = r->allreduce_ms;
+            j->steps_done = r->step + 1;
+            size_t kf = (size_t)j->model.classes * (size_t)j->model.features;
+            if (r->weights.n == kf && r->bias.n == (size_t)j->model.classes) {
+                memcpy(j->model.w, r->weights.v, kf * sizeof(double));
+                memcpy(j->model.b, r->bias.v, r->bias.n * sizeof(double));
+            }
+            if (j->steps_done == (uint64_t)j->spec->steps) {
+                j->status = JOB_DONE;
+                j->reg.stopping = true;
+                answer_waiting_plans(j);
+            }
+        }
+    }
+    resp->u.step_report_resp.epoch = j->epoch;
+    resp->u.step_report_resp.stop = j->reg.stopping;
+    resp->u.step_report_resp.has |= 1u << 2;
+    pthread_mutex_unlock(&j->reg.mtx);
+    return RL_OK;
+}
+
+static const char *state_name(node_state s)
+{
+    switch (s) {
+    case NODE_EXPECTED: return "expected";
+    case NODE_JOINED: return "alive";
+    case NODE_FAILED: return "failed";
+    case NODE_LEFT: return "left";
+    }
+    return "?";
+}
+
+static const char *status_name(job_status s)
+{
+    switch (s) {
+    case JOB_WAITING: return "waiting for nodes";
+    case JOB_RUNNING: return "running";
+    case JOB_DONE: return "ok";
+    case JOB_FAILED: return "failed";
+    }
+    return "?";
+}
+
+static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    job *j = arg;
+    (void)call;
+    (void)req;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL) return RL_ENOMEM;
+    pthread_mutex_lock(&j->reg.mtx);
+    uint64_t last = j->steps_done ? j->steps_done - 1 : 0;
+    fprintf(f, "job %s: %s, step %llu/%d, epoch %llu, loss %s\n", j->spec->name,
+            status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
+            (unsigned long long)j->epoch, "");
+    if (j->steps_done) fprintf(f, "last loss %.9g, step %.3f ms\n", j->steps[last].loss,
+                               j->steps[last].ms);
+    fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s\n", "node", "state", "blocks", "rows/s",
+            "compute_ms", "cpu", "rss_MiB");
+    for (int i = 0; i < j->reg.n; i++) {
+        node_entry *e = &j->reg.nodes[i];
+        int nb = 0;
+        for (uint32_t b = 0; b < j->n_blocks; b++)
+            if (j->owner[b] == i) nb++;
+        fprintf(f, "%-12s %-9s %7d %12.0f %11.3f %9.2f %9.1f\n", e->id, state_name(e->state), nb,
+                e->rows_per_s, e->compute_ms, e->cpu_load, (double)e->rss_bytes / 1048576.0);
+    }
+    pthread_mutex_unlock(&j->reg.mtx);
+    fclose(f);
+    resp->u.status_resp.text = text;
+    return RL_OK;
+}
+
+int job_serve(job *j, rl_rpc_server *srv)
+{
+    int rv;
+    if ((rv = rl_rpc_server_handle(srv, RL_MSG_JOIN_REQ, handle_join, j)) != 0 ||
+        (rv = rl_rpc_server_handle(srv, RL_MSG_HEARTBEAT_REQ, handle_heartbeat, j)) != 0 ||
+        (rv = rl_rpc_server_handle(srv, RL_MSG_PLAN_REQ, handle_plan, j)) != 0 ||
+        (rv = rl_rpc_server_handle(srv, RL_MSG_STEP_REPORT_REQ, handle_step_report, j)) != 0 ||
+        (rv = rl_rpc_server_handle(srv, RL_MSG_STATUS_REQ, handle_status, j)) != 0)
+        return rv;
+    return RL_OK;
+}
+
+/* ---- Placement and lifecycle ------------------------------------------------------ */
+
+/* Gives each member a share of the blocks proportional to its weight, as
+ * contiguous runs (largest-remainder rounding, so the shares sum exactly). */
+static void assign_blocks_by_weight(job *j, const double *weight)
+{
+    double total = 0;
+    for (int k = 0; k < j->n_members; k++) total += weight[k];
+    uint32_t given = 0;
+    for (int k = 0; k < j->n_members; k++) {
+        double upto = 0;
+        for (int q = 0; q <= k; q++) upto += weight[q];
+        uint32_t end = k == j->n_members - 1 ? j->n_blocks
+                                             : (uint32_t)llround(upto / total * j->n_blocks);
+        for (uint32_t b = given; b < end; b++) j->owner[b] = j->members[k];
+        given = end > given ? end : given;
+    }
+}
+
+void job_start(job *j)
+{
+    pthread_mutex_lock(&j->reg.mtx);
+    j->n_members = 0;
+    for (int i = 0; i < j->reg.n; i++)
+        if (j->reg.nodes[i].state == NODE_JOINED) j->members[j->n_members++] = i;
+    double *w = calloc((size_t)j->n_members + 1, sizeof(double));
+    for (int k = 0; k < j->n_members; k++) w[k] = j->reg.nodes[j->members[k]].capacity;
+    assign_blocks_by_weight(j, w);
+    free(w);
+    j->epoch++;
+    j->plan_start = j->steps_done;
+    j->plan_end = (uint64_t)j->spec->steps;
+    j->status = JOB_RUNNING;
+    job_event_add(j, "reassign", "", "epoch %llu: %d nodes, %u blocks", (unsigned long long)j->epoch,
+                  j->n_members, j->n_blocks);
+    answer_waiting_plans(j);
+    pthread_mutex_unlock(&j->reg.mtx);
+}
+
+void job_finish(job *j, job_status st, const char *error)
+{
+    pthread_mutex_lock(&j->reg.mtx);
+    if (j->status != JOB_DONE && j->status != JOB_FAILED) {
+        j->status = st;
+        if (error != NULL) snprintf(j->error, sizeof(j->error), "%s", error);
+    }
+    j->reg.stopping = true;
+    answer_waiting_plans(j);
+    pthread_cond_broadcast(&j->reg.cv);
+    pthread_mutex_unlock(&j->reg.mtx);
+}
+
+int job_check_heartbeats(job *j)
+{
+    int failed = 0;
+    uint64_t now = rl_clock_ms();
+    pthread_mutex_lock(&j->reg.mtx);
+    for (int i = 0; i < j->reg.n; i++) {
+        node_entry *e = &j->reg.nodes[i];
+        if (e->state == NODE_JOINED &&
+            now - e->last_heartbeat_ms > (uint64_t)j->spec->failure_timeout_ms) {
+            e->state = NODE_FAILED;
+            job_event_add(j, "failed", e->id, "no heartbeat for %llu ms",
+                          (unsigned long long)(now - e->last_heartbeat_ms));
+            rl_log_warn("node %s failed: no heartbeat for %llu ms", e->id,
+                        (unsigned long long)(now - e->last_heartbeat_ms));
+        }
+        if (e->state == NODE_FAILED) failed++;
+    }
+    pthread_mutex_unlock(&j->reg.mtx);
+    return failed;
+}

@@ -1,0 +1,81 @@
+/*
+ * job.h - the coordinator's job: who is in the ring (epoch), which node holds
+ * which block, the model after the last completed step, and the record of
+ * every step and event that run.json reports. RPC handlers (nng threads)
+ * and the main loop share it under reg.mtx.
+ */
+#ifndef RL_JOB_H
+#define RL_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "registry.h"
+#include "ringleader/data.h"
+#include "ringleader/model.h"
+#include "ringleader/rpc.h"
+#include "ringleader/spec.h"
+
+typedef enum { JOB_WAITING, JOB_RUNNING, JOB_DONE, JOB_FAILED } job_status;
+
+typedef struct step_rec {
+    double t_ms, loss, ms, allreduce_ms;
+} step_rec;
+
+typedef struct job_event {
+    double t_ms;
+    int64_t step;
+    char kind[16];
+    char node[RL_ID_MAX];
+    char detail[160];
+} job_event;
+
+typedef struct job {
+    const rl_spec *spec;
+    registry reg; /* reg.mtx guards everything below */
+    job_status status;
+    char error[512];
+    uint64_t t0_ms, started_unix_ms;
+
+    rl_data_params dp;
+    rl_table *table; /* csv: the coordinator's copy, for the statistics */
+    double *mean, *std;
+    uint32_t n_blocks;
+    rl_model model; /* after the last completed step */
+
+    uint64_t epoch;
+    int *members; /* node indices in ring order */
+    int n_members;
+    int *owner;   /* block -> node index */
+    uint64_t plan_start, plan_end;
+    rl_rpc_ctx **waiting_plan; /* per node: a PLAN call held until there is a plan */
+
+    uint64_t steps_done;
+    step_rec *steps;
+    uint64_t coverage_checked, violations;
+    job_event *events;
+    size_t n_events, cap_events;
+} job;
+
+/* Loads the data side (csv table and statistics) and the initial model. */
+int job_init(job *j, const rl_spec *spec);
+void job_fini(job *j);
+/* Registers the JOIN, HEARTBEAT, PLAN, STEP_REPORT and STATUS handlers. */
+int job_serve(job *j, rl_rpc_server *srv);
+/* Assigns blocks to the joined nodes (capacity-weighted), bumps the epoch and
+ * answers the nodes' held PLAN calls. Lock NOT held. */
+void job_start(job *j);
+/* Ends the job with status st (and error text); held PLAN calls get stop. */
+void job_finish(job *j, job_status st, const char *error);
+/* Marks nodes silent for longer than failure_timeout_ms as failed; returns
+ * how many are failed. */
+int job_check_heartbeats(job *j);
+/* Records an event. Lock held. */
+void job_event_add(job *j, const char *kind, const char *node, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Writes DIR/run.json atomically. */
+int job_write_report(job *j, const char *dir, const char *spec_path, double wall_s);
+/* Prints one progress line (redrawn on a terminal). */
+void job_progress(job *j, bool final);
+
+#endif

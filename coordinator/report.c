@@ -1,0 +1,228 @@
+/*
+ * report.c - run.json (written atomically: a temporary file, fsync, rename)
+ * and the progress line on stderr.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "job.h"
+#include "ringleader/err.h"
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void json_num(FILE *f, double v)
+{
+    if (isfinite(v)) fprintf(f, "%.17g", v);
+    else fputs("null", f);
+}
+
+static void json_nums(FILE *f, const double *v, size_t n)
+{
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++) {
+        if (i) fputc(',', f);
+        json_num(f, v[i]);
+    }
+    fputc(']', f);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of n values (sorted copy). */
+static double pct(const double *v, size_t n, double p)
+{
+    if (n == 0) return 0;
+    double *t = malloc(n * sizeof(double));
+    memcpy(t, v, n * sizeof(double));
+    qsort(t, n, sizeof(double), cmp_double);
+    size_t rank = (size_t)(p * (double)n + 0.999999999);
+    if (rank < 1) rank = 1;
+    if (rank > n) rank = n;
+    double r = t[rank - 1];
+    free(t);
+    return r;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char tmp[RL_PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int job_write_report(job *j, const char *dir, const char *spec_path, double wall_s)
+{
+    char path[RL_PATH_MAX + 32], tmp[RL_PATH_MAX + 48];
+    if (mkdir_p(dir) != 0) {
+        fprintf(stderr, "ringleader: cannot create %s: %s\n", dir, strerror(errno));
+        return RL_EIO;
+    }
+    snprintf(path, sizeof(path), "%s/run.json", dir);
+    snprintf(tmp, sizeof(tmp), "%s/.run.json.%d", dir, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        fprintf(stderr, "ringleader: cannot write %s: %s\n", tmp, strerror(errno));
+        return RL_EIO;
+    }
+    pthread_mutex_lock(&j->reg.mtx);
+    const rl_spec *s = j->spec;
+    const rl_model *m = &j->model;
+    size_t K = (size_t)m->classes, F = (size_t)m->features;
+    bool ok = j->status == JOB_DONE;
+    fprintf(f, "{\n  \"status\": \"%s\",\n", ok ? "ok" : "failed");
+    if (!ok) {
+        fputs("  \"error\": ", f);
+        json_str(f, j->error[0] ? j->error : "the job did not complete");
+        fputs(",\n", f);
+    }
+    fputs("  \"spec\": ", f);
+    json_str(f, spec_path);
+    fprintf(f, ",\n  \"started_unix_ms\": %llu,\n  \"wall_s\": ",
+            (unsigned long long)j->started_unix_ms);
+    json_num(f, wall_s);
+    fprintf(f, ",\n  \"model\": {\"type\": \"%s\", \"features\": %zu, \"classes\": %zu, "
+               "\"weights\": ",
+            rl_model_type_name(m->type), F, s->model == RL_MODEL_SOFTMAX ? K : (size_t)1);
+    json_nums(f, m->w, K * F);
+    fputs(", \"bias\": ", f);
+    if (m->b == NULL) fputs("null", f);
+    else if (s->model == RL_MODEL_SOFTMAX) json_nums(f, m->b, K);
+    else json_num(f, m->b[0]);
+    fputs(", \"mean\": ", f);
+    if (j->mean) json_nums(f, j->mean, F);
+    else fputs("null", f);
+    fputs(", \"std\": ", f);
+    if (j->std) json_nums(f, j->std, F);
+    else fputs("null", f);
+    fprintf(f, "},\n  \"steps_completed\": %llu,\n  \"final_loss\": ",
+            (unsigned long long)j->steps_done);
+    if (j->steps_done) json_num(f, j->steps[j->steps_done - 1].loss);
+    else fputs("null", f);
+    fputs(",\n  \"steps\": [", f);
+    double *ms = malloc((j->steps_done + 1) * sizeof(double));
+    for (uint64_t i = 0; i < j->steps_done; i++) {
+        step_rec *r = &j->steps[i];
+        ms[i] = r->ms;
+        fprintf(f, "%s\n    {\"step\": %llu, \"t_ms\": ", i ? "," : "", (unsigned long long)i);
+        json_num(f, r->t_ms);
+        fputs(", \"loss\": ", f);
+        json_num(f, r->loss);
+        fputs(", \"ms\": ", f);
+        json_num(f, r->ms);
+        fputs(", \"allreduce_ms\": ", f);
+        json_num(f, r->allreduce_ms);
+        fputc('}', f);
+    }
+    fprintf(f, "\n  ],\n  \"step_ms\": {\"p50\": ");
+    json_num(f, pct(ms, j->steps_done, 0.50));
+    fputs(", \"p99\": ", f);
+    json_num(f, pct(ms, j->steps_done, 0.99));
+    free(ms);
+    fputs("},\n  \"nodes\": [", f);
+    int members = 0;
+    for (int i = 0; i < j->reg.n; i++) {
+        node_entry *e = &j->reg.nodes[i];
+        const char *state = e->state == NODE_JOINED ? "alive"
+                          : e->state == NODE_FAILED ? "failed"
+                          : e->state == NODE_LEFT   ? "left"
+                                                    : "never joined";
+        fprintf(f, "%s\n    {\"id\": ", i ? "," : "");
+        json_str(f, e->id);
+        fprintf(f, ", \"state\": \"%s\", \"blocks\": [", state);
+        int64_t rows = 0;
+        int nb = 0;
+        for (uint32_t b = 0; b < j->n_blocks; b++)
+            if (j->owner[b] == i && j->status != JOB_WAITING) {
+                fprintf(f, "%s%u", nb++ ? "," : "", b);
+                int64_t first = (int64_t)b * j->dp.block_rows;
+                int64_t left = j->dp.rows - first;
+                rows += left < j->dp.block_rows ? left : j->dp.block_rows;
+            }
+        if (nb) members++;
+        size_t ns = e->ncompute < 256 ? (size_t)e->ncompute : 256;
+        fprintf(f, "], \"rows\": %lld, \"compute_ms_p50\": ", (long long)rows);
+        json_num(f, pct(e->compute_samples, ns, 0.50));
+        fputs(", \"rows_per_s\": ", f);
+        json_num(f, e->rows_per_s);
+        fputc('}', f);
+    }
+    fputs("\n  ],\n  \"events\": [", f);
+    for (size_t i = 0; i < j->n_events; i++) {
+        job_event *e = &j->events[i];
+        fprintf(f, "%s\n    {\"t_ms\": ", i ? "," : "");
+        json_num(f, e->t_ms);
+        fprintf(f, ", \"step\": %lld, \"kind\": ", (long long)e->step);
+        json_str(f, e->kind);
+        fputs(", \"node\": ", f);
+        json_str(f, e->node);
+        fputs(", \"detail\": ", f);
+        json_str(f, e->detail);
+        fputc('}', f);
+    }
+    fprintf(f, "\n  ],\n  \"coverage\": {\"steps_checked\": %llu, \"violations\": %llu},\n",
+            (unsigned long long)j->coverage_checked, (unsigned long long)j->violations);
+    fputs("  \"D\": ", f);
+    json_num(f, members ? (double)j->n_blocks / members : 0);
+    fprintf(f, ",\n  \"blocks_total\": %u,\n  \"epoch\": %llu\n}\n", j->n_blocks,
+            (unsigned long long)j->epoch);
+    pthread_mutex_unlock(&j->reg.mtx);
+    int bad = ferror(f);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) bad = 1;
+    if (fclose(f) != 0) bad = 1;
+    if (bad || rename(tmp, path) != 0) {
+        fprintf(stderr, "ringleader: cannot write %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+        return RL_EIO;
+    }
+    return RL_OK;
+}
+
+void job_progress(job *j, bool final)
+{
+    static uint64_t last_print;
+    bool tty = isatty(STDERR_FILENO);
+    uint64_t now = rl_clock_ms();
+    if (!final && !tty && now - last_print < 1000) return;
+    last_print = now;
+    pthread_mutex_lock(&j->reg.mtx);
+    uint64_t n = j->steps_done;
+    int alive = 0;
+    double rps = 0;
+    for (int i = 0; i < j->reg.n; i++)
+        if (j->reg.nodes[i].state == NODE_JOINED) {
+            alive++;
+            rps += j->reg.nodes[i].rows_per_s;
+        }
+    double loss = n ? j->steps[n - 1].loss : NAN, ms = n ? j->steps[n - 1].ms : NAN;
+    pthread_mutex_unlock(&j->reg.mtx);
+    fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %.3g rows/s  nodes %d/%d%s",
+            tty ? "\r\033[K" : "", (unsigned long long)n, j->spec->steps, loss, ms, rps, alive,
+            j->reg.n, tty && !final ? "" : "\n");
+    fflush(stderr);
+}

@@ -1,0 +1,78 @@
+/* agent.c - the node's heartbeat thread: load metrics out, stop signals in. */
+#include <stdio.h>
+#include <time.h>
+
+#include "agent.h"
+#include "ringleader/err.h"
+#include "ringleader/log.h"
+
+static void abort_ring(agent *a, const char *why)
+{
+    pthread_mutex_lock(&a->mtx);
+    if (a->ring != NULL) rl_ring_abort(a->ring, RL_ECANCELED, why);
+    pthread_mutex_unlock(&a->mtx);
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%lu %lu", &size, &res) != 2) res = 0;
+        fclose(f);
+    }
+    return (uint64_t)res * 4096u;
+}
+
+void *agent_heartbeat_main(void *arg)
+{
+    agent *a = arg;
+    uint64_t last_ok = rl_clock_ms();
+    uint64_t t_prev = rl_clock_ms();
+    double cpu_prev = cpu_seconds();
+    while (!atomic_load(&a->stop)) {
+        uint64_t now = rl_clock_ms();
+        double cpu = cpu_seconds();
+        double load = now > t_prev ? (cpu - cpu_prev) / ((double)(now - t_prev) / 1e3) : 0;
+        t_prev = now;
+        cpu_prev = cpu;
+        rl_msg req;
+        rl_rpc_reply rep;
+        rl_msg_init(&req, RL_MSG_HEARTBEAT_REQ);
+        rl_msg_heartbeat_req *h = &req.u.heartbeat_req;
+        h->node_id = (char *)a->id;
+        h->epoch = atomic_load(&a->epoch);
+        h->step = atomic_load(&a->step);
+        h->rows_per_s = atomic_load(&a->rows_per_s);
+        h->compute_ms = atomic_load(&a->compute_ms);
+        h->allreduce_ms = atomic_load(&a->allreduce_ms);
+        h->cpu_load = load;
+        h->rss_bytes = rss_bytes();
+        h->has |= (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 8);
+        int rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + (uint64_t)a->heartbeat_ms * 2);
+        if (rv == RL_OK) {
+            last_ok = rl_clock_ms();
+            if (rep.msg.u.heartbeat_resp.stop) {
+                atomic_store(&a->stop, true);
+                abort_ring(a, "the coordinator ended the job");
+            }
+        } else if (rl_clock_ms() - last_ok > (uint64_t)a->failure_timeout_ms) {
+            rl_log_error("coordinator gone for more than %d ms (%s); leaving",
+                         a->failure_timeout_ms, rl_errdetail());
+            atomic_store(&a->coord_lost, true);
+            atomic_store(&a->stop, true);
+            abort_ring(a, "coordinator lost");
+        }
+        rl_rpc_reply_fini(&rep);
+        struct timespec ts = {a->heartbeat_ms / 1000, (long)(a->heartbeat_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL); /* the heartbeat period */
+    }
+    return NULL;
+}

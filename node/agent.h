@@ -1,0 +1,37 @@
+/*
+ * agent.h - what the node's threads share: the coordinator connection, the
+ * latest metrics (sent with every heartbeat), and the stop / abort signals.
+ */
+#ifndef RL_NODE_AGENT_H
+#define RL_NODE_AGENT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ringleader/ring.h"
+#include "ringleader/rpc.h"
+
+typedef struct agent {
+    const char *id;
+    rl_rpc_client *rpc;
+    rl_endpoint *ep;
+    int heartbeat_ms, failure_timeout_ms;
+
+    pthread_mutex_t mtx;
+    rl_ring *ring;            /* the ring in use, so that a stop can abort it */
+    atomic_bool stop;         /* the job ended, or we were told to leave */
+    atomic_bool coord_lost;   /* no answer from the coordinator for too long */
+    atomic_uint_fast64_t epoch, step;
+    /* metrics of the last step (doubles stored as bits) */
+    _Atomic double rows_per_s, compute_ms, allreduce_ms;
+} agent;
+
+/* Heartbeat thread body: every heartbeat_ms until stop. */
+void *agent_heartbeat_main(void *arg);
+
+/* Runs plans from the coordinator until the job ends. Returns the exit code. */
+int worker_run(agent *a);
+
+#endif

@@ -1,0 +1,296 @@
+/*
+ * worker.c - the node's training loop. It asks the coordinator for a plan
+ * (epoch, ring members, its blocks, the model to start from and the steps to
+ * run), forms the ring, and runs synchronous data-parallel steps: gradient
+ * sums over its blocks, one all-reduce of [gradient, loss, rows, coverage],
+ * a coverage check, and the same update on every node.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "ringleader/allreduce.h"
+#include "ringleader/data.h"
+#include "ringleader/err.h"
+#include "ringleader/log.h"
+#include "ringleader/model.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* The blocks this node holds, for one plan. */
+typedef struct held {
+    rl_block *blocks;
+    size_t n;
+    uint32_t *ids;
+} held;
+
+static void held_free(held *h)
+{
+    for (size_t i = 0; i < h->n; i++) rl_block_free(&h->blocks[i]);
+    free(h->blocks);
+    free(h->ids);
+    memset(h, 0, sizeof(*h));
+}
+
+static bool held_has(const held *h, uint32_t id, size_t *at)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (h->ids[i] == id) {
+            *at = i;
+            return true;
+        }
+    return false;
+}
+
+/* Makes h hold exactly the plan's blocks: keeps those it has, makes the
+ * others (synthetic: generated; csv: cut from the table). */
+static int held_update(held *h, const rl_msg_plan_resp *p, const rl_data_params *dp,
+                       const rl_table *table, const rl_model *m)
+{
+    held nh = {0};
+    nh.n = p->blocks.n;
+    nh.blocks = calloc(nh.n + 1, sizeof(rl_block));
+    nh.ids = calloc(nh.n + 1, sizeof(uint32_t));
+    int rv = RL_OK;
+    for (size_t i = 0; i < nh.n && rv == RL_OK; i++) {
+        uint32_t id = p->blocks.v[i];
+        size_t at;
+        nh.ids[i] = id;
+        if (held_has(h, id, &at)) {
+            nh.blocks[i] = h->blocks[at];
+            memset(&h->blocks[at], 0, sizeof(rl_block));
+            continue;
+        }
+        rv = table ? rl_table_block(table, dp, id, &nh.blocks[i])
+                   : rl_block_synthetic(dp, id, &nh.blocks[i]);
+        if (rv == RL_OK && table && p->mean.v != NULL && p->std.v != NULL)
+            rl_block_standardize(&nh.blocks[i], p->mean.v, p->std.v);
+        if (rv == RL_OK) rv = rl_model_check_labels(m, &nh.blocks[i]);
+    }
+    held_free(h);
+    *h = nh;
+    return rv;
+}
+
+static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure,
+                    rl_rpc_reply *rep)
+{
+    rl_msg req;
+    rl_msg_init(&req, RL_MSG_PLAN_REQ);
+    req.u.plan_req.node_id = (char *)a->id;
+    req.u.plan_req.epoch = epoch;
+    req.u.plan_req.step = step;
+    if (failure != NULL) {
+        req.u.plan_req.failed = true;
+        req.u.plan_req.has |= 1u << 4;
+        req.u.plan_req.error = (char *)failure;
+    }
+    /* The coordinator answers when it has a plan for us: wait in slices so a
+     * lost coordinator is noticed. */
+    for (;;) {
+        if (atomic_load(&a->stop) || atomic_load(&a->coord_lost)) return RL_ECANCELED;
+        int rv = rl_rpc_call(a->rpc, &req, rep, rl_clock_ms() + 2000);
+        if (rv != RL_ETIMEDOUT) return rv;
+        rl_rpc_reply_fini(rep);
+    }
+}
+
+static void report_done(void *arg, int err, rl_rpc_reply *rep)
+{
+    agent *a = arg;
+    if (err == RL_OK && rep->msg.u.step_report_resp.stop) atomic_store(&a->stop, true);
+}
+
+int worker_run(agent *a)
+{
+    uint64_t epoch = 0, step_done = 0;
+    char failure[300] = "";
+    held h = {0};
+    rl_table *table = NULL;
+    rl_model m = {0};
+    double *buf = NULL, *red = NULL;
+    int code = 0;
+
+    for (;;) {
+        rl_rpc_reply rep;
+        int rv = ask_plan(a, epoch, step_done, failure[0] ? failure : NULL, &rep);
+        failure[0] = '\0';
+        if (rv != RL_OK) {
+            if (rv != RL_ECANCELED) {
+                rl_log_error("no plan from the coordinator: %s", rl_errdetail());
+                code = 1;
+            }
+            rl_rpc_reply_fini(&rep);
+            break;
+        }
+        const rl_msg_plan_resp *p = &rep.msg.u.plan_resp;
+        if (p->stop) {
+            rl_rpc_reply_fini(&rep);
+            break;
+        }
+        rl_data_params dp = {.rows = (int64_t)p->rows, .features = (int)p->features,
+                             .classes = (int)p->classes, .model = (rl_model_type)p->model,
+                             .noise = p->noise, .seed = p->seed, .block_rows = (int)p->block_rows};
+        if (p->source == RL_DATA_CSV && table == NULL) {
+            if ((rv = rl_csv_load(p->csv_path, p->csv_label, &table)) != RL_OK) {
+                rl_log_error("%s", rl_errdetail());
+                snprintf(failure, sizeof(failure), "data: %s", rl_errdetail());
+                rl_rpc_reply_fini(&rep);
+                code = 1;
+                break;
+            }
+        }
+        if (m.w == NULL &&
+            rl_model_init(&m, (rl_model_type)p->model, (int)p->features, (int)p->classes) != 0) {
+            rl_log_error("model: %s", rl_errdetail());
+            rl_rpc_reply_fini(&rep);
+            code = 1;
+            break;
+        }
+        size_t G = rl_model_grad_len(&m), K = (size_t)m.classes, F = (size_t)m.features;
+        if (p->weights.n != K * F || p->bias.n != K) {
+            rl_log_error("plan carries a model of the wrong shape");
+            rl_rpc_reply_fini(&rep);
+            code = 1;
+            break;
+        }
+        memcpy(m.w, p->weights.v, K * F * sizeof(double));
+        memcpy(m.b, p->bias.v, K * sizeof(double));
+        if ((rv = held_update(&h, p, &dp, table, &m)) != RL_OK) {
+            snprintf(failure, sizeof(failure), "blocks: %s", rl_errdetail());
+            rl_log_error("%s", failure);
+            rl_rpc_reply_fini(&rep);
+            code = 1;
+            break;
+        }
+        size_t nb = (size_t)p->n_blocks, plen = G + 2 + nb;
+        free(buf);
+        free(red);
+        buf = malloc(plen * sizeof(double));
+        red = malloc(plen * sizeof(double));
+
+        /* Form the ring of this epoch. */
+        size_t nm = p->member_ids.n;
+        rl_ring_member *mem = calloc(nm + 1, sizeof(*mem));
+        for (size_t i = 0; i < nm; i++) {
+            mem[i].id = p->member_ids.v[i];
+            mem[i].url = p->member_urls.v[i];
+        }
+        rl_ring_config cfg = {.epoch = p->epoch, .rank = (int)p->rank, .size = (int)nm,
+                              .members = mem, .chunk_bytes = p->chunk_bytes,
+                              .small_bytes = SIZE_MAX};
+        rl_ring *ring = NULL;
+        uint64_t op_ms = p->deadline_ms ? p->deadline_ms : 5000;
+        rv = rl_ring_form(a->ep, &cfg, rl_clock_ms() + op_ms, &ring);
+        free(mem);
+        epoch = p->epoch;
+        atomic_store(&a->epoch, epoch);
+        if (rv != RL_OK) {
+            snprintf(failure, sizeof(failure), "ring epoch %llu: %s", (unsigned long long)epoch,
+                     rl_errdetail());
+            rl_log_warn("%s", failure);
+            rl_rpc_reply_fini(&rep);
+            continue;
+        }
+        pthread_mutex_lock(&a->mtx);
+        a->ring = ring;
+        pthread_mutex_unlock(&a->mtx);
+
+        int64_t total_rows = dp.rows;
+        bool rank0 = p->rank == 0;
+        for (uint64_t s = p->start_step; s < p->end_step && !atomic_load(&a->stop); s++) {
+            double t0 = now_ms();
+            memset(buf, 0, plen * sizeof(double));
+            int64_t rows = 0;
+            for (size_t i = 0; i < h.n; i++) {
+                rl_model_grad_block(&m, &h.blocks[i], buf, &buf[G]);
+                rows += h.blocks[i].rows;
+                buf[G + 2 + h.ids[i]] += 1.0;
+            }
+            buf[G + 1] = (double)rows;
+            double t1 = now_ms();
+            rv = rl_allreduce(ring, buf, red, plen, RL_F64, RL_OP_SUM, rl_clock_ms() + op_ms);
+            double t2 = now_ms();
+            if (rv != RL_OK) {
+                snprintf(failure, sizeof(failure), "step %llu: %s", (unsigned long long)s,
+                         rl_errdetail());
+                rl_log_warn("%s", failure);
+                break;
+            }
+            /* Coverage: every block counted exactly once, or no update. */
+            uint32_t *cov = malloc(nb * sizeof(uint32_t) + 1);
+            bool ok = (int64_t)red[G + 1] == total_rows;
+            for (size_t b = 0; b < nb; b++) {
+                cov[b] = red[G + 2 + b] < 0 ? 0 : (uint32_t)red[G + 2 + b];
+                if (red[G + 2 + b] != 1.0) ok = false;
+            }
+            if (!ok) {
+                snprintf(failure, sizeof(failure), "step %llu: coverage violation (rows %.0f of "
+                         "%lld)", (unsigned long long)s, red[G + 1], (long long)total_rows);
+                rl_log_error("%s", failure);
+            }
+            double loss = 0;
+            if (ok) rl_model_step(&m, red, red[G], (int64_t)red[G + 1], p->learning_rate, p->l2,
+                                  &loss);
+            double t3 = now_ms();
+            atomic_store(&a->compute_ms, t1 - t0);
+            atomic_store(&a->allreduce_ms, t2 - t1);
+            atomic_store(&a->rows_per_s, t1 > t0 ? (double)rows / ((t1 - t0) / 1e3) : 0);
+            atomic_store(&a->step, s + 1);
+            if (rank0 || !ok) {
+                rl_msg r;
+                rl_msg_init(&r, RL_MSG_STEP_REPORT_REQ);
+                rl_msg_step_report_req *b = &r.u.step_report_req;
+                b->node_id = (char *)a->id;
+                b->epoch = epoch;
+                b->step = s;
+                b->loss = loss;
+                b->step_ms = t3 - t0;
+                b->compute_ms = t1 - t0;
+                b->allreduce_ms = t2 - t1;
+                b->rows = (uint64_t)red[G + 1];
+                b->coverage = (rl_u32list){cov, nb};
+                bool last = s + 1 == p->end_step;
+                if (last && ok) {
+                    b->weights = (rl_f64list){m.w, K * F};
+                    b->bias = (rl_f64list){m.b, K};
+                }
+                /* The final report is synchronous: the coordinator must have
+                 * the model before we go. */
+                if (last) {
+                    rl_rpc_reply rr;
+                    if (rl_rpc_call(a->rpc, &r, &rr, rl_clock_ms() + 5000) != RL_OK)
+                        rl_log_warn("final report: %s", rl_errdetail());
+                    rl_rpc_reply_fini(&rr);
+                } else if (rl_rpc_call_async(a->rpc, &r, rl_clock_ms() + 5000, report_done, a) !=
+                           RL_OK) {
+                    rl_log_warn("step report: %s", rl_errdetail());
+                }
+            }
+            free(cov);
+            if (!ok) break;
+            step_done = s + 1;
+        }
+        pthread_mutex_lock(&a->mtx);
+        a->ring = NULL;
+        pthread_mutex_unlock(&a->mtx);
+        rl_ring_free(ring);
+        rl_rpc_reply_fini(&rep);
+        if (atomic_load(&a->stop)) break;
+    }
+    held_free(&h);
+    rl_table_free(table);
+    rl_model_fini(&m);
+    free(buf);
+    free(red);
+    return code;
+}
