@@ -10,7 +10,7 @@
 #define RL_COMMAND_LIST(X)                                                                         \
     X(validate, "check a cluster spec and print its summary")                                      \
     X(run, "run a job as its coordinator")                                                         \
-    X(bench, "benchmarks: allreduce, rpc")
+    X(bench, "benchmarks: allreduce, rpc, train")
 
 #define DECL(name, summary) int cmd_##name(int argc, char **argv);
 RL_COMMAND_LIST(DECL)
