@@ -51,6 +51,7 @@ static void follow(job *j, job_status while_status, uint64_t deadline, launched 
         if (st == JOB_WAITING && joined == j->reg.n) return;
         if (st == JOB_RUNNING) {
             job_progress(j, false);
+            job_check_complete(j, 2000);
             if (job_check_heartbeats(j) > 0) {
                 job_finish(j, JOB_FAILED, "a node failed (no heartbeat within "
                                           "fault_tolerance.failure_timeout_ms)");

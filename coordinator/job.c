@@ -57,6 +57,9 @@ int job_init(job *j, const rl_spec *spec)
     clock_gettime(CLOCK_REALTIME, &rt);
     j->started_unix_ms = (uint64_t)rt.tv_sec * 1000u + (uint64_t)rt.tv_nsec / 1000000u;
     j->status = JOB_WAITING;
+    j->members = calloc((size_t)spec->n_nodes + 1, sizeof(int));
+    j->waiting_plan = calloc((size_t)spec->n_nodes + 1, sizeof(rl_rpc_ctx *));
+    j->steps = calloc((size_t)spec->steps + 1, sizeof(step_rec));
     int rv = rl_data_params_from_spec(spec, &j->dp);
     if (rv != RL_OK) return rv;
     if (spec->source == RL_DATA_CSV) {
@@ -70,12 +73,9 @@ int job_init(job *j, const rl_spec *spec)
         }
     }
     j->n_blocks = rl_data_n_blocks(&j->dp);
+    j->owner = calloc(j->n_blocks + 1, sizeof(int));
     if ((rv = rl_model_init(&j->model, spec->model, j->dp.features, j->dp.classes)) != RL_OK)
         return rv;
-    j->owner = calloc(j->n_blocks + 1, sizeof(int));
-    j->members = calloc((size_t)spec->n_nodes + 1, sizeof(int));
-    j->waiting_plan = calloc((size_t)spec->n_nodes + 1, sizeof(rl_rpc_ctx *));
-    j->steps = calloc((size_t)spec->steps + 1, sizeof(step_rec));
     return RL_OK;
 }
 
@@ -291,8 +291,10 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
     const rl_msg_step_report_req *r = &req->u.step_report_req;
     (void)call;
     pthread_mutex_lock(&j->reg.mtx);
-    if (j->status == JOB_RUNNING && r->epoch == j->epoch && r->step == j->steps_done &&
-        r->step < (uint64_t)j->spec->steps) {
+    /* Reports come asynchronously and may arrive out of order: each is
+     * checked and filed under its step; steps_done counts the prefix. */
+    if (j->status == JOB_RUNNING && r->epoch == j->epoch && r->step < (uint64_t)j->spec->steps &&
+        !j->steps[r->step].seen) {
         /* The coverage proof: every block counted exactly once. */
         bool ok = r->coverage.n == j->n_blocks && r->rows == (uint64_t)j->dp.rows;
         for (size_t b = 0; ok && b < r->coverage.n; b++)
@@ -309,16 +311,21 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
             answer_waiting_plans(j);
         } else {
             step_rec *s = &j->steps[r->step];
+            s->seen = true;
             s->t_ms = job_t_ms(j);
             s->loss = r->loss;
             s->ms = r->step_ms;
             s->allreduce_ms = r->allreduce_ms;
-            j->steps_done = r->step + 1;
+            while (j->steps_done < (uint64_t)j->spec->steps && j->steps[j->steps_done].seen)
+                j->steps_done++;
             size_t kf = (size_t)j->model.classes * (size_t)j->model.features;
-            if (r->weights.n == kf && r->bias.n == (size_t)j->model.classes) {
+            if (r->weights.n == kf && r->bias.n == (size_t)j->model.classes &&
+                r->step + 1 > j->model_step) {
                 memcpy(j->model.w, r->weights.v, kf * sizeof(double));
                 memcpy(j->model.b, r->bias.v, r->bias.n * sizeof(double));
+                j->model_step = r->step + 1;
             }
+            if (r->step + 1 == (uint64_t)j->spec->steps) j->final_seen_ms = rl_clock_ms();
             if (j->steps_done == (uint64_t)j->spec->steps) {
                 j->status = JOB_DONE;
                 j->reg.stopping = true;
@@ -448,6 +455,23 @@ void job_finish(job *j, job_status st, const char *error)
     j->reg.stopping = true;
     answer_waiting_plans(j);
     pthread_cond_broadcast(&j->reg.cv);
+    pthread_mutex_unlock(&j->reg.mtx);
+}
+
+void job_check_complete(job *j, uint64_t grace_ms)
+{
+    pthread_mutex_lock(&j->reg.mtx);
+    if (j->status == JOB_RUNNING && j->final_seen_ms != 0 &&
+        rl_clock_ms() - j->final_seen_ms > grace_ms) {
+        uint64_t missing = 0;
+        for (int k = 0; k < j->spec->steps; k++)
+            if (!j->steps[k].seen) missing++;
+        job_event_add(j, "reports_lost", "", "%llu step reports never arrived",
+                      (unsigned long long)missing);
+        j->status = JOB_DONE;
+        j->reg.stopping = true;
+        answer_waiting_plans(j);
+    }
     pthread_mutex_unlock(&j->reg.mtx);
 }
 

@@ -19,6 +19,7 @@
 typedef enum { JOB_WAITING, JOB_RUNNING, JOB_DONE, JOB_FAILED } job_status;
 
 typedef struct step_rec {
+    bool seen;
     double t_ms, loss, ms, allreduce_ms;
 } step_rec;
 
@@ -50,7 +51,9 @@ typedef struct job {
     uint64_t plan_start, plan_end;
     rl_rpc_ctx **waiting_plan; /* per node: a PLAN call held until there is a plan */
 
-    uint64_t steps_done;
+    uint64_t steps_done;   /* steps 0 .. steps_done-1 all reported */
+    uint64_t model_step;   /* the model holds the weights after this many steps */
+    uint64_t final_seen_ms; /* when the last step's report arrived (0: not yet) */
     step_rec *steps;
     uint64_t coverage_checked, violations;
     job_event *events;
@@ -67,6 +70,9 @@ int job_serve(job *j, rl_rpc_server *srv);
 void job_start(job *j);
 /* Ends the job with status st (and error text); held PLAN calls get stop. */
 void job_finish(job *j, job_status st, const char *error);
+/* Ends a job whose last step was reported while earlier reports never came
+ * (lost in flight) once grace_ms have passed. */
+void job_check_complete(job *j, uint64_t grace_ms);
 /* Marks nodes silent for longer than failure_timeout_ms as failed; returns
  * how many are failed. */
 int job_check_heartbeats(job *j);

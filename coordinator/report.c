@@ -120,16 +120,20 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
     fputs(", \"std\": ", f);
     if (j->std) json_nums(f, j->std, F);
     else fputs("null", f);
+    /* The saved weights are those after model_step steps. */
     fprintf(f, "},\n  \"steps_completed\": %llu,\n  \"final_loss\": ",
-            (unsigned long long)j->steps_done);
-    if (j->steps_done) json_num(f, j->steps[j->steps_done - 1].loss);
+            (unsigned long long)j->model_step);
+    if (j->model_step && j->steps[j->model_step - 1].seen)
+        json_num(f, j->steps[j->model_step - 1].loss);
     else fputs("null", f);
     fputs(",\n  \"steps\": [", f);
-    double *ms = malloc((j->steps_done + 1) * sizeof(double));
-    for (uint64_t i = 0; i < j->steps_done; i++) {
+    double *ms = malloc(((size_t)s->steps + 1) * sizeof(double));
+    size_t nms = 0;
+    for (uint64_t i = 0; i < (uint64_t)s->steps; i++) {
         step_rec *r = &j->steps[i];
-        ms[i] = r->ms;
-        fprintf(f, "%s\n    {\"step\": %llu, \"t_ms\": ", i ? "," : "", (unsigned long long)i);
+        if (!r->seen) continue;
+        ms[nms] = r->ms;
+        fprintf(f, "%s\n    {\"step\": %llu, \"t_ms\": ", nms++ ? "," : "", (unsigned long long)i);
         json_num(f, r->t_ms);
         fputs(", \"loss\": ", f);
         json_num(f, r->loss);
@@ -140,9 +144,9 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         fputc('}', f);
     }
     fprintf(f, "\n  ],\n  \"step_ms\": {\"p50\": ");
-    json_num(f, pct(ms, j->steps_done, 0.50));
+    json_num(f, pct(ms, nms, 0.50));
     fputs(", \"p99\": ", f);
-    json_num(f, pct(ms, j->steps_done, 0.99));
+    json_num(f, pct(ms, nms, 0.99));
     free(ms);
     fputs("},\n  \"nodes\": [", f);
     int members = 0;

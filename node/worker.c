@@ -260,7 +260,7 @@ int worker_run(agent *a)
                 b->rows = (uint64_t)red[G + 1];
                 b->coverage = (rl_u32list){cov, nb};
                 bool last = s + 1 == p->end_step;
-                if (last && ok) {
+                if (ok) { /* the coordinator keeps the last consistent model */
                     b->weights = (rl_f64list){m.w, K * F};
                     b->bias = (rl_f64list){m.b, K};
                 }
