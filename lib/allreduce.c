@@ -53,7 +53,13 @@ static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, cons
     b->src_rank = (uint64_t)c->r->rank;
     b->data.ptr = data;
     b->data.len = len;
-    return rli_link_send(c->r->links[peer], &m);
+    rli_link *l = c->r->links[peer];
+    int rv = rli_link_send(l, &m);
+    if (rv != RL_OK && l->serr != 0) /* the peer closed or reset the link */
+        rv = rli_err_prefix(RL_EPEER, "allreduce epoch %llu seq %llu %s step %d, peer %s (rank %d)",
+                            (unsigned long long)c->r->epoch, (unsigned long long)c->seq,
+                            phase_names[phase], step, c->r->ids[peer], peer);
+    return rv;
 }
 
 /*
