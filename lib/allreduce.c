@@ -21,8 +21,14 @@
 #include "ring_internal.h"
 #include "rli.h"
 
-enum { PHASE_REDUCE_SCATTER = 0, PHASE_ALL_GATHER = 1, PHASE_DIRECT = 2 };
+enum {
+    PHASE_REDUCE_SCATTER = RLI_PHASE_REDUCE_SCATTER,
+    PHASE_ALL_GATHER = RLI_PHASE_ALL_GATHER,
+    PHASE_DIRECT = RLI_PHASE_DIRECT
+};
 static const char *const phase_names[] = {"reduce-scatter", "all-gather", "direct"};
+
+void (*rli_allreduce_hook)(int phase, int step, size_t chunk) = NULL;
 
 typedef struct coll {
     rl_ring *r;
@@ -53,7 +59,13 @@ static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, cons
     b->src_rank = (uint64_t)c->r->rank;
     b->data.ptr = data;
     b->data.len = len;
-    return rli_link_send(c->r->links[peer], &m);
+    rli_link *l = c->r->links[peer];
+    int rv = rli_link_send(l, &m);
+    if (rv != RL_OK && l->serr != 0) /* the peer closed or reset the link */
+        rv = rli_err_prefix(RL_EPEER, "allreduce epoch %llu seq %llu %s step %d, peer %s (rank %d)",
+                            (unsigned long long)c->r->epoch, (unsigned long long)c->seq,
+                            phase_names[phase], step, c->r->ids[peer], peer);
+    return rv;
 }
 
 /*
@@ -206,6 +218,7 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
             rv = recv_chunk(c, left, phase, step, k, ne * es, &data, &flen);
             if (rv != RL_OK) break;
             rli_ring_unlock(r); /* reduce while the links keep sending and receiving */
+            if (rli_allreduce_hook != NULL) rli_allreduce_hook(phase, step, k);
             if (phase == PHASE_REDUCE_SCATTER)
                 rli_reduce(c->dt, c->op, dst, in + (off + e0) * es, data, ne);
             else

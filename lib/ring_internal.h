@@ -93,6 +93,19 @@ struct rl_ring {
     rl_ring_stats stats;
 };
 
+/* Phases of a collective, as carried in RING_CHUNK.phase. */
+enum { RLI_PHASE_REDUCE_SCATTER = 0, RLI_PHASE_ALL_GATHER = 1, RLI_PHASE_DIRECT = 2 };
+
+/*
+ * Test hook, NULL in production: the ring algorithm (allreduce.c) calls it,
+ * if set, right before it reduces or copies each received chunk, on the
+ * caller's thread and without the lock, with the phase (RLI_PHASE_*), step
+ * and chunk index. Fault tests set it before the first collective to kill
+ * or stop a member at an exact point (tests/ar_worker.c). Not thread-safe
+ * to change while a collective runs.
+ */
+extern void (*rli_allreduce_hook)(int phase, int step, size_t chunk);
+
 /* Lock held for all of these. */
 void rli_ring_lock(rl_ring *r);
 void rli_ring_unlock(rl_ring *r);

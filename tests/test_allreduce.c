@@ -1,8 +1,10 @@
 /*
  * test_allreduce.c - the collective against a serial reference: N = 1..8
  * members as threads, each with its own endpoint on ipc://, every dtype x op
- * x count in {0, 1, N-1, N+1, 1000003}, with both algorithms; determinism;
- * and the fencing of stale, foreign, duplicated and malformed frames.
+ * x count in {0, 1, N-1, N+1, 1000003}, with both algorithms; determinism.
+ * The fencing of stale, foreign, duplicated and malformed frames is in
+ * test_allreduce_fencing.c, members that die or stall in
+ * test_allreduce_faults.c.
  */
 #include <pthread.h>
 #include <stdio.h>

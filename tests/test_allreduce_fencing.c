@@ -1,0 +1,299 @@
+/*
+ * test_allreduce_fencing.c - frames that are not exactly the next expected
+ * one on a link are dropped and counted, never reduced; hellos of an older
+ * epoch are refused.
+ *
+ * A ring of two: rank 1 is the library (a thread with its own endpoint);
+ * rank 0 is played by the test over a raw nng_stream dialed to rank 1's
+ * endpoint (in a ring, the lower rank dials), so it can put anything on the
+ * wire: a correct RING_HELLO, then, before and between the genuine frames of
+ * one ring all-reduce (small_bytes = 0), frames of another epoch, of an
+ * earlier collective, of the wrong phase, step or sender, undecodable bytes,
+ * a chunk of the wrong size and a duplicated genuine chunk.
+ *
+ * The ring schedule for N = 2 and count 2 (one element per segment, one
+ * chunk each), from rank 1's side (allreduce_ring in lib/allreduce.c):
+ *   rank 1 sends RS step 0 chunk 0 = its in[1]          (segment 1)
+ *   rank 1 receives RS step 0 chunk 0 = rank 0's in[0]  (segment 0), reduces
+ *   rank 1 sends AG step 0 chunk 0 = out[0]
+ *   rank 1 receives AG step 0 chunk 0 = out[1], computed by rank 0
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ring_internal.h"
+#include "ringleader/allreduce.h"
+#include "ringleader/err.h"
+#include "testutil.h"
+
+#define EPOCH         7
+#define IO_TIMEOUT_MS 10000
+
+/* ---- The raw side: rank 0 played by the test -------------------------------- */
+
+static nng_stream *raw_dial(const char *url)
+{
+    nng_stream_dialer *d = NULL;
+    nng_aio *aio = NULL;
+    ck_assert_int_eq(nng_stream_dialer_alloc(&d, url), 0);
+    ck_assert_int_eq(nng_aio_alloc(&aio, NULL, NULL), 0);
+    nng_aio_set_timeout(aio, IO_TIMEOUT_MS);
+    nng_stream_dialer_dial(d, aio);
+    nng_aio_wait(aio);
+    ck_assert_int_eq(nng_aio_result(aio), 0);
+    nng_stream *s = nng_aio_get_output(aio, 0);
+    nng_aio_free(aio);
+    nng_stream_dialer_free(d);
+    return s;
+}
+
+/* Sends or receives exactly len bytes; 0 or the nng error. */
+static int raw_io(nng_stream *s, bool send, void *buf, size_t len)
+{
+    nng_aio *aio = NULL;
+    int rv = nng_aio_alloc(&aio, NULL, NULL);
+    for (size_t off = 0; rv == 0 && off < len;) {
+        nng_iov iov = {.iov_buf = (uint8_t *)buf + off, .iov_len = len - off};
+        nng_aio_set_iov(aio, 1, &iov);
+        nng_aio_set_timeout(aio, IO_TIMEOUT_MS);
+        if (send)
+            nng_stream_send(s, aio);
+        else
+            nng_stream_recv(s, aio);
+        nng_aio_wait(aio);
+        rv = nng_aio_result(aio);
+        off += nng_aio_count(aio);
+    }
+    nng_aio_free(aio);
+    return rv;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* One frame on the wire: 4-byte little-endian length, then the bytes. */
+static void raw_send_frame(nng_stream *s, const void *frame, size_t len)
+{
+    uint8_t *buf = malloc(4 + len);
+    put_le32(buf, (uint32_t)len);
+    memcpy(buf + 4, frame, len);
+    ck_assert_int_eq(raw_io(s, true, buf, 4 + len), 0);
+    free(buf);
+}
+
+static void raw_send_msg(nng_stream *s, const rl_msg *m)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(rl_msg_encode(m, &buf, &len), RL_OK);
+    raw_send_frame(s, buf, len);
+    free(buf);
+}
+
+static void raw_send_hello(nng_stream *s, uint64_t epoch)
+{
+    rl_msg m;
+    rl_msg_init(&m, RL_MSG_RING_HELLO);
+    m.u.ring_hello.epoch = epoch;
+    m.u.ring_hello.rank = 0;
+    m.u.ring_hello.size = 2;
+    m.u.ring_hello.member_id = "t0";
+    raw_send_msg(s, &m);
+}
+
+static void chunk_msg(rl_msg *m, uint64_t epoch, uint64_t seq, int phase, uint64_t step,
+                      uint64_t src_rank, const void *data, size_t len)
+{
+    rl_msg_init(m, RL_MSG_RING_CHUNK);
+    rl_msg_ring_chunk *b = &m->u.ring_chunk;
+    b->epoch = epoch;
+    b->seq = seq;
+    b->phase = (uint64_t)phase;
+    b->step = step;
+    b->chunk = 0;
+    b->src_rank = src_rank;
+    b->data.ptr = data;
+    b->data.len = len;
+}
+
+/* Receives the next RING_CHUNK and checks its header; returns its one f64. */
+static double raw_recv_chunk(nng_stream *s, int phase, uint64_t step)
+{
+    uint8_t hdr[4];
+    ck_assert_int_eq(raw_io(s, false, hdr, 4), 0);
+    size_t len = (size_t)hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 24;
+    ck_assert_uint_le(len, 4096);
+    uint8_t *buf = malloc(len);
+    ck_assert_int_eq(raw_io(s, false, buf, len), 0);
+    rl_msg m;
+    ck_assert_int_eq(rl_msg_decode(buf, len, &m), RL_OK);
+    ck_assert_int_eq(m.type, RL_MSG_RING_CHUNK);
+    const rl_msg_ring_chunk *b = &m.u.ring_chunk;
+    ck_assert_uint_eq(b->epoch, EPOCH);
+    ck_assert_uint_eq(b->seq, 1);
+    ck_assert_uint_eq(b->phase, (uint64_t)phase);
+    ck_assert_uint_eq(b->step, step);
+    ck_assert_uint_eq(b->chunk, 0);
+    ck_assert_uint_eq(b->src_rank, 1);
+    ck_assert_uint_eq(b->data.len, sizeof(double));
+    double v;
+    memcpy(&v, b->data.ptr, sizeof(v));
+    rl_msg_fini(&m);
+    free(buf);
+    return v;
+}
+
+/* ---- The library side: rank 1 in a thread ----------------------------------- */
+
+typedef struct lib_member {
+    rl_endpoint *ep;
+    double in[2], out[2];
+    int form_rv, rv;
+    char detail[512];
+    rl_ring_stats st;
+} lib_member;
+
+static void *lib_member_main(void *arg)
+{
+    lib_member *lm = arg;
+    /* Rank 0's URL is never dialed: the lower rank dials the higher. */
+    rl_ring_member mem[2] = {{"t0", "tcp://127.0.0.1:1"}, {"l1", rl_endpoint_url(lm->ep)}};
+    rl_ring_config cfg = {.epoch = EPOCH, .rank = 1, .size = 2, .members = mem, .small_bytes = 0};
+    rl_ring *ring = NULL;
+    lm->form_rv = rl_ring_form(lm->ep, &cfg, rl_clock_ms() + IO_TIMEOUT_MS, &ring);
+    lm->rv = lm->form_rv;
+    if (lm->form_rv == RL_OK) {
+        lm->rv = rl_allreduce(ring, lm->in, lm->out, 2, RL_F64, RL_OP_SUM,
+                              rl_clock_ms() + IO_TIMEOUT_MS);
+        rl_ring_get_stats(ring, &lm->st);
+    }
+    snprintf(lm->detail, sizeof(lm->detail), "%s", rl_errdetail());
+    rl_ring_free(ring);
+    return NULL;
+}
+
+START_TEST(foreign_stale_malformed_and_duplicate_frames_are_dropped)
+{
+    lib_member lm = {.in = {10.0, 20.0}, .out = {-1.0, -1.0}};
+    const double in0[2] = {1.5, 2.25}; /* rank 0's input */
+    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &lm.ep), RL_OK);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, lib_member_main, &lm), 0);
+
+    nng_stream *s = raw_dial(rl_endpoint_url(lm.ep));
+    raw_send_hello(s, EPOCH);
+
+    /* Before the genuine RS step 0 chunk: one of each kind of wrong frame. */
+    const int RS = RLI_PHASE_REDUCE_SCATTER, AG = RLI_PHASE_ALL_GATHER;
+    const double bogus[2] = {1000.0, 1000.0};
+    rl_msg m;
+    chunk_msg(&m, EPOCH - 1, 1, RS, 0, 0, bogus, 8); /* stale: another epoch */
+    raw_send_msg(s, &m);
+    chunk_msg(&m, EPOCH, 0, RS, 0, 0, bogus, 8); /* stale: an earlier collective */
+    raw_send_msg(s, &m);
+    chunk_msg(&m, EPOCH, 1, AG, 0, 0, bogus, 8); /* foreign: wrong phase */
+    raw_send_msg(s, &m);
+    chunk_msg(&m, EPOCH, 1, RS, 1, 0, bogus, 8); /* foreign: wrong step */
+    raw_send_msg(s, &m);
+    chunk_msg(&m, EPOCH, 1, RS, 0, 1, bogus, 8); /* foreign: not from rank 0 */
+    raw_send_msg(s, &m);
+    uint8_t garbage[16];
+    memset(garbage, 0xC1, sizeof(garbage));       /* 0xc1: never valid msgpack */
+    raw_send_frame(s, garbage, sizeof(garbage));  /* malformed: does not decode */
+    chunk_msg(&m, EPOCH, 1, RS, 0, 0, bogus, 16); /* malformed: two elements, not one */
+    raw_send_msg(s, &m);
+
+    /* The genuine chunk (segment 0: our in[0]), then the very same bytes again:
+     * the copy arrives while the all-gather chunk is expected. */
+    chunk_msg(&m, EPOCH, 1, RS, 0, 0, &in0[0], 8);
+    raw_send_msg(s, &m);
+    raw_send_msg(s, &m);
+
+    /* Rank 1's reduce-scatter chunk: segment 1, its in[1]; we reduce it and
+     * send the result as our all-gather chunk. */
+    double theirs = raw_recv_chunk(s, RS, 0);
+    ck_assert(theirs == lm.in[1]);
+    double seg1 = in0[1] + theirs;
+    chunk_msg(&m, EPOCH, 1, AG, 0, 0, &seg1, 8);
+    raw_send_msg(s, &m);
+    /* Rank 1's all-gather chunk: segment 0 reduced once. */
+    double seg0 = raw_recv_chunk(s, AG, 0);
+    ck_assert(seg0 == in0[0] + lm.in[0]);
+
+    pthread_join(th, NULL);
+    ck_assert_msg(lm.rv == RL_OK, "rank 1: %s: %s", rl_errname(lm.rv), lm.detail);
+    ck_assert_msg(lm.out[0] == 11.5 && lm.out[1] == 22.25, "rank 1 got {%g, %g}", lm.out[0],
+                  lm.out[1]);
+    ck_assert_uint_eq(lm.st.frames_in, 2);
+    ck_assert_uint_eq(lm.st.dropped_stale, 2);   /* epoch, seq */
+    ck_assert_uint_eq(lm.st.dropped_foreign, 4); /* phase, step, src_rank, duplicate */
+    ck_assert_uint_eq(lm.st.dropped_malformed, 2);
+
+    nng_stream_close(s);
+    nng_stream_free(s);
+    rl_endpoint_close(lm.ep);
+}
+END_TEST
+
+/* The endpoint has formed epoch 5: a hello for epoch 4 is refused (the stream
+ * is closed), one for epoch 6 is accepted and forms a ring. */
+START_TEST(hello_of_an_older_epoch_is_refused)
+{
+    rl_endpoint *ep = NULL;
+    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &ep), RL_OK);
+    rl_ring_member mem[2] = {{"t0", "tcp://127.0.0.1:1"}, {"l1", rl_endpoint_url(ep)}};
+    rl_ring_config solo = {.epoch = 5, .rank = 0, .size = 1, .members = &mem[1]};
+    rl_ring *ring = NULL;
+    ck_assert_int_eq(rl_ring_form(ep, &solo, rl_clock_ms() + IO_TIMEOUT_MS, &ring), RL_OK);
+    rl_ring_free(ring);
+    ring = NULL;
+
+    nng_stream *old = raw_dial(rl_endpoint_url(ep));
+    raw_send_hello(old, 4);
+    uint8_t byte;
+    int rv = raw_io(old, false, &byte, 1);
+    ck_assert_msg(rv != 0 && rv != NNG_ETIMEDOUT, "stale hello: stream not closed (%s)",
+                  rv ? nng_strerror(rv) : "a byte arrived");
+    pthread_mutex_lock(&ep->mtx);
+    uint64_t refused = ep->refused_stale;
+    pthread_mutex_unlock(&ep->mtx);
+    ck_assert_uint_eq(refused, 1);
+
+    /* Forming an older epoch than the fence fails too. */
+    rl_ring_config older = {.epoch = 4, .rank = 1, .size = 2, .members = mem};
+    ck_assert_int_eq(rl_ring_form(ep, &older, rl_clock_ms() + 100, &ring), RL_ESTALE);
+
+    nng_stream *cur = raw_dial(rl_endpoint_url(ep));
+    raw_send_hello(cur, 6);
+    rl_ring_config next = {.epoch = 6, .rank = 1, .size = 2, .members = mem};
+    ck_assert_msg(rl_ring_form(ep, &next, rl_clock_ms() + IO_TIMEOUT_MS, &ring) == RL_OK,
+                  "epoch 6: %s", rl_errdetail());
+    rl_ring_free(ring);
+
+    nng_stream_close(old);
+    nng_stream_free(old);
+    nng_stream_close(cur);
+    nng_stream_free(cur);
+    rl_endpoint_close(ep);
+}
+END_TEST
+
+Suite *suite(void)
+{
+    Suite *s = suite_create("allreduce_fencing");
+    TCase *tc = tcase_create("raw peer");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, foreign_stale_malformed_and_duplicate_frames_are_dropped);
+    tcase_add_test(tc, hello_of_an_older_epoch_is_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return rlt_run_suite(suite());
+}
