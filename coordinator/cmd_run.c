@@ -52,17 +52,13 @@ static void follow(job *j, job_status while_status, uint64_t deadline, launched 
         if (st == JOB_RUNNING) {
             job_progress(j, false);
             job_check_complete(j, 2000);
-            if (job_check_heartbeats(j) > 0) {
-                job_finish(j, JOB_FAILED, "a node failed (no heartbeat within "
-                                          "fault_tolerance.failure_timeout_ms)");
-                return;
-            }
+            job_tick(j);
         }
         if (st == JOB_WAITING && nodes->n > 0 && launch_reap(nodes) < nodes->n) {
             job_finish(j, JOB_FAILED, "a local node exited before the job started");
             return;
         }
-        struct timespec ts = {0, 20 * 1000 * 1000};
+        struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL); /* the progress and failure-detection tick */
     }
 }
@@ -115,7 +111,8 @@ int cmd_run(int argc, char **argv)
     rl_tls_files tls = {spec->tls_cert, spec->tls_key, spec->tls_ca};
     rl_rpc_server_opts so = {.url = spec->coordinator, .tls = spec->tls_cert[0] ? &tls : NULL,
                              .token = &token, .name = spec->name};
-    if (rl_rpc_server_new(&so, &srv) != 0 || job_serve(&j, srv) != 0 ||
+    if (rl_rpc_server_new(&so, &srv) == 0) rl_rpc_server_on_disconnect(srv, job_on_disconnect, &j);
+    if (srv == NULL || job_serve(&j, srv) != 0 ||
         rl_rpc_server_start(srv) != 0) {
         fprintf(stderr, "ringleader run: coordinator cannot serve %s: %s\n", spec->coordinator,
                 rl_errdetail());

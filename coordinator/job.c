@@ -41,6 +41,7 @@ void job_event_add(job *j, const char *kind, const char *node, const char *fmt, 
     e->step = (int64_t)j->steps_done;
     snprintf(e->kind, sizeof(e->kind), "%s", kind);
     snprintf(e->node, sizeof(e->node), "%s", node ? node : "");
+    e->recovery_ms = -1;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
@@ -73,7 +74,8 @@ int job_init(job *j, const rl_spec *spec)
         }
     }
     j->n_blocks = rl_data_n_blocks(&j->dp);
-    j->owner = calloc(j->n_blocks + 1, sizeof(int));
+    j->owner = malloc((j->n_blocks + 1) * sizeof(int));
+    for (uint32_t b = 0; b <= j->n_blocks; b++) j->owner[b] = -1;
     if ((rv = rl_model_init(&j->model, spec->model, j->dp.features, j->dp.classes)) != RL_OK)
         return rv;
     return RL_OK;
@@ -100,6 +102,49 @@ static int node_index(job *j, const char *id)
     return -1;
 }
 
+static bool is_member(const job *j, int i)
+{
+    for (int k = 0; k < j->n_members; k++)
+        if (j->members[k] == i) return true;
+    return false;
+}
+
+static void request_replan(job *j, const char *why)
+{
+    if (!j->replan) snprintf(j->replan_reason, sizeof(j->replan_reason), "%s", why);
+    j->replan = true;
+}
+
+/* Node i was heard from: it is connected, and if it had been failed it is
+ * back (a new process, or the old one after SIGCONT) and rejoins under the
+ * next epoch. Lock held. */
+static void mark_alive(job *j, int i)
+{
+    node_entry *e = &j->reg.nodes[i];
+    e->last_heartbeat_ms = rl_clock_ms();
+    e->connected = true;
+    if (e->state == NODE_FAILED && j->status == JOB_RUNNING) {
+        e->state = NODE_JOINED;
+        e->slow = false;
+        e->slow_streak = 0;
+        job_event_add(j, "rejoin", e->id, "heard from again; admitted under the next epoch");
+        rl_log_info("node %s is back; it rejoins under the next epoch", e->id);
+        request_replan(j, "rejoin");
+    }
+}
+
+void job_on_disconnect(void *arg, const char *peer_id)
+{
+    job *j = arg;
+    pthread_mutex_lock(&j->reg.mtx);
+    int i = node_index(j, peer_id);
+    if (i >= 0 && j->reg.nodes[i].connected) {
+        j->reg.nodes[i].connected = false;
+        j->reg.nodes[i].disconnected_ms = rl_clock_ms();
+    }
+    pthread_mutex_unlock(&j->reg.mtx);
+}
+
 /* ---- Handlers ------------------------------------------------------------------ */
 
 static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
@@ -117,10 +162,19 @@ static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
         node_entry *e = &j->reg.nodes[i];
         snprintf(e->listen, sizeof(e->listen), "%s", q->listen);
         e->pid = (pid_t)q->pid;
-        e->state = NODE_JOINED;
-        e->joined_ms = e->last_heartbeat_ms = rl_clock_ms();
-        job_event_add(j, "join", q->node_id, "pid %llu, ring endpoint %s",
-                      (unsigned long long)q->pid, q->listen);
+        if (e->state == NODE_EXPECTED) {
+            e->state = NODE_JOINED;
+            job_event_add(j, "join", q->node_id, "pid %llu, ring endpoint %s",
+                          (unsigned long long)q->pid, q->listen);
+        } else if (e->state == NODE_JOINED && j->status == JOB_RUNNING && is_member(j, i)) {
+            /* A new process under a known id while the old one still counts
+             * as alive: the old one is gone; treat it as failed and back. */
+            e->state = NODE_FAILED;
+            job_event_add(j, "failed", q->node_id, "replaced by a new process (pid %llu)",
+                          (unsigned long long)q->pid);
+        }
+        e->joined_ms = rl_clock_ms();
+        mark_alive(j, i);
         pthread_cond_broadcast(&j->reg.cv);
     }
     pthread_mutex_unlock(&j->reg.mtx);
@@ -143,12 +197,16 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
     (void)call;
     pthread_mutex_lock(&j->reg.mtx);
     int i = node_index(j, h->node_id);
-    if (i >= 0) {
+    if (i >= 0 && j->reg.nodes[i].state != NODE_EXPECTED) {
         node_entry *e = &j->reg.nodes[i];
-        e->last_heartbeat_ms = rl_clock_ms();
+        mark_alive(j, i);
         e->heartbeats++;
         if (RL_HAS(h, 3)) e->step = h->step;
-        if (RL_HAS(h, 4)) e->rows_per_s = h->rows_per_s;
+        if (RL_HAS(h, 4) && h->rows_per_s > 0) {
+            e->rows_per_s = h->rows_per_s;
+            double v = h->rows_per_s / 1000.0; /* rows per compute-ms */
+            e->speed = e->speed > 0 ? 0.7 * e->speed + 0.3 * v : v;
+        }
         if (RL_HAS(h, 5) && h->compute_ms > 0) {
             e->compute_ms = h->compute_ms;
             e->compute_samples[e->ncompute++ % 256] = h->compute_ms;
@@ -157,7 +215,7 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
         if (RL_HAS(h, 7)) e->cpu_load = h->cpu_load;
         if (RL_HAS(h, 8)) e->rss_bytes = h->rss_bytes;
     }
-    bool stop = j->reg.stopping || (i >= 0 && j->reg.nodes[i].state == NODE_FAILED);
+    bool stop = j->reg.stopping;
     uint64_t epoch = j->epoch;
     pthread_mutex_unlock(&j->reg.mtx);
     if (i < 0) return RL_ENOTFOUND;
@@ -243,6 +301,7 @@ static void answer_waiting_plans(job *j)
     for (int i = 0; i < j->reg.n; i++) {
         rl_rpc_ctx *call = j->waiting_plan[i];
         if (call == NULL) continue;
+        if (j->status == JOB_RUNNING && !is_member(j, i)) continue; /* waits for a plan */
         j->waiting_plan[i] = NULL;
         rl_msg resp;
         rl_msg_init(&resp, RL_MSG_PLAN_RESP);
@@ -260,22 +319,26 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
     int i = node_index(j, q->node_id);
     if (i < 0) {
         rv = RL_ENOTFOUND;
-    } else if (q->failed && j->status == JOB_RUNNING) {
-        /* A node's step failed. Recovery of a running job arrives with
-         * issue 5; until then the job stops with the reason. */
-        char why[400];
-        snprintf(why, sizeof(why), "node %s: %s", q->node_id, q->error ? q->error : "failed");
-        job_event_add(j, "failed", q->node_id, "%s", q->error ? q->error : "step failed");
-        j->status = JOB_FAILED;
-        snprintf(j->error, sizeof(j->error), "%s", why);
-        j->reg.stopping = true;
-        answer_waiting_plans(j);
-        fill_plan(j, i, resp);
-    } else if (j->status == JOB_RUNNING && q->epoch < j->epoch) {
+    } else if (q->failed && j->status == JOB_RUNNING && q->epoch == j->epoch &&
+               j->reg.nodes[i].state == NODE_JOINED && is_member(j, i)) {
+        /* A member's collective failed: a peer died or stalls. The tick
+         * decides who (closed connection or silent heartbeats) and re-plans;
+         * this call waits for that plan. */
+        mark_alive(j, i);
+        if (j->failure_hint_ms == 0) j->failure_hint_ms = rl_clock_ms();
+        rl_log_warn("node %s: %s", q->node_id, q->error ? q->error : "step failed");
+        if (j->waiting_plan[i] != NULL)
+            rl_rpc_ctx_reply(j->waiting_plan[i], RL_ECANCELED, "superseded", NULL);
+        j->waiting_plan[i] = call;
+        rv = RL_RPC_DEFERRED;
+    } else if (j->status == JOB_RUNNING && q->epoch < j->epoch && is_member(j, i) &&
+               j->reg.nodes[i].state == NODE_JOINED) {
+        mark_alive(j, i);
         fill_plan(j, i, resp); /* a newer plan is ready for this node */
     } else if (j->status == JOB_DONE || j->status == JOB_FAILED) {
         fill_plan(j, i, resp); /* stop */
     } else {
+        mark_alive(j, i);
         if (j->waiting_plan[i] != NULL) /* a retried call replaces the older one */
             rl_rpc_ctx_reply(j->waiting_plan[i], RL_ECANCELED, "superseded", NULL);
         j->waiting_plan[i] = call;
@@ -312,6 +375,9 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
         } else {
             step_rec *s = &j->steps[r->step];
             s->seen = true;
+            for (size_t k = 0; k < j->n_events; k++) /* recoveries end here */
+                if (strcmp(j->events[k].kind, "failed") == 0 && j->events[k].recovery_ms < 0)
+                    j->events[k].recovery_ms = job_t_ms(j) - j->events[k].t_ms;
             s->t_ms = job_t_ms(j);
             s->loss = r->loss;
             s->ms = r->step_ms;
@@ -425,23 +491,140 @@ static void assign_blocks_by_weight(job *j, const double *weight)
     }
 }
 
-void job_start(job *j)
+/* A member's expected speed in rows per compute-ms: measured when it has
+ * reported, else its capacity hint scaled by the measured members' mean. */
+static double member_speed(job *j, int i)
 {
-    pthread_mutex_lock(&j->reg.mtx);
+    double sum = 0;
+    int n = 0;
+    for (int k = 0; k < j->n_members; k++) {
+        node_entry *e = &j->reg.nodes[j->members[k]];
+        if (e->speed > 0) {
+            sum += e->speed / e->capacity;
+            n++;
+        }
+    }
+    node_entry *e = &j->reg.nodes[i];
+    if (e->speed > 0) return e->speed;
+    return e->capacity * (n ? sum / n : 1.0);
+}
+
+static int64_t block_rows_of(const job *j, uint32_t b)
+{
+    int64_t left = j->dp.rows - (int64_t)b * j->dp.block_rows;
+    return left < j->dp.block_rows ? left : j->dp.block_rows;
+}
+
+/* Gives every block whose owner is not a member (a failed node's, or all of
+ * them at the start) to the member that would finish it soonest, by speed:
+ * blocks already on live members stay where they are. */
+static void assign_orphans_by_speed(job *j)
+{
+    double *load = calloc((size_t)j->reg.n + 1, sizeof(double));
+    bool *mem = calloc((size_t)j->reg.n + 1, sizeof(bool));
+    for (int k = 0; k < j->n_members; k++) mem[j->members[k]] = true;
+    for (uint32_t b = 0; b < j->n_blocks; b++)
+        if (j->owner[b] >= 0 && mem[j->owner[b]]) load[j->owner[b]] += (double)block_rows_of(j, b);
+    for (uint32_t b = 0; b < j->n_blocks; b++) {
+        if (j->owner[b] >= 0 && mem[j->owner[b]]) continue;
+        int best = -1;
+        double best_t = 0;
+        for (int k = 0; k < j->n_members; k++) {
+            int i = j->members[k];
+            double t = (load[i] + (double)block_rows_of(j, b)) / member_speed(j, i);
+            if (best < 0 || t < best_t) {
+                best = i;
+                best_t = t;
+            }
+        }
+        j->owner[b] = best;
+        load[best] += (double)block_rows_of(j, b);
+    }
+    free(load);
+    free(mem);
+}
+
+/* New epoch: members are the live nodes, orphaned blocks go to them, and
+ * every member restarts from the coordinator's model (the last step whose
+ * update every node applied). Lock held. */
+static void replan_locked(job *j, const char *reason)
+{
+    int alive = 0;
+    for (int i = 0; i < j->reg.n; i++)
+        if (j->reg.nodes[i].state == NODE_JOINED) alive++;
+    if (alive < j->spec->min_nodes || alive == 0) {
+        j->status = JOB_FAILED;
+        snprintf(j->error, sizeof(j->error),
+                 "only %d live node%s, below cluster.min_nodes (%d); the model of step %llu is "
+                 "saved",
+                 alive, alive == 1 ? "" : "s", j->spec->min_nodes,
+                 (unsigned long long)j->model_step);
+        job_event_add(j, "stopped", "", "%s", j->error);
+        j->reg.stopping = true;
+        answer_waiting_plans(j);
+        return;
+    }
+    int prev = j->n_members;
     j->n_members = 0;
     for (int i = 0; i < j->reg.n; i++)
         if (j->reg.nodes[i].state == NODE_JOINED) j->members[j->n_members++] = i;
-    double *w = calloc((size_t)j->n_members + 1, sizeof(double));
-    for (int k = 0; k < j->n_members; k++) w[k] = j->reg.nodes[j->members[k]].capacity;
-    assign_blocks_by_weight(j, w);
-    free(w);
+    if (prev == 0) { /* the first plan: capacity-weighted contiguous runs */
+        double *w = calloc((size_t)j->n_members + 1, sizeof(double));
+        for (int k = 0; k < j->n_members; k++) w[k] = j->reg.nodes[j->members[k]].capacity;
+        assign_blocks_by_weight(j, w);
+        free(w);
+    } else {
+        assign_orphans_by_speed(j);
+    }
     j->epoch++;
-    j->plan_start = j->steps_done;
+    j->plan_start = j->model_step;
     j->plan_end = (uint64_t)j->spec->steps;
     j->status = JOB_RUNNING;
-    job_event_add(j, "reassign", "", "epoch %llu: %d nodes, %u blocks", (unsigned long long)j->epoch,
-                  j->n_members, j->n_blocks);
+    j->replan = false;
+    j->failure_hint_ms = 0;
+    for (uint64_t k = j->model_step; k < (uint64_t)j->spec->steps; k++) j->steps[k].seen = false;
+    if (j->steps_done > j->model_step) j->steps_done = j->model_step;
+    job_event_add(j, "reassign", "", "epoch %llu (%s): %d nodes, %u blocks, from step %llu",
+                  (unsigned long long)j->epoch, reason, j->n_members, j->n_blocks,
+                  (unsigned long long)j->plan_start);
+    rl_log_info("epoch %llu (%s): %d nodes, from step %llu", (unsigned long long)j->epoch,
+                reason, j->n_members, (unsigned long long)j->plan_start);
     answer_waiting_plans(j);
+}
+
+void job_start(job *j)
+{
+    pthread_mutex_lock(&j->reg.mtx);
+    j->status = JOB_RUNNING;
+    replan_locked(j, "start");
+    pthread_mutex_unlock(&j->reg.mtx);
+}
+
+void job_tick(job *j)
+{
+    uint64_t now = rl_clock_ms();
+    const rl_spec *sp = j->spec;
+    pthread_mutex_lock(&j->reg.mtx);
+    if (j->status != JOB_RUNNING) {
+        pthread_mutex_unlock(&j->reg.mtx);
+        return;
+    }
+    for (int k = 0; k < j->n_members; k++) {
+        node_entry *e = &j->reg.nodes[j->members[k]];
+        if (e->state != NODE_JOINED) continue;
+        uint64_t silent = now - e->last_heartbeat_ms;
+        bool gone = !e->connected &&
+                    (j->failure_hint_ms != 0 || now - e->disconnected_ms > 2u * (uint64_t)sp->heartbeat_ms);
+        if (silent > (uint64_t)sp->failure_timeout_ms || gone) {
+            e->state = NODE_FAILED;
+            const char *why = gone ? "its connection closed" : "no heartbeat";
+            job_event_add(j, "failed", e->id, "%s (%llu ms since the last heartbeat)", why,
+                          (unsigned long long)silent);
+            rl_log_warn("node %s failed: %s", e->id, why);
+            request_replan(j, "failure");
+        }
+    }
+    if (j->replan) replan_locked(j, j->replan_reason);
     pthread_mutex_unlock(&j->reg.mtx);
 }
 
@@ -475,23 +658,3 @@ void job_check_complete(job *j, uint64_t grace_ms)
     pthread_mutex_unlock(&j->reg.mtx);
 }
 
-int job_check_heartbeats(job *j)
-{
-    int failed = 0;
-    uint64_t now = rl_clock_ms();
-    pthread_mutex_lock(&j->reg.mtx);
-    for (int i = 0; i < j->reg.n; i++) {
-        node_entry *e = &j->reg.nodes[i];
-        if (e->state == NODE_JOINED &&
-            now - e->last_heartbeat_ms > (uint64_t)j->spec->failure_timeout_ms) {
-            e->state = NODE_FAILED;
-            job_event_add(j, "failed", e->id, "no heartbeat for %llu ms",
-                          (unsigned long long)(now - e->last_heartbeat_ms));
-            rl_log_warn("node %s failed: no heartbeat for %llu ms", e->id,
-                        (unsigned long long)(now - e->last_heartbeat_ms));
-        }
-        if (e->state == NODE_FAILED) failed++;
-    }
-    pthread_mutex_unlock(&j->reg.mtx);
-    return failed;
-}

@@ -29,6 +29,7 @@ typedef struct job_event {
     char kind[16];
     char node[RL_ID_MAX];
     char detail[160];
+    double recovery_ms; /* failed: failure detected -> next completed step; -1 until then */
 } job_event;
 
 typedef struct job {
@@ -49,6 +50,9 @@ typedef struct job {
     int n_members;
     int *owner;   /* block -> node index */
     uint64_t plan_start, plan_end;
+    bool replan;              /* membership or placement must change at the next tick */
+    char replan_reason[96];
+    uint64_t failure_hint_ms; /* a member reported a failed collective */
     rl_rpc_ctx **waiting_plan; /* per node: a PLAN call held until there is a plan */
 
     uint64_t steps_done;   /* steps 0 .. steps_done-1 all reported */
@@ -70,12 +74,16 @@ int job_serve(job *j, rl_rpc_server *srv);
 void job_start(job *j);
 /* Ends the job with status st (and error text); held PLAN calls get stop. */
 void job_finish(job *j, job_status st, const char *error);
+/* The coordinator's heartbeat of decisions (call every few ms): fails nodes
+ * whose heartbeats stopped or whose connection closed after a member
+ * reported a broken ring, admits nodes that came back, and re-plans (new
+ * epoch, blocks moved to the live nodes by their measured speed). */
+void job_tick(job *j);
+/* The RPC server's disconnect hook. */
+void job_on_disconnect(void *arg, const char *peer_id);
 /* Ends a job whose last step was reported while earlier reports never came
  * (lost in flight) once grace_ms have passed. */
 void job_check_complete(job *j, uint64_t grace_ms);
-/* Marks nodes silent for longer than failure_timeout_ms as failed; returns
- * how many are failed. */
-int job_check_heartbeats(job *j);
 /* Records an event. Lock held. */
 void job_event_add(job *j, const char *kind, const char *node, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -26,6 +26,11 @@ typedef struct node_entry {
     double rows_per_s, compute_ms, allreduce_ms, cpu_load;
     uint64_t rss_bytes;
     uint64_t step; /* steps completed, as last reported */
+    bool connected;           /* its RPC connection is open */
+    uint64_t disconnected_ms; /* when it closed */
+    double speed;             /* smoothed rows per compute-ms (0: not measured yet) */
+    int slow_streak;          /* consecutive reports over straggler_factor x median */
+    bool slow;
     double compute_samples[256]; /* compute_ms per heartbeat, a ring */
     uint64_t ncompute;
 } node_entry;

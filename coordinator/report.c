@@ -187,6 +187,11 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         json_str(f, e->node);
         fputs(", \"detail\": ", f);
         json_str(f, e->detail);
+        if (strcmp(e->kind, "failed") == 0) {
+            fputs(", \"recovery_ms\": ", f);
+            if (e->recovery_ms >= 0) json_num(f, e->recovery_ms);
+            else fputs("null", f);
+        }
         fputc('}', f);
     }
     fprintf(f, "\n  ],\n  \"coverage\": {\"steps_checked\": %llu, \"violations\": %llu},\n",

@@ -76,6 +76,8 @@ struct rl_rpc_server {
     atomic_uint_fast64_t auth_gen; /* bumped whenever a connection loses its authentication */
     uint64_t started_ms;
     bool started, stopping;
+    rl_rpc_disconnect_fn on_disconnect;
+    void *on_disconnect_arg;
 };
 
 /* ---- Connections and their authentication -------------------------------- */
@@ -97,14 +99,18 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
     rl_rpc_server *s = arg;
     if (ev != NNG_PIPE_EV_REM_POST) return;
     uint32_t id = (uint32_t)nng_pipe_id(p);
+    char peer[RL_ID_MAX] = "";
     pthread_mutex_lock(&s->mtx);
     for (size_t i = 0; i < s->npipes; i++)
         if (s->pipes[i].pipe == id) {
+            if (s->pipes[i].authed) snprintf(peer, sizeof(peer), "%s", s->pipes[i].peer);
             s->pipes[i] = s->pipes[--s->npipes];
             break;
         }
     atomic_fetch_add(&s->auth_gen, 1);
     pthread_mutex_unlock(&s->mtx);
+    if (peer[0] != '\0' && s->on_disconnect != NULL && !s->stopping)
+        s->on_disconnect(s->on_disconnect_arg, peer);
 }
 
 /* True if the call's connection has authenticated; fills c->peer. A context
@@ -432,6 +438,12 @@ int rl_rpc_server_handle(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_handler 
     s->slots[idx].fn = fn;
     s->slots[idx].arg = arg;
     return RL_OK;
+}
+
+void rl_rpc_server_on_disconnect(rl_rpc_server *s, rl_rpc_disconnect_fn fn, void *arg)
+{
+    s->on_disconnect = fn;
+    s->on_disconnect_arg = arg;
 }
 
 int rl_rpc_server_start(rl_rpc_server *s)

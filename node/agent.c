@@ -62,6 +62,10 @@ void *agent_heartbeat_main(void *arg)
             if (rep.msg.u.heartbeat_resp.stop) {
                 atomic_store(&a->stop, true);
                 abort_ring(a, "the coordinator ended the job");
+            } else if (rep.msg.u.heartbeat_resp.epoch > atomic_load(&a->epoch)) {
+                /* A new plan exists (a node failed or came back): leave the
+                 * old ring at once rather than wait for its deadline. */
+                abort_ring(a, "a newer epoch was planned");
             }
         } else if (rl_clock_ms() - last_ok > (uint64_t)a->failure_timeout_ms) {
             rl_log_error("coordinator gone for more than %d ms (%s); leaving",

@@ -73,6 +73,12 @@ int rl_rpc_server_handle(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_handler 
 int rl_rpc_server_start(rl_rpc_server *s);
 /* The URL clients should dial (bound port filled in). */
 const char *rl_rpc_server_url(const rl_rpc_server *s);
+/* Calls fn(arg, peer_id) from an nng thread whenever an authenticated
+ * connection closes (a peer process that died closes its connection at
+ * once). Set before rl_rpc_server_start. */
+typedef void (*rl_rpc_disconnect_fn)(void *arg, const char *peer_id);
+void rl_rpc_server_on_disconnect(rl_rpc_server *s, rl_rpc_disconnect_fn fn, void *arg);
+
 /* Stops serving (deferred calls are dropped) and frees s. */
 void rl_rpc_server_free(rl_rpc_server *s);
 
