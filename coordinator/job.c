@@ -207,8 +207,12 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
             double v = h->rows_per_s / 1000.0; /* rows per compute-ms */
             e->speed = e->speed > 0 ? 0.7 * e->speed + 0.3 * v : v;
         }
-        if (RL_HAS(h, 5) && h->compute_ms > 0) {
+        if (RL_HAS(h, 5) && h->compute_ms > 0 && h->epoch == j->epoch &&
+            h->step > j->plan_start) {
+            if (e->compute_epoch != j->epoch) e->samples_epoch = 0;
             e->compute_ms = h->compute_ms;
+            e->compute_epoch = j->epoch;
+            e->samples_epoch++;
             e->compute_samples[e->ncompute++ % 256] = h->compute_ms;
         }
         if (RL_HAS(h, 6)) e->allreduce_ms = h->allreduce_ms;
@@ -577,6 +581,8 @@ static void replan_locked(job *j, const char *reason)
         assign_orphans_by_speed(j);
     }
     j->epoch++;
+    j->last_plan_ms = rl_clock_ms();
+    j->imbalance_streak = 0;
     j->plan_start = j->model_step;
     j->plan_end = (uint64_t)j->spec->steps;
     j->status = JOB_RUNNING;
@@ -598,6 +604,145 @@ void job_start(job *j)
     j->status = JOB_RUNNING;
     replan_locked(j, "start");
     pthread_mutex_unlock(&j->reg.mtx);
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Moves blocks from members above their speed-proportional share to those
+ * below it, fewest moves first (largest surplus gives to largest deficit).
+ * Returns the number of blocks moved. Lock held. */
+static int rebalance_by_speed(job *j, const double *speed)
+{
+    int n = j->n_members, moved = 0;
+    double total_rows = (double)j->dp.rows, sum_speed = 0;
+    double *rows = calloc((size_t)n, sizeof(double)), *target = calloc((size_t)n, sizeof(double));
+    for (int k = 0; k < n; k++) sum_speed += speed[k];
+    for (int k = 0; k < n; k++) target[k] = total_rows * speed[k] / sum_speed;
+    for (uint32_t b = 0; b < j->n_blocks; b++)
+        for (int k = 0; k < n; k++)
+            if (j->owner[b] == j->members[k]) rows[k] += (double)block_rows_of(j, b);
+    for (;;) {
+        int give = -1, take = -1;
+        for (int k = 0; k < n; k++) {
+            if (give < 0 || rows[k] - target[k] > rows[give] - target[give]) give = k;
+            if (take < 0 || rows[k] - target[k] < rows[take] - target[take]) take = k;
+        }
+        uint32_t pick = UINT32_MAX;
+        for (uint32_t b = j->n_blocks; b-- > 0;)
+            if (j->owner[b] == j->members[give]) {
+                pick = b;
+                break;
+            }
+        if (pick == UINT32_MAX) break;
+        double br = (double)block_rows_of(j, pick);
+        /* Move only if it brings both closer to their targets. */
+        if (rows[give] - target[give] < br / 2 || target[take] - rows[take] < br / 2) break;
+        j->owner[pick] = j->members[take];
+        rows[give] -= br;
+        rows[take] += br;
+        if (++moved > (int)j->n_blocks) break;
+    }
+    free(rows);
+    free(target);
+    return moved;
+}
+
+/* Load-aware placement: marks stragglers and, when the predicted step time
+ * gain pays for the move, rebalances blocks by measured speed. Lock held. */
+static void check_balance(job *j, uint64_t now)
+{
+    const rl_spec *sp = j->spec;
+    int n = j->n_members;
+    if (n < 2 || now - j->last_plan_ms < 3u * (uint64_t)sp->heartbeat_ms) return;
+    double *c = calloc((size_t)n, sizeof(double)), *speed = calloc((size_t)n, sizeof(double));
+    double *rows = calloc((size_t)n, sizeof(double));
+    int fresh = 0, updated = 0;
+    for (int k = 0; k < n; k++) {
+        node_entry *e = &j->reg.nodes[j->members[k]];
+        for (uint32_t b = 0; b < j->n_blocks; b++)
+            if (j->owner[b] == j->members[k]) rows[k] += (double)block_rows_of(j, b);
+        if (e->compute_epoch == j->epoch && e->samples_epoch >= 3) {
+            /* The median of the epoch's last (up to) 5 samples: one noisy
+             * heartbeat on a shared machine must not move data. */
+            size_t m = e->samples_epoch < 5 ? (size_t)e->samples_epoch : 5;
+            double last[5];
+            for (size_t q = 0; q < m; q++) last[q] = e->compute_samples[(e->ncompute - 1 - q) % 256];
+            qsort(last, m, sizeof(double), cmp_dbl);
+            c[k] = last[m / 2];
+            speed[k] = rows[k] > 0 && c[k] > 0 ? rows[k] / c[k] : e->speed;
+            fresh++;
+        }
+        if (e->ncompute != e->evaluated) updated++;
+    }
+    /* Decide once per round of fresh heartbeats from every member. */
+    if (fresh < n || updated < n) goto out;
+    for (int k = 0; k < n; k++) j->reg.nodes[j->members[k]].evaluated = j->reg.nodes[j->members[k]].ncompute;
+    if (fresh < n) goto out;
+    double *sorted = calloc((size_t)n, sizeof(double));
+    memcpy(sorted, c, (size_t)n * sizeof(double));
+    qsort(sorted, (size_t)n, sizeof(double), cmp_dbl);
+    double median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    free(sorted);
+    double mx = 0, mean = 0, sum_speed = 0;
+    int slowest = -1;
+    for (int k = 0; k < n; k++) {
+        node_entry *e = &j->reg.nodes[j->members[k]];
+        if (c[k] > mx) {
+            mx = c[k];
+            slowest = j->members[k];
+        }
+        mean += c[k] / n;
+        sum_speed += speed[k];
+        bool over = c[k] > sp->straggler_factor * median;
+        e->slow_streak = over ? e->slow_streak + 1 : 0;
+        if (e->slow_streak >= 3 && !e->slow) {
+            e->slow = true;
+            job_event_add(j, "straggler", e->id, "compute %.3f ms vs median %.3f ms", c[k],
+                          median);
+            rl_log_warn("node %s is a straggler: compute %.3f ms vs median %.3f ms", e->id, c[k],
+                        median);
+        } else if (!over && e->slow && c[k] < 1.1 * median) {
+            e->slow = false;
+        }
+    }
+    if (!sp->rebalance || sum_speed <= 0) goto out;
+    /* Predicted slowest compute after balancing, and whether it pays: the
+     * gain over the remaining steps must beat the move (a step redone plus
+     * making the moved blocks), and be worth at least 10%. */
+    double ideal = (double)j->dp.rows / sum_speed;
+    uint64_t left = (uint64_t)sp->steps - (j->model_step < (uint64_t)sp->steps ? j->model_step : 0);
+    double gain = mx - ideal;
+    double step_ms = j->steps_done ? j->steps[j->steps_done - 1].ms : mx;
+    double cost = 2 * step_ms + 20.0; /* a step redone, plus re-forming and making blocks */
+    /* Worth it: a real imbalance, a gain that is a real share of the step
+     * (not when the all-reduce dominates), paid back before the end, and the
+     * same node slowest in consecutive rounds (noise moves the maximum). */
+    bool worth = mx > 1.25 * mean && gain > 0.2 * mx && gain > 0.1 * step_ms &&
+                 gain * (double)left > cost;
+    if (worth && (j->imbalance_streak == 0 || j->imbalance_node == slowest)) {
+        j->imbalance_streak++;
+        j->imbalance_node = slowest;
+    } else {
+        j->imbalance_streak = 0;
+    }
+    if (j->imbalance_streak >= 3) {
+        int moved = rebalance_by_speed(j, speed);
+        if (moved > 0) {
+            char why[96];
+            snprintf(why, sizeof(why), "rebalance: %d blocks moved, slowest %.2f ms -> ~%.2f ms",
+                     moved, mx, ideal);
+            request_replan(j, why);
+        }
+        j->imbalance_streak = 0;
+    }
+out:
+    free(c);
+    free(speed);
+    free(rows);
 }
 
 void job_tick(job *j)
@@ -624,6 +769,19 @@ void job_tick(job *j)
             request_replan(j, "failure");
         }
     }
+    /* A member's collective failed but no node is found dead: when every
+     * member is waiting for a plan, or the failure timeout has passed, plan
+     * the same members again under a new epoch (a ring that could not form
+     * in time, say, because a node was still making its blocks). */
+    if (!j->replan && j->failure_hint_ms != 0) {
+        int waiting = 0;
+        for (int k = 0; k < j->n_members; k++)
+            if (j->waiting_plan[j->members[k]] != NULL) waiting++;
+        if (waiting == j->n_members ||
+            now - j->failure_hint_ms > (uint64_t)sp->failure_timeout_ms)
+            request_replan(j, "retry after a failed step");
+    }
+    if (!j->replan) check_balance(j, now);
     if (j->replan) replan_locked(j, j->replan_reason);
     pthread_mutex_unlock(&j->reg.mtx);
 }

@@ -53,6 +53,9 @@ typedef struct job {
     bool replan;              /* membership or placement must change at the next tick */
     char replan_reason[96];
     uint64_t failure_hint_ms; /* a member reported a failed collective */
+    uint64_t last_plan_ms;    /* when the current epoch was planned */
+    int imbalance_streak;     /* consecutive evaluations with a rebalance worth doing ... */
+    int imbalance_node;       /* ... all blaming this same slowest node */
     rl_rpc_ctx **waiting_plan; /* per node: a PLAN call held until there is a plan */
 
     uint64_t steps_done;   /* steps 0 .. steps_done-1 all reported */

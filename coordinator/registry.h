@@ -30,6 +30,9 @@ typedef struct node_entry {
     uint64_t disconnected_ms; /* when it closed */
     double speed;             /* smoothed rows per compute-ms (0: not measured yet) */
     int slow_streak;          /* consecutive reports over straggler_factor x median */
+    uint64_t compute_epoch;   /* the epoch compute_ms was measured under */
+    uint64_t samples_epoch;   /* heartbeats with a fresh compute_ms in this epoch */
+    uint64_t evaluated;       /* ncompute when placement last looked at this node */
     bool slow;
     double compute_samples[256]; /* compute_ms per heartbeat, a ring */
     uint64_t ncompute;

@@ -50,8 +50,17 @@ void *agent_heartbeat_main(void *arg)
         h->node_id = (char *)a->id;
         h->epoch = atomic_load(&a->epoch);
         h->step = atomic_load(&a->step);
-        h->rows_per_s = atomic_load(&a->rows_per_s);
-        h->compute_ms = atomic_load(&a->compute_ms);
+        pthread_mutex_lock(&a->acc_mtx);
+        if (a->acc_steps > 0) { /* the mean over the steps since the last heartbeat */
+            h->compute_ms = a->acc_compute_ms / (double)a->acc_steps;
+            h->rows_per_s = a->acc_compute_ms > 0 ? a->acc_rows / (a->acc_compute_ms / 1e3) : 0;
+        } else {
+            h->compute_ms = 0; /* no step since the last heartbeat: nothing new */
+            h->rows_per_s = atomic_load(&a->rows_per_s);
+        }
+        a->acc_compute_ms = a->acc_rows = 0;
+        a->acc_steps = 0;
+        pthread_mutex_unlock(&a->acc_mtx);
         h->allreduce_ms = atomic_load(&a->allreduce_ms);
         h->cpu_load = load;
         h->rss_bytes = rss_bytes();

@@ -26,6 +26,11 @@ typedef struct agent {
     atomic_uint_fast64_t epoch, step;
     /* metrics of the last step (doubles stored as bits) */
     _Atomic double rows_per_s, compute_ms, allreduce_ms;
+    /* steps since the last heartbeat, so that each heartbeat reports the
+     * mean compute time of many steps rather than one noisy sample */
+    pthread_mutex_t acc_mtx;
+    double acc_compute_ms, acc_rows;
+    uint64_t acc_steps;
 } agent;
 
 /* Heartbeat thread body: every heartbeat_ms until stop. */

@@ -137,6 +137,7 @@ int main(int argc, char **argv)
     agent a = {.id = o.id, .rpc = c, .ep = ep, .heartbeat_ms = hb_ms,
                .failure_timeout_ms = fail_ms};
     pthread_mutex_init(&a.mtx, NULL);
+    pthread_mutex_init(&a.acc_mtx, NULL);
     pthread_t hb;
     pthread_create(&hb, NULL, agent_heartbeat_main, &a);
     g_agent = &a;
@@ -146,6 +147,7 @@ int main(int argc, char **argv)
     pthread_join(hb, NULL);
     g_agent = NULL;
     pthread_mutex_destroy(&a.mtx);
+    pthread_mutex_destroy(&a.acc_mtx);
     rl_rpc_client_close(c);
     rl_endpoint_close(ep);
     return exit_code;

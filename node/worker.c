@@ -190,7 +190,9 @@ int worker_run(agent *a)
                               .small_bytes = SIZE_MAX};
         rl_ring *ring = NULL;
         uint64_t op_ms = p->deadline_ms ? p->deadline_ms : 5000;
-        rv = rl_ring_form(a->ep, &cfg, rl_clock_ms() + op_ms, &ring);
+        /* Peers may still be making their blocks: allow them a little longer
+         * than one collective. */
+        rv = rl_ring_form(a->ep, &cfg, rl_clock_ms() + 2 * op_ms, &ring);
         free(mem);
         epoch = p->epoch;
         atomic_store(&a->epoch, epoch);
@@ -243,6 +245,11 @@ int worker_run(agent *a)
                                   &loss);
             double t3 = now_ms();
             atomic_store(&a->compute_ms, t1 - t0);
+            pthread_mutex_lock(&a->acc_mtx);
+            a->acc_compute_ms += t1 - t0;
+            a->acc_rows += (double)rows;
+            a->acc_steps++;
+            pthread_mutex_unlock(&a->acc_mtx);
             atomic_store(&a->allreduce_ms, t2 - t1);
             atomic_store(&a->rows_per_s, t1 > t0 ? (double)rows / ((t1 - t0) / 1e3) : 0);
             atomic_store(&a->step, s + 1);
