@@ -10,6 +10,8 @@
 #define RL_COMMAND_LIST(X)                                                                         \
     X(validate, "check a cluster spec and print its summary")                                      \
     X(run, "run a job as its coordinator")                                                         \
+    X(status, "print the state of a running job, asked of its coordinator")                        \
+    X(predict, "apply a trained model (run.json) to the rows of a CSV")                            \
     X(bench, "benchmarks: allreduce, rpc, train")
 
 #define DECL(name, summary) int cmd_##name(int argc, char **argv);

@@ -149,8 +149,9 @@ static int csv_header(csv_reader *r, const char *path, const char *label, rl_tab
     for (char *p = line; more;) {
         char *name = csv_field(&p, &more);
         cols++;
-        if (cols > RL_DATA_MAX_FEATURES + 1)
-            return rli_err(RL_EDATA, "%s:1: more than %d columns", path, RL_DATA_MAX_FEATURES + 1);
+        if (cols > RL_DATA_MAX_FEATURES + (label != NULL))
+            return rli_err(RL_EDATA, "%s:1: more than %d columns", path,
+                           RL_DATA_MAX_FEATURES + (label != NULL));
         if (name[0] == '\0')
             return rli_err(RL_EDATA, "%s:1:%d: column %d has no name", path, cols, cols);
         int dup = label != NULL && strcmp(name, label) == 0 && t->label_col >= 0;
@@ -159,7 +160,7 @@ static int csv_header(csv_reader *r, const char *path, const char *label, rl_tab
         if (dup)
             return rli_err(RL_EDATA, "%s:1:%d: duplicate column name '%s'", path, cols,
                            rli_diag_quote(name, strlen(name), q2, sizeof(q2)));
-        if (strcmp(name, label) == 0) {
+        if (label != NULL && strcmp(name, label) == 0) {
             t->label_col = cols - 1;
             t->label = rli_strdup(name);
             continue;
@@ -169,6 +170,10 @@ static int csv_header(csv_reader *r, const char *path, const char *label, rl_tab
             t->names = rli_realloc(t->names, (size_t)cap * sizeof(char *));
         }
         t->names[t->features++] = rli_strdup(name);
+    }
+    if (label == NULL) {
+        *n_cols = cols;
+        return RL_OK;
     }
     if (t->label_col < 0)
         return rli_err(RL_EDATA, "%s:1: no label column '%s' in the header (%s)", path,
@@ -191,9 +196,9 @@ static int csv_reserve(rl_table *t, int64_t *cap_rows, const char *path)
                        t->features);
     float *x = realloc(t->x, (size_t)cap * f * sizeof(float));
     if (x != NULL) t->x = x;
-    float *y = x != NULL ? realloc(t->y, (size_t)cap * sizeof(float)) : NULL;
+    float *y = x != NULL && t->label_col >= 0 ? realloc(t->y, (size_t)cap * sizeof(float)) : NULL;
     if (y != NULL) t->y = y;
-    if (x == NULL || y == NULL)
+    if (x == NULL || (y == NULL && t->label_col >= 0))
         return rli_err(RL_ENOMEM, "%s: no memory for %lld rows of %d features", path,
                        (long long)cap, t->features);
     *cap_rows = cap;
@@ -204,7 +209,7 @@ static int csv_reserve(rl_table *t, int64_t *cap_rows, const char *path)
 static const char *csv_col_name(const rl_table *t, int c)
 {
     if (c == t->label_col) return t->label;
-    return t->names[c < t->label_col ? c : c - 1];
+    return t->names[t->label_col < 0 || c < t->label_col ? c : c - 1];
 }
 
 /* Parses one data line into row t->rows. */
@@ -239,7 +244,7 @@ static int csv_row(const char *path, int64_t line_no, char *line, int had_nl, in
         if (c == t->label_col)
             t->y[t->rows] = v;
         else
-            x[c < t->label_col ? c : c - 1] = v;
+            x[t->label_col < 0 || c < t->label_col ? c : c - 1] = v;
     }
     if (c < n_cols) {
         const char *name = csv_col_name(t, c);
@@ -295,7 +300,7 @@ int rl_csv_load(const char *path, const char *label_column, rl_table **out)
      * in a way that matters: keep the old block if it does). */
     float *x = realloc(t->x, (size_t)t->rows * (size_t)t->features * sizeof(float));
     if (x != NULL) t->x = x;
-    float *y = realloc(t->y, (size_t)t->rows * sizeof(float));
+    float *y = t->y != NULL ? realloc(t->y, (size_t)t->rows * sizeof(float)) : NULL;
     if (y != NULL) t->y = y;
     *out = t;
     t = NULL;

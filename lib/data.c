@@ -229,7 +229,8 @@ int rl_table_block(const rl_table *t, const rl_data_params *p, uint32_t block_id
     if (rc != RL_OK) return rc;
     size_t f = (size_t)t->features;
     memcpy(out->x, t->x + (size_t)out->first_row * f, (size_t)out->rows * f * sizeof(float));
-    memcpy(out->y, t->y + out->first_row, (size_t)out->rows * sizeof(float));
+    if (t->y != NULL) memcpy(out->y, t->y + out->first_row, (size_t)out->rows * sizeof(float));
+    else memset(out->y, 0, (size_t)out->rows * sizeof(float)); /* a table without labels */
     return RL_OK;
 }
 

@@ -93,10 +93,10 @@ typedef struct rl_table {
     int64_t rows;
     int features;
     float *x;      /* rows * features, row-major */
-    float *y;      /* rows labels */
+    float *y;      /* rows labels; NULL if loaded without a label column */
     char **names;  /* features names, in column order */
-    char *label;   /* the label column's name */
-    int label_col; /* its position in the file, 0-based */
+    char *label;   /* the label column's name; NULL without one */
+    int label_col; /* its position in the file, 0-based; -1 without one */
 } rl_table;
 
 /*
@@ -104,7 +104,9 @@ typedef struct rl_table {
  * one row of numbers per line, separated by commas (fields may be quoted;
  * spaces around a field are ignored; CRLF line ends and a UTF-8 BOM are
  * accepted; empty lines are skipped; the last line may lack its newline).
- * label_column names the label; every other column is a feature. On success
+ * label_column names the label; every other column is a feature. A NULL
+ * label_column loads every column as a feature (y and label are then NULL,
+ * label_col -1: data to predict on). On success
  * *out is a new table the caller frees with rl_table_free. Errors (then *out
  * is NULL and rl_errdetail() says what and where):
  *   RL_ENOTFOUND / RL_EPERM / RL_EIO  the file cannot be read;
@@ -128,7 +130,8 @@ void rl_table_free(rl_table *t);
 /*
  * Copies block block_id of table t, cut by p->block_rows, into *out (same
  * ownership as rl_block_synthetic). p->rows and p->features must equal the
- * table's. Returns RL_OK, RL_EINVAL (mismatch or block_id >= n_blocks) or
+ * table's (a table without labels gives y = 0). Returns RL_OK, RL_EINVAL
+ * (mismatch or block_id >= n_blocks) or
  * RL_ENOMEM.
  */
 int rl_table_block(const rl_table *t, const rl_data_params *p, uint32_t block_id, rl_block *out);

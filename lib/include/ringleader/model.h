@@ -94,6 +94,26 @@ void rl_model_step(rl_model *m, const double *grad_sum, double loss_sum, int64_t
  */
 void rl_model_predict_row(const rl_model *m, const float *x, double *out);
 
+/*
+ * Loads the trained model recorded in a run.json written by `ringleader run`
+ * (its "status" and "model" members; everything else is ignored) into *m,
+ * which this call initialises: the caller releases it with rl_model_fini.
+ * The run's standardisation comes back in *mean and *std: two new arrays of
+ * m->features doubles (release with free), or both NULL when the run did
+ * not standardise ("mean": null). On error *m holds nothing, *mean and *std
+ * are NULL, and rl_errdetail() says what and where:
+ *   RL_ENOTFOUND / RL_EPERM / RL_EIO  the file cannot be read;
+ *   RL_ETOOBIG   the file is over 64 MiB;
+ *   RL_EDATA     not JSON, or not a run.json model, as "PATH:LINE:COL:
+ *                message" (LINE and COL from 1), e.g. "model.weights has 31
+ *                numbers; features 32 x classes 1 needs 32";
+ *   RL_EPRECOND  the run did not finish ("status" other than "ok"): it holds
+ *                no trained model; the detail quotes the run's "error";
+ *   RL_ENOMEM.
+ * The file is parsed by a strict, bounded JSON reader (lib/json.c).
+ */
+int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double **std);
+
 #ifdef __cplusplus
 }
 #endif

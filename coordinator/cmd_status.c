@@ -1,0 +1,137 @@
+/*
+ * cmd_status.c - `ringleader status URL`: asks a running coordinator for its
+ * job's state (the STATUS method) and prints the text it answers.
+ *
+ * STATUS is an authenticated method, so this client proves the cluster
+ * token like a node does (peer id "status-cli"). Connecting, the
+ * handshake and the call share one deadline: an unreachable coordinator is
+ * an error after --timeout-ms, never a hang.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ringleader/err.h"
+#include "ringleader/log.h"
+#include "ringleader/ring.h"
+#include "ringleader/rpc.h"
+
+static void status_usage(FILE *f)
+{
+    fprintf(f, "usage: ringleader status URL [--token-file F] [--timeout-ms MS]\n"
+               "                         [--tls-cert F --tls-key F --tls-ca F]\n\n"
+               "Prints the state of the job run by the coordinator at URL (the spec's\n"
+               "cluster.coordinator): its status, step and loss, and every node with its\n"
+               "state, blocks and load. The cluster token comes from --token-file or\n"
+               "$RINGLEADER_TOKEN. Gives up after --timeout-ms (default 3000).\n"
+               "Exit codes: 0 ok, 1 unreachable, refused or timed out, 2 bad usage or token.\n");
+}
+
+typedef struct status_opts {
+    const char *url, *token_file;
+    rl_tls_files tls;
+    long timeout_ms;
+} status_opts;
+
+static int status_parse(int argc, char **argv, status_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->timeout_ms = 3000;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] != '-') {
+            if (o->url != NULL) {
+                fprintf(stderr, "ringleader status: one URL only ('%s')\n", a);
+                return -1;
+            }
+            o->url = a;
+            continue;
+        }
+        if (v == NULL) {
+            fprintf(stderr, "ringleader status: %s needs a value\n", a);
+            return -1;
+        }
+        if (strcmp(a, "--token-file") == 0) {
+            o->token_file = v;
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            o->tls.cert = v;
+        } else if (strcmp(a, "--tls-key") == 0) {
+            o->tls.key = v;
+        } else if (strcmp(a, "--tls-ca") == 0) {
+            o->tls.ca = v;
+        } else if (strcmp(a, "--timeout-ms") == 0) {
+            char *end;
+            o->timeout_ms = strtol(v, &end, 10);
+            if (*end != '\0' || o->timeout_ms <= 0 || o->timeout_ms > 3600000) {
+                fprintf(stderr, "ringleader status: --timeout-ms wants 1..3600000, not '%s'\n",
+                        v);
+                return -1;
+            }
+        } else {
+            fprintf(stderr, "ringleader status: unknown option %s\n", a);
+            return -1;
+        }
+        i++;
+    }
+    if (o->url == NULL) {
+        fprintf(stderr, "ringleader status: the coordinator's URL is required\n");
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        status_usage(stdout);
+        return RL_EXIT_OK;
+    }
+    status_opts o;
+    if (status_parse(argc, argv, &o) != 0) {
+        status_usage(stderr);
+        return RL_EXIT_USAGE;
+    }
+    rl_token token;
+    if (rl_token_load(o.token_file, &token) != RL_OK) {
+        fprintf(stderr, "ringleader status: %s\n", rl_errdetail());
+        return RL_EXIT_USAGE;
+    }
+    rl_log_set_tag("status");
+    uint64_t deadline = rl_clock_ms() + (uint64_t)o.timeout_ms;
+    rl_rpc_client_opts co = {.url = o.url, .tls = o.tls.cert ? &o.tls : NULL, .token = &token,
+                             .peer_id = "status-cli"};
+    rl_rpc_client *c = NULL;
+    int rv = rl_rpc_client_open(&co, deadline, &c);
+    if (rv == RL_EAUTH) {
+        fprintf(stderr,
+                "ringleader status: authentication with %s failed (is the token the "
+                "cluster's?): %s\n",
+                o.url, rl_errdetail());
+        return RL_EXIT_FAILED;
+    }
+    if (rv != RL_OK) {
+        fprintf(stderr, "ringleader status: cannot reach a coordinator at %s within %ld ms: %s\n",
+                o.url, o.timeout_ms, rl_errdetail());
+        return RL_EXIT_FAILED;
+    }
+    rl_msg req;
+    rl_rpc_reply rep;
+    rl_msg_init(&req, RL_MSG_STATUS_REQ);
+    rv = rl_rpc_call(c, &req, &rep, deadline);
+    rl_msg_fini(&req);
+    int rc = RL_EXIT_FAILED;
+    if (rv != RL_OK) {
+        fprintf(stderr, "ringleader status: STATUS call to %s failed: %s: %s\n", o.url,
+                rl_strerror(rv), rl_errdetail());
+    } else {
+        const char *text = rep.msg.u.status_resp.text ? rep.msg.u.status_resp.text : "";
+        size_t n = strlen(text);
+        fputs(text, stdout);
+        if (n == 0 || text[n - 1] != '\n') fputc('\n', stdout);
+        rc = fflush(stdout) == 0 ? RL_EXIT_OK : RL_EXIT_FAILED;
+    }
+    rl_rpc_reply_fini(&rep);
+    rl_rpc_client_close(c);
+    return rc;
+}
