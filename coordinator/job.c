@@ -296,7 +296,7 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     p->l2 = s->l2;
     p->chunk_bytes = s->chunk_bytes;
     p->n_blocks = j->n_blocks;
-    p->deadline_ms = (uint64_t)s->failure_timeout_ms;
+    p->deadline_ms = (uint64_t)s->failure_timeout_ms + j->plan_make_ms;
 }
 
 /* Answers every held PLAN call. Lock held. */
@@ -513,6 +513,14 @@ static double member_speed(job *j, int i)
     return e->capacity * (n ? sum / n : 1.0);
 }
 
+/* Time to make `rows` rows of blocks on a node: synthetic data is generated
+ * (about 45 ns per value here), CSV rows are copied from the table. */
+static double block_make_ms(const job *j, double rows)
+{
+    double per_value_ns = j->spec->source == RL_DATA_SYNTHETIC ? 45.0 : 2.0;
+    return rows * (double)j->dp.features * per_value_ns * 1e-6;
+}
+
 static int64_t block_rows_of(const job *j, uint32_t b)
 {
     int64_t left = j->dp.rows - (int64_t)b * j->dp.block_rows;
@@ -569,6 +577,8 @@ static void replan_locked(job *j, const char *reason)
         return;
     }
     int prev = j->n_members;
+    int *before = malloc((j->n_blocks + 1) * sizeof(int));
+    memcpy(before, j->owner, (j->n_blocks + 1) * sizeof(int));
     j->n_members = 0;
     for (int i = 0; i < j->reg.n; i++)
         if (j->reg.nodes[i].state == NODE_JOINED) j->members[j->n_members++] = i;
@@ -580,6 +590,18 @@ static void replan_locked(job *j, const char *reason)
     } else {
         assign_orphans_by_speed(j);
     }
+    /* Members wait for each other while the slowest makes its new blocks. */
+    double most = 0;
+    for (int k = 0; k < j->n_members; k++) {
+        double in_rows = 0;
+        for (uint32_t b = 0; b < j->n_blocks; b++)
+            if (j->owner[b] == j->members[k] && before[b] != j->members[k])
+                in_rows += (double)block_rows_of(j, b);
+        double ms = block_make_ms(j, in_rows);
+        most = ms > most ? ms : most;
+    }
+    free(before);
+    j->plan_make_ms = (uint64_t)(2 * most);
     j->epoch++;
     j->last_plan_ms = rl_clock_ms();
     j->imbalance_streak = 0;
@@ -590,9 +612,18 @@ static void replan_locked(job *j, const char *reason)
     j->failure_hint_ms = 0;
     for (uint64_t k = j->model_step; k < (uint64_t)j->spec->steps; k++) j->steps[k].seen = false;
     if (j->steps_done > j->model_step) j->steps_done = j->model_step;
-    job_event_add(j, "reassign", "", "epoch %llu (%s): %d nodes, %u blocks, from step %llu",
-                  (unsigned long long)j->epoch, reason, j->n_members, j->n_blocks,
-                  (unsigned long long)j->plan_start);
+    char counts[100] = "";
+    size_t off = 0;
+    for (int k = 0; k < j->n_members && off < sizeof(counts) - 1; k++) {
+        int nb = 0;
+        for (uint32_t b = 0; b < j->n_blocks; b++)
+            if (j->owner[b] == j->members[k]) nb++;
+        off += (size_t)snprintf(counts + off, sizeof(counts) - off, "%s%s:%d", k ? " " : "",
+                                j->reg.nodes[j->members[k]].id, nb);
+    }
+    job_event_add(j, "reassign", "", "epoch %llu (%s), from step %llu, blocks %s",
+                  (unsigned long long)j->epoch, reason, (unsigned long long)j->plan_start,
+                  counts);
     rl_log_info("epoch %llu (%s): %d nodes, from step %llu", (unsigned long long)j->epoch,
                 reason, j->n_members, (unsigned long long)j->plan_start);
     answer_waiting_plans(j);
@@ -615,7 +646,7 @@ static int cmp_dbl(const void *a, const void *b)
 /* Moves blocks from members above their speed-proportional share to those
  * below it, fewest moves first (largest surplus gives to largest deficit).
  * Returns the number of blocks moved. Lock held. */
-static int rebalance_by_speed(job *j, const double *speed)
+static int rebalance_by_speed(job *j, const double *speed, uint64_t now)
 {
     int n = j->n_members, moved = 0;
     double total_rows = (double)j->dp.rows, sum_speed = 0;
@@ -625,6 +656,17 @@ static int rebalance_by_speed(job *j, const double *speed)
     for (uint32_t b = 0; b < j->n_blocks; b++)
         for (int k = 0; k < n; k++)
             if (j->owner[b] == j->members[k]) rows[k] += (double)block_rows_of(j, b);
+    /* A node that was slow a moment ago may only lose blocks: its fast
+     * readings may be stalls that landed outside its compute. */
+    /* Gains are taken in steps: a node grows by at most half its load (or
+     * two blocks) per rebalance, so a node that only looked fast costs
+     * little if it is still slow. */
+    for (int k = 0; k < n; k++) {
+        if (j->reg.nodes[j->members[k]].hold_until_ms > now && target[k] > rows[k])
+            target[k] = rows[k];
+        double cap = rows[k] + fmax(0.5 * rows[k], 2.0 * j->dp.block_rows);
+        if (target[k] > cap) target[k] = cap;
+    }
     for (;;) {
         int give = -1, take = -1;
         for (int k = 0; k < n; k++) {
@@ -665,7 +707,7 @@ static void check_balance(job *j, uint64_t now)
         node_entry *e = &j->reg.nodes[j->members[k]];
         for (uint32_t b = 0; b < j->n_blocks; b++)
             if (j->owner[b] == j->members[k]) rows[k] += (double)block_rows_of(j, b);
-        if (e->compute_epoch == j->epoch && e->samples_epoch >= 3) {
+        if (e->compute_epoch == j->epoch && e->samples_epoch >= 2) {
             /* The median of the epoch's last (up to) 5 samples: one noisy
              * heartbeat on a shared machine must not move data. */
             size_t m = e->samples_epoch < 5 ? (size_t)e->samples_epoch : 5;
@@ -699,7 +741,8 @@ static void check_balance(job *j, uint64_t now)
         sum_speed += speed[k];
         bool over = c[k] > sp->straggler_factor * median;
         e->slow_streak = over ? e->slow_streak + 1 : 0;
-        if (e->slow_streak >= 3 && !e->slow) {
+        if (over) e->hold_until_ms = now + 20u * (uint64_t)sp->heartbeat_ms;
+        if (e->slow_streak >= 2 && !e->slow) {
             e->slow = true;
             job_event_add(j, "straggler", e->id, "compute %.3f ms vs median %.3f ms", c[k],
                           median);
@@ -717,11 +760,18 @@ static void check_balance(job *j, uint64_t now)
     uint64_t left = (uint64_t)sp->steps - (j->model_step < (uint64_t)sp->steps ? j->model_step : 0);
     double gain = mx - ideal;
     double step_ms = j->steps_done ? j->steps[j->steps_done - 1].ms : mx;
-    double cost = 2 * step_ms + 20.0; /* a step redone, plus re-forming and making blocks */
+    /* What the move costs: a step redone, re-forming the ring, and making
+     * the moved blocks where they land (the surplus rows above target). */
+    double surplus = 0;
+    for (int k = 0; k < n; k++) {
+        double t = (double)j->dp.rows * speed[k] / sum_speed;
+        if (rows[k] > t) surplus += rows[k] - t;
+    }
+    double cost = 2 * step_ms + 20.0 + block_make_ms(j, surplus);
     /* Worth it: a real imbalance, a gain that is a real share of the step
      * (not when the all-reduce dominates), paid back before the end, and the
      * same node slowest in consecutive rounds (noise moves the maximum). */
-    bool worth = mx > 1.25 * mean && gain > 0.2 * mx && gain > 0.1 * step_ms &&
+    bool worth = mx > 1.15 * mean && gain > 0.1 * mx && gain > 0.1 * step_ms &&
                  gain * (double)left > cost;
     if (worth && (j->imbalance_streak == 0 || j->imbalance_node == slowest)) {
         j->imbalance_streak++;
@@ -729,8 +779,8 @@ static void check_balance(job *j, uint64_t now)
     } else {
         j->imbalance_streak = 0;
     }
-    if (j->imbalance_streak >= 3) {
-        int moved = rebalance_by_speed(j, speed);
+    if (j->imbalance_streak >= 2) {
+        int moved = rebalance_by_speed(j, speed, now);
         if (moved > 0) {
             char why[96];
             snprintf(why, sizeof(why), "rebalance: %d blocks moved, slowest %.2f ms -> ~%.2f ms",

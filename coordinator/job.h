@@ -54,6 +54,7 @@ typedef struct job {
     char replan_reason[96];
     uint64_t failure_hint_ms; /* a member reported a failed collective */
     uint64_t last_plan_ms;    /* when the current epoch was planned */
+    uint64_t plan_make_ms;    /* allowance for making the moved blocks, in the plan's deadline */
     int imbalance_streak;     /* consecutive evaluations with a rebalance worth doing ... */
     int imbalance_node;       /* ... all blaming this same slowest node */
     rl_rpc_ctx **waiting_plan; /* per node: a PLAN call held until there is a plan */
