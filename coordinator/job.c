@@ -780,6 +780,17 @@ static void check_balance(job *j, uint64_t now)
         j->imbalance_streak = 0;
     }
     if (j->imbalance_streak >= 2) {
+        for (int k = 0; k < n; k++) { /* the node blocks are taken from is a straggler */
+            node_entry *e = &j->reg.nodes[j->members[k]];
+            if (j->members[k] == slowest && c[k] > sp->straggler_factor * median && !e->slow) {
+                e->slow = true;
+                e->hold_until_ms = now + 20u * (uint64_t)sp->heartbeat_ms;
+                job_event_add(j, "straggler", e->id, "compute %.3f ms vs median %.3f ms", c[k],
+                              median);
+                rl_log_warn("node %s is a straggler: compute %.3f ms vs median %.3f ms", e->id,
+                            c[k], median);
+            }
+        }
         int moved = rebalance_by_speed(j, speed, now);
         if (moved > 0) {
             char why[96];
