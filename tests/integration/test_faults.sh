@@ -127,31 +127,44 @@ assert r["coverage"]["violations"] == 0
 print("below min_nodes:", r["error"])
 PY
 
-# 6. Throttle one node to 10% of a CPU, then lift it.
+# 6. Throttle one node to 10% of a CPU until the coordinator has moved blocks
+#    away from it (bounded wait), then lift it until blocks come back.
+blocks_of() { # blocks_of ID: that node's block count in the coordinator's status
+  "$RL" status "$CURL" --timeout-ms 1000 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }' | head -1
+}
+wait_blocks() { # wait_blocks ID lt|gt N SECONDS: until its block count is below / above N
+  local i b
+  for i in $(seq 1 $(($4 * 10))); do
+    b=$(blocks_of "$1")
+    if [ -n "$b" ]; then
+      if [ "$2" = lt ] && [ "$b" -lt "$3" ]; then echo "$b"; return 0; fi
+      if [ "$2" = gt ] && [ "$b" -gt "$3" ]; then echo "$b"; return 0; fi
+    fi
+    kill -0 "$CPID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
 if [ -w /sys/fs/cgroup/cpu ]; then
-  SPEC=$RL_TMP/thr.yaml; spec "$SPEC" thr 1500 400000 32 2
-  start "$SPEC"; wait_step 50
-  P=$(node_pid "$SPEC" n2)
+  SPEC=$RL_TMP/thr.yaml; spec "$SPEC" thr 3000 1000000 64 2
+  start "$SPEC"; wait_step 30
+  P=$(node_pid "$SPEC" n2); b0=$(blocks_of n2)
   mkdir "$CG"; echo 100000 > "$CG/cpu.cfs_period_us"; echo 10000 > "$CG/cpu.cfs_quota_us"
   for t in /proc/"$P"/task/*; do echo "${t##*/}" > "$CG/tasks"; done
-  s0=$("$RL" status "$CURL" | sed -n 's/.*step \([0-9]*\)\/.*/\1/p' | head -1)
-  wait_step $((s0 + 60))
+  low=$(wait_blocks n2 lt "$b0" 30) || fail "the throttled node kept its $b0 blocks for 30 s"
   echo -1 > "$CG/cpu.cfs_quota_us"
   for t in $(cat "$CG/tasks"); do echo "$t" > /sys/fs/cgroup/cpu/tasks; done
   rmdir "$CG"
-  finish 0
+  back=$(wait_blocks n2 gt "$low" 30) || fail "no blocks came back to n2 within 30 s of lifting the throttle"
+  echo "throttled n2: $b0 blocks -> $low while throttled -> $back after"
+  kill -TERM "$CPID"   # enough: stop the run (Ctrl-C path); run.json is still written
+  finish 1
   /usr/bin/python3 - "$RL_TMP/thr/run.json" <<'PY' || fail "throttle"
-import json, sys, re
+import json, sys
 r = json.load(open(sys.argv[1]))
-assert r["status"] == "ok" and r["coverage"]["violations"] == 0
-ev = r["events"]
-assert any(e["kind"] == "straggler" and e["node"] == "n2" for e in ev), [e["kind"] for e in ev]
-counts = [int(re.search(r"n2:(\d+)", e["detail"]).group(1)) for e in ev
-          if e["kind"] == "reassign" and "n2:" in e["detail"]]
-low = min(counts)
-print("n2 blocks over the epochs:", counts)
-assert low < counts[0], counts                 # it lost blocks ...
-assert counts[-1] > low, counts                # ... and got some back
+assert r["coverage"]["violations"] == 0 and r["error"] == "interrupted", r.get("error")
+for e in r["events"]:
+    if e["kind"] != "join": print("  event", e["t_ms"], e["kind"], e["node"], e["detail"])
 PY
 else
   echo "test_faults: no writable cgroup v1 cpu controller; throttle case skipped" >&2
