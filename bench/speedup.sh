@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# speedup.sh - issue 4's speed-up figure: the same training job on 1 and on
+# 2 local nodes (loopback), T_s / T_p with T = median step time from run.json,
+# on a cache-resident set (50k x 64) and a memory-bound one (2M x 64); and the
+# default 4-node job's step latency. Compare with membw.c's 2-thread/1-thread
+# memcpy ratio (../shared/bench/membw.c, built and run here).
+# usage: bench/speedup.sh [RINGLEADER]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RL=${1:-build/coordinator/ringleader}
+export RINGLEADER_NODE_BIN=${RINGLEADER_NODE_BIN:-build/node/ringleader-node}
+T=$(mktemp -d /tmp/rl-bench-speedup.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$T/tok"
+export RINGLEADER_TOKEN=$(cat "$T/tok")
+port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+run() { # NODES ROWS FEATURES STEPS -> prints step_ms p50
+  local f=$T/s-$1-$2.yaml
+  { echo "cluster:"; echo "  name: s$1-$2"; echo "  coordinator: tcp://127.0.0.1:$(port)"
+    echo "  launch: local"; echo "  nodes:"
+    for i in $(seq 1 "$1"); do echo "    - { id: n$i, listen: tcp://127.0.0.1:$(port) }"; done
+    echo "data: { source: synthetic, rows: $2, features: $3, seed: 3, block_rows: 4096 }"
+    echo "model: { type: linear }"; echo "training: { steps: $4, learning_rate: 0.05 }"
+    echo "fault_tolerance: { rebalance: false }"
+    echo "output: { dir: $T/o-$1-$2 }"; } > "$f"
+  timeout 600 "$RL" run "$f" >/dev/null 2>"$f.err"
+  /usr/bin/python3 -c "import json,statistics;r=json.load(open('$T/o-$1-$2/run.json'));print('%.4f %.4f %.4f'%(r['step_ms']['p50'],statistics.median([s['ms']-s['allreduce_ms'] for s in r['steps']]),r['step_ms']['p99']))"
+}
+echo "# speedup.sh $(date -u +%FT%TZ) $(uptime | sed 's/.*load/load/')"
+for shape in "50000 64 400" "2000000 64 40"; do
+  set -- $shape
+  one=$(run 1 "$1" "$2" "$3"); two=$(run 2 "$1" "$2" "$3")
+  /usr/bin/python3 -c "
+a=[float(x) for x in '$one'.split()]; b=[float(x) for x in '$two'.split()]
+print('speedup rows=$1 features=$2 T1_step_ms=%.3f T2_step_ms=%.3f speedup=%.2f (compute only: %.3f / %.3f = %.2f)'%(a[0],b[0],a[0]/b[0],a[1],b[1],a[1]/b[1]))"
+done
+cc -O2 -pthread -o "$T/membw" ../shared/bench/membw.c 2>/dev/null && "$T/membw" | grep -iE "memcpy" || true
+lat=$(run 4 200000 32 300)
+set -- $lat
+echo "step_latency default_job nodes=4 rows=200000 features=32 step_ms_p50=$1 step_ms_p99=$3"
