@@ -283,6 +283,8 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     p->block_rows = (uint64_t)j->dp.block_rows;
     if (s->source == RL_DATA_CSV) {
         p->csv_path = dup_str(s->csv_path);
+        p->csv_fetch = s->csv_fetch != 0;
+        p->has |= 1ull << 28;
         p->csv_label = dup_str(s->csv_label);
         if (j->mean != NULL) {
             size_t f = (size_t)j->dp.features;
@@ -464,6 +466,35 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
     return RL_OK;
 }
 
+static int64_t block_rows_of(const job *j, uint32_t b);
+
+/* CSV rows for a node that has no copy of the file. At most ~1 MiB per
+ * reply, so that no message nears the receive limit; the node asks again
+ * from where the reply ended. The data borrows from the table, which lives
+ * as long as the job. */
+static int handle_block_fetch(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    job *j = arg;
+    const rl_msg_block_fetch_req *q = &req->u.block_fetch_req;
+    (void)call;
+    if (j->table == NULL) return RL_EPRECOND;
+    if (q->block >= j->n_blocks) return RL_ENOTFOUND;
+    int64_t brows = block_rows_of(j, (uint32_t)q->block);
+    if ((int64_t)q->first >= brows) return RL_EINVAL;
+    size_t f = (size_t)j->dp.features;
+    uint64_t cap = (1u << 20) / (f * sizeof(float)) + 1;
+    uint64_t n = (uint64_t)brows - q->first;
+    if (n > q->max_rows && q->max_rows > 0) n = q->max_rows;
+    if (n > cap) n = cap;
+    size_t row0 = (size_t)q->block * (size_t)j->dp.block_rows + (size_t)q->first;
+    rl_msg_block_fetch_resp *r = &resp->u.block_fetch_resp;
+    r->rows = n;
+    r->features = f;
+    r->x = (rl_bytes){(const uint8_t *)(j->table->x + row0 * f), (size_t)n * f * sizeof(float)};
+    r->y = (rl_bytes){(const uint8_t *)(j->table->y + row0), (size_t)n * sizeof(float)};
+    return RL_OK;
+}
+
 int job_serve(job *j, rl_rpc_server *srv)
 {
     int rv;
@@ -471,7 +502,8 @@ int job_serve(job *j, rl_rpc_server *srv)
         (rv = rl_rpc_server_handle(srv, RL_MSG_HEARTBEAT_REQ, handle_heartbeat, j)) != 0 ||
         (rv = rl_rpc_server_handle(srv, RL_MSG_PLAN_REQ, handle_plan, j)) != 0 ||
         (rv = rl_rpc_server_handle(srv, RL_MSG_STEP_REPORT_REQ, handle_step_report, j)) != 0 ||
-        (rv = rl_rpc_server_handle(srv, RL_MSG_STATUS_REQ, handle_status, j)) != 0)
+        (rv = rl_rpc_server_handle(srv, RL_MSG_STATUS_REQ, handle_status, j)) != 0 ||
+        (rv = rl_rpc_server_handle(srv, RL_MSG_BLOCK_FETCH_REQ, handle_block_fetch, j)) != 0)
         return rv;
     return RL_OK;
 }

@@ -107,7 +107,7 @@ void rl_block_free(rl_block *b)
 }
 
 /* Sets out's geometry for block id and allocates its buffers. */
-static int data_block_alloc(const rl_data_params *p, uint32_t id, rl_block *out)
+int rl_block_alloc(const rl_data_params *p, uint32_t id, rl_block *out)
 {
     memset(out, 0, sizeof(*out));
     int rc = data_params_check(p);
@@ -166,7 +166,7 @@ static double data_dot(const double *w, const float *x, int f)
 
 int rl_block_synthetic(const rl_data_params *p, uint32_t block_id, rl_block *out)
 {
-    int rc = data_block_alloc(p, block_id, out);
+    int rc = rl_block_alloc(p, block_id, out);
     if (rc != RL_OK) return rc;
     int f = p->features, k_n = p->classes;
     size_t nw = (size_t)k_n * (size_t)f;
@@ -225,7 +225,7 @@ int rl_table_block(const rl_table *t, const rl_data_params *p, uint32_t block_id
                        "data: params say %lld rows x %d features, the table has %lld x %d",
                        (long long)p->rows, p->features, (long long)t->rows, t->features);
     }
-    int rc = data_block_alloc(p, block_id, out);
+    int rc = rl_block_alloc(p, block_id, out);
     if (rc != RL_OK) return rc;
     size_t f = (size_t)t->features;
     memcpy(out->x, t->x + (size_t)out->first_row * f, (size_t)out->rows * f * sizeof(float));

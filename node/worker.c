@@ -51,9 +51,43 @@ static bool held_has(const held *h, uint32_t id, size_t *at)
     return false;
 }
 
+/* Fills a CSV block with rows from the coordinator, ~1 MiB per call. */
+static int fetch_block(agent *a, const rl_data_params *dp, uint32_t id, rl_block *out)
+{
+    int rv = rl_block_alloc(dp, id, out);
+    if (rv != RL_OK) return rv;
+    size_t f = (size_t)dp->features;
+    for (uint64_t done = 0; done < (uint64_t)out->rows;) {
+        rl_msg req;
+        rl_rpc_reply rep;
+        rl_msg_init(&req, RL_MSG_BLOCK_FETCH_REQ);
+        req.u.block_fetch_req.block = id;
+        req.u.block_fetch_req.first = done;
+        req.u.block_fetch_req.max_rows = (uint64_t)out->rows - done;
+        rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + 10000);
+        const rl_msg_block_fetch_resp *r = &rep.msg.u.block_fetch_resp;
+        if (rv == RL_OK && (r->rows == 0 || done + r->rows > (uint64_t)out->rows ||
+                            r->features != f || r->x.len != r->rows * f * sizeof(float) ||
+                            r->y.len != r->rows * sizeof(float)))
+            rv = RL_EPROTO;
+        if (rv == RL_OK) {
+            memcpy(out->x + done * f, r->x.ptr, r->x.len);
+            memcpy(out->y + done, r->y.ptr, r->y.len);
+            done += r->rows;
+        }
+        rl_rpc_reply_fini(&rep);
+        if (rv != RL_OK) {
+            rl_block_free(out);
+            return rv;
+        }
+    }
+    return RL_OK;
+}
+
 /* Makes h hold exactly the plan's blocks: keeps those it has, makes the
- * others (synthetic: generated; csv: cut from the table). */
-static int held_update(held *h, const rl_msg_plan_resp *p, const rl_data_params *dp,
+ * others (synthetic: generated; csv: cut from the table, or fetched from
+ * the coordinator when this node has no table). */
+static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_data_params *dp,
                        const rl_table *table, const rl_model *m)
 {
     held nh = {0};
@@ -70,9 +104,11 @@ static int held_update(held *h, const rl_msg_plan_resp *p, const rl_data_params 
             memset(&h->blocks[at], 0, sizeof(rl_block));
             continue;
         }
+        bool csv = p->source == RL_DATA_CSV;
         rv = table ? rl_table_block(table, dp, id, &nh.blocks[i])
+           : csv   ? fetch_block(a, dp, id, &nh.blocks[i])
                    : rl_block_synthetic(dp, id, &nh.blocks[i]);
-        if (rv == RL_OK && table && p->mean.v != NULL && p->std.v != NULL)
+        if (rv == RL_OK && csv && p->mean.v != NULL && p->std.v != NULL)
             rl_block_standardize(&nh.blocks[i], p->mean.v, p->std.v);
         if (rv == RL_OK) rv = rl_model_check_labels(m, &nh.blocks[i]);
     }
@@ -140,7 +176,8 @@ int worker_run(agent *a)
         rl_data_params dp = {.rows = (int64_t)p->rows, .features = (int)p->features,
                              .classes = (int)p->classes, .model = (rl_model_type)p->model,
                              .noise = p->noise, .seed = p->seed, .block_rows = (int)p->block_rows};
-        if (p->source == RL_DATA_CSV && table == NULL) {
+        if (p->source == RL_DATA_CSV && table == NULL && !p->csv_fetch &&
+            access(p->csv_path, R_OK) == 0) {
             if ((rv = rl_csv_load(p->csv_path, p->csv_label, &table)) != RL_OK) {
                 rl_log_error("%s", rl_errdetail());
                 snprintf(failure, sizeof(failure), "data: %s", rl_errdetail());
@@ -165,7 +202,7 @@ int worker_run(agent *a)
         }
         memcpy(m.w, p->weights.v, K * F * sizeof(double));
         memcpy(m.b, p->bias.v, K * sizeof(double));
-        if ((rv = held_update(&h, p, &dp, table, &m)) != RL_OK) {
+        if ((rv = held_update(a, &h, p, &dp, table, &m)) != RL_OK) {
             snprintf(failure, sizeof(failure), "blocks: %s", rl_errdetail());
             rl_log_error("%s", failure);
             rl_rpc_reply_fini(&rep);

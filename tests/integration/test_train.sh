@@ -15,7 +15,7 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
 
 # csv_spec FILE NODES CSV LABEL MODEL STEPS LR [extra model lines]
 csv_spec() {
-  local f=$1 n=$2 csv=$3 label=$4 model=$5 steps=$6 lr=$7 extra=${8:-}
+  local f=$1 n=$2 csv=$3 label=$4 model=$5 steps=$6 lr=$7 extra=${8:-} csvextra=${9:-} out=${10:-}
   {
     echo "cluster:"
     echo "  name: tr$n"
@@ -27,11 +27,11 @@ csv_spec() {
     echo "security: { token_file: $RL_TMP/t.token }"
     echo "data:"
     echo "  source: csv"
-    echo "  csv: { path: $csv, label: $label, standardize: true }"
+    echo "  csv: { path: $csv, label: $label, standardize: true $csvextra }"
     echo "  block_rows: 50"
     echo "model: { type: $model $extra }"
     echo "training: { steps: $steps, learning_rate: $lr, l2: 0.0 }"
-    echo "output: { dir: $RL_TMP/out$n-$model }"
+    echo "output: { dir: $RL_TMP/out$n-$model$out }"
   } > "$f"
 }
 
@@ -95,6 +95,18 @@ for k in ("started_unix_ms", "wall_s", "step_ms", "events", "D", "final_loss"):
     assert k in r, k
 PY
 grep -q "trained: .*run.json" "$RL_TMP/sm.out" || fail "run did not print where run.json is"
+
+# 2b. The same job with the nodes fetching their CSV blocks from the
+#     coordinator over RPC (as nodes without the file do): the same model.
+csv_spec "$RL_TMP/smf.yaml" 3 "$SRC/configs/data/iris_like.csv" species softmax 150 0.5 ", classes: 3" ", fetch: true" -fetch
+timeout 120 "$RL" run "$RL_TMP/smf.yaml" >/dev/null 2>"$RL_TMP/smf.err" ||
+  { tail -20 "$RL_TMP/smf.err" >&2; fail "softmax fetch run exited $?"; }
+$PY - "$RL_TMP/out3-softmax/run.json" "$RL_TMP/out3-softmax-fetch/run.json" <<'PY' || fail "fetched blocks give another model"
+import json, sys
+a, b = (json.load(open(f))["model"] for f in sys.argv[1:])
+assert a["weights"] == b["weights"] and a["bias"] == b["bias"], "models differ"
+print("fetch over RPC: the same model bit for bit")
+PY
 
 # 3. Bad input.
 head -c 2000 "$RL_TMP/lin.csv" > "$RL_TMP/trunc.csv"   # cuts the last row mid-way

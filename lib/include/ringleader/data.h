@@ -85,6 +85,14 @@ void rl_data_true_model(const rl_data_params *p, double *w, double *b);
 void rl_block_free(rl_block *b);
 
 /*
+ * Sizes *out for block block_id of p (id, first_row, rows, features) and
+ * allocates x and y, uninitialised, for the caller to fill (e.g. with rows
+ * received from the coordinator). Returns RL_OK, RL_EINVAL for an id out of
+ * range, or RL_ENOMEM. Release with rl_block_free.
+ */
+int rl_block_alloc(const rl_data_params *p, uint32_t block_id, rl_block *out);
+
+/*
  * A whole CSV file in memory: the label column separated from the features,
  * which keep their order in the file. Owned by whoever loaded it;
  * rl_table_free releases everything.

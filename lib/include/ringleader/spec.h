@@ -62,6 +62,7 @@ typedef struct rl_spec {
     char csv_path[RL_PATH_MAX]; /* resolved */
     char csv_label[RL_ID_MAX];
     int standardize; /* bool */
+    int csv_fetch;   /* bool: nodes fetch their blocks from the coordinator */
 
     /* model */
     rl_model_type model;
