@@ -105,24 +105,10 @@ bool rl_msg_known(int type)
 const char *rli_ftype_name(rli_ftype t)
 {
     switch (t) {
-    case RLI_FT_U64:
-        return "u64";
-    case RLI_FT_I64:
-        return "i64";
-    case RLI_FT_F64:
-        return "f64";
-    case RLI_FT_BOOL:
-        return "bool";
-    case RLI_FT_STR:
-        return "str";
-    case RLI_FT_BIN:
-        return "bin";
-    case RLI_FT_STRLIST:
-        return "strlist";
-    case RLI_FT_U32LIST:
-        return "u32list";
-    case RLI_FT_F64LIST:
-        return "f64list";
+#define FT_NAME(T, name, wire)                                                                     \
+    case RLI_FT_##T: return name;
+        RLI_FTYPE_LIST(FT_NAME)
+#undef FT_NAME
     }
     return "?";
 }
@@ -131,24 +117,10 @@ const char *rli_ftype_name(rli_ftype t)
 static const char *ftype_expected(rli_ftype t)
 {
     switch (t) {
-    case RLI_FT_U64:
-        return "unsigned integer";
-    case RLI_FT_I64:
-        return "integer";
-    case RLI_FT_F64:
-        return "float or integer";
-    case RLI_FT_BOOL:
-        return "bool";
-    case RLI_FT_STR:
-        return "str";
-    case RLI_FT_BIN:
-        return "bin";
-    case RLI_FT_STRLIST:
-        return "array of str";
-    case RLI_FT_U32LIST:
-        return "bin of little-endian u32";
-    case RLI_FT_F64LIST:
-        return "bin of little-endian f64";
+#define FT_WIRE(T, name, wire)                                                                     \
+    case RLI_FT_##T: return wire;
+        RLI_FTYPE_LIST(FT_WIRE)
+#undef FT_WIRE
     }
     return "?";
 }

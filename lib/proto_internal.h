@@ -24,16 +24,22 @@
 #define RLI_PROTO_MAX_OBJECTS (1u << 20)
 
 /* Field value types: one per TYPE word of messages.def. */
+/* The field types, once: X(TYPE, name, what the wire must carry). */
+#define RLI_FTYPE_LIST(X)                                                                          \
+    X(U64, "u64", "unsigned integer")                                                              \
+    X(I64, "i64", "integer")                                                                       \
+    X(F64, "f64", "float or integer")                                                              \
+    X(BOOL, "bool", "bool")                                                                        \
+    X(STR, "str", "str")                                                                           \
+    X(BIN, "bin", "bin")                                                                           \
+    X(STRLIST, "strlist", "array of str")                                                          \
+    X(U32LIST, "u32list", "bin of little-endian u32")                                              \
+    X(F64LIST, "f64list", "bin of little-endian f64")
+
 typedef enum rli_ftype {
-    RLI_FT_U64,
-    RLI_FT_I64,
-    RLI_FT_F64,
-    RLI_FT_BOOL,
-    RLI_FT_STR,
-    RLI_FT_BIN,
-    RLI_FT_STRLIST,
-    RLI_FT_U32LIST,
-    RLI_FT_F64LIST,
+#define RLI_FT_ENUM(T, name, wire) RLI_FT_##T,
+    RLI_FTYPE_LIST(RLI_FT_ENUM)
+#undef RLI_FT_ENUM
 } rli_ftype;
 
 #define RLI_REQ_REQ true

@@ -48,26 +48,38 @@ int rli_msg_to_nng(const rl_msg *m, nng_msg **out)
     return RL_OK;
 }
 
+/* One TLS setup for both ends: a config for the URL's role, set on the
+ * dialer or listener by the given setter. */
+static int setup_tls(const char *url, const rl_tls_files *tls, bool server, nng_tls_config **out,
+                     int (*set)(void *, nng_tls_config *), void *ep, const char *what)
+{
+    *out = NULL;
+    if (!rli_url_is_tls(url)) return RL_OK;
+    int rv = rli_tls_config_new(tls, server, out);
+    if (rv != 0) return rv;
+    if ((rv = set(ep, *out)) != 0)
+        return rli_err(rli_err_from_nng(rv), "TLS %s %s: %s", what, url, nng_strerror(rv));
+    return RL_OK;
+}
+
+static int set_dialer_tls(void *ep, nng_tls_config *cfg)
+{
+    return nng_dialer_set_ptr(*(nng_dialer *)ep, NNG_OPT_TLS_CONFIG, cfg);
+}
+
+static int set_listener_tls(void *ep, nng_tls_config *cfg)
+{
+    return nng_listener_set_ptr(*(nng_listener *)ep, NNG_OPT_TLS_CONFIG, cfg);
+}
+
 int rli_sock_setup_tls_dialer(nng_dialer d, const char *url, const rl_tls_files *tls,
                               nng_tls_config **cfg_out)
 {
-    *cfg_out = NULL;
-    if (!rli_url_is_tls(url)) return RL_OK;
-    int rv = rli_tls_config_new(tls, false, cfg_out);
-    if (rv != 0) return rv;
-    if ((rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, *cfg_out)) != 0)
-        return rli_err(rli_err_from_nng(rv), "TLS dialer %s: %s", url, nng_strerror(rv));
-    return RL_OK;
+    return setup_tls(url, tls, false, cfg_out, set_dialer_tls, &d, "dialer");
 }
 
 int rli_sock_setup_tls_listener(nng_listener l, const char *url, const rl_tls_files *tls,
                                 nng_tls_config **cfg_out)
 {
-    *cfg_out = NULL;
-    if (!rli_url_is_tls(url)) return RL_OK;
-    int rv = rli_tls_config_new(tls, true, cfg_out);
-    if (rv != 0) return rv;
-    if ((rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, *cfg_out)) != 0)
-        return rli_err(rli_err_from_nng(rv), "TLS listener %s: %s", url, nng_strerror(rv));
-    return RL_OK;
+    return setup_tls(url, tls, true, cfg_out, set_listener_tls, &l, "listener");
 }
