@@ -218,6 +218,7 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
         if (RL_HAS(h, 6)) e->allreduce_ms = h->allreduce_ms;
         if (RL_HAS(h, 7)) e->cpu_load = h->cpu_load;
         if (RL_HAS(h, 8)) e->rss_bytes = h->rss_bytes;
+        if (h->phase != NULL) snprintf(e->phase, sizeof(e->phase), "%s", h->phase);
     }
     bool stop = j->reg.stopping;
     uint64_t epoch = j->epoch;
@@ -450,15 +451,16 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
             (unsigned long long)j->epoch, "");
     if (j->steps_done) fprintf(f, "last loss %.9g, step %.3f ms\n", j->steps[last].loss,
                                j->steps[last].ms);
-    fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s\n", "node", "state", "blocks", "rows/s",
-            "compute_ms", "cpu", "rss_MiB");
+    fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %s\n", "node", "state", "blocks", "rows/s",
+            "compute_ms", "cpu", "rss_MiB", "doing");
     for (int i = 0; i < j->reg.n; i++) {
         node_entry *e = &j->reg.nodes[i];
         int nb = 0;
         for (uint32_t b = 0; b < j->n_blocks; b++)
             if (j->owner[b] == i) nb++;
-        fprintf(f, "%-12s %-9s %7d %12.0f %11.3f %9.2f %9.1f\n", e->id, state_name(e->state), nb,
-                e->rows_per_s, e->compute_ms, e->cpu_load, (double)e->rss_bytes / 1048576.0);
+        fprintf(f, "%-12s %-9s %7d %12.0f %11.3f %9.2f %9.1f  %s\n", e->id, state_name(e->state),
+                nb, e->rows_per_s, e->compute_ms, e->cpu_load, (double)e->rss_bytes / 1048576.0,
+                e->phase[0] ? e->phase : "-");
     }
     pthread_mutex_unlock(&j->reg.mtx);
     fclose(f);

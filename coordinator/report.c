@@ -230,8 +230,12 @@ void job_progress(job *j, bool final)
         }
     double loss = n ? j->steps[n - 1].loss : NAN, ms = n ? j->steps[n - 1].ms : NAN;
     pthread_mutex_unlock(&j->reg.mtx);
-    fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %.3g rows/s  nodes %d/%d%s",
-            tty ? "\r\033[K" : "", (unsigned long long)n, j->spec->steps, loss, ms, rps, alive,
-            j->reg.n, tty && !final ? "" : "\n");
+    if (n == 0)
+        fprintf(stderr, "%sstep 0/%d  starting  nodes %d/%d%s", tty ? "\r\033[K" : "",
+                j->spec->steps, alive, j->reg.n, tty && !final ? "" : "\n");
+    else
+        fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %.3g rows/s  nodes %d/%d%s",
+                tty ? "\r\033[K" : "", (unsigned long long)n, j->spec->steps, loss, ms, rps,
+                alive, j->reg.n, tty && !final ? "" : "\n");
     fflush(stderr);
 }

@@ -6,6 +6,8 @@
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 
+const char *const agent_phase_names[] = {"waiting", "making-blocks", "forming-ring", "stepping"};
+
 static void abort_ring(agent *a, const char *why)
 {
     pthread_mutex_lock(&a->mtx);
@@ -64,6 +66,7 @@ void *agent_heartbeat_main(void *arg)
         h->allreduce_ms = atomic_load(&a->allreduce_ms);
         h->cpu_load = load;
         h->rss_bytes = rss_bytes();
+        h->phase = (char *)agent_phase_names[atomic_load(&a->phase)];
         h->has |= (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 8);
         int rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + (uint64_t)a->heartbeat_ms * 2);
         if (rv == RL_OK) {

@@ -24,6 +24,7 @@ typedef struct agent {
     atomic_bool stop;         /* the job ended, or we were told to leave */
     atomic_bool coord_lost;   /* no answer from the coordinator for too long */
     atomic_uint_fast64_t epoch, step;
+    atomic_int phase; /* what the worker is doing: an index into agent_phase_names */
     /* metrics of the last step (doubles stored as bits) */
     _Atomic double rows_per_s, compute_ms, allreduce_ms;
     /* steps since the last heartbeat, so that each heartbeat reports the
@@ -32,6 +33,10 @@ typedef struct agent {
     double acc_compute_ms, acc_rows;
     uint64_t acc_steps;
 } agent;
+
+/* The worker's phases, as heartbeats (and `ringleader status`) name them. */
+enum { PHASE_WAITING = 0, PHASE_MAKING_BLOCKS, PHASE_FORMING_RING, PHASE_STEPPING };
+extern const char *const agent_phase_names[];
 
 /* Heartbeat thread body: every heartbeat_ms until stop. */
 void *agent_heartbeat_main(void *arg);

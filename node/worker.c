@@ -158,6 +158,7 @@ int worker_run(agent *a)
 
     for (;;) {
         rl_rpc_reply rep;
+        atomic_store(&a->phase, PHASE_WAITING);
         int rv = ask_plan(a, epoch, step_done, failure[0] ? failure : NULL, &rep);
         failure[0] = '\0';
         if (rv != RL_OK) {
@@ -202,7 +203,10 @@ int worker_run(agent *a)
         }
         memcpy(m.w, p->weights.v, K * F * sizeof(double));
         memcpy(m.b, p->bias.v, K * sizeof(double));
-        if ((rv = held_update(a, &h, p, &dp, table, &m)) != RL_OK) {
+        atomic_store(&a->phase, PHASE_MAKING_BLOCKS);
+        rv = held_update(a, &h, p, &dp, table, &m);
+        atomic_store(&a->phase, PHASE_FORMING_RING);
+        if (rv != RL_OK) {
             snprintf(failure, sizeof(failure), "blocks: %s", rl_errdetail());
             rl_log_error("%s", failure);
             rl_rpc_reply_fini(&rep);
@@ -246,6 +250,7 @@ int worker_run(agent *a)
 
         int64_t total_rows = dp.rows;
         bool rank0 = p->rank == 0;
+        atomic_store(&a->phase, PHASE_STEPPING);
         for (uint64_t s = p->start_step; s < p->end_step && !atomic_load(&a->stop); s++) {
             double t0 = now_ms();
             memset(buf, 0, plen * sizeof(double));

@@ -127,6 +127,27 @@ assert r["coverage"]["violations"] == 0
 print("below min_nodes:", r["error"])
 PY
 
+# 5b. SIGKILL a node while blocks are moving to it: kill n1 so that its
+#     blocks move to the survivors, wait (bounded) until the coordinator's
+#     status shows n2 making its new blocks, and kill n2 then. The run goes on
+#     with two nodes and ends with the fault-free model.
+doing_of() { "$RL" status "$CURL" --timeout-ms 1000 2>/dev/null | awk -v id="$1" '$1 == id { print $NF }' | head -1; }
+SPEC=$RL_TMP/mref.yaml; spec "$SPEC" mref 60 2000000 64 2
+start "$SPEC"; finish 0
+SPEC=$RL_TMP/move.yaml; spec "$SPEC" move 60 2000000 64 2
+start "$SPEC"; wait_step 10
+kill -KILL "$(node_pid "$SPEC" n1)"
+caught=0
+for i in $(seq 1 200); do
+  if [ "$(doing_of n2)" = making-blocks ]; then caught=1; break; fi
+  kill -0 "$CPID" 2>/dev/null || break
+  sleep 0.02
+done
+[ "$caught" -eq 1 ] || fail "n2 was never seen making blocks after n1 died"
+kill -KILL "$(node_pid "$SPEC" n2)"
+finish 0
+check "$RL_TMP/mref/run.json" "$RL_TMP/move/run.json" failed reassign || fail "kill during a block move"
+
 # 6. Throttle one node to 10% of a CPU until the coordinator has moved blocks
 #    away from it (bounded wait), then lift it until blocks come back.
 blocks_of() { # blocks_of ID: that node's block count in the coordinator's status
