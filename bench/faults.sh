@@ -72,8 +72,12 @@ ts = [s["t_ms"] for s in late]
 per = statistics.median([b - a for a, b in zip(ts, ts[1:])]) if len(ts) > 2 else float("nan")
 first_move = (moves[0]["t_ms"] - t0) if moves else None
 steps_to_move = len([s for s in st if moves and s["t_ms"] < moves[0]["t_ms"]]) if moves else None
-print("throttle rebalance=%s step_wall_ms_p50=%.1f first_move_after_ms=%s steps_before_move=%s moves=%d status=%s violations=%d"
-      % (sys.argv[3], per, first_move, steps_to_move, len(moves), r["status"], r["coverage"]["violations"]))
+# compute imbalance (slowest/mean) 10 steps after the throttle, and the median over steps 10..40 after
+imb10 = st[10]["compute_imbalance"] if len(st) > 10 else float("nan")
+later = [s["compute_imbalance"] for s in st[10:40]]
+imb_med = statistics.median(later) if later else float("nan")
+print("throttle rebalance=%s step_wall_ms_p50=%.1f first_move_after_ms=%s steps_before_move=%s moves=%d imbalance_at_10=%.2f imbalance_p50_10_40=%.2f status=%s violations=%d"
+      % (sys.argv[3], per, first_move, steps_to_move, len(moves), imb10, imb_med, r["status"], r["coverage"]["violations"]))
 PY
 done
 

@@ -389,6 +389,15 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
             s->loss = r->loss;
             s->ms = r->step_ms;
             s->allreduce_ms = r->allreduce_ms;
+            s->imbalance = 0;
+            if (r->node_compute_ms.n > 0) {
+                double mx = 0, sum = 0;
+                for (size_t k = 0; k < r->node_compute_ms.n; k++) {
+                    mx = fmax(mx, r->node_compute_ms.v[k]);
+                    sum += r->node_compute_ms.v[k];
+                }
+                if (sum > 0) s->imbalance = mx / (sum / (double)r->node_compute_ms.n);
+            }
             while (j->steps_done < (uint64_t)j->spec->steps && j->steps[j->steps_done].seen)
                 j->steps_done++;
             size_t kf = (size_t)j->model.classes * (size_t)j->model.features;

@@ -21,6 +21,7 @@ typedef enum { JOB_WAITING, JOB_RUNNING, JOB_DONE, JOB_FAILED } job_status;
 typedef struct step_rec {
     bool seen;
     double t_ms, loss, ms, allreduce_ms;
+    double imbalance; /* slowest member's compute time / the mean (0: not known) */
 } step_rec;
 
 typedef struct job_event {

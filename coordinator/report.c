@@ -141,6 +141,8 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         json_num(f, r->ms);
         fputs(", \"allreduce_ms\": ", f);
         json_num(f, r->allreduce_ms);
+        fputs(", \"compute_imbalance\": ", f);
+        json_num(f, r->imbalance);
         fputc('}', f);
     }
     fprintf(f, "\n  ],\n  \"step_ms\": {\"p50\": ");

@@ -213,7 +213,11 @@ int worker_run(agent *a)
             code = 1;
             break;
         }
-        size_t nb = (size_t)p->n_blocks, plen = G + 2 + nb;
+        /* The all-reduced payload: gradient sums, loss sum, row count, one
+         * count per block (the coverage proof), and one slot per member for
+         * its compute time (the others add 0), so rank 0 can report them. */
+        size_t nm_slots = p->member_ids.n;
+        size_t nb = (size_t)p->n_blocks, plen = G + 2 + nb + nm_slots;
         free(buf);
         free(red);
         buf = malloc(plen * sizeof(double));
@@ -262,6 +266,7 @@ int worker_run(agent *a)
             }
             buf[G + 1] = (double)rows;
             double t1 = now_ms();
+            buf[G + 2 + nb + p->rank] = t1 - t0;
             rv = rl_allreduce(ring, buf, red, plen, RL_F64, RL_OP_SUM, rl_clock_ms() + op_ms);
             double t2 = now_ms();
             if (rv != RL_OK) {
@@ -308,6 +313,7 @@ int worker_run(agent *a)
                 b->allreduce_ms = t2 - t1;
                 b->rows = (uint64_t)red[G + 1];
                 b->coverage = (rl_u32list){cov, nb};
+                b->node_compute_ms = (rl_f64list){&red[G + 2 + nb], nm_slots};
                 bool last = s + 1 == p->end_step;
                 if (ok) { /* the coordinator keeps the last consistent model */
                     b->weights = (rl_f64list){m.w, K * F};
