@@ -18,7 +18,6 @@
 #include "wire.h"
 
 #define RING_DEFAULT_CHUNK 262144u
-#define RING_DEFAULT_SMALL 16384u
 #define RING_MAX_WAITING 256 /* parked, unclaimed incoming links */
 #define RING_DIAL_RETRY_MS 10
 
@@ -626,7 +625,14 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
     r->size = cfg->size;
     r->chunk_bytes = cfg->chunk_bytes ? cfg->chunk_bytes : RING_DEFAULT_CHUNK;
     if (r->chunk_bytes < 64) r->chunk_bytes = 64;
-    r->small_bytes = cfg->small_bytes == SIZE_MAX ? RING_DEFAULT_SMALL : cfg->small_bytes;
+    /* The one-round algorithm sends (N-1) x S per member against the ring's
+     * 2(N-1)/N x S, in one hop instead of 2(N-1). Measured here (bench
+     * allreduce --small 0 / 64M): it wins up to 256 KiB at N=2 (loses at
+     * 1 MiB) and up to 512 KiB at N=4 (loses at 1 MiB). Default: at most
+     * 512 KiB, and at most 2 MiB sent per member. */
+    size_t small_default = (2u << 20) / (size_t)(cfg->size > 1 ? cfg->size - 1 : 1);
+    if (small_default > (512u << 10)) small_default = 512u << 10;
+    r->small_bytes = cfg->small_bytes == SIZE_MAX ? small_default : cfg->small_bytes;
     r->ids = rli_calloc((size_t)r->size, sizeof(char *));
     r->urls = rli_calloc((size_t)r->size, sizeof(char *));
     r->links = rli_calloc((size_t)r->size, sizeof(rli_link *));
