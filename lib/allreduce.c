@@ -44,7 +44,7 @@ static int mod(int a, int n)
     return ((a % n) + n) % n;
 }
 
-/* Queues one RING_CHUNK to peer whose data borrows data[0..len). Lock held. */
+/* Queues one RING_CHUNK to peer whose data borrows data[0..len). Lock NOT held. */
 static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, const void *data,
                       size_t len)
 {
@@ -60,90 +60,97 @@ static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, cons
     b->data.ptr = data;
     b->data.len = len;
     rli_link *l = c->r->links[peer];
-    int rv = rli_link_send(l, &m);
-    if (rv != RL_OK && l->serr != 0) /* the peer closed or reset the link */
+    rli_ring_lock(c->r);
+    int rv = c->r->err != 0 ? rli_ring_link_error(c->r) : rli_link_send(l, &m);
+    int serr = l->serr;
+    rli_ring_unlock(c->r);
+    if (rv != RL_OK && serr != 0) /* the peer closed or reset the link */
         rv = rli_err_prefix(RL_EPEER, "allreduce epoch %llu seq %llu %s step %d, peer %s (rank %d)",
                             (unsigned long long)c->r->epoch, (unsigned long long)c->seq,
                             phase_names[phase], step, c->r->ids[peer], peer);
     return rv;
 }
 
+/* The ring's abort error if it was aborted, else `fallback`. */
+static int abort_or(coll *c, int fallback)
+{
+    rli_ring_lock(c->r);
+    int err = c->r->err;
+    if (err != 0) fallback = rli_ring_link_error(c->r);
+    rli_ring_unlock(c->r);
+    return fallback;
+}
+
 /*
  * Waits for the frame (phase, step, chunk) from peer, dropping and counting
  * anything else at the head of that link. On success *frame_len is the size
- * to consume and (*data, want_len) the chunk data (borrowed from the link buffer).
- * Lock held.
+ * to consume and (*data, want_len) the chunk data (borrowed from the link
+ * buffer). `more`: further frames are due on this link in this collective
+ * (the link may read ahead). Lock NOT held.
  */
 static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size_t want_len,
-                      const uint8_t **data, size_t *frame_len)
+                      bool more, const uint8_t **data, size_t *frame_len)
 {
     rl_ring *r = c->r;
     rli_link *l = r->links[peer];
     for (;;) {
-        if (r->err != 0) return rli_ring_link_error(r);
         const uint8_t *p;
         size_t n;
-        int got = rli_link_frame(l, &p, &n);
-        if (got < 0 || got > 1) {
-            return rli_err_prefix(RL_EPEER, "allreduce epoch %llu seq %llu %s step %d, peer %s "
-                                  "(rank %d)", (unsigned long long)r->epoch,
-                                  (unsigned long long)c->seq, phase_names[phase], step,
-                                  r->ids[peer], peer);
-        }
-        if (got == 0) {
-            if (l->rerr != 0 || l->closed)
-                return rli_err(RL_EPEER, "allreduce epoch %llu seq %llu %s step %d: peer %s "
-                               "(rank %d) closed its link", (unsigned long long)r->epoch,
-                               (unsigned long long)c->seq, phase_names[phase], step, r->ids[peer],
-                               peer);
-            if (rli_ring_wait(r, c->deadline) == RL_ETIMEDOUT)
-                return rli_err(RL_ETIMEDOUT, "allreduce epoch %llu seq %llu %s step %d: no data "
-                               "from %s (rank %d) before the deadline",
-                               (unsigned long long)r->epoch, (unsigned long long)c->seq,
-                               phase_names[phase], step, r->ids[peer], peer);
-            continue;
-        }
+        int rv = rli_link_recv(l, &p, &n, c->deadline, more);
+        if (rv == RL_ETIMEDOUT)
+            return abort_or(c, rli_err(RL_ETIMEDOUT, "allreduce epoch %llu seq %llu %s step %d: "
+                                       "no data from %s (rank %d) before the deadline",
+                                       (unsigned long long)r->epoch, (unsigned long long)c->seq,
+                                       phase_names[phase], step, r->ids[peer], peer));
+        if (rv != RL_OK)
+            return abort_or(c, rli_err_prefix(RL_EPEER, "allreduce epoch %llu seq %llu %s step "
+                                              "%d, peer %s (rank %d)",
+                                              (unsigned long long)r->epoch,
+                                              (unsigned long long)c->seq, phase_names[phase],
+                                              step, r->ids[peer], peer));
         rl_msg m;
-        rli_ring_unlock(r); /* decode without blocking the link callbacks */
-        int drv = rl_msg_decode(p, n, &m);
-        rli_ring_lock(r);
-        if (drv != RL_OK || m.type != RL_MSG_RING_CHUNK) {
-            if (drv == RL_OK) rl_msg_fini(&m);
-            r->stats.dropped_malformed++;
-            rli_link_consume(l, n);
-            continue;
-        }
-        const rl_msg_ring_chunk *b = &m.u.ring_chunk;
-        if (b->epoch != r->epoch || b->seq < c->seq) {
-            r->stats.dropped_stale++;
-        } else if (b->seq != c->seq || b->phase != (uint64_t)phase ||
-                   b->step != (uint64_t)step || b->chunk != chunk ||
-                   b->src_rank != (uint64_t)peer) {
-            r->stats.dropped_foreign++;
-        } else if (b->data.len != want_len) {
-            r->stats.dropped_malformed++;
+        uint64_t *drop = NULL;
+        if (rl_msg_decode(p, n, &m) != RL_OK) {
+            drop = &r->stats.dropped_malformed;
         } else {
-            *data = b->data.ptr;
-            *frame_len = n;
-            r->stats.frames_in++;
+            const rl_msg_ring_chunk *b = &m.u.ring_chunk;
+            if (m.type != RL_MSG_RING_CHUNK) drop = &r->stats.dropped_malformed;
+            else if (b->epoch != r->epoch || b->seq < c->seq) drop = &r->stats.dropped_stale;
+            else if (b->seq != c->seq || b->phase != (uint64_t)phase ||
+                     b->step != (uint64_t)step || b->chunk != chunk ||
+                     b->src_rank != (uint64_t)peer)
+                drop = &r->stats.dropped_foreign;
+            else if (b->data.len != want_len) drop = &r->stats.dropped_malformed;
+            else *data = b->data.ptr;
             rl_msg_fini(&m);
+        }
+        rli_ring_lock(r);
+        if (drop != NULL) (*drop)++;
+        else r->stats.frames_in++;
+        rli_ring_unlock(r);
+        if (drop == NULL) {
+            *frame_len = n;
             return RL_OK;
         }
-        rl_msg_fini(&m);
         rli_link_consume(l, n);
     }
 }
 
+/* Waits until every queued frame has been written. Lock NOT held. */
 static int wait_sends(coll *c)
 {
     rl_ring *r = c->r;
     int rv;
+    rli_ring_lock(r);
     while ((rv = rli_ring_sends_state(r)) == -1) {
-        if (rli_ring_wait(r, c->deadline) == RL_ETIMEDOUT)
-            return rli_err(RL_ETIMEDOUT, "allreduce epoch %llu seq %llu: sends not finished "
-                           "before the deadline", (unsigned long long)r->epoch,
-                           (unsigned long long)c->seq);
+        if (rli_ring_wait(r, c->deadline) == RL_ETIMEDOUT) {
+            rv = rli_err(RL_ETIMEDOUT, "allreduce epoch %llu seq %llu: sends not finished "
+                         "before the deadline", (unsigned long long)r->epoch,
+                         (unsigned long long)c->seq);
+            break;
+        }
     }
+    rli_ring_unlock(r);
     return rv;
 }
 
@@ -159,7 +166,8 @@ static int allreduce_direct(coll *c, const uint8_t *in, uint8_t *out, size_t cou
     for (int p = 0; p < n && rv == RL_OK; p++)
         if (p != r->rank) rv = send_chunk(c, p, PHASE_DIRECT, 0, 0, in, bytes);
     for (int p = 0; p < n && rv == RL_OK; p++)
-        if (p != r->rank) rv = recv_chunk(c, p, PHASE_DIRECT, 0, 0, bytes, &from[p], &flen[p]);
+        if (p != r->rank)
+            rv = recv_chunk(c, p, PHASE_DIRECT, 0, 0, bytes, false, &from[p], &flen[p]);
     /* Our input is referenced by the queued frames: let them go before out
      * (which may be in) is written. */
     if (rv == RL_OK) rv = wait_sends(c);
@@ -215,15 +223,15 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
             uint8_t *dst = out + (off + e0) * es;
             const uint8_t *data;
             size_t flen;
-            rv = recv_chunk(c, left, phase, step, k, ne * es, &data, &flen);
+            bool more = t + 1 < total || k + 1 < nc;
+            rv = recv_chunk(c, left, phase, step, k, ne * es, more, &data, &flen);
             if (rv != RL_OK) break;
-            rli_ring_unlock(r); /* reduce while the links keep sending and receiving */
+            /* The link reads ahead and sends while we reduce. */
             if (rli_allreduce_hook != NULL) rli_allreduce_hook(phase, step, k);
             if (phase == PHASE_REDUCE_SCATTER)
                 rli_reduce(c->dt, c->op, dst, in + (off + e0) * es, data, ne);
             else
                 memcpy(dst, data, ne * es);
-            rli_ring_lock(r);
             rli_link_consume(r->links[left], flen);
             if (t + 1 < total) rv = send_chunk(c, right, nphase, nstep, k, dst, ne * es);
         }
@@ -245,9 +253,12 @@ int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype d
     if (count > SIZE_MAX / c.es)
         return rli_err(RL_ETOOBIG, "rl_allreduce: %zu elements is too many", count);
 
+    /* One collective at a time per ring: its links' receive sides belong to
+     * the calling thread until it returns (ring_internal.h). */
     rli_ring_lock(r);
     c.seq = ++r->seq;
     int rv = r->err != 0 ? rli_ring_link_error(r) : RL_OK;
+    rli_ring_unlock(r);
     if (rv == RL_OK) {
         size_t bytes = count * c.es;
         if (r->size == 1 || count == 0) {
@@ -257,8 +268,8 @@ int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype d
         } else {
             rv = allreduce_ring(&c, in, out, count);
         }
+        rli_ring_settle(r);
     }
-    rli_ring_unlock(r);
     if (rv != RL_OK && rv != RL_EINVAL) {
         char why[256];
         snprintf(why, sizeof(why), "%s", rl_errdetail());

@@ -28,7 +28,7 @@ uint64_t rl_clock_ms(void)
 
 /* ---- Links ---------------------------------------------------------------- */
 
-static void link_recv_cb(void *arg);
+static void link_hello_cb(void *arg);
 static void link_send_cb(void *arg);
 
 static rli_link *link_new(rl_endpoint *ep, nng_stream *s, size_t rcap)
@@ -39,7 +39,8 @@ static rli_link *link_new(rl_endpoint *ep, nng_stream *s, size_t rcap)
     l->peer_rank = -1;
     l->rcap = rcap;
     l->rbuf = rli_malloc(rcap);
-    if (nng_aio_alloc(&l->raio, link_recv_cb, l) != 0 ||
+    if (nng_aio_alloc(&l->haio, link_hello_cb, l) != 0 ||
+        nng_aio_alloc(&l->raio, NULL, NULL) != 0 ||
         nng_aio_alloc(&l->saio, link_send_cb, l) != 0) {
         fprintf(stderr, "ringleader: cannot allocate nng aio\n");
         abort();
@@ -52,8 +53,10 @@ static void link_free(rli_link *l)
 {
     if (l == NULL) return;
     nng_stream_close(l->stream);
+    nng_aio_stop(l->haio);
     nng_aio_stop(l->raio);
     nng_aio_stop(l->saio);
+    nng_aio_free(l->haio);
     nng_aio_free(l->raio);
     nng_aio_free(l->saio);
     nng_stream_free(l->stream);
@@ -68,25 +71,27 @@ static void link_free(rli_link *l)
     free(l);
 }
 
-/* Posts a receive into the free tail of rbuf as it is (no compaction: the
- * consumer may be reading frames before rlen without the lock). Lock held. */
-static void link_post_tail(rli_link *l)
+static nng_duration until(uint64_t deadline_ms)
 {
-    size_t want = l->ring != NULL ? l->ring->chunk_bytes + 8192 : 4096;
-    if (want > l->rcap / 4) want = l->rcap / 4;
-    if (l->rpending || l->rerr != 0 || l->closed || l->rcap - l->rlen < want) return;
-    nng_iov iov = {.iov_buf = l->rbuf + l->rlen, .iov_len = l->rcap - l->rlen};
-    nng_aio_set_iov(l->raio, 1, &iov);
-    nng_aio_set_timeout(l->raio, NNG_DURATION_INFINITE);
-    l->rpending = true;
-    nng_stream_recv(l->stream, l->raio);
+    uint64_t now = rli_now_ms();
+    return now >= deadline_ms ? 0 : (nng_duration)(deadline_ms - now);
 }
 
-/* Posts a receive into the free tail of rbuf, compacting and growing first so
- * that a frame of `need` bytes (prefix included) fits. Lock held. */
-static void link_post_recv(rli_link *l, size_t need)
+/* Posts a receive of the free tail [rlen, rcap) of rbuf on aio. The tail
+ * only: frames before rlen may be in use. */
+static void link_post(rli_link *l, nng_aio *aio, nng_duration timeout)
 {
-    if (l->rpending || l->rerr != 0 || l->closed) return;
+    nng_iov iov = {.iov_buf = l->rbuf + l->rlen, .iov_len = l->rcap - l->rlen};
+    nng_aio_set_iov(aio, 1, &iov);
+    nng_aio_set_timeout(aio, timeout);
+    l->rpending = true;
+    nng_stream_recv(l->stream, aio);
+}
+
+/* Makes room for a frame of `need` bytes (prefix included): compacts the
+ * unread bytes to the front and grows rbuf. No receive may be pending. */
+static void link_make_room(rli_link *l, size_t need)
+{
     if (l->rpos > 0) {
         memmove(l->rbuf, l->rbuf + l->rpos, l->rlen - l->rpos);
         l->rlen -= l->rpos;
@@ -96,12 +101,6 @@ static void link_post_recv(rli_link *l, size_t need)
         l->rbuf = rli_realloc(l->rbuf, need);
         l->rcap = need;
     }
-    if (l->rlen == l->rcap) return; /* full: the consumer must drain first */
-    nng_iov iov = {.iov_buf = l->rbuf + l->rlen, .iov_len = l->rcap - l->rlen};
-    nng_aio_set_iov(l->raio, 1, &iov);
-    nng_aio_set_timeout(l->raio, NNG_DURATION_INFINITE);
-    l->rpending = true;
-    nng_stream_recv(l->stream, l->raio);
 }
 
 static uint32_t get_le32(const uint8_t *p)
@@ -118,7 +117,7 @@ static void put_le32(uint8_t *p, uint32_t v)
 }
 
 /* 1 and the frame if one is complete, 0 if not (and the size needed in
- * *need), or RL_EPROTO if the length prefix is impossible. Lock held. */
+ * *need), or RL_EPROTO if the length prefix is impossible. */
 static int link_peek(rli_link *l, const uint8_t **p, size_t *n, size_t *need)
 {
     size_t avail = l->rlen - l->rpos;
@@ -135,20 +134,56 @@ static int link_peek(rli_link *l, const uint8_t **p, size_t *n, size_t *need)
     return 1;
 }
 
-int rli_link_frame(rli_link *l, const uint8_t **p, size_t *n)
+/* The collective's receive on raio has finished: account for it. */
+static void link_recv_done(rli_link *l)
 {
-    size_t need;
-    int rv = link_peek(l, p, n, &need);
-    if (rv == 1) return 1;
-    if (rv != 0) {
-        l->rerr = NNG_EPROTO;
-        return rli_err(RL_EPROTO, "link to rank %d: frame length prefix out of range",
-                       l->peer_rank);
+    l->rpending = false;
+    int rv = nng_aio_result(l->raio);
+    if (rv == 0) {
+        size_t got = nng_aio_count(l->raio);
+        l->rlen += got;
+        if (l->ring != NULL) {
+            rli_ring_lock(l->ring);
+            l->ring->stats.bytes_in += got;
+            rli_ring_unlock(l->ring);
+        }
+    } else if (rv != NNG_ECANCELED) { /* cancelled: only rli_ring_settle does */
+        l->rerr = rv;
     }
-    if (l->rerr != 0) return rli_err(rli_err_from_nng(l->rerr), "link to rank %d: %s",
-                                     l->peer_rank, nng_strerror(l->rerr));
-    link_post_recv(l, need);
-    return 0;
+}
+
+int rli_link_recv(rli_link *l, const uint8_t **p, size_t *n, uint64_t deadline_ms,
+                  bool read_ahead)
+{
+    for (;;) {
+        size_t need;
+        int rv = link_peek(l, p, n, &need);
+        if (rv == 1) {
+            /* Read ahead into the tail while the caller works, if a chunk
+             * fits there; never move the frame we hand out. */
+            size_t want = l->ring != NULL ? l->ring->chunk_bytes + 8192 : 4096;
+            if (want > l->rcap / 4) want = l->rcap / 4;
+            if (read_ahead && !l->rpending && l->rerr == 0 && l->rcap - l->rlen >= want)
+                link_post(l, l->raio, until(deadline_ms));
+            return RL_OK;
+        }
+        if (rv != 0) {
+            l->rerr = NNG_EPROTO;
+            return rli_err(RL_EPROTO, "link to rank %d: frame length prefix out of range",
+                           l->peer_rank);
+        }
+        if (l->rerr != 0)
+            return rli_err(l->rerr == NNG_ETIMEDOUT ? RL_ETIMEDOUT : RL_EPEER,
+                           "link to rank %d: %s", l->peer_rank,
+                           l->rerr == NNG_ETIMEDOUT ? "no data before the deadline"
+                                                    : nng_strerror(l->rerr));
+        if (!l->rpending) {
+            link_make_room(l, need);
+            link_post(l, l->raio, until(deadline_ms));
+        }
+        nng_aio_wait(l->raio);
+        link_recv_done(l);
+    }
 }
 
 void rli_link_consume(rli_link *l, size_t n)
@@ -158,32 +193,31 @@ void rli_link_consume(rli_link *l, size_t n)
     if (l->rpos == l->rlen && !l->rpending) l->rpos = l->rlen = 0;
 }
 
+void rli_ring_settle(rl_ring *r)
+{
+    for (int p = 0; p < r->size; p++) {
+        rli_link *l = r->links[p];
+        if (l == NULL || !l->rpending) continue;
+        nng_aio_cancel(l->raio);
+        nng_aio_wait(l->raio);
+        link_recv_done(l);
+    }
+}
+
 static void link_recv_hello(rli_link *l); /* endpoint side, below */
 
-static void link_recv_cb(void *arg)
+/* An accepted link's hello bytes arrived (endpoint side, before any ring). */
+static void link_hello_cb(void *arg)
 {
     rli_link *l = arg;
     rl_endpoint *ep = l->ep;
     pthread_mutex_lock(&ep->mtx);
-    int rv = nng_aio_result(l->raio);
+    int rv = nng_aio_result(l->haio);
     l->rpending = false;
-    if (rv != 0) {
-        l->rerr = rv;
-    } else {
-        size_t got = nng_aio_count(l->raio);
-        l->rlen += got;
-        if (l->ring != NULL) {
-            l->ring->stats.bytes_in += got;
-            link_post_tail(l); /* keep reading while the consumer works */
-        }
-    }
-    if (l->ring == NULL && !l->hello_done && !l->dialed) link_recv_hello(l);
-    /* Wake the consumer only for something it can use: a whole frame, an
-     * error, or a buffer it must compact before more can arrive. */
-    const uint8_t *p;
-    size_t n, need;
-    if (rv != 0 || l->ring == NULL || !l->rpending || link_peek(l, &p, &n, &need) != 0)
-        pthread_cond_broadcast(&ep->cv);
+    if (rv != 0) l->rerr = rv;
+    else l->rlen += nng_aio_count(l->haio);
+    if (!l->hello_done) link_recv_hello(l);
+    pthread_cond_broadcast(&ep->cv);
     pthread_mutex_unlock(&ep->mtx);
 }
 
@@ -340,7 +374,8 @@ static void link_recv_hello(rli_link *l)
     if (rv == 0) {
         if (need > 4 + 4096) rv = RL_EPROTO; /* a hello is small */
         else {
-            link_post_recv(l, need);
+            link_make_room(l, need);
+            link_post(l, l->haio, NNG_DURATION_INFINITE);
             return;
         }
     }
@@ -383,7 +418,7 @@ static void accept_cb(void *arg)
             rli_link *l = link_new(ep, s, 8192);
             l->next = ep->waiting;
             ep->waiting = l;
-            link_post_recv(l, 8192);
+            link_post(l, l->haio, NNG_DURATION_INFINITE);
         }
     }
     if (!ep->closing && rv != NNG_ECLOSED) nng_stream_listener_accept(ep->listener, ep->accept_aio);

@@ -7,10 +7,19 @@
  * data as the last field, a msgpack bin, so that a sender can hand the data
  * to the socket straight from the caller's buffer (no copy).
  *
- * Locking: one mutex per endpoint, shared by its rings, protects every
- * link's buffers, queues and flags. nng 1.5.2 completes an aio on its task
- * threads, never inline in nng_stream_send/recv, so those are called with
- * the mutex held; the callbacks take the mutex.
+ * Threads and locking. Sending is callback-driven: one mutex per endpoint,
+ * shared by its rings, protects every link's send queue and flags; nng 1.5.2
+ * runs an aio's callback on its task threads, never inline in
+ * nng_stream_send, so that is called with the mutex held and the callbacks
+ * take the mutex. Receiving is caller-driven: until an accepted link's hello
+ * is read, its receive side belongs to the endpoint (a callback aio, under
+ * the mutex); once a ring claims the link, it belongs to the one thread
+ * running that ring's collective, which reads with a callback-less aio and
+ * nng_aio_wait. nng completes such an aio inline, in the poller thread (or
+ * in nng_stream_recv itself when bytes are already there), so a frame
+ * reaches the collective with one thread hand-off instead of two (poller,
+ * task thread, caller). rl_ring_abort only closes the streams, which ends a
+ * pending receive with NNG_ECLOSED.
  */
 #ifndef RINGLEADER_RING_INTERNAL_H
 #define RINGLEADER_RING_INTERNAL_H
@@ -47,7 +56,8 @@ struct rli_link {
     bool closed;
 
     /* receiving: bytes [rpos, rlen) of rbuf are unread */
-    nng_aio *raio;
+    nng_aio *haio; /* the hello, read by the endpoint (callback) */
+    nng_aio *raio; /* ring frames, read by the collective (no callback) */
     uint8_t *rbuf;
     size_t rcap, rlen, rpos;
     bool rpending;
@@ -106,22 +116,29 @@ enum { RLI_PHASE_REDUCE_SCATTER = 0, RLI_PHASE_ALL_GATHER = 1, RLI_PHASE_DIRECT 
  */
 extern void (*rli_allreduce_hook)(int phase, int step, size_t chunk);
 
-/* Lock held for all of these. */
 void rli_ring_lock(rl_ring *r);
 void rli_ring_unlock(rl_ring *r);
+
+/* Lock held for the send side: rli_ring_wait, rli_link_send,
+ * rli_ring_sends_state, rli_ring_link_error. */
 /* Waits for any link event until deadline; returns RL_OK or RL_ETIMEDOUT. */
 int rli_ring_wait(rl_ring *r, uint64_t deadline_ms);
 
 /*
- * Next complete frame on link: 1 with (*p, *n) the frame (after the length
- * prefix), 0 if none yet (a receive is then posted), or an rl_err if the
- * link is closed or its framing is broken. The frame stays valid, also
- * without the lock, until rli_link_consume or the next rli_link_frame on the
- * same link: receives in the background only append after it.
+ * Caller's thread, lock NOT held. Waits until deadline_ms for the next
+ * complete frame on l and sets (*p, *n) to it (after the length prefix).
+ * With read_ahead, a receive stays posted into the buffer's free tail so the
+ * poller keeps draining the socket while the caller works on the frame. The
+ * frame stays valid until rli_link_consume or the next rli_link_recv on the
+ * same link: receives only append after it. Returns RL_OK, RL_ETIMEDOUT,
+ * RL_EPROTO (impossible length prefix) or RL_EPEER (closed, reset, aborted).
  */
-int rli_link_frame(rli_link *l, const uint8_t **p, size_t *n);
-/* Drops the frame returned by rli_link_frame (n as returned). */
+int rli_link_recv(rli_link *l, const uint8_t **p, size_t *n, uint64_t deadline_ms,
+                  bool read_ahead);
+/* Drops the frame returned by rli_link_recv (n as returned). */
 void rli_link_consume(rli_link *l, size_t n);
+/* Ends any read-ahead still posted on r's links (end of a collective). */
+void rli_ring_settle(rl_ring *r);
 /* Queues m (a RING_CHUNK whose data field borrows from the caller) on link. */
 int rli_link_send(rli_link *l, const rl_msg *m);
 /* RL_OK when every queued frame on every link of r has been written, -1
