@@ -90,6 +90,7 @@ void job_fini(job *j)
     free(j->owner);
     free(j->members);
     free(j->waiting_plan);
+    for (int64_t k = 0; j->steps != NULL && k <= j->spec->steps; k++) free(j->steps[k].node_ms);
     free(j->steps);
     free(j->events);
     registry_fini(&j->reg);
@@ -392,9 +393,16 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
             s->imbalance = 0;
             if (r->node_compute_ms.n > 0) {
                 double mx = 0, sum = 0;
+                if (s->node_n != j->reg.n) {
+                    free(s->node_ms);
+                    s->node_ms = malloc((size_t)j->reg.n * sizeof(double) + 1);
+                    s->node_n = j->reg.n;
+                }
+                for (int i = 0; i < s->node_n; i++) s->node_ms[i] = NAN;
                 for (size_t k = 0; k < r->node_compute_ms.n; k++) {
                     mx = fmax(mx, r->node_compute_ms.v[k]);
                     sum += r->node_compute_ms.v[k];
+                    if (k < (size_t)j->n_members) s->node_ms[j->members[k]] = r->node_compute_ms.v[k];
                 }
                 if (sum > 0) s->imbalance = mx / (sum / (double)r->node_compute_ms.n);
             }

@@ -22,6 +22,8 @@ typedef struct step_rec {
     bool seen;
     double t_ms, loss, ms, allreduce_ms;
     double imbalance; /* slowest member's compute time / the mean (0: not known) */
+    double *node_ms;  /* compute ms by registry index, NaN for non-members (NULL: none) */
+    int node_n;       /* entries in node_ms */
 } step_rec;
 
 typedef struct job_event {

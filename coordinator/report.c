@@ -143,6 +143,18 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         json_num(f, r->allreduce_ms);
         fputs(", \"compute_imbalance\": ", f);
         json_num(f, r->imbalance);
+        if (r->node_ms != NULL) {
+            fputs(", \"compute_ms\": {", f);
+            int k = 0;
+            for (int q = 0; q < r->node_n && q < j->reg.n; q++) {
+                if (isnan(r->node_ms[q])) continue;
+                fputs(k++ ? ", " : "", f);
+                json_str(f, j->reg.nodes[q].id);
+                fputs(": ", f);
+                json_num(f, r->node_ms[q]);
+            }
+            fputc('}', f);
+        }
         fputc('}', f);
     }
     fprintf(f, "\n  ],\n  \"step_ms\": {\"p50\": ");
