@@ -48,7 +48,7 @@ static void ar_usage(FILE *f)
             "  --rounds R           whole size list repeated R times (default 3)\n"
             "  --budget SEC         time budget per size per round (default 1.5)\n"
             "  --transport tcp|ipc  (default tcp)\n"
-            "  --chunk BYTES        pipeline chunk (default 262144)\n"
+            "  --chunk BYTES        pipeline chunk (default 1048576)\n"
             "  --small BYTES        at or below: one-round algorithm (default: the library's)\n");
 }
 

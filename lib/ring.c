@@ -17,7 +17,7 @@
 #include <nng/supplemental/util/platform.h>
 #include "wire.h"
 
-#define RING_DEFAULT_CHUNK 262144u
+#define RING_DEFAULT_CHUNK 1048576u
 #define RING_MAX_WAITING 256 /* parked, unclaimed incoming links */
 #define RING_DIAL_RETRY_MS 10
 
@@ -542,11 +542,14 @@ int rli_ring_wait(rl_ring *r, uint64_t deadline_ms)
     return cv_wait_until(r->ep, deadline_ms);
 }
 
-/* Receive buffer per link: room for a few chunks, so that the link keeps
- * reading ahead while the consumer reduces. */
-static size_t ring_rbuf_size(const rl_ring *r)
+/* Receive buffer per link. The ring algorithm receives only from the left
+ * neighbour: room for a few chunks there, so that the link keeps reading
+ * ahead while the consumer reduces. Other links carry only the one-round
+ * algorithm's frames; theirs grow on demand (link_make_room). */
+static size_t ring_rbuf_size(const rl_ring *r, int peer)
 {
-    return 4 * (r->chunk_bytes + 8192);
+    if (peer == (r->rank + r->size - 1) % r->size) return 4 * (r->chunk_bytes + 8192);
+    return 65536;
 }
 
 /* Dials url and sends a RING_HELLO, retrying refused connections until the
@@ -599,7 +602,7 @@ static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **ou
     s = nng_aio_get_output(aio, 0);
 
     /* The hello goes through the link's own send queue, like every frame. */
-    rli_link *l = link_new(ep, s, ring_rbuf_size(r));
+    rli_link *l = link_new(ep, s, ring_rbuf_size(r, peer));
     s = NULL;
     l->dialed = true;
     l->peer_rank = peer;
@@ -729,8 +732,8 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
                 w->next = NULL;
                 w->ring = r;
                 r->links[w->peer_rank] = w;
-                if (!w->rpending && w->rcap < ring_rbuf_size(r)) {
-                    w->rcap = ring_rbuf_size(r);
+                if (!w->rpending && w->rcap < ring_rbuf_size(r, w->peer_rank)) {
+                    w->rcap = ring_rbuf_size(r, w->peer_rank);
                     w->rbuf = rli_realloc(w->rbuf, w->rcap);
                 }
             } else {
