@@ -44,6 +44,12 @@ static int mod(int a, int n)
     return ((a % n) + n) % n;
 }
 
+/* Frames of the one-round algorithm up to this size are written from the
+ * caller's thread (rli_link_send_now): a member is at most one collective
+ * ahead of any peer, so at most two such frames are unread on a link, and
+ * the peer's socket buffer takes them without its program reading. */
+#define DIRECT_INLINE_MAX 16384
+
 /* Queues one RING_CHUNK to peer whose data borrows data[0..len). Lock NOT held. */
 static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, const void *data,
                       size_t len)
@@ -60,8 +66,15 @@ static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, cons
     b->data.ptr = data;
     b->data.len = len;
     rli_link *l = c->r->links[peer];
+    int rv;
+    if (phase == PHASE_DIRECT && len <= DIRECT_INLINE_MAX) {
+        rv = rli_link_send_now(l, &m, c->deadline);
+    } else {
+        rli_ring_lock(c->r);
+        rv = c->r->err != 0 ? rli_ring_link_error(c->r) : rli_link_send(l, &m);
+        rli_ring_unlock(c->r);
+    }
     rli_ring_lock(c->r);
-    int rv = c->r->err != 0 ? rli_ring_link_error(c->r) : rli_link_send(l, &m);
     int serr = l->serr;
     rli_ring_unlock(c->r);
     if (rv != RL_OK && serr != 0) /* the peer closed or reset the link */

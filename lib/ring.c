@@ -40,7 +40,7 @@ static rli_link *link_new(rl_endpoint *ep, nng_stream *s, size_t rcap)
     l->rcap = rcap;
     l->rbuf = rli_malloc(rcap);
     if (nng_aio_alloc(&l->haio, link_hello_cb, l) != 0 ||
-        nng_aio_alloc(&l->raio, NULL, NULL) != 0 ||
+        nng_aio_alloc(&l->raio, NULL, NULL) != 0 || nng_aio_alloc(&l->daio, NULL, NULL) != 0 ||
         nng_aio_alloc(&l->saio, link_send_cb, l) != 0) {
         fprintf(stderr, "ringleader: cannot allocate nng aio\n");
         abort();
@@ -55,9 +55,11 @@ static void link_free(rli_link *l)
     nng_stream_close(l->stream);
     nng_aio_stop(l->haio);
     nng_aio_stop(l->raio);
+    nng_aio_stop(l->daio);
     nng_aio_stop(l->saio);
     nng_aio_free(l->haio);
     nng_aio_free(l->raio);
+    nng_aio_free(l->daio);
     nng_aio_free(l->saio);
     nng_stream_free(l->stream);
     free(l->rbuf);
@@ -318,11 +320,33 @@ static int sframe_write(void *data, const char *buf, size_t len)
     return 0;
 }
 
-int rli_link_send(rli_link *l, const rl_msg *m)
+/* Encodes m into f: the length prefix and small fields in f->hdr, the bulk
+ * data by reference. */
+static int frame_encode(rli_sframe *f, const rl_msg *m)
 {
-    if (l->serr != 0)
-        return rli_err(rli_err_from_nng(l->serr), "link to rank %d: send failed: %s",
-                       l->peer_rank, nng_strerror(l->serr));
+    f->hdr_len = 4;
+    f->data = NULL;
+    f->data_len = 0;
+    sframe_sink sink = {.f = f};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sink, sframe_write);
+    int rv = rli_msg_pack(&pk, m);
+    if (rv == 0 && sink.overflow) rv = rli_err(RL_EINTERNAL, "ring frame header too large");
+    if (rv == 0) put_le32(f->hdr, (uint32_t)(f->hdr_len - 4 + f->data_len));
+    return rv;
+}
+
+static rli_sframe *frame_get(rli_link *l)
+{
+    rli_sframe *f = l->sfree;
+    if (f != NULL) l->sfree = f->next_free;
+    else f = rli_malloc(sizeof(*f));
+    return f;
+}
+
+/* Appends f to l's send queue and starts sending. Lock held. */
+static void link_enqueue(rli_link *l, rli_sframe *f)
+{
     if (l->sq_count == l->sq_cap) {
         size_t ncap = l->sq_cap ? l->sq_cap * 2 : 16;
         rli_sframe **nq = rli_malloc(ncap * sizeof(*nq));
@@ -332,26 +356,75 @@ int rli_link_send(rli_link *l, const rl_msg *m)
         l->sq_cap = ncap;
         l->sq_head = 0;
     }
-    rli_sframe *f = l->sfree;
-    if (f != NULL) l->sfree = f->next_free;
-    else f = rli_malloc(sizeof(*f));
-    f->hdr_len = 4;
-    f->data = NULL;
-    f->data_len = 0;
-    sframe_sink sink = {.f = f};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sink, sframe_write);
-    int rv = rli_msg_pack(&pk, m);
-    if (rv == 0 && sink.overflow) rv = rli_err(RL_EINTERNAL, "ring frame header too large");
+    l->sq[(l->sq_head + l->sq_count) % l->sq_cap] = f;
+    l->sq_count++;
+    link_kick_send(l);
+}
+
+static int link_send_error(rli_link *l)
+{
+    return rli_err(rli_err_from_nng(l->serr), "link to rank %d: send failed: %s", l->peer_rank,
+                   nng_strerror(l->serr));
+}
+
+int rli_link_send(rli_link *l, const rl_msg *m)
+{
+    if (l->serr != 0) return link_send_error(l);
+    rli_sframe *f = frame_get(l);
+    int rv = frame_encode(f, m);
     if (rv != 0) {
         f->next_free = l->sfree;
         l->sfree = f;
         return rv;
     }
-    put_le32(f->hdr, (uint32_t)(f->hdr_len - 4 + f->data_len));
-    l->sq[(l->sq_head + l->sq_count) % l->sq_cap] = f;
-    l->sq_count++;
-    link_kick_send(l);
+    link_enqueue(l, f);
+    return RL_OK;
+}
+
+int rli_link_send_now(rli_link *l, const rl_msg *m, uint64_t deadline_ms)
+{
+    rl_endpoint *ep = l->ep;
+    pthread_mutex_lock(&ep->mtx);
+    int rv = l->ring != NULL && l->ring->err != 0 ? rli_ring_link_error(l->ring)
+           : l->serr != 0                         ? link_send_error(l)
+                                                  : RL_OK;
+    if (rv == RL_OK && (l->sq_count > 0 || l->spending || l->closed)) {
+        rv = rli_link_send(l, m); /* keep the order: behind what is queued */
+        pthread_mutex_unlock(&ep->mtx);
+        return rv;
+    }
+    pthread_mutex_unlock(&ep->mtx);
+    if (rv != RL_OK) return rv;
+    rli_sframe *f = &l->dframe;
+    if ((rv = frame_encode(f, m)) != RL_OK) return rv;
+    size_t total = sframe_size(f), done = 0;
+    while (done < total) {
+        nng_iov iov[2];
+        unsigned niov = 0;
+        if (done < f->hdr_len)
+            iov[niov++] = (nng_iov){.iov_buf = f->hdr + done, .iov_len = f->hdr_len - done};
+        size_t doff = done > f->hdr_len ? done - f->hdr_len : 0;
+        if (f->data_len > doff)
+            iov[niov++] = (nng_iov){.iov_buf = (void *)(uintptr_t)(f->data + doff),
+                                    .iov_len = f->data_len - doff};
+        nng_aio_set_iov(l->daio, niov, iov);
+        nng_aio_set_timeout(l->daio, until(deadline_ms));
+        nng_stream_send(l->stream, l->daio);
+        nng_aio_wait(l->daio);
+        if ((rv = nng_aio_result(l->daio)) != 0) {
+            pthread_mutex_lock(&ep->mtx);
+            l->serr = rv;
+            rv = link_send_error(l);
+            pthread_mutex_unlock(&ep->mtx);
+            return rv;
+        }
+        done += nng_aio_count(l->daio);
+    }
+    if (l->ring != NULL) {
+        pthread_mutex_lock(&ep->mtx);
+        l->ring->stats.bytes_out += total;
+        pthread_mutex_unlock(&ep->mtx);
+    }
     return RL_OK;
 }
 

@@ -68,6 +68,9 @@ struct rli_link {
     rli_sframe **sq; /* ring of frames; each frame stays put while queued */
     size_t sq_cap, sq_head, sq_count, s_inflight;
     rli_sframe *sfree; /* spare frames */
+    /* a small frame written from the caller's thread (rli_link_send_now) */
+    nng_aio *daio;
+    rli_sframe dframe;
     size_t s_done; /* bytes of the in-flight batch already written */
     bool spending;
     int serr;
@@ -141,6 +144,15 @@ void rli_link_consume(rli_link *l, size_t n);
 void rli_ring_settle(rl_ring *r);
 /* Queues m (a RING_CHUNK whose data field borrows from the caller) on link. */
 int rli_link_send(rli_link *l, const rl_msg *m);
+/*
+ * Lock NOT held. Writes m, a small RING_CHUNK, from the caller's thread with
+ * a callback-less aio and waits until the socket has taken all of it: nng
+ * writes it inside nng_stream_send when the socket has room, and no task
+ * thread is woken. The wait depends only on the peer's kernel buffer, never
+ * on what the peer's program does, so it cannot deadlock with a peer doing
+ * the same. Queued like rli_link_send when the link has frames queued.
+ */
+int rli_link_send_now(rli_link *l, const rl_msg *m, uint64_t deadline_ms);
 /* RL_OK when every queued frame on every link of r has been written, -1
  * while some are still queued, or an rl_err if a link with queued frames
  * failed (a peer that closed after receiving everything is no error). */
