@@ -7,12 +7,20 @@
 #     ~50, the same run with rebalance true and false; prints the median step
 #     time while throttled and their ratio, and when the first move happened.
 #   overhead: the default job with rebalance true vs false, median step time.
+#   Imbalance is reported per step (slowest / mean of that step's compute
+#   times) and over the window of steps 10..40 after the throttle (each
+#   node's summed compute time, slowest / mean), next to the same figures
+#   for a run without any throttle: the floor this machine's time-slicing
+#   of 4 nodes on 2 cores puts under any placement.
 # usage: bench/faults.sh [RINGLEADER] (default build/coordinator/ringleader); run as root.
+#   PARTS="recovery throttle overhead" selects parts; RUNS=10 recovery runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RL=${1:-build/coordinator/ringleader}
 export RINGLEADER_NODE_BIN=${RINGLEADER_NODE_BIN:-build/node/ringleader-node}
 RUNS=${RUNS:-10}
+PARTS=${PARTS:-"recovery throttle overhead"}
+part() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
 T=$(mktemp -d /tmp/rl-bench-faults.XXXXXX)
 PIDS=()
 trap 'for p in "${PIDS[@]:-}"; do kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$T"' EXIT
@@ -33,6 +41,7 @@ wait_step() { local i s; for i in $(seq 1 600); do s=$(step_of "$1"); [ -n "$s" 
 now_ms() { date +%s%3N; }
 
 echo "# faults.sh $(date -u +%FT%TZ) $(uptime | sed 's/.*load/load/')"
+if part recovery; then
 echo "## recovery: SIGKILL 1 of 4 nodes (heartbeat 100 ms, failure_timeout 500 ms)"
 for r in $(seq 1 "$RUNS"); do
   S=$T/rec$r.yaml; spec "$S" rec$r 3000 200000 32 true
@@ -49,14 +58,18 @@ print("recovery_run status=%s detect_ms=%d recovery_ms=%d kill_to_next_step_ms=%
       % (r["status"], f["t_ms"] - kill, f["recovery_ms"], total, r["coverage"]["violations"]))
 PY
 done
+fi
 
+if part throttle; then
 echo "## throttle: 1 of 4 nodes at 10% of a CPU from step ~50"
 CG=/sys/fs/cgroup/cpu/rl-bench-$$
-for rb in true false; do
-  S=$T/thr-$rb.yaml; spec "$S" thr-$rb 400 2000000 64 $rb
+for rb in true false none; do
+  # none: rebalance on, no throttle (the floor)
+  S=$T/thr-$rb.yaml; spec "$S" thr-$rb 400 2000000 64 "$([ $rb = none ] && echo true || echo $rb)"
   "$RL" run "$S" >/dev/null 2>"$S.err" & C=$!; PIDS+=("$C")
   wait_step "$S" 50
   P=$(node_pid "$S" n2); mkdir -p "$CG"; echo 100000 > "$CG/cpu.cfs_period_us"; echo 10000 > "$CG/cpu.cfs_quota_us"
+  [ $rb = none ] && echo -1 > "$CG/cpu.cfs_quota_us"
   t=$(now_ms); for x in /proc/"$P"/task/*; do echo "${x##*/}" > "$CG/tasks"; done
   wait "$C" || true
   for x in $(cat "$CG/tasks" 2>/dev/null); do echo "$x" > /sys/fs/cgroup/cpu/tasks; done; rmdir "$CG" 2>/dev/null || true
@@ -76,14 +89,24 @@ steps_to_move = len([s for s in st if moves and s["t_ms"] < moves[0]["t_ms"]]) i
 imb10 = st[10]["compute_imbalance"] if len(st) > 10 else float("nan")
 later = [s["compute_imbalance"] for s in st[10:40]]
 imb_med = statistics.median(later) if later else float("nan")
-print("throttle rebalance=%s step_wall_ms_p50=%.1f first_move_after_ms=%s steps_before_move=%s moves=%d imbalance_at_10=%.2f imbalance_p50_10_40=%.2f status=%s violations=%d"
-      % (sys.argv[3], per, first_move, steps_to_move, len(moves), imb10, imb_med, r["status"], r["coverage"]["violations"]))
+# window: each node's compute summed over steps 10..40, slowest / mean
+tot = {}
+for s in st[10:40]:
+    for n, ms in s.get("compute_ms", {}).items():
+        tot[n] = tot.get(n, 0.0) + ms
+win = max(tot.values()) / (sum(tot.values()) / len(tot)) if tot else float("nan")
+label = "none (no throttle)" if sys.argv[3] == "none" else sys.argv[3]
+print("throttle rebalance=%s step_wall_ms_p50=%.1f first_move_after_ms=%s steps_before_move=%s moves=%d imbalance_at_10=%.2f imbalance_p50_10_40=%.2f imbalance_window_10_40=%.2f status=%s violations=%d"
+      % (label, per, first_move, steps_to_move, len(moves), imb10, imb_med, win, r["status"], r["coverage"]["violations"]))
 PY
 done
+fi
 
+if part overhead; then
 echo "## overhead: configs/local.yaml shape, rebalance true vs false, 2000 steps"
 for rb in true false; do
   S=$T/ov-$rb.yaml; spec "$S" ov-$rb 2000 200000 32 $rb
   "$RL" run "$S" >/dev/null 2>"$S.err" || true
   /usr/bin/python3 -c "import json;r=json.load(open('$T/ov-$rb/run.json'));print('overhead rebalance=$rb step_ms_p50=%.3f p99=%.3f status=%s'%(r['step_ms']['p50'],r['step_ms']['p99'],r['status']))"
 done
+fi

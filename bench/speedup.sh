@@ -27,14 +27,26 @@ run() { # NODES ROWS FEATURES STEPS -> prints step_ms p50
   /usr/bin/python3 -c "import json,statistics;r=json.load(open('$T/o-$1-$2/run.json'));print('%.4f %.4f %.4f'%(r['step_ms']['p50'],statistics.median([s['ms']-s['allreduce_ms'] for s in r['steps']]),r['step_ms']['p99']))"
 }
 echo "# speedup.sh $(date -u +%FT%TZ) $(uptime | sed 's/.*load/load/')"
+# REPS runs of each, 1 and 2 nodes interleaved (the box is shared and
+# noisy); each figure is the median over the runs.
+REPS=${REPS:-3}
 for shape in "50000 64 400" "2000000 64 40"; do
   set -- $shape
-  one=$(run 1 "$1" "$2" "$3"); two=$(run 2 "$1" "$2" "$3")
+  ones=""; twos=""
+  for r in $(seq 1 "$REPS"); do
+    ones="$ones;$(run 1 "$1" "$2" "$3")"; twos="$twos;$(run 2 "$1" "$2" "$3")"
+  done
   /usr/bin/python3 -c "
-a=[float(x) for x in '$one'.split()]; b=[float(x) for x in '$two'.split()]
-print('speedup rows=$1 features=$2 T1_step_ms=%.3f T2_step_ms=%.3f speedup=%.2f (compute only: %.3f / %.3f = %.2f)'%(a[0],b[0],a[0]/b[0],a[1],b[1],a[1]/b[1]))"
+import statistics as st
+def med(s, i): return st.median([float(r.split()[i]) for r in s.split(';') if r.strip()])
+o, t = '$ones', '$twos'
+a, b, ac, bc = med(o, 0), med(t, 0), med(o, 1), med(t, 1)
+print('speedup rows=$1 features=$2 runs=$REPS T1_step_ms=%.3f T2_step_ms=%.3f speedup=%.2f (compute only: %.3f / %.3f = %.2f)'%(a,b,a/b,ac,bc,ac/bc))"
 done
 cc -O2 -pthread -o "$T/membw" ../shared/bench/membw.c 2>/dev/null && "$T/membw" | grep -iE "memcpy" || true
-lat=$(run 4 200000 32 300)
-set -- $lat
-echo "step_latency default_job nodes=4 rows=200000 features=32 step_ms_p50=$1 step_ms_p99=$3"
+lats=""
+for r in $(seq 1 "$REPS"); do lats="$lats;$(run 4 200000 32 300)"; done
+/usr/bin/python3 -c "
+import statistics as st
+rs = [r.split() for r in '$lats'.split(';') if r.strip()]
+print('step_latency default_job nodes=4 rows=200000 features=32 runs=%d step_ms_p50=%.4f step_ms_p99=%.4f (per run p50: %s)' % (len(rs), st.median(float(r[0]) for r in rs), st.median(float(r[2]) for r in rs), ' '.join(r[0] for r in rs)))"

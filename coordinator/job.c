@@ -301,6 +301,8 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     p->chunk_bytes = s->chunk_bytes;
     p->n_blocks = j->n_blocks;
     p->deadline_ms = (uint64_t)s->failure_timeout_ms + j->plan_make_ms;
+    p->report_ms = (uint64_t)s->report_ms;
+    p->has |= 1ull << 29;
 }
 
 /* Answers every held PLAN call. Lock held. */
@@ -356,71 +358,116 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
     return rv;
 }
 
+/* One step's record, from a report (alone, or one of a batch). */
+typedef struct step_in {
+    uint64_t step;
+    double loss, ms, allreduce_ms, rows;
+    const uint32_t *coverage;
+    size_t n_coverage;
+    const double *node_ms;
+    size_t n_node_ms;
+} step_in;
+
+/* Checks one step's coverage proof and files it. false: a violation (the
+ * job has failed). Lock held; the job is running and the epoch current. */
+static bool file_step(job *j, const char *node_id, const step_in *in)
+{
+    if (in->step >= (uint64_t)j->spec->steps || j->steps[in->step].seen) return true;
+    /* The coverage proof: every block counted exactly once. */
+    bool ok = in->n_coverage == j->n_blocks && in->rows == (double)j->dp.rows;
+    for (size_t b = 0; ok && b < in->n_coverage; b++)
+        if (in->coverage[b] != 1) ok = false;
+    j->coverage_checked++;
+    if (!ok) {
+        j->violations++;
+        job_event_add(j, "violation", node_id, "step %llu: blocks not counted exactly once",
+                      (unsigned long long)in->step);
+        j->status = JOB_FAILED;
+        snprintf(j->error, sizeof(j->error), "coverage violation at step %llu reported by %s",
+                 (unsigned long long)in->step, node_id);
+        j->reg.stopping = true;
+        answer_waiting_plans(j);
+        return false;
+    }
+    step_rec *s = &j->steps[in->step];
+    s->seen = true;
+    for (size_t k = 0; k < j->n_events; k++) /* recoveries end here */
+        if (strcmp(j->events[k].kind, "failed") == 0 && j->events[k].recovery_ms < 0)
+            j->events[k].recovery_ms = job_t_ms(j) - j->events[k].t_ms;
+    s->t_ms = job_t_ms(j);
+    s->loss = in->loss;
+    s->ms = in->ms;
+    s->allreduce_ms = in->allreduce_ms;
+    s->imbalance = 0;
+    if (in->n_node_ms > 0) {
+        double mx = 0, sum = 0;
+        if (s->node_n != j->reg.n) {
+            free(s->node_ms);
+            s->node_ms = malloc((size_t)j->reg.n * sizeof(double) + 1);
+            s->node_n = j->reg.n;
+        }
+        for (int i = 0; i < s->node_n; i++) s->node_ms[i] = NAN;
+        for (size_t k = 0; k < in->n_node_ms; k++) {
+            mx = fmax(mx, in->node_ms[k]);
+            sum += in->node_ms[k];
+            if (k < (size_t)j->n_members) s->node_ms[j->members[k]] = in->node_ms[k];
+        }
+        if (sum > 0) s->imbalance = mx / (sum / (double)in->n_node_ms);
+    }
+    if (in->step + 1 == (uint64_t)j->spec->steps) j->final_seen_ms = rl_clock_ms();
+    return true;
+}
+
+/* Step reports come asynchronously, may arrive out of order, and may carry
+ * a batch of steps (batch_* lists, the last one being `step`): each step is
+ * checked and filed under its number; steps_done counts the prefix. */
 static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
 {
     job *j = arg;
     const rl_msg_step_report_req *r = &req->u.step_report_req;
     (void)call;
     pthread_mutex_lock(&j->reg.mtx);
-    /* Reports come asynchronously and may arrive out of order: each is
-     * checked and filed under its step; steps_done counts the prefix. */
-    if (j->status == JOB_RUNNING && r->epoch == j->epoch && r->step < (uint64_t)j->spec->steps &&
-        !j->steps[r->step].seen) {
-        /* The coverage proof: every block counted exactly once. */
-        bool ok = r->coverage.n == j->n_blocks && r->rows == (uint64_t)j->dp.rows;
-        for (size_t b = 0; ok && b < r->coverage.n; b++)
-            if (r->coverage.v[b] != 1) ok = false;
-        j->coverage_checked++;
-        if (!ok) {
-            j->violations++;
-            job_event_add(j, "violation", r->node_id, "step %llu: blocks not counted exactly "
-                          "once", (unsigned long long)r->step);
-            j->status = JOB_FAILED;
-            snprintf(j->error, sizeof(j->error), "coverage violation at step %llu reported by %s",
-                     (unsigned long long)r->step, r->node_id);
+    size_t k = r->batch_steps.n, nb = j->n_blocks;
+    bool batch = k > 0;
+    size_t per_node = batch ? r->batch_node_compute_ms.n / k : 0;
+    if (batch && (r->batch_loss.n != k || r->batch_step_ms.n != k ||
+                  r->batch_allreduce_ms.n != k || r->batch_rows.n != k ||
+                  r->batch_coverage.n != k * nb || per_node * k != r->batch_node_compute_ms.n ||
+                  r->batch_steps.v[k - 1] != r->step)) {
+        pthread_mutex_unlock(&j->reg.mtx);
+        rl_log_warn("step report from %s refused: batch lists of unequal length", r->node_id);
+        return RL_EINVAL;
+    }
+    if (j->status == JOB_RUNNING && r->epoch == j->epoch) {
+        bool ok = true;
+        for (size_t i = 0; ok && i < (batch ? k : 1); i++) {
+            step_in in;
+            if (batch)
+                in = (step_in){r->batch_steps.v[i], r->batch_loss.v[i], r->batch_step_ms.v[i],
+                               r->batch_allreduce_ms.v[i], r->batch_rows.v[i],
+                               r->batch_coverage.v + i * nb, nb,
+                               r->batch_node_compute_ms.v + i * per_node, per_node};
+            else
+                in = (step_in){r->step, r->loss, r->step_ms, r->allreduce_ms, (double)r->rows,
+                               r->coverage.v, r->coverage.n, r->node_compute_ms.v,
+                               r->node_compute_ms.n};
+            ok = file_step(j, r->node_id, &in);
+        }
+        while (ok && j->steps_done < (uint64_t)j->spec->steps && j->steps[j->steps_done].seen)
+            j->steps_done++;
+        /* The weights are the model after `step`: the last consistent one. */
+        size_t kf = (size_t)j->model.classes * (size_t)j->model.features;
+        if (ok && r->step < (uint64_t)j->spec->steps && j->steps[r->step].seen &&
+            r->weights.n == kf && r->bias.n == (size_t)j->model.classes &&
+            r->step + 1 > j->model_step) {
+            memcpy(j->model.w, r->weights.v, kf * sizeof(double));
+            memcpy(j->model.b, r->bias.v, r->bias.n * sizeof(double));
+            j->model_step = r->step + 1;
+        }
+        if (ok && j->steps_done == (uint64_t)j->spec->steps) {
+            j->status = JOB_DONE;
             j->reg.stopping = true;
             answer_waiting_plans(j);
-        } else {
-            step_rec *s = &j->steps[r->step];
-            s->seen = true;
-            for (size_t k = 0; k < j->n_events; k++) /* recoveries end here */
-                if (strcmp(j->events[k].kind, "failed") == 0 && j->events[k].recovery_ms < 0)
-                    j->events[k].recovery_ms = job_t_ms(j) - j->events[k].t_ms;
-            s->t_ms = job_t_ms(j);
-            s->loss = r->loss;
-            s->ms = r->step_ms;
-            s->allreduce_ms = r->allreduce_ms;
-            s->imbalance = 0;
-            if (r->node_compute_ms.n > 0) {
-                double mx = 0, sum = 0;
-                if (s->node_n != j->reg.n) {
-                    free(s->node_ms);
-                    s->node_ms = malloc((size_t)j->reg.n * sizeof(double) + 1);
-                    s->node_n = j->reg.n;
-                }
-                for (int i = 0; i < s->node_n; i++) s->node_ms[i] = NAN;
-                for (size_t k = 0; k < r->node_compute_ms.n; k++) {
-                    mx = fmax(mx, r->node_compute_ms.v[k]);
-                    sum += r->node_compute_ms.v[k];
-                    if (k < (size_t)j->n_members) s->node_ms[j->members[k]] = r->node_compute_ms.v[k];
-                }
-                if (sum > 0) s->imbalance = mx / (sum / (double)r->node_compute_ms.n);
-            }
-            while (j->steps_done < (uint64_t)j->spec->steps && j->steps[j->steps_done].seen)
-                j->steps_done++;
-            size_t kf = (size_t)j->model.classes * (size_t)j->model.features;
-            if (r->weights.n == kf && r->bias.n == (size_t)j->model.classes &&
-                r->step + 1 > j->model_step) {
-                memcpy(j->model.w, r->weights.v, kf * sizeof(double));
-                memcpy(j->model.b, r->bias.v, r->bias.n * sizeof(double));
-                j->model_step = r->step + 1;
-            }
-            if (r->step + 1 == (uint64_t)j->spec->steps) j->final_seen_ms = rl_clock_ms();
-            if (j->steps_done == (uint64_t)j->spec->steps) {
-                j->status = JOB_DONE;
-                j->reg.stopping = true;
-                answer_waiting_plans(j);
-            }
         }
     }
     resp->u.step_report_resp.epoch = j->epoch;
@@ -529,8 +576,10 @@ int job_serve(job *j, rl_rpc_server *srv)
 
 /* ---- Placement and lifecycle ------------------------------------------------------ */
 
-/* Gives each member a share of the blocks proportional to its weight, as
- * contiguous runs (largest-remainder rounding, so the shares sum exactly). */
+/* Gives each member a share of the rows proportional to its weight, as
+ * contiguous runs of blocks: each run ends at the block boundary nearest
+ * its cumulative target in rows (the last block may be short, so counting
+ * blocks instead would give one member a whole extra block's worth). */
 static void assign_blocks_by_weight(job *j, const double *weight)
 {
     double total = 0;
@@ -539,8 +588,9 @@ static void assign_blocks_by_weight(job *j, const double *weight)
     for (int k = 0; k < j->n_members; k++) {
         double upto = 0;
         for (int q = 0; q <= k; q++) upto += weight[q];
-        uint32_t end = k == j->n_members - 1 ? j->n_blocks
-                                             : (uint32_t)llround(upto / total * j->n_blocks);
+        double target = upto / total * (double)j->dp.rows / (double)j->dp.block_rows;
+        uint32_t end = k == j->n_members - 1 ? j->n_blocks : (uint32_t)llround(target);
+        if (end > j->n_blocks) end = j->n_blocks;
         for (uint32_t b = given; b < end; b++) j->owner[b] = j->members[k];
         given = end > given ? end : given;
     }

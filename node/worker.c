@@ -146,6 +146,91 @@ static void report_done(void *arg, int err, rl_rpc_reply *rep)
     if (err == RL_OK && rep->msg.u.step_report_resp.stop) atomic_store(&a->stop, true);
 }
 
+/* Step records not yet reported. Rank 0 reports every step (loss, timings,
+ * the coverage proof, every member's compute time), batched: one
+ * STEP_REPORT per report_ms at most, so that a fast step does not pay for a
+ * coordinator round trip and the coordinator's CPU time. */
+typedef struct batch {
+    size_t k, cap, nb, nm; /* records, capacity, blocks, members */
+    uint32_t *steps, *cov;
+    double *loss, *ms, *compute, *ar, *rows, *ncomp;
+    double first_ms; /* when the oldest record was added */
+} batch;
+
+static void batch_free(batch *b)
+{
+    free(b->steps);
+    free(b->cov);
+    free(b->loss);
+    free(b->ms);
+    free(b->compute);
+    free(b->ar);
+    free(b->rows);
+    free(b->ncomp);
+    memset(b, 0, sizeof(*b));
+}
+
+static void batch_init(batch *b, size_t cap, size_t nb, size_t nm)
+{
+    batch_free(b);
+    b->cap = cap;
+    b->nb = nb;
+    b->nm = nm;
+    b->steps = malloc(cap * sizeof(uint32_t));
+    b->cov = malloc(cap * nb * sizeof(uint32_t) + 1);
+    b->loss = malloc(cap * sizeof(double));
+    b->ms = malloc(cap * sizeof(double));
+    b->compute = malloc(cap * sizeof(double));
+    b->ar = malloc(cap * sizeof(double));
+    b->rows = malloc(cap * sizeof(double));
+    b->ncomp = malloc(cap * nm * sizeof(double) + 1);
+}
+
+/* Sends the batch; the model (w, b of kf and K values, or NULL after a
+ * coverage violation) is the one after its last step. */
+static void batch_flush(agent *a, batch *b, uint64_t epoch, const rl_model *m, bool sync)
+{
+    if (b->k == 0) return;
+    size_t i = b->k - 1;
+    rl_msg r;
+    rl_msg_init(&r, RL_MSG_STEP_REPORT_REQ);
+    rl_msg_step_report_req *q = &r.u.step_report_req;
+    q->node_id = (char *)a->id;
+    q->epoch = epoch;
+    q->step = b->steps[i];
+    q->loss = b->loss[i];
+    q->step_ms = b->ms[i];
+    q->compute_ms = b->compute[i];
+    q->allreduce_ms = b->ar[i];
+    q->rows = (uint64_t)b->rows[i];
+    q->coverage = (rl_u32list){b->cov + i * b->nb, b->nb};
+    q->node_compute_ms = (rl_f64list){b->ncomp + i * b->nm, b->nm};
+    if (m != NULL) {
+        q->weights = (rl_f64list){m->w, (size_t)m->classes * (size_t)m->features};
+        q->bias = (rl_f64list){m->b, (size_t)m->classes};
+    }
+    if (b->k > 1) {
+        q->batch_steps = (rl_u32list){b->steps, b->k};
+        q->batch_loss = (rl_f64list){b->loss, b->k};
+        q->batch_step_ms = (rl_f64list){b->ms, b->k};
+        q->batch_compute_ms = (rl_f64list){b->compute, b->k};
+        q->batch_allreduce_ms = (rl_f64list){b->ar, b->k};
+        q->batch_rows = (rl_f64list){b->rows, b->k};
+        q->batch_coverage = (rl_u32list){b->cov, b->k * b->nb};
+        q->batch_node_compute_ms = (rl_f64list){b->ncomp, b->k * b->nm};
+    }
+    b->k = 0;
+    if (sync) { /* the coordinator must have it before we go on */
+        rl_rpc_reply rr;
+        if (rl_rpc_call(a->rpc, &r, &rr, rl_clock_ms() + 5000) != RL_OK)
+            rl_log_warn("step report: %s", rl_errdetail());
+        else report_done(a, RL_OK, &rr);
+        rl_rpc_reply_fini(&rr);
+    } else if (rl_rpc_call_async(a->rpc, &r, rl_clock_ms() + 5000, report_done, a) != RL_OK) {
+        rl_log_warn("step report: %s", rl_errdetail());
+    }
+}
+
 int worker_run(agent *a)
 {
     uint64_t epoch = 0, step_done = 0;
@@ -154,6 +239,7 @@ int worker_run(agent *a)
     rl_table *table = NULL;
     rl_model m = {0};
     double *buf = NULL, *red = NULL;
+    batch rb = {0};
     int code = 0;
 
     for (;;) {
@@ -222,6 +308,8 @@ int worker_run(agent *a)
         free(red);
         buf = malloc(plen * sizeof(double));
         red = malloc(plen * sizeof(double));
+        batch_init(&rb, 64, nb, nm_slots);
+        double report_ms = p->report_ms;
 
         /* Form the ring of this epoch. */
         size_t nm = p->member_ids.n;
@@ -276,7 +364,7 @@ int worker_run(agent *a)
                 break;
             }
             /* Coverage: every block counted exactly once, or no update. */
-            uint32_t *cov = malloc(nb * sizeof(uint32_t) + 1);
+            uint32_t *cov = rb.cov + rb.k * nb;
             bool ok = (int64_t)red[G + 1] == total_rows;
             for (size_t b = 0; b < nb; b++) {
                 cov[b] = red[G + 2 + b] < 0 ? 0 : (uint32_t)red[G + 2 + b];
@@ -301,40 +389,31 @@ int worker_run(agent *a)
             atomic_store(&a->rows_per_s, t1 > t0 ? (double)rows / ((t1 - t0) / 1e3) : 0);
             atomic_store(&a->step, s + 1);
             if (rank0 || !ok) {
-                rl_msg r;
-                rl_msg_init(&r, RL_MSG_STEP_REPORT_REQ);
-                rl_msg_step_report_req *b = &r.u.step_report_req;
-                b->node_id = (char *)a->id;
-                b->epoch = epoch;
-                b->step = s;
-                b->loss = loss;
-                b->step_ms = t3 - t0;
-                b->compute_ms = t1 - t0;
-                b->allreduce_ms = t2 - t1;
-                b->rows = (uint64_t)red[G + 1];
-                b->coverage = (rl_u32list){cov, nb};
-                b->node_compute_ms = (rl_f64list){&red[G + 2 + nb], nm_slots};
+                size_t k = rb.k++;
+                if (k == 0) rb.first_ms = t3;
+                rb.steps[k] = (uint32_t)s;
+                rb.loss[k] = loss;
+                rb.ms[k] = t3 - t0;
+                rb.compute[k] = t1 - t0;
+                rb.ar[k] = t2 - t1;
+                rb.rows[k] = red[G + 1];
+                memcpy(rb.ncomp + k * nm_slots, &red[G + 2 + nb], nm_slots * sizeof(double));
+                /* Now: a violation, the plan's last step (synchronously: the
+                 * coordinator must have the model before we go), its first
+                 * (so a recovery is timed to the step), a full batch, or
+                 * report_ms since the oldest record. */
                 bool last = s + 1 == p->end_step;
-                if (ok) { /* the coordinator keeps the last consistent model */
-                    b->weights = (rl_f64list){m.w, K * F};
-                    b->bias = (rl_f64list){m.b, K};
-                }
-                /* The final report is synchronous: the coordinator must have
-                 * the model before we go. */
-                if (last) {
-                    rl_rpc_reply rr;
-                    if (rl_rpc_call(a->rpc, &r, &rr, rl_clock_ms() + 5000) != RL_OK)
-                        rl_log_warn("final report: %s", rl_errdetail());
-                    rl_rpc_reply_fini(&rr);
-                } else if (rl_rpc_call_async(a->rpc, &r, rl_clock_ms() + 5000, report_done, a) !=
-                           RL_OK) {
-                    rl_log_warn("step report: %s", rl_errdetail());
-                }
+                if (!ok || last)
+                    batch_flush(a, &rb, epoch, ok ? &m : NULL, true);
+                else if (s == p->start_step || rb.k == rb.cap || t3 - rb.first_ms >= report_ms)
+                    batch_flush(a, &rb, epoch, &m, false);
             }
-            free(cov);
             if (!ok) break;
             step_done = s + 1;
         }
+        /* Steps done but not yet reported: the coordinator restarts from
+         * the last model it has, so tell it before asking for a new plan. */
+        batch_flush(a, &rb, epoch, &m, true);
         pthread_mutex_lock(&a->mtx);
         a->ring = NULL;
         pthread_mutex_unlock(&a->mtx);
@@ -343,6 +422,7 @@ int worker_run(agent *a)
         if (atomic_load(&a->stop)) break;
     }
     held_free(&h);
+    batch_free(&rb);
     rl_table_free(table);
     rl_model_fini(&m);
     free(buf);

@@ -72,6 +72,7 @@ typedef struct rl_spec {
     int steps;
     double learning_rate;
     double l2;
+    int report_ms; /* step reports batched over at most this many ms (0: every step) */
 
     /* allreduce */
     size_t chunk_bytes;
