@@ -23,7 +23,7 @@ PARTS=${PARTS:-"recovery throttle overhead"}
 part() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
 T=$(mktemp -d /tmp/rl-bench-faults.XXXXXX)
 PIDS=()
-trap 'for p in "${PIDS[@]:-}"; do kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$T"' EXIT
+trap 'for p in "${PIDS[@]:-}"; do kill -KILL "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$T/tok"
 export RINGLEADER_TOKEN=$(cat "$T/tok")
 port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -63,7 +63,7 @@ fi
 if part throttle; then
 echo "## throttle: 1 of 4 nodes at 10% of a CPU from step ~50"
 CG=/sys/fs/cgroup/cpu/rl-bench-$$
-for rb in true false none; do
+for rb in ${THROTTLE_RUNS:-true false none}; do
   # none: rebalance on, no throttle (the floor)
   S=$T/thr-$rb.yaml; spec "$S" thr-$rb 400 2000000 64 "$([ $rb = none ] && echo true || echo $rb)"
   "$RL" run "$S" >/dev/null 2>"$S.err" & C=$!; PIDS+=("$C")

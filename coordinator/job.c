@@ -362,6 +362,7 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
 typedef struct step_in {
     uint64_t step;
     double loss, ms, allreduce_ms, rows;
+    double age_ms; /* how long before the report was sent the step completed */
     const uint32_t *coverage;
     size_t n_coverage;
     const double *node_ms;
@@ -394,7 +395,7 @@ static bool file_step(job *j, const char *node_id, const step_in *in)
     for (size_t k = 0; k < j->n_events; k++) /* recoveries end here */
         if (strcmp(j->events[k].kind, "failed") == 0 && j->events[k].recovery_ms < 0)
             j->events[k].recovery_ms = job_t_ms(j) - j->events[k].t_ms;
-    s->t_ms = job_t_ms(j);
+    s->t_ms = job_t_ms(j) - in->age_ms;
     s->loss = in->loss;
     s->ms = in->ms;
     s->allreduce_ms = in->allreduce_ms;
@@ -444,13 +445,17 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
             step_in in;
             if (batch)
                 in = (step_in){r->batch_steps.v[i], r->batch_loss.v[i], r->batch_step_ms.v[i],
-                               r->batch_allreduce_ms.v[i], r->batch_rows.v[i],
+                               r->batch_allreduce_ms.v[i], r->batch_rows.v[i], 0,
                                r->batch_coverage.v + i * nb, nb,
                                r->batch_node_compute_ms.v + i * per_node, per_node};
             else
-                in = (step_in){r->step, r->loss, r->step_ms, r->allreduce_ms, (double)r->rows,
+                in = (step_in){r->step, r->loss, r->step_ms, r->allreduce_ms, (double)r->rows, 0,
                                r->coverage.v, r->coverage.n, r->node_compute_ms.v,
                                r->node_compute_ms.n};
+            /* Dated by our clock: now, less how long ago the node says it was. */
+            if (batch && r->batch_age_ms.n == k && r->batch_age_ms.v[i] >= 0 &&
+                r->batch_age_ms.v[i] < 3.6e6)
+                in.age_ms = r->batch_age_ms.v[i];
             ok = file_step(j, r->node_id, &in);
         }
         while (ok && j->steps_done < (uint64_t)j->spec->steps && j->steps[j->steps_done].seen)

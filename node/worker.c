@@ -154,6 +154,7 @@ typedef struct batch {
     size_t k, cap, nb, nm; /* records, capacity, blocks, members */
     uint32_t *steps, *cov;
     double *loss, *ms, *compute, *ar, *rows, *ncomp;
+    double *done_ms;  /* when each step completed (this node's clock) */
     double first_ms; /* when the oldest record was added */
 } batch;
 
@@ -167,6 +168,7 @@ static void batch_free(batch *b)
     free(b->ar);
     free(b->rows);
     free(b->ncomp);
+    free(b->done_ms);
     memset(b, 0, sizeof(*b));
 }
 
@@ -184,6 +186,7 @@ static void batch_init(batch *b, size_t cap, size_t nb, size_t nm)
     b->ar = malloc(cap * sizeof(double));
     b->rows = malloc(cap * sizeof(double));
     b->ncomp = malloc(cap * nm * sizeof(double) + 1);
+    b->done_ms = malloc(cap * sizeof(double));
 }
 
 /* Sends the batch; the model (w, b of kf and K values, or NULL after a
@@ -209,7 +212,12 @@ static void batch_flush(agent *a, batch *b, uint64_t epoch, const rl_model *m, b
         q->weights = (rl_f64list){m->w, (size_t)m->classes * (size_t)m->features};
         q->bias = (rl_f64list){m->b, (size_t)m->classes};
     }
+    /* How long ago each step completed: the coordinator dates the steps
+     * by its own clock (clocks of different hosts are not compared). */
+    double now = now_ms();
+    for (size_t e = 0; e < b->k; e++) b->done_ms[e] = now - b->done_ms[e];
     if (b->k > 1) {
+        q->batch_age_ms = (rl_f64list){b->done_ms, b->k};
         q->batch_steps = (rl_u32list){b->steps, b->k};
         q->batch_loss = (rl_f64list){b->loss, b->k};
         q->batch_step_ms = (rl_f64list){b->ms, b->k};
@@ -397,6 +405,7 @@ int worker_run(agent *a)
                 rb.compute[k] = t1 - t0;
                 rb.ar[k] = t2 - t1;
                 rb.rows[k] = red[G + 1];
+                rb.done_ms[k] = t3;
                 memcpy(rb.ncomp + k * nm_slots, &red[G + 2 + nb], nm_slots * sizeof(double));
                 /* Now: a violation, the plan's last step (synchronously: the
                  * coordinator must have the model before we go), its first
