@@ -29,11 +29,13 @@ static void on_interrupt(int sig)
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: ringleader run SPEC [--out DIR]\n\n"
+    fprintf(f, "usage: ringleader run SPEC [--out DIR] [--baseline RUN_JSON]\n\n"
                "Runs the job described by SPEC as its coordinator. With `launch: local` it\n"
                "starts one ringleader-node per spec node on this machine; with `launch: manual`\n"
                "it waits up to cluster.join_timeout_ms for the listed nodes to join.\n"
                "Writes DIR/run.json (default: output.dir of the spec).\n"
+               "--baseline: the run.json of the same job on 1 node (or any baseline); run.json\n"
+               "then carries speedup = its median step time / this run's.\n"
                "Exit codes: 0 ok, 1 the job failed, 2 bad spec or usage.\n");
 }
 
@@ -65,13 +67,15 @@ static void follow(job *j, job_status while_status, uint64_t deadline, launched 
 
 int cmd_run(int argc, char **argv)
 {
-    const char *spec_path = NULL, *out_dir = NULL;
+    const char *spec_path = NULL, *out_dir = NULL, *baseline = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             run_usage(stdout);
             return RL_EXIT_OK;
         } else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
             out_dir = argv[++i];
+        } else if (strcmp(argv[i], "--baseline") == 0 && i + 1 < argc) {
+            baseline = argv[++i];
         } else if (argv[i][0] == '-' || spec_path != NULL) {
             run_usage(stderr);
             return RL_EXIT_USAGE;
@@ -81,6 +85,12 @@ int cmd_run(int argc, char **argv)
     }
     if (spec_path == NULL) {
         run_usage(stderr);
+        return RL_EXIT_USAGE;
+    }
+    double base_ms = 0;
+    int base_nodes = 0;
+    if (baseline != NULL && rl_run_json_step_ms(baseline, &base_ms, &base_nodes) != RL_OK) {
+        fprintf(stderr, "ringleader run: --baseline: %s\n", rl_errdetail());
         return RL_EXIT_USAGE;
     }
     rl_spec *spec = NULL;
@@ -97,7 +107,11 @@ int cmd_run(int argc, char **argv)
     rl_rpc_server *srv = NULL;
     launched nodes = {0};
     job j;
-    if (job_init(&j, spec) != RL_OK) {
+    int init_rv = job_init(&j, spec);
+    j.baseline_path = baseline;
+    j.baseline_step_ms = base_ms;
+    j.baseline_nodes = base_nodes;
+    if (init_rv != RL_OK) {
         fprintf(stderr, "ringleader run: %s\n", rl_errdetail());
         job_finish(&j, JOB_FAILED, rl_errdetail());
         goto report;

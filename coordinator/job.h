@@ -40,6 +40,10 @@ typedef struct job {
     registry reg; /* reg.mtx guards everything below */
     job_status status;
     char error[512];
+    /* --baseline: a 1-node (or any) run's median step time, for `speedup` */
+    const char *baseline_path;
+    double baseline_step_ms;
+    int baseline_nodes;
     uint64_t t0_ms, started_unix_ms;
 
     rl_data_params dp;

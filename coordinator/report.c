@@ -158,7 +158,8 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         fputc('}', f);
     }
     fprintf(f, "\n  ],\n  \"step_ms\": {\"p50\": ");
-    json_num(f, pct(ms, nms, 0.50));
+    double p50_ms = pct(ms, nms, 0.50);
+    json_num(f, p50_ms);
     fputs(", \"p99\": ", f);
     json_num(f, pct(ms, nms, 0.99));
     free(ms);
@@ -210,6 +211,16 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
     }
     fprintf(f, "\n  ],\n  \"coverage\": {\"steps_checked\": %llu, \"violations\": %llu},\n",
             (unsigned long long)j->coverage_checked, (unsigned long long)j->violations);
+    if (j->baseline_path != NULL && nms > 0) {
+        /* The seed's T_s / T_p: the baseline run's median step over ours. */
+        fputs("  \"speedup\": ", f);
+        json_num(f, j->baseline_step_ms / p50_ms);
+        fputs(",\n  \"speedup_baseline\": {\"run\": ", f);
+        json_str(f, j->baseline_path);
+        fputs(", \"step_ms_p50\": ", f);
+        json_num(f, j->baseline_step_ms);
+        fprintf(f, ", \"nodes\": %d},\n", j->baseline_nodes);
+    }
     fputs("  \"D\": ", f);
     json_num(f, members ? (double)j->n_blocks / members : 0);
     fprintf(f, ",\n  \"blocks_total\": %u,\n  \"epoch\": %llu\n}\n", j->n_blocks,

@@ -170,6 +170,32 @@ static int model_io_model(const char *path, const rli_json *mo, rl_model *m, dou
     return rc;
 }
 
+int rl_run_json_step_ms(const char *path, double *p50_ms, int *nodes)
+{
+    rli_json *root = NULL;
+    int rc = rli_json_load(path, &root);
+    if (rc != RL_OK) return rc;
+    const rli_json *st, *p50, *no;
+    if (root->kind != RLI_JSON_OBJECT) {
+        rc = model_io_bad(path, root, "a run.json is an object, this is %s",
+                          rli_json_kind_name(root->kind));
+    } else if ((rc = model_io_status(path, root)) == RL_OK &&
+               (rc = model_io_member(path, root, "run.json", "step_ms", &st)) == RL_OK &&
+               (rc = model_io_member(path, root, "run.json", "nodes", &no)) == RL_OK) {
+        p50 = rli_json_get(st, "p50");
+        if (p50 == NULL || p50->kind != RLI_JSON_NUMBER || !(p50->number > 0))
+            rc = model_io_bad(path, p50 ? p50 : st, "step_ms.p50 is not a positive number");
+        else if (no->kind != RLI_JSON_ARRAY || no->len == 0)
+            rc = model_io_bad(path, no, "\"nodes\" is not a non-empty list");
+        else {
+            *p50_ms = p50->number;
+            *nodes = (int)no->len;
+        }
+    }
+    rli_json_free(root);
+    return rc;
+}
+
 int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double **std)
 {
     memset(m, 0, sizeof(*m));

@@ -48,9 +48,17 @@ with open(sys.argv[1], "w") as f:
 PY
 for n in 1 2 4; do
   csv_spec "$RL_TMP/lin$n.yaml" "$n" "$RL_TMP/lin.csv" target linear 400 0.5
-  timeout 120 "$RL" run "$RL_TMP/lin$n.yaml" >"$RL_TMP/lin$n.out" 2>"$RL_TMP/lin$n.err" ||
+  base=(); [ "$n" = 1 ] || base=(--baseline "$RL_TMP/out1-linear/run.json")
+  timeout 120 "$RL" run "$RL_TMP/lin$n.yaml" "${base[@]}" >"$RL_TMP/lin$n.out" 2>"$RL_TMP/lin$n.err" ||
     { tail -20 "$RL_TMP/lin$n.err" >&2; fail "linear run with $n nodes exited $?"; }
 done
+# A baseline that is not a finished run is a usage error naming the file.
+echo '{"status": "ok", "step_ms": {"p50": 0}, "nodes": [{}]}' > "$RL_TMP/badbase.json"
+rc=0; timeout 30 "$RL" run "$RL_TMP/lin2.yaml" --baseline "$RL_TMP/badbase.json" >/dev/null 2>"$RL_TMP/badbase.err" || rc=$?
+[ "$rc" = 2 ] || fail "--baseline with a bad file exited $rc, want 2"
+grep -q "badbase.json:1:.*step_ms.p50" "$RL_TMP/badbase.err" || fail "--baseline error: $(cat "$RL_TMP/badbase.err")"
+rc=0; timeout 30 "$RL" run "$RL_TMP/lin2.yaml" --baseline "$RL_TMP/none.json" >/dev/null 2>"$RL_TMP/nobase.err" || rc=$?
+{ [ "$rc" = 2 ] && grep -q "none.json" "$RL_TMP/nobase.err"; } || fail "--baseline with a missing file: rc $rc"
 $PY - "$RL_TMP" <<'PY' || fail "linear model check"
 import sys, json, numpy as np
 d = sys.argv[1]
@@ -61,6 +69,13 @@ for n, r in runs.items():
     assert r["status"] == "ok", (n, r.get("error"))
     assert r["coverage"]["violations"] == 0 and r["coverage"]["steps_checked"] == 400, r["coverage"]
     assert len(r["nodes"]) == n and sum(len(x["blocks"]) for x in r["nodes"]) == 20
+    # speedup = T_s / T_p against the 1-node run, only when a baseline was given
+    if n == 1:
+        assert "speedup" not in r
+    else:
+        b = r["speedup_baseline"]
+        assert b["nodes"] == 1 and b["step_ms_p50"] == runs[1]["step_ms"]["p50"], b
+        assert abs(r["speedup"] - b["step_ms_p50"] / r["step_ms"]["p50"]) < 1e-9 * r["speedup"], r["speedup"]
 m = runs[4]["model"]
 mean, std = np.array(m["mean"]), np.array(m["std"])
 # The same standardisation, then the closed form with a bias column.

@@ -114,6 +114,13 @@ void rl_model_predict_row(const rl_model *m, const float *x, double *out);
  */
 int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double **std);
 
+/*
+ * Reads a finished run's median step time and node count from its run.json
+ * ("status" ok, "step_ms": {"p50": ms > 0}, "nodes": the list), for a
+ * speed-up against it. Errors as rl_model_load_run_json.
+ */
+int rl_run_json_step_ms(const char *path, double *p50_ms, int *nodes);
+
 #ifdef __cplusplus
 }
 #endif
