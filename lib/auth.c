@@ -95,6 +95,36 @@ void rli_auth_client_proof(const rl_token *t, const uint8_t *ns, const uint8_t *
     hmac(t, parts, lens, 4, out);
 }
 
+static void le64(uint64_t v, uint8_t out[8])
+{
+    for (int i = 0; i < 8; i++) out[i] = (uint8_t)(v >> (8 * i));
+}
+
+void rli_ring_hello_proof(const rl_token *t, const uint8_t *na, const uint8_t *nd, uint64_t epoch,
+                          uint64_t rank, const char *member_id, uint8_t out[RLI_MAC_LEN])
+{
+    static const char label[] = "rl1-ring-hello";
+    const char *id = member_id ? member_id : "";
+    uint8_t e[8], r[8];
+    le64(epoch, e);
+    le64(rank, r);
+    const uint8_t *parts[] = {(const uint8_t *)label, na, nd, e, r, (const uint8_t *)id};
+    size_t lens[] = {sizeof(label) - 1, RLI_NONCE_LEN, RLI_NONCE_LEN, 8, 8, strlen(id)};
+    hmac(t, parts, lens, 6, out);
+}
+
+void rli_ring_welcome_proof(const rl_token *t, const uint8_t *nd, const uint8_t *na,
+                            uint64_t epoch, uint64_t rank, uint8_t out[RLI_MAC_LEN])
+{
+    static const char label[] = "rl1-ring-welcome";
+    uint8_t e[8], r[8];
+    le64(epoch, e);
+    le64(rank, r);
+    const uint8_t *parts[] = {(const uint8_t *)label, nd, na, e, r};
+    size_t lens[] = {sizeof(label) - 1, RLI_NONCE_LEN, RLI_NONCE_LEN, 8, 8};
+    hmac(t, parts, lens, 5, out);
+}
+
 bool rli_mac_equal(const uint8_t *a, const uint8_t *b, size_t len)
 {
     uint8_t d = 0;

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
+#include "ringleader/log.h"
 #include "ring_internal.h"
 #include "rli.h"
 #include "tls.h"
@@ -454,14 +456,36 @@ static void link_recv_hello(rli_link *l)
     }
     rl_msg m;
     if (rv == 1 && rl_msg_decode(p, n, &m) == RL_OK) {
-        if (m.type == RL_MSG_RING_HELLO && m.u.ring_hello.epoch >= ep->fence_epoch &&
-            m.u.ring_hello.rank < 4096) {
-            l->hello_done = true;
-            l->hello_epoch = m.u.ring_hello.epoch;
-            l->peer_rank = (int)m.u.ring_hello.rank;
-            rli_link_consume(l, n);
-        } else {
+        const rl_msg_ring_hello *h = &m.u.ring_hello;
+        uint8_t want[RLI_MAC_LEN];
+        if (m.type != RL_MSG_RING_HELLO || h->epoch < ep->fence_epoch || h->rank >= 4096) {
             ep->refused_stale++;
+        } else if (ep->has_token &&
+                   (h->nonce.len != RLI_NONCE_LEN || h->proof.len != RLI_MAC_LEN ||
+                    (rli_ring_hello_proof(&ep->token, l->nonce, h->nonce.ptr, h->epoch, h->rank,
+                                          h->member_id, want),
+                     !rli_mac_equal(want, h->proof.ptr, RLI_MAC_LEN)))) {
+            ep->refused_auth++;
+            rl_log_warn("ring endpoint %s: refused a link claiming rank %llu of epoch %llu: %s",
+                        ep->url, (unsigned long long)h->rank, (unsigned long long)h->epoch,
+                        h->proof.len ? "wrong proof (another cluster token?)"
+                                     : "no proof of the cluster token");
+        } else {
+            int wrv = RL_OK;
+            if (ep->has_token) { /* prove ourselves in turn */
+                rl_msg w;
+                rl_msg_init(&w, RL_MSG_RING_WELCOME);
+                rli_ring_welcome_proof(&ep->token, h->nonce.ptr, l->nonce, h->epoch, h->rank,
+                                       want);
+                w.u.ring_welcome.proof = (rl_bytes){want, RLI_MAC_LEN};
+                wrv = rli_link_send(l, &w);
+            }
+            if (wrv == RL_OK) {
+                l->hello_done = true;
+                l->hello_epoch = h->epoch;
+                l->peer_rank = (int)h->rank;
+                rli_link_consume(l, n);
+            }
         }
         rl_msg_fini(&m);
     }
@@ -491,6 +515,13 @@ static void accept_cb(void *arg)
             rli_link *l = link_new(ep, s, 8192);
             l->next = ep->waiting;
             ep->waiting = l;
+            if (ep->has_token) { /* the dialer must prove it holds the token */
+                rl_msg c;
+                rl_msg_init(&c, RL_MSG_RING_CHALLENGE);
+                if (rli_random(l->nonce, RLI_NONCE_LEN) != RL_OK) abort();
+                c.u.ring_challenge.nonce = (rl_bytes){l->nonce, RLI_NONCE_LEN};
+                if (rli_link_send(l, &c) != RL_OK) l->closed = true;
+            }
             link_post(l, l->haio, NNG_DURATION_INFINITE);
         }
     }
@@ -550,6 +581,14 @@ fail:
     pthread_cond_destroy(&ep->cv);
     free(ep);
     return rv;
+}
+
+void rl_endpoint_set_token(rl_endpoint *ep, const rl_token *token)
+{
+    pthread_mutex_lock(&ep->mtx);
+    ep->token = *token;
+    ep->has_token = token->len > 0;
+    pthread_mutex_unlock(&ep->mtx);
 }
 
 const char *rl_endpoint_url(const rl_endpoint *ep)
@@ -625,7 +664,40 @@ static size_t ring_rbuf_size(const rl_ring *r, int peer)
     return 65536;
 }
 
-/* Dials url and sends a RING_HELLO, retrying refused connections until the
+/* Receives the one authentication frame of `type` (a challenge's nonce or a
+ * welcome's proof, 32 bytes each) on a dialed link, before any ring uses
+ * it, into val. Called without the lock. */
+static int link_recv_auth(rl_ring *r, rli_link *l, int peer, rl_msg_type type,
+                          uint64_t deadline_ms, uint8_t val[32])
+{
+    const uint8_t *p;
+    size_t n;
+    const char *what = type == RL_MSG_RING_CHALLENGE ? "challenge" : "welcome";
+    int rv = rli_link_recv(l, &p, &n, deadline_ms, false);
+    if (rv != RL_OK)
+        return rli_err(rv == RL_ETIMEDOUT ? RL_ETIMEDOUT : RL_EAUTH,
+                       "ring epoch %llu: no %s from %s (rank %d) at %s: %s (does it hold the "
+                       "same cluster token?)", (unsigned long long)r->epoch, what, r->ids[peer],
+                       peer, r->urls[peer], rl_errdetail());
+    rl_msg m;
+    rv = rl_msg_decode(p, n, &m);
+    if (rv == RL_OK) {
+        rl_bytes b = m.type == RL_MSG_RING_CHALLENGE && type == m.type ? m.u.ring_challenge.nonce
+                   : m.type == RL_MSG_RING_WELCOME && type == m.type   ? m.u.ring_welcome.proof
+                                                                       : (rl_bytes){NULL, 0};
+        if (b.len == 32) memcpy(val, b.ptr, 32);
+        else rv = RL_EPROTO;
+        rl_msg_fini(&m);
+    }
+    rli_link_consume(l, n);
+    if (rv != RL_OK)
+        return rli_err(RL_EAUTH, "ring epoch %llu: %s (rank %d) at %s sent no valid %s",
+                       (unsigned long long)r->epoch, r->ids[peer], peer, r->urls[peer], what);
+    return RL_OK;
+}
+
+/* Dials url and sends a RING_HELLO (after answering the acceptor's challenge
+ * when the endpoint has a token), retrying refused connections until the
  * deadline. Called without the lock. */
 static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **out)
 {
@@ -686,6 +758,19 @@ static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **ou
     m.u.ring_hello.rank = (uint64_t)r->rank;
     m.u.ring_hello.size = (uint64_t)r->size;
     m.u.ring_hello.member_id = r->ids[r->rank]; /* borrowed; lives as long as r */
+    uint8_t na[RLI_NONCE_LEN], nd[RLI_NONCE_LEN], proof[RLI_MAC_LEN];
+    if (ep->has_token) { /* answer the acceptor's challenge */
+        rv = link_recv_auth(r, l, peer, RL_MSG_RING_CHALLENGE, deadline_ms, na);
+        if (rv != RL_OK) {
+            link_free(l);
+            goto out;
+        }
+        if (rli_random(nd, RLI_NONCE_LEN) != RL_OK) abort();
+        rli_ring_hello_proof(&ep->token, na, nd, r->epoch, (uint64_t)r->rank, r->ids[r->rank],
+                             proof);
+        m.u.ring_hello.nonce = (rl_bytes){nd, RLI_NONCE_LEN};
+        m.u.ring_hello.proof = (rl_bytes){proof, RLI_MAC_LEN};
+    }
     pthread_mutex_lock(&ep->mtx);
     rv = rli_link_send(l, &m);
     while (rv == RL_OK && l->sq_count > 0 && l->serr == 0)
@@ -697,6 +782,16 @@ static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **ou
         rv = rli_err(RL_ETIMEDOUT, "hello to %s (rank %d) not sent before the deadline",
                      r->ids[peer], peer);
     pthread_mutex_unlock(&ep->mtx);
+    if (rv == RL_OK && ep->has_token) { /* and the acceptor must prove itself */
+        uint8_t got[RLI_MAC_LEN], want[RLI_MAC_LEN];
+        rv = link_recv_auth(r, l, peer, RL_MSG_RING_WELCOME, deadline_ms, got);
+        if (rv == RL_OK) {
+            rli_ring_welcome_proof(&ep->token, nd, na, r->epoch, (uint64_t)r->rank, want);
+            if (!rli_mac_equal(want, got, RLI_MAC_LEN))
+                rv = rli_err(RL_EAUTH, "member %s (rank %d) at %s could not prove it holds the "
+                             "cluster token", r->ids[peer], peer, r->urls[peer]);
+        }
+    }
     if (rv != RL_OK) {
         link_free(l);
         goto out;

@@ -32,6 +32,7 @@
 
 #include "ringleader/ring.h"
 #include "ringleader/proto.h"
+#include "ringleader/rpc.h"
 #include "ringleader/spec.h"
 
 #define RLI_FRAME_HDR_MAX 192 /* length prefix + envelope + fields + bin marker */
@@ -54,6 +55,7 @@ struct rli_link {
     bool dialed;     /* we dialed it (else accepted) */
     bool hello_done; /* accepted link: the hello has been read */
     bool closed;
+    uint8_t nonce[32]; /* accepted link of a token endpoint: the challenge sent */
 
     /* receiving: bytes [rpos, rlen) of rbuf are unread */
     nng_aio *haio; /* the hello, read by the endpoint (callback) */
@@ -90,6 +92,9 @@ struct rl_endpoint {
     uint64_t fence_epoch; /* links announcing an older epoch are refused */
     rli_link *waiting;    /* accepted links not yet claimed by a ring */
     uint64_t refused_stale;
+    bool has_token; /* rl_endpoint_set_token: links are authenticated */
+    rl_token token;
+    uint64_t refused_auth; /* accepted links whose hello had no or a wrong proof */
 };
 
 struct rl_ring {

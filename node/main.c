@@ -104,6 +104,7 @@ int main(int argc, char **argv)
         rl_log_error("cannot open the ring endpoint: %s", rl_errdetail());
         return 1;
     }
+    rl_endpoint_set_token(ep, &token); /* ring links prove the token both ways */
     rl_rpc_client *c = NULL;
     rl_rpc_client_opts co = {.url = o.coordinator, .tls = tls, .token = &token, .peer_id = o.id};
     if (rl_rpc_client_open(&co, rl_clock_ms() + (uint64_t)o.join_timeout_ms, &c) != 0) {

@@ -282,6 +282,162 @@ START_TEST(hello_of_an_older_epoch_is_refused)
 }
 END_TEST
 
+/* ---- Ring link authentication ------------------------------------------------ */
+
+static rl_token make_token(char fill)
+{
+    rl_token t;
+    memset(t.bytes, fill, 32);
+    t.len = 32;
+    return t;
+}
+
+/* One member of a ring of two, in a thread: forms the ring and sums in. */
+typedef struct member_thr {
+    rl_endpoint *ep;
+    int rank;
+    rl_ring_member mem[2];
+    uint64_t deadline_ms;
+    double in, out;
+    int rv;
+    char detail[512];
+} member_thr;
+
+static void *member_main(void *arg)
+{
+    member_thr *t = arg;
+    rl_ring_config cfg = {.epoch = EPOCH, .rank = t->rank, .size = 2, .members = t->mem};
+    rl_ring *ring = NULL;
+    t->rv = rl_ring_form(t->ep, &cfg, t->deadline_ms, &ring);
+    if (t->rv == RL_OK)
+        t->rv = rl_allreduce(ring, &t->in, &t->out, 1, RL_F64, RL_OP_SUM, t->deadline_ms);
+    snprintf(t->detail, sizeof(t->detail), "%s", rl_errdetail());
+    rl_ring_free(ring);
+    return NULL;
+}
+
+/* Two endpoints with tokens a and b form a ring of two in threads. */
+static void run_pair(const rl_token *a, const rl_token *b, uint64_t ms, member_thr t[2])
+{
+    for (int r = 0; r < 2; r++) {
+        memset(&t[r], 0, sizeof(t[r]));
+        ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &t[r].ep), RL_OK);
+        rl_endpoint_set_token(t[r].ep, r == 0 ? a : b);
+    }
+    pthread_t th[2];
+    for (int r = 0; r < 2; r++) {
+        t[r].rank = r;
+        t[r].in = r + 1.5;
+        t[r].out = -1;
+        t[r].deadline_ms = rl_clock_ms() + ms;
+        for (int q = 0; q < 2; q++) {
+            t[r].mem[q].id = q == 0 ? "a0" : "b1";
+            t[r].mem[q].url = rl_endpoint_url(t[q].ep);
+        }
+        ck_assert_int_eq(pthread_create(&th[r], NULL, member_main, &t[r]), 0);
+    }
+    for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
+}
+
+static uint64_t refused_auth(rl_endpoint *ep)
+{
+    pthread_mutex_lock(&ep->mtx);
+    uint64_t n = ep->refused_auth;
+    pthread_mutex_unlock(&ep->mtx);
+    return n;
+}
+
+START_TEST(members_with_the_same_token_form_and_reduce)
+{
+    rl_token tok = make_token('k');
+    member_thr t[2];
+    run_pair(&tok, &tok, IO_TIMEOUT_MS, t);
+    for (int r = 0; r < 2; r++) {
+        ck_assert_msg(t[r].rv == RL_OK, "rank %d: %s", r, t[r].detail);
+        ck_assert(t[r].out == 1.5 + 2.5);
+        ck_assert_uint_eq(refused_auth(t[r].ep), 0);
+        rl_endpoint_close(t[r].ep);
+    }
+}
+END_TEST
+
+/* The dialer proves a token the acceptor does not hold: the acceptor refuses
+ * the link, the dialer fails with RL_EAUTH, and nothing is reduced. */
+START_TEST(members_with_different_tokens_do_not_form)
+{
+    rl_token a = make_token('a'), b = make_token('b');
+    member_thr t[2];
+    run_pair(&a, &b, 1500, t);
+    ck_assert_msg(t[0].rv == RL_EAUTH, "dialer: %s: %s", rl_errname(t[0].rv), t[0].detail);
+    ck_assert_msg(strstr(t[0].detail, "b1 (rank 1)") != NULL, "%s", t[0].detail);
+    ck_assert_msg(t[1].rv == RL_ETIMEDOUT, "acceptor: %s: %s", rl_errname(t[1].rv), t[1].detail);
+    ck_assert(t[0].out == -1 && t[1].out == -1);
+    ck_assert_uint_eq(refused_auth(t[1].ep), 1);
+    for (int r = 0; r < 2; r++) rl_endpoint_close(t[r].ep);
+}
+END_TEST
+
+/* Reads one frame from a raw stream and decodes it. */
+static void raw_recv_msg(nng_stream *s, rl_msg *m, uint8_t **buf)
+{
+    uint8_t hdr[4];
+    ck_assert_int_eq(raw_io(s, false, hdr, 4), 0);
+    size_t len = (size_t)hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 24;
+    ck_assert_uint_le(len, 4096);
+    *buf = malloc(len);
+    ck_assert_int_eq(raw_io(s, false, *buf, len), 0);
+    ck_assert_int_eq(rl_msg_decode(*buf, len, m), RL_OK);
+}
+
+/* A raw peer that gets the challenge but answers with no proof, or with a
+ * proof made without the token, is refused: its stream is closed and the
+ * library's ring of that epoch never forms. */
+START_TEST(a_hello_without_a_valid_proof_is_refused)
+{
+    rl_token tok = make_token('k');
+    lib_member lm = {.in = {1, 2}, .out = {-1, -1}};
+    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &lm.ep), RL_OK);
+    rl_endpoint_set_token(lm.ep, &tok);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, lib_member_main, &lm), 0);
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        nng_stream *s = raw_dial(rl_endpoint_url(lm.ep));
+        rl_msg c;
+        uint8_t *buf;
+        raw_recv_msg(s, &c, &buf);
+        ck_assert_int_eq(c.type, RL_MSG_RING_CHALLENGE);
+        ck_assert_uint_eq(c.u.ring_challenge.nonce.len, 32);
+        rl_msg_fini(&c);
+        free(buf);
+        rl_msg m;
+        rl_msg_init(&m, RL_MSG_RING_HELLO);
+        m.u.ring_hello.epoch = EPOCH;
+        m.u.ring_hello.rank = 0;
+        m.u.ring_hello.size = 2;
+        m.u.ring_hello.member_id = "t0";
+        uint8_t junk[32];
+        memset(junk, 0x5A, sizeof(junk));
+        if (attempt == 1) { /* a proof, but not one made with the token */
+            m.u.ring_hello.nonce = (rl_bytes){junk, 32};
+            m.u.ring_hello.proof = (rl_bytes){junk, 32};
+        }
+        raw_send_msg(s, &m);
+        uint8_t byte;
+        int rv = raw_io(s, false, &byte, 1);
+        ck_assert_msg(rv != 0 && rv != NNG_ETIMEDOUT, "attempt %d: stream not closed (%s)",
+                      attempt, rv ? nng_strerror(rv) : "a byte arrived");
+        ck_assert_uint_eq(refused_auth(lm.ep), (uint64_t)attempt + 1);
+        nng_stream_close(s);
+        nng_stream_free(s);
+    }
+    pthread_join(th, NULL);
+    ck_assert_msg(lm.form_rv == RL_ETIMEDOUT, "%s: %s", rl_errname(lm.form_rv), lm.detail);
+    ck_assert(lm.out[0] == -1 && lm.out[1] == -1);
+    rl_endpoint_close(lm.ep);
+}
+END_TEST
+
 Suite *suite(void)
 {
     Suite *s = suite_create("allreduce_fencing");
@@ -290,6 +446,12 @@ Suite *suite(void)
     tcase_add_test(tc, foreign_stale_malformed_and_duplicate_frames_are_dropped);
     tcase_add_test(tc, hello_of_an_older_epoch_is_refused);
     suite_add_tcase(s, tc);
+    TCase *ta = tcase_create("authentication");
+    tcase_set_timeout(ta, 30);
+    tcase_add_test(ta, members_with_the_same_token_form_and_reduce);
+    tcase_add_test(ta, members_with_different_tokens_do_not_form);
+    tcase_add_test(ta, a_hello_without_a_valid_proof_is_refused);
+    suite_add_tcase(s, ta);
     return s;
 }
 

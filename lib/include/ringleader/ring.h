@@ -43,6 +43,16 @@ typedef struct rl_tls_files {
  */
 int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out);
 
+/*
+ * From now on every ring link of ep is authenticated both ways with the
+ * cluster token (HMAC challenge-response, lib/auth.h): a peer that cannot
+ * prove it holds the token never becomes a member, and ep refuses to send to
+ * an acceptor that cannot either. Every member of a ring must do the same.
+ * Call before the first rl_ring_form.
+ */
+struct rl_token; /* ringleader/rpc.h */
+void rl_endpoint_set_token(rl_endpoint *ep, const struct rl_token *token);
+
 /* The URL peers should dial (with the bound port filled in). Owned by ep. */
 const char *rl_endpoint_url(const rl_endpoint *ep);
 
