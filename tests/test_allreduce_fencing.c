@@ -94,14 +94,20 @@ static void raw_send_msg(nng_stream *s, const rl_msg *m)
     free(buf);
 }
 
+/* Rank 0's RING_HELLO for epoch (no token proof). */
+static void hello_msg(rl_msg *m, uint64_t epoch)
+{
+    rl_msg_init(m, RL_MSG_RING_HELLO);
+    m->u.ring_hello.epoch = epoch;
+    m->u.ring_hello.rank = 0;
+    m->u.ring_hello.size = 2;
+    m->u.ring_hello.member_id = "t0";
+}
+
 static void raw_send_hello(nng_stream *s, uint64_t epoch)
 {
     rl_msg m;
-    rl_msg_init(&m, RL_MSG_RING_HELLO);
-    m.u.ring_hello.epoch = epoch;
-    m.u.ring_hello.rank = 0;
-    m.u.ring_hello.size = 2;
-    m.u.ring_hello.member_id = "t0";
+    hello_msg(&m, epoch);
     raw_send_msg(s, &m);
 }
 
@@ -411,11 +417,7 @@ START_TEST(a_hello_without_a_valid_proof_is_refused)
         rl_msg_fini(&c);
         free(buf);
         rl_msg m;
-        rl_msg_init(&m, RL_MSG_RING_HELLO);
-        m.u.ring_hello.epoch = EPOCH;
-        m.u.ring_hello.rank = 0;
-        m.u.ring_hello.size = 2;
-        m.u.ring_hello.member_id = "t0";
+        hello_msg(&m, EPOCH);
         uint8_t junk[32];
         memset(junk, 0x5A, sizeof(junk));
         if (attempt == 1) { /* a proof, but not one made with the token */
