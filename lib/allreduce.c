@@ -8,6 +8,8 @@
  * to its right neighbour as soon as it is ready, so that sending, receiving
  * and reducing overlap. Every member moves 2(N-1)/N of the buffer each way.
  *
+ * Recursive doubling (small buffers, N >= 4): log2 rounds of pairwise swaps.
+ *
  * Direct (small buffers): one round; every member sends its whole input to
  * every other, and each reduces the N inputs in rank order.
  *
@@ -24,9 +26,11 @@
 enum {
     PHASE_REDUCE_SCATTER = RLI_PHASE_REDUCE_SCATTER,
     PHASE_ALL_GATHER = RLI_PHASE_ALL_GATHER,
-    PHASE_DIRECT = RLI_PHASE_DIRECT
+    PHASE_DIRECT = RLI_PHASE_DIRECT,
+    PHASE_DOUBLING = RLI_PHASE_DOUBLING
 };
-static const char *const phase_names[] = {"reduce-scatter", "all-gather", "direct"};
+static const char *const phase_names[] = {"reduce-scatter", "all-gather", "direct",
+                                          "recursive-doubling"};
 
 void (*rli_allreduce_hook)(int phase, int step, size_t chunk) = NULL;
 
@@ -77,7 +81,7 @@ static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, cons
     b->data.len = len;
     rli_link *l = c->r->links[peer];
     int rv;
-    if (phase == PHASE_DIRECT && len <= DIRECT_INLINE_MAX) {
+    if ((phase == PHASE_DIRECT || phase == PHASE_DOUBLING) && len <= DIRECT_INLINE_MAX) {
         rv = rli_link_send_now(l, &m, c->deadline);
     } else {
         rli_ring_lock(c->r);
@@ -211,6 +215,69 @@ static int allreduce_direct(coll *c, const uint8_t *in, uint8_t *out, size_t cou
     return rv;
 }
 
+/*
+ * Recursive doubling, for frames small enough to be sent from the caller's
+ * thread: log2(P) rounds among P, the largest power of two <= N; in round k
+ * each of them swaps its partial result with the one whose index differs in
+ * bit k, and both combine the two, lower rank first, so all hold bitwise the
+ * same value. The other N-P members fold in first: member 2i (i < N-P) sends
+ * its input to 2i+1 and gets the result back from it at the end. Fewer
+ * messages than the one-round algorithm (log2(P) + 2 per member, not N-1),
+ * which is what counts when members outnumber cores. Frames: phase
+ * "recursive-doubling", step 0 the fold-in, 1..log2(P) the rounds, then the
+ * fold-out.
+ */
+static int allreduce_doubling(coll *c, const uint8_t *in, uint8_t *out, size_t count)
+{
+    rl_ring *r = c->r;
+    int n = r->size, me = r->rank, p = 1, rounds = 0;
+    while (p * 2 <= n) {
+        p *= 2;
+        rounds++;
+    }
+    int rem = n - p;
+    size_t bytes = count * c->es;
+    const uint8_t *data;
+    size_t flen;
+    int rv = RL_OK;
+    uint8_t *acc = rli_malloc(bytes + 1); /* in stays unwritten until the end */
+    memcpy(acc, in, bytes);
+    if (me < 2 * rem && me % 2 == 0) { /* folded: hand over, then wait for the result */
+        rv = send_chunk(c, me + 1, PHASE_DOUBLING, 0, 0, acc, bytes);
+        if (rv == RL_OK)
+            rv = recv_chunk(c, me + 1, PHASE_DOUBLING, rounds + 1, 0, bytes, false, &data, &flen);
+        if (rv == RL_OK) {
+            memcpy(out, data, bytes);
+            rli_link_consume(r->links[me + 1], flen);
+        }
+        free(acc);
+        return rv;
+    }
+    if (me < 2 * rem) { /* take the folded member's input */
+        rv = recv_chunk(c, me - 1, PHASE_DOUBLING, 0, 0, bytes, false, &data, &flen);
+        if (rv == RL_OK) {
+            rli_reduce(c->dt, c->op, acc, data, acc, count);
+            rli_link_consume(r->links[me - 1], flen);
+        }
+    }
+    int v = me < 2 * rem ? me / 2 : me - rem; /* index among the P */
+    for (int k = 0; k < rounds && rv == RL_OK; k++) {
+        int w = v ^ (1 << k), partner = w < rem ? 2 * w + 1 : w + rem;
+        rv = send_chunk(c, partner, PHASE_DOUBLING, k + 1, 0, acc, bytes);
+        if (rv == RL_OK)
+            rv = recv_chunk(c, partner, PHASE_DOUBLING, k + 1, 0, bytes, false, &data, &flen);
+        if (rv != RL_OK) break;
+        if (me < partner) rli_reduce(c->dt, c->op, acc, acc, data, count);
+        else rli_reduce(c->dt, c->op, acc, data, acc, count);
+        rli_link_consume(r->links[partner], flen);
+    }
+    if (rv == RL_OK && me < 2 * rem)
+        rv = send_chunk(c, me - 1, PHASE_DOUBLING, rounds + 1, 0, acc, bytes);
+    if (rv == RL_OK) memcpy(out, acc, bytes);
+    free(acc);
+    return rv;
+}
+
 static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count)
 {
     rl_ring *r = c->r;
@@ -286,6 +353,8 @@ int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype d
         size_t bytes = count * c.es;
         if (r->size == 1 || count == 0) {
             if (out != in && bytes > 0) memmove(out, in, bytes);
+        } else if (bytes <= r->doubling_bytes && bytes <= DIRECT_INLINE_MAX) {
+            rv = allreduce_doubling(&c, in, out, count);
         } else if (bytes <= r->small_bytes && bytes <= RL_PROTO_MAX_FRAME / 2) {
             rv = allreduce_direct(&c, in, out, count);
         } else {

@@ -102,6 +102,7 @@ struct rl_ring {
     uint64_t epoch;
     int rank, size;
     size_t chunk_bytes, small_bytes;
+    size_t doubling_bytes; /* at or below (and N >= 4): recursive doubling; tests may zero it */
     char **ids;
     char **urls;
     rli_link **links; /* links[peer rank], NULL for self */
@@ -112,7 +113,12 @@ struct rl_ring {
 };
 
 /* Phases of a collective, as carried in RING_CHUNK.phase. */
-enum { RLI_PHASE_REDUCE_SCATTER = 0, RLI_PHASE_ALL_GATHER = 1, RLI_PHASE_DIRECT = 2 };
+enum {
+    RLI_PHASE_REDUCE_SCATTER = 0,
+    RLI_PHASE_ALL_GATHER = 1,
+    RLI_PHASE_DIRECT = 2,
+    RLI_PHASE_DOUBLING = 3
+};
 
 /*
  * Test hook, NULL in production: the ring algorithm (allreduce.c) calls it,

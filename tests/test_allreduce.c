@@ -76,6 +76,7 @@ static void reference(void *out, size_t n, rl_dtype dt, rl_op op, int nmembers)
 typedef struct member {
     int rank, n;
     size_t chunk_bytes, small_bytes;
+    bool no_doubling; /* the one-round algorithm even at N >= 4 */
     const char **urls;
     rl_endpoint *ep;
     int failures;
@@ -105,6 +106,7 @@ static void *member_main(void *arg)
         m->failures++;
         return NULL;
     }
+    if (m->no_doubling) ring->doubling_bytes = 0;
     size_t counts[5] = {0, 1, (size_t)(m->n - 1), (size_t)(m->n + 1), BIG};
     uint8_t *in = malloc(BIG * 8), *out = malloc(BIG * 8), *want = malloc(BIG * 8);
     for (int dt = 0; dt < RL_DTYPE_COUNT; dt++)
@@ -158,7 +160,8 @@ done:
     return NULL;
 }
 
-static void run_members(int n, size_t chunk_bytes, size_t small_bytes, uint64_t *hash_out)
+static void run_members(int n, size_t chunk_bytes, size_t small_bytes, bool no_doubling,
+                        uint64_t *hash_out)
 {
     member ms[MAXN];
     pthread_t th[MAXN];
@@ -176,6 +179,7 @@ static void run_members(int n, size_t chunk_bytes, size_t small_bytes, uint64_t 
         ms[r].n = n;
         ms[r].chunk_bytes = chunk_bytes;
         ms[r].small_bytes = small_bytes;
+        ms[r].no_doubling = no_doubling;
         ms[r].urls = up;
         pthread_create(&th[r], NULL, member_main, &ms[r]);
     }
@@ -193,22 +197,30 @@ static void run_members(int n, size_t chunk_bytes, size_t small_bytes, uint64_t 
 /* Ring algorithm for everything above 0 bytes, small chunks (many chunks). */
 START_TEST(ring_matches_reference)
 {
-    run_members(_i, 4096, 0, NULL);
+    run_members(_i, 4096, 0, false, NULL);
 }
 END_TEST
 
 /* Direct (one-round) algorithm for small counts, default chunks. */
 START_TEST(direct_matches_reference)
 {
-    run_members(_i, 0, 64, NULL);
+    run_members(_i, 0, 64, true, NULL);
+}
+END_TEST
+
+/* Recursive doubling for counts up to 64 KiB at N >= 4 (with N - P members
+ * folded in when N is not a power of two), direct below 4 members. */
+START_TEST(doubling_matches_reference)
+{
+    run_members(_i, 0, 65536, false, NULL);
 }
 END_TEST
 
 START_TEST(results_are_deterministic)
 {
     uint64_t h1, h2;
-    run_members(4, 65536, 0, &h1);
-    run_members(4, 65536, 0, &h2);
+    run_members(4, 65536, 0, false, &h1);
+    run_members(4, 65536, 0, false, &h2);
     ck_assert_uint_eq(h1, h2);
 }
 END_TEST
@@ -239,6 +251,7 @@ Suite *suite(void)
     tcase_add_test(tc, kernels_cover_every_dtype_and_op);
     tcase_add_loop_test(tc, ring_matches_reference, 1, MAXN + 1);
     tcase_add_loop_test(tc, direct_matches_reference, 1, MAXN + 1);
+    tcase_add_loop_test(tc, doubling_matches_reference, 1, MAXN + 1);
     tcase_add_test(tc, results_are_deterministic);
     suite_add_tcase(s, tc);
     return s;
