@@ -10,6 +10,9 @@
  *
  * Recursive doubling (small buffers, N >= 4): log2 rounds of pairwise swaps.
  *
+ * Recursive halving + doubling (mid-size buffers, N a power of two >= 4):
+ * the ring's traffic in 2 log2(N) hops.
+ *
  * Direct (small buffers): one round; every member sends its whole input to
  * every other, and each reduces the N inputs in rank order.
  *
@@ -27,10 +30,13 @@ enum {
     PHASE_REDUCE_SCATTER = RLI_PHASE_REDUCE_SCATTER,
     PHASE_ALL_GATHER = RLI_PHASE_ALL_GATHER,
     PHASE_DIRECT = RLI_PHASE_DIRECT,
-    PHASE_DOUBLING = RLI_PHASE_DOUBLING
+    PHASE_DOUBLING = RLI_PHASE_DOUBLING,
+    PHASE_HALVING = RLI_PHASE_HALVING,
+    PHASE_HALVING_AG = RLI_PHASE_HALVING_AG
 };
-static const char *const phase_names[] = {"reduce-scatter", "all-gather", "direct",
-                                          "recursive-doubling"};
+static const char *const phase_names[] = {"reduce-scatter", "all-gather",          "direct",
+                                          "recursive-doubling", "recursive-halving",
+                                          "halving-all-gather"};
 
 void (*rli_allreduce_hook)(int phase, int step, size_t chunk) = NULL;
 
@@ -278,6 +284,66 @@ static int allreduce_doubling(coll *c, const uint8_t *in, uint8_t *out, size_t c
     return rv;
 }
 
+/*
+ * Recursive halving then doubling (Rabenseifner), for N a power of two and
+ * mid-size buffers: the reduce-scatter in log2(N) pairwise steps, each
+ * member keeping half of its current range and sending the other half to
+ * the member whose index differs in that bit; then the all-gather in
+ * reverse. It moves the ring's 2(N-1)/N of the buffer in 2 log2(N) hops
+ * instead of 2(N-1). Every element is reduced by exactly one member, so all
+ * hold the same bits. Works in out; a sent range is never written while
+ * its frame is queued (the kept and the given halves are disjoint).
+ */
+static int allreduce_halving(coll *c, const uint8_t *in, uint8_t *out, size_t count)
+{
+    rl_ring *r = c->r;
+    int n = r->size, me = r->rank, rounds = 0;
+    while ((1 << rounds) < n) rounds++;
+    size_t es = c->es, lo[32], hi[32];
+    size_t a = 0, b = count;
+    int rv = RL_OK;
+    if (out != in) memcpy(out, in, count * es);
+    for (int k = 0; k < rounds && rv == RL_OK; k++) {
+        int partner = me ^ (1 << k);
+        size_t mid = a + (b - a) / 2;
+        bool low = (me & (1 << k)) == 0;
+        size_t ka = low ? a : mid, kb = low ? mid : b; /* kept */
+        size_t ga = low ? mid : a, gb = low ? b : mid; /* given */
+        lo[k] = a;
+        hi[k] = b;
+        const uint8_t *data;
+        size_t flen;
+        rv = send_chunk(c, partner, PHASE_HALVING, k, 0, out + ga * es, (gb - ga) * es);
+        if (rv == RL_OK)
+            rv = recv_chunk(c, partner, PHASE_HALVING, k, 0, (kb - ka) * es, false, &data,
+                            &flen);
+        if (rv != RL_OK) break;
+        if (me < partner) rli_reduce(c->dt, c->op, out + ka * es, out + ka * es, data, kb - ka);
+        else rli_reduce(c->dt, c->op, out + ka * es, data, out + ka * es, kb - ka);
+        rli_link_consume(r->links[partner], flen);
+        a = ka;
+        b = kb;
+    }
+    for (int k = rounds - 1; k >= 0 && rv == RL_OK; k--) {
+        int partner = me ^ (1 << k);
+        /* The partner holds the rest of the range [lo[k], hi[k]). */
+        size_t pa = a == lo[k] ? b : lo[k], pb = a == lo[k] ? hi[k] : a;
+        const uint8_t *data;
+        size_t flen;
+        rv = send_chunk(c, partner, PHASE_HALVING_AG, k, 0, out + a * es, (b - a) * es);
+        if (rv == RL_OK)
+            rv = recv_chunk(c, partner, PHASE_HALVING_AG, k, 0, (pb - pa) * es, false, &data,
+                            &flen);
+        if (rv != RL_OK) break;
+        memcpy(out + pa * es, data, (pb - pa) * es);
+        rli_link_consume(r->links[partner], flen);
+        a = lo[k];
+        b = hi[k];
+    }
+    if (rv == RL_OK) rv = wait_sends(c);
+    return rv;
+}
+
 static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count)
 {
     rl_ring *r = c->r;
@@ -355,6 +421,8 @@ int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype d
             if (out != in && bytes > 0) memmove(out, in, bytes);
         } else if (bytes <= r->doubling_bytes && bytes <= DIRECT_INLINE_MAX) {
             rv = allreduce_doubling(&c, in, out, count);
+        } else if (bytes <= r->halving_bytes && bytes <= RL_PROTO_MAX_FRAME) {
+            rv = allreduce_halving(&c, in, out, count);
         } else if (bytes <= r->small_bytes && bytes <= RL_PROTO_MAX_FRAME / 2) {
             rv = allreduce_direct(&c, in, out, count);
         } else {

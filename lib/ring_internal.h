@@ -103,6 +103,7 @@ struct rl_ring {
     int rank, size;
     size_t chunk_bytes, small_bytes;
     size_t doubling_bytes; /* at or below (and N >= 4): recursive doubling; tests may zero it */
+    size_t halving_bytes;  /* at or below (N a power of two >= 4): recursive halving */
     char **ids;
     char **urls;
     rli_link **links; /* links[peer rank], NULL for self */
@@ -117,7 +118,9 @@ enum {
     RLI_PHASE_REDUCE_SCATTER = 0,
     RLI_PHASE_ALL_GATHER = 1,
     RLI_PHASE_DIRECT = 2,
-    RLI_PHASE_DOUBLING = 3
+    RLI_PHASE_DOUBLING = 3,
+    RLI_PHASE_HALVING = 4,    /* recursive halving: the reduce-scatter */
+    RLI_PHASE_HALVING_AG = 5 /* and its all-gather by recursive doubling */
 };
 
 /*

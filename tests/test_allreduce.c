@@ -77,6 +77,7 @@ typedef struct member {
     int rank, n;
     size_t chunk_bytes, small_bytes;
     bool no_doubling; /* the one-round algorithm even at N >= 4 */
+    bool all_halving; /* recursive halving for every count above 0 (N a power of 2) */
     const char **urls;
     rl_endpoint *ep;
     int failures;
@@ -106,7 +107,11 @@ static void *member_main(void *arg)
         m->failures++;
         return NULL;
     }
-    if (m->no_doubling) ring->doubling_bytes = 0;
+    if (m->no_doubling) ring->doubling_bytes = ring->halving_bytes = 0;
+    if (m->all_halving) {
+        ring->doubling_bytes = 0;
+        ring->halving_bytes = RL_PROTO_MAX_FRAME;
+    }
     size_t counts[5] = {0, 1, (size_t)(m->n - 1), (size_t)(m->n + 1), BIG};
     uint8_t *in = malloc(BIG * 8), *out = malloc(BIG * 8), *want = malloc(BIG * 8);
     for (int dt = 0; dt < RL_DTYPE_COUNT; dt++)
@@ -161,7 +166,7 @@ done:
 }
 
 static void run_members(int n, size_t chunk_bytes, size_t small_bytes, bool no_doubling,
-                        uint64_t *hash_out)
+                        bool all_halving, uint64_t *hash_out)
 {
     member ms[MAXN];
     pthread_t th[MAXN];
@@ -180,6 +185,7 @@ static void run_members(int n, size_t chunk_bytes, size_t small_bytes, bool no_d
         ms[r].chunk_bytes = chunk_bytes;
         ms[r].small_bytes = small_bytes;
         ms[r].no_doubling = no_doubling;
+        ms[r].all_halving = all_halving;
         ms[r].urls = up;
         pthread_create(&th[r], NULL, member_main, &ms[r]);
     }
@@ -197,14 +203,14 @@ static void run_members(int n, size_t chunk_bytes, size_t small_bytes, bool no_d
 /* Ring algorithm for everything above 0 bytes, small chunks (many chunks). */
 START_TEST(ring_matches_reference)
 {
-    run_members(_i, 4096, 0, false, NULL);
+    run_members(_i, 4096, 0, false, false, NULL);
 }
 END_TEST
 
 /* Direct (one-round) algorithm for small counts, default chunks. */
 START_TEST(direct_matches_reference)
 {
-    run_members(_i, 0, 64, true, NULL);
+    run_members(_i, 0, 64, true, false, NULL);
 }
 END_TEST
 
@@ -212,15 +218,23 @@ END_TEST
  * folded in when N is not a power of two), direct below 4 members. */
 START_TEST(doubling_matches_reference)
 {
-    run_members(_i, 0, 65536, false, NULL);
+    run_members(_i, 0, 65536, false, false, NULL);
+}
+END_TEST
+
+/* Recursive halving + doubling for every count (N = 4 and 8), including
+ * counts below N, where some members' ranges are empty. */
+START_TEST(halving_matches_reference)
+{
+    run_members(_i, 0, 65536, false, true, NULL);
 }
 END_TEST
 
 START_TEST(results_are_deterministic)
 {
     uint64_t h1, h2;
-    run_members(4, 65536, 0, false, &h1);
-    run_members(4, 65536, 0, false, &h2);
+    run_members(4, 65536, 0, false, false, &h1);
+    run_members(4, 65536, 0, false, false, &h2);
     ck_assert_uint_eq(h1, h2);
 }
 END_TEST
@@ -252,6 +266,8 @@ Suite *suite(void)
     tcase_add_loop_test(tc, ring_matches_reference, 1, MAXN + 1);
     tcase_add_loop_test(tc, direct_matches_reference, 1, MAXN + 1);
     tcase_add_loop_test(tc, doubling_matches_reference, 1, MAXN + 1);
+    tcase_add_loop_test(tc, halving_matches_reference, 4, 5);
+    tcase_add_loop_test(tc, halving_matches_reference, 8, 9);
     tcase_add_test(tc, results_are_deterministic);
     suite_add_tcase(s, tc);
     return s;
