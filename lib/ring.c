@@ -23,6 +23,7 @@
 #define RING_DEFAULT_CHUNK 1048576u
 #define RING_MAX_WAITING 256 /* parked, unclaimed incoming links */
 #define RING_DIAL_RETRY_MS 10
+#define RING_HELLO_TIMEOUT_MS 10000 /* default ep->hello_timeout_ms */
 
 uint64_t rl_clock_ms(void)
 {
@@ -442,8 +443,9 @@ static void link_recv_hello(rli_link *l)
     rl_endpoint *ep = l->ep;
     const uint8_t *p;
     size_t n, need;
-    if (l->rerr != 0) {
+    if (l->rerr != 0) { /* closed, reset, or silent past RING_HELLO_TIMEOUT_MS */
         l->closed = true;
+        nng_stream_close(l->stream);
         return;
     }
     int rv = link_peek(l, &p, &n, &need);
@@ -451,7 +453,7 @@ static void link_recv_hello(rli_link *l)
         if (need > 4 + 4096) rv = RL_EPROTO; /* a hello is small */
         else {
             link_make_room(l, need);
-            link_post(l, l->haio, NNG_DURATION_INFINITE);
+            link_post(l, l->haio, until(l->hello_deadline));
             return;
         }
     }
@@ -506,7 +508,20 @@ static size_t count_waiting(rl_endpoint *ep)
 static void accept_cb(void *arg)
 {
     rl_endpoint *ep = arg;
+    rli_link *reap = NULL;
     pthread_mutex_lock(&ep->mtx);
+    /* Links that were refused or went silent leave the waiting list here
+     * (freed below, without the lock: their callbacks take it). */
+    for (rli_link **pp = &ep->waiting; *pp != NULL;) {
+        rli_link *w = *pp;
+        if (w->closed && !w->hello_done) {
+            *pp = w->next;
+            w->next = reap;
+            reap = w;
+        } else {
+            pp = &w->next;
+        }
+    }
     int rv = nng_aio_result(ep->accept_aio);
     if (rv == 0) {
         nng_stream *s = nng_aio_get_output(ep->accept_aio, 0);
@@ -523,17 +538,24 @@ static void accept_cb(void *arg)
                 c.u.ring_challenge.nonce = (rl_bytes){l->nonce, RLI_NONCE_LEN};
                 if (rli_link_send(l, &c) != RL_OK) l->closed = true;
             }
-            link_post(l, l->haio, NNG_DURATION_INFINITE);
+            l->hello_deadline = rli_now_ms() + ep->hello_timeout_ms;
+            link_post(l, l->haio, until(l->hello_deadline));
         }
     }
     if (!ep->closing && rv != NNG_ECLOSED) nng_stream_listener_accept(ep->listener, ep->accept_aio);
     pthread_mutex_unlock(&ep->mtx);
+    while (reap != NULL) {
+        rli_link *next = reap->next;
+        link_free(reap);
+        reap = next;
+    }
 }
 
 int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out)
 {
     rl_endpoint *ep = rli_calloc(1, sizeof(*ep));
     int rv;
+    ep->hello_timeout_ms = RING_HELLO_TIMEOUT_MS;
     pthread_mutex_init(&ep->mtx, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -56,6 +56,7 @@ struct rli_link {
     bool hello_done; /* accepted link: the hello has been read */
     bool closed;
     uint8_t nonce[32]; /* accepted link of a token endpoint: the challenge sent */
+    uint64_t hello_deadline; /* accepted link: when an unsent hello closes it */
 
     /* receiving: bytes [rpos, rlen) of rbuf are unread */
     nng_aio *haio; /* the hello, read by the endpoint (callback) */
@@ -95,6 +96,7 @@ struct rl_endpoint {
     bool has_token; /* rl_endpoint_set_token: links are authenticated */
     rl_token token;
     uint64_t refused_auth; /* accepted links whose hello had no or a wrong proof */
+    uint64_t hello_timeout_ms; /* an accepted link silent this long is closed (tests lower it) */
 };
 
 struct rl_ring {

@@ -288,6 +288,31 @@ START_TEST(hello_of_an_older_epoch_is_refused)
 }
 END_TEST
 
+/* A connection that never sends its hello is closed after the endpoint's
+ * hello timeout (lowered here from 10 s), so silent connections cannot fill
+ * the endpoint's table of waiting links. */
+START_TEST(a_silent_connection_is_closed)
+{
+    rl_endpoint *ep = NULL;
+    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &ep), RL_OK);
+    pthread_mutex_lock(&ep->mtx);
+    ep->hello_timeout_ms = 300;
+    pthread_mutex_unlock(&ep->mtx);
+    uint64_t t0 = rl_clock_ms();
+    nng_stream *s = raw_dial(rl_endpoint_url(ep));
+    uint8_t byte;
+    int rv = raw_io(s, false, &byte, 1);
+    uint64_t waited = rl_clock_ms() - t0;
+    ck_assert_msg(rv != 0 && rv != NNG_ETIMEDOUT, "silent link not closed (%s)",
+                  rv ? nng_strerror(rv) : "a byte arrived");
+    ck_assert_msg(waited >= 250 && waited < 5000, "closed after %llu ms",
+                  (unsigned long long)waited);
+    nng_stream_close(s);
+    nng_stream_free(s);
+    rl_endpoint_close(ep);
+}
+END_TEST
+
 /* ---- Ring link authentication ------------------------------------------------ */
 
 static rl_token make_token(char fill)
@@ -447,6 +472,7 @@ Suite *suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, foreign_stale_malformed_and_duplicate_frames_are_dropped);
     tcase_add_test(tc, hello_of_an_older_epoch_is_refused);
+    tcase_add_test(tc, a_silent_connection_is_closed);
     suite_add_tcase(s, tc);
     TCase *ta = tcase_create("authentication");
     tcase_set_timeout(ta, 30);
