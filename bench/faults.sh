@@ -21,7 +21,8 @@ export RINGLEADER_NODE_BIN=${RINGLEADER_NODE_BIN:-build/node/ringleader-node}
 RUNS=${RUNS:-10}
 PARTS=${PARTS:-"recovery throttle overhead"}
 part() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
-T=$(mktemp -d /tmp/rl-bench-faults.XXXXXX)
+T=$(mktemp -d)  # removed on exit (KEEP=1 keeps it)
+[ -z "${KEEP:-}" ] || echo "# keeping $T"
 PIDS=()
 trap 'for p in "${PIDS[@]:-}"; do kill -KILL "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$T/tok"

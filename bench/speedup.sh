@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RL=${1:-build/coordinator/ringleader}
 export RINGLEADER_NODE_BIN=${RINGLEADER_NODE_BIN:-build/node/ringleader-node}
-T=$(mktemp -d /tmp/rl-bench-speedup.XXXXXX)
+T=$(mktemp -d)  # removed on exit
 trap 'rm -rf "$T"' EXIT
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$T/tok"
 export RINGLEADER_TOKEN=$(cat "$T/tok")

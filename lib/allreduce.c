@@ -221,6 +221,25 @@ static int allreduce_direct(coll *c, const uint8_t *in, uint8_t *out, size_t cou
     return rv;
 }
 
+/* One pairwise swap: sends len bytes at send to peer and receives its frame
+ * of want bytes for the same (phase, step). Lock NOT held. */
+static int swap_chunk(coll *c, int peer, int phase, int step, const void *send, size_t len,
+                      size_t want, const uint8_t **data, size_t *flen)
+{
+    int rv = send_chunk(c, peer, phase, step, 0, send, len);
+    if (rv == RL_OK) rv = recv_chunk(c, peer, phase, step, 0, want, false, data, flen);
+    return rv;
+}
+
+/* dst = (lower rank's value) op (higher rank's), where dst holds ours: both
+ * sides of a swap combine in the same order, so they hold the same bits. */
+static void combine_ordered(coll *c, uint8_t *dst, const uint8_t *theirs, bool we_are_lower,
+                            size_t n)
+{
+    if (we_are_lower) rli_reduce(c->dt, c->op, dst, dst, theirs, n);
+    else rli_reduce(c->dt, c->op, dst, theirs, dst, n);
+}
+
 /*
  * Recursive doubling, for frames small enough to be sent from the caller's
  * thread: log2(P) rounds among P, the largest power of two <= N; in round k
@@ -262,19 +281,16 @@ static int allreduce_doubling(coll *c, const uint8_t *in, uint8_t *out, size_t c
     if (me < 2 * rem) { /* take the folded member's input */
         rv = recv_chunk(c, me - 1, PHASE_DOUBLING, 0, 0, bytes, false, &data, &flen);
         if (rv == RL_OK) {
-            rli_reduce(c->dt, c->op, acc, data, acc, count);
+            combine_ordered(c, acc, data, false, count);
             rli_link_consume(r->links[me - 1], flen);
         }
     }
     int v = me < 2 * rem ? me / 2 : me - rem; /* index among the P */
     for (int k = 0; k < rounds && rv == RL_OK; k++) {
         int w = v ^ (1 << k), partner = w < rem ? 2 * w + 1 : w + rem;
-        rv = send_chunk(c, partner, PHASE_DOUBLING, k + 1, 0, acc, bytes);
-        if (rv == RL_OK)
-            rv = recv_chunk(c, partner, PHASE_DOUBLING, k + 1, 0, bytes, false, &data, &flen);
+        rv = swap_chunk(c, partner, PHASE_DOUBLING, k + 1, acc, bytes, bytes, &data, &flen);
         if (rv != RL_OK) break;
-        if (me < partner) rli_reduce(c->dt, c->op, acc, acc, data, count);
-        else rli_reduce(c->dt, c->op, acc, data, acc, count);
+        combine_ordered(c, acc, data, me < partner, count);
         rli_link_consume(r->links[partner], flen);
     }
     if (rv == RL_OK && me < 2 * rem)
@@ -313,13 +329,10 @@ static int allreduce_halving(coll *c, const uint8_t *in, uint8_t *out, size_t co
         hi[k] = b;
         const uint8_t *data;
         size_t flen;
-        rv = send_chunk(c, partner, PHASE_HALVING, k, 0, out + ga * es, (gb - ga) * es);
-        if (rv == RL_OK)
-            rv = recv_chunk(c, partner, PHASE_HALVING, k, 0, (kb - ka) * es, false, &data,
-                            &flen);
+        rv = swap_chunk(c, partner, PHASE_HALVING, k, out + ga * es, (gb - ga) * es,
+                        (kb - ka) * es, &data, &flen);
         if (rv != RL_OK) break;
-        if (me < partner) rli_reduce(c->dt, c->op, out + ka * es, out + ka * es, data, kb - ka);
-        else rli_reduce(c->dt, c->op, out + ka * es, data, out + ka * es, kb - ka);
+        combine_ordered(c, out + ka * es, data, me < partner, kb - ka);
         rli_link_consume(r->links[partner], flen);
         a = ka;
         b = kb;
@@ -330,10 +343,8 @@ static int allreduce_halving(coll *c, const uint8_t *in, uint8_t *out, size_t co
         size_t pa = a == lo[k] ? b : lo[k], pb = a == lo[k] ? hi[k] : a;
         const uint8_t *data;
         size_t flen;
-        rv = send_chunk(c, partner, PHASE_HALVING_AG, k, 0, out + a * es, (b - a) * es);
-        if (rv == RL_OK)
-            rv = recv_chunk(c, partner, PHASE_HALVING_AG, k, 0, (pb - pa) * es, false, &data,
-                            &flen);
+        rv = swap_chunk(c, partner, PHASE_HALVING_AG, k, out + a * es, (b - a) * es,
+                        (pb - pa) * es, &data, &flen);
         if (rv != RL_OK) break;
         memcpy(out + pa * es, data, (pb - pa) * es);
         rli_link_consume(r->links[partner], flen);

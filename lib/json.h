@@ -2,13 +2,14 @@
  * json.h - internal: a small, strict JSON reader (RFC 8259) into a tree.
  *
  * Recursive descent over a bounded text: objects, arrays, numbers (as
- * double), strings (escapes and \uXXXX surrogate pairs decoded to UTF-8;
- * the raw text must be valid UTF-8), true, false, null. Strict: no comments,
- * no trailing commas, no leading zeros, no NaN/Infinity, no duplicate keys,
- * nothing after the value but white space. Hostile input stays cheap: the
- * nesting depth, the text size and the node count are bounded, and an error
- * is reported as "LINE:COL: what" (both from 1, COL in bytes) with nothing
- * leaked. Knows nothing of run.json; see model_io.c for that.
+ * double), strings (escapes, \u with four hex digits and surrogate pairs,
+ * decoded to UTF-8; the raw text must be valid UTF-8), true, false, null.
+ * Strict: no comments, no trailing commas, no leading zeros, no NaN or
+ * Infinity, no duplicate keys, nothing after the value but white space.
+ * Hostile input stays cheap: the nesting depth, the text size and the node
+ * count are bounded, and an error is reported as "LINE:COL: what" (both from
+ * 1, COL in bytes) with nothing leaked. Knows nothing of run.json; see
+ * model_io.c for that.
  */
 #ifndef RINGLEADER_JSON_H
 #define RINGLEADER_JSON_H
