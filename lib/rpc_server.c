@@ -353,9 +353,13 @@ static void call_cb(void *arg)
             return;
         }
         c->reqmsg = nng_aio_get_msg(c->aio);
+        nng_aio_set_msg(c->aio, NULL); /* ours now: the aio holds only unsent replies */
         call_dispatch(c);
     } else if (c->state == CALL_SEND) {
-        if (rv != 0) nng_msg_free(nng_aio_get_msg(c->aio)); /* not sent: still ours */
+        if (rv != 0) { /* not sent: still ours */
+            nng_msg_free(nng_aio_get_msg(c->aio));
+            nng_aio_set_msg(c->aio, NULL);
+        }
         if (rv != NNG_ECLOSED && !c->s->stopping) call_recv(c);
     }
 }
@@ -483,6 +487,10 @@ void rl_rpc_server_free(rl_rpc_server *s)
             rl_rpc_ctx *c = &s->calls[i];
             if (c->aio != NULL) {
                 nng_aio_stop(c->aio);
+                /* A reply sent while the aio was stopping is refused without a
+                 * callback, so it is still here. */
+                nng_msg *unsent = nng_aio_get_msg(c->aio);
+                if (unsent != NULL) nng_msg_free(unsent);
                 nng_aio_free(c->aio);
             }
             call_release_request(c);
