@@ -44,9 +44,10 @@ a, b, ac, bc = med(o, 0), med(t, 0), med(o, 1), med(t, 1)
 print('speedup rows=$1 features=$2 runs=$REPS T1_step_ms=%.3f T2_step_ms=%.3f speedup=%.2f (compute only: %.3f / %.3f = %.2f)'%(a,b,a/b,ac,bc,ac/bc))"
 done
 cc -O2 -pthread -o "$T/membw" ../shared/bench/membw.c 2>/dev/null && "$T/membw" | grep -iE "memcpy" || true
-# The default job (200k x 32: 25.6 MB of features streamed per step, which
-# alone takes ~0.9 ms at this machine's 2-thread memory bandwidth), and the
-# same 4 nodes on 50k x 32, where the step is mostly the framework's own cost.
+# The default job (200k x 32: four nodes' kernels of 50k rows each share the
+# two cores, so the step is about two kernel passes plus the all-reduce), and
+# the same 4 nodes on 50k x 32, where the step is mostly the framework's own
+# cost.
 for shape in "default_job 200000" "small_job 50000"; do
   set -- $shape
   lats=""

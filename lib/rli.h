@@ -5,6 +5,7 @@
 #ifndef RINGLEADER_RLI_H
 #define RINGLEADER_RLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,5 +43,9 @@ char *rli_strndup(const char *s, size_t n);
 /* Monotonic clock. */
 uint64_t rli_now_us(void);
 uint64_t rli_now_ms(void);
+
+/* model.c: false sends every CPU down the portable gradient kernels (tests
+ * compare the hand-vectorised ones against them). */
+extern bool rli_model_simd;
 
 #endif
