@@ -7,9 +7,14 @@
  * until rl_ring_form claims those of its epoch; streams announcing an epoch
  * older than the newest formed one are refused (fencing).
  */
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "auth.h"
@@ -35,11 +40,60 @@ uint64_t rl_clock_ms(void)
 static void link_hello_cb(void *arg);
 static void link_send_cb(void *arg);
 
+/* Does the socket address sa equal nng's na (IPv4 or IPv6)? */
+static bool same_addr(const struct sockaddr_storage *sa, const nng_sockaddr *na)
+{
+    if (sa->ss_family == AF_INET && na->s_family == NNG_AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        return a->sin_port == na->s_in.sa_port && a->sin_addr.s_addr == na->s_in.sa_addr;
+    }
+    if (sa->ss_family == AF_INET6 && na->s_family == NNG_AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        return a->sin6_port == na->s_in6.sa_port &&
+               memcmp(a->sin6_addr.s6_addr, na->s_in6.sa_addr, 16) == 0;
+    }
+    return false;
+}
+
+/*
+ * The descriptor of a plain TCP stream, or -1. nng 1.5.2 does not expose
+ * it, so this looks for the one socket of this process whose local and peer
+ * addresses are the stream's: a TCP connection's address pair is unique on
+ * a host. TLS and IPC streams get -1 (see link_wait_readable).
+ */
+static int stream_fd(nng_stream *s)
+{
+    bool tls;
+    nng_sockaddr loc, rem;
+    if (nng_stream_get_bool(s, NNG_OPT_TLS_VERIFIED, &tls) == 0) return -1;
+    if (nng_stream_get_addr(s, NNG_OPT_LOCADDR, &loc) != 0 ||
+        nng_stream_get_addr(s, NNG_OPT_REMADDR, &rem) != 0 ||
+        (loc.s_family != NNG_AF_INET && loc.s_family != NNG_AF_INET6))
+        return -1;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) return -1;
+    int found = -1;
+    struct dirent *e;
+    while (found < 0 && (e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || fd < 0 || fd == dirfd(d)) continue;
+        struct sockaddr_storage a, b;
+        socklen_t al = sizeof(a), bl = sizeof(b);
+        if (getsockname((int)fd, (struct sockaddr *)&a, &al) == 0 && same_addr(&a, &loc) &&
+            getpeername((int)fd, (struct sockaddr *)&b, &bl) == 0 && same_addr(&b, &rem))
+            found = (int)fd;
+    }
+    closedir(d);
+    return found;
+}
+
 static rli_link *link_new(rl_endpoint *ep, nng_stream *s, size_t rcap)
 {
     rli_link *l = rli_calloc(1, sizeof(*l));
     l->ep = ep;
     l->stream = s;
+    l->fd = stream_fd(s);
     l->peer_rank = -1;
     l->rcap = rcap;
     l->rbuf = rli_malloc(rcap);
@@ -158,6 +212,33 @@ static void link_recv_done(rli_link *l)
     }
 }
 
+/*
+ * Caller's thread, no receive pending: sleeps in poll(2) on the link's own
+ * socket until it has bytes, so that the receive posted next completes
+ * inline in nng_stream_recv. A frame then wakes one thread (this one)
+ * instead of two (nng's poller, then this one). Only a hint: whatever poll
+ * says, the caller then posts and waits on its aio as before, so a stale
+ * descriptor or a closed stream costs at most one slice. Slices are short
+ * so that rl_ring_abort (which closes the stream from another thread) is
+ * seen promptly.
+ */
+#define LINK_POLL_SLICE_MS 10
+static void link_wait_readable(rli_link *l, uint64_t deadline_ms)
+{
+    if (l->fd < 0) return;
+    for (int i = 0; i < 100000; i++) { /* bounded; the deadline ends it first */
+        nng_duration left = until(deadline_ms);
+        if (left == 0) return;
+        struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
+        int rv = poll(&pfd, 1, left < LINK_POLL_SLICE_MS ? (int)left : LINK_POLL_SLICE_MS);
+        if (rv != 0) return; /* readable, closed, error, or a signal: let nng look */
+        pthread_mutex_lock(&l->ep->mtx);
+        bool closed = l->closed;
+        pthread_mutex_unlock(&l->ep->mtx);
+        if (closed) return;
+    }
+}
+
 int rli_link_recv(rli_link *l, const uint8_t **p, size_t *n, uint64_t deadline_ms,
                   bool read_ahead)
 {
@@ -185,6 +266,7 @@ int rli_link_recv(rli_link *l, const uint8_t **p, size_t *n, uint64_t deadline_m
                                                     : nng_strerror(l->rerr));
         if (!l->rpending) {
             link_make_room(l, need);
+            link_wait_readable(l, deadline_ms);
             link_post(l, l->raio, until(deadline_ms));
         }
         nng_aio_wait(l->raio);

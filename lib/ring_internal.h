@@ -18,8 +18,12 @@
  * nng_aio_wait. nng completes such an aio inline, in the poller thread (or
  * in nng_stream_recv itself when bytes are already there), so a frame
  * reaches the collective with one thread hand-off instead of two (poller,
- * task thread, caller). rl_ring_abort only closes the streams, which ends a
- * pending receive with NNG_ECLOSED.
+ * task thread, caller). On a plain TCP link the thread first sleeps in
+ * poll(2) on the link's own socket (link_wait_readable in ring.c), so that
+ * the receive it then posts completes inside nng_stream_recv: no hand-off
+ * at all, one wake-up per frame. rl_ring_abort only closes the streams,
+ * which ends a pending receive with NNG_ECLOSED (and a poll within one
+ * slice).
  */
 #ifndef RINGLEADER_RING_INTERNAL_H
 #define RINGLEADER_RING_INTERNAL_H
@@ -50,6 +54,7 @@ struct rli_link {
     rl_endpoint *ep;
     rl_ring *ring; /* NULL while the link waits in the endpoint for its ring */
     nng_stream *stream;
+    int fd; /* the stream's socket (plain TCP), -1 if unknown: see link_wait_readable */
     int peer_rank;
     uint64_t hello_epoch;
     bool dialed;     /* we dialed it (else accepted) */
