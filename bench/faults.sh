@@ -13,7 +13,8 @@
 #   for a run without any throttle: the floor this machine's time-slicing
 #   of 4 nodes on 2 cores puts under any placement.
 # usage: bench/faults.sh [RINGLEADER] (default build/coordinator/ringleader); run as root.
-#   PARTS="recovery throttle overhead" selects parts; RUNS=10 recovery runs.
+#   PARTS="recovery throttle overhead" selects parts; RUNS=10 recovery runs;
+#   OVERHEAD_RUNS=3 runs of each side of the overhead comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RL=${1:-build/coordinator/ringleader}
@@ -104,10 +105,18 @@ done
 fi
 
 if part overhead; then
-echo "## overhead: configs/local.yaml shape, rebalance true vs false, 2000 steps"
-for rb in true false; do
-  S=$T/ov-$rb.yaml; spec "$S" ov-$rb 2000 200000 32 $rb
-  "$RL" run "$S" >/dev/null 2>"$S.err" || true
-  /usr/bin/python3 -c "import json;r=json.load(open('$T/ov-$rb/run.json'));print('overhead rebalance=$rb step_ms_p50=%.3f p99=%.3f status=%s'%(r['step_ms']['p50'],r['step_ms']['p99'],r['status']))"
-done
+OVERHEAD_RUNS=${OVERHEAD_RUNS:-3}
+echo "## overhead: configs/local.yaml shape, rebalance true vs false, 2000 steps, $OVERHEAD_RUNS runs each, interleaved"
+for k in $(seq 1 "$OVERHEAD_RUNS"); do  # not i: spec() uses it
+  for rb in true false; do
+    S=$T/ov-$rb-$k.yaml; spec "$S" ov-$rb-$k 2000 200000 32 $rb
+    "$RL" run "$S" >/dev/null 2>"$S.err" || true
+    /usr/bin/python3 -c "import json;r=json.load(open('$T/ov-$rb-$k/run.json'));print('overhead rebalance=$rb run=$k step_ms_p50=%.3f p99=%.3f status=%s'%(r['step_ms']['p50'],r['step_ms']['p99'],r['status']))"
+  done
+done | tee "$T/ov.txt"
+/usr/bin/python3 -c "
+import re, statistics as st
+rows = [l for l in open('$T/ov.txt') if l.startswith('overhead ')]
+med = {rb: st.median(float(re.search(r'step_ms_p50=([0-9.]+)', l).group(1)) for l in rows if 'rebalance=%s ' % rb in l) for rb in ('true', 'false')}
+print('overhead_summary runs=$OVERHEAD_RUNS step_ms_p50_true=%.3f step_ms_p50_false=%.3f overhead_pct=%+.1f' % (med['true'], med['false'], 100 * (med['true'] / med['false'] - 1)))"
 fi
