@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "auth.h"
@@ -39,6 +40,7 @@ uint64_t rl_clock_ms(void)
 
 static void link_hello_cb(void *arg);
 static void link_send_cb(void *arg);
+static bool ring_poll(rl_ring *r, rli_link *in, int slice_ms, uint64_t deadline_ms);
 
 /* Does the socket address sa equal nng's na (IPv4 or IPv6)? */
 static bool same_addr(const struct sockaddr_storage *sa, const nng_sockaddr *na)
@@ -216,27 +218,25 @@ static void link_recv_done(rli_link *l)
  * Caller's thread, no receive pending: sleeps in poll(2) on the link's own
  * socket until it has bytes, so that the receive posted next completes
  * inline in nng_stream_recv. A frame then wakes one thread (this one)
- * instead of two (nng's poller, then this one). Only a hint: whatever poll
- * says, the caller then posts and waits on its aio as before, so a stale
- * descriptor or a closed stream costs at most one slice. Slices are short
- * so that rl_ring_abort (which closes the stream from another thread) is
- * seen promptly.
+ * instead of two (nng's poller, then this one). While it waits it also
+ * writes the queued frames of the ring's direct links as their sockets take
+ * them (ring_poll). Only a hint: whatever poll says, the caller then posts
+ * and waits on its aio as before. rl_ring_abort closes the stream from
+ * another thread; nng shuts the socket down then (and closes the
+ * descriptor only when the link is freed, after the collective), which
+ * ends the poll at once; the slices bound the wait if it did not.
  */
 #define LINK_POLL_SLICE_MS 10
 static void link_wait_readable(rli_link *l, uint64_t deadline_ms)
 {
     if (l->fd < 0) return;
+    rl_endpoint *ep = l->ep;
+    pthread_mutex_lock(&ep->mtx);
     for (int i = 0; i < 100000; i++) { /* bounded; the deadline ends it first */
-        nng_duration left = until(deadline_ms);
-        if (left == 0) return;
-        struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
-        int rv = poll(&pfd, 1, left < LINK_POLL_SLICE_MS ? (int)left : LINK_POLL_SLICE_MS);
-        if (rv != 0) return; /* readable, closed, error, or a signal: let nng look */
-        pthread_mutex_lock(&l->ep->mtx);
-        bool closed = l->closed;
-        pthread_mutex_unlock(&l->ep->mtx);
-        if (closed) return;
+        if (l->closed || until(deadline_ms) == 0) break;
+        if (ring_poll(l->ring, l, LINK_POLL_SLICE_MS, deadline_ms)) break;
     }
+    pthread_mutex_unlock(&ep->mtx);
 }
 
 int rli_link_recv(rli_link *l, const uint8_t **p, size_t *n, uint64_t deadline_ms,
@@ -250,7 +250,10 @@ int rli_link_recv(rli_link *l, const uint8_t **p, size_t *n, uint64_t deadline_m
              * fits there; never move the frame we hand out. */
             size_t want = l->ring != NULL ? l->ring->chunk_bytes + 8192 : 4096;
             if (want > l->rcap / 4) want = l->rcap / 4;
-            if (read_ahead && !l->rpending && l->rerr == 0 && l->rcap - l->rlen >= want)
+            /* Not on a direct link: its sends progress only while this
+             * thread polls, never while it waits on nng (ring_poll). */
+            if (read_ahead && !l->direct && !l->rpending && l->rerr == 0 &&
+                l->rcap - l->rlen >= want)
                 link_post(l, l->raio, until(deadline_ms));
             return RL_OK;
         }
@@ -312,6 +315,112 @@ static void link_hello_cb(void *arg)
 static size_t sframe_size(const rli_sframe *f)
 {
     return f->hdr_len + f->data_len;
+}
+
+/*
+ * A direct link (a plain TCP link of a formed ring, see rl_ring_form) is
+ * written by the collective's own thread: non-blocking sendmsg(2) on the
+ * socket, the rest of the queue whenever that thread next waits (it polls
+ * the socket for room while it waits for data, link_wait_readable, or for
+ * its sends to finish, rli_ring_wait). No nng send is ever posted on it, so
+ * the bytes cannot interleave with nng's, and no nng thread is woken. Lock
+ * held.
+ */
+#define LINK_DIRECT_IOV 32
+static void link_direct_write(rli_link *l)
+{
+    while (l->sq_count > 0 && l->serr == 0 && !l->closed) {
+        struct iovec iov[LINK_DIRECT_IOV];
+        int niov = 0;
+        size_t skip = l->s_done;
+        for (size_t i = 0; i < l->sq_count && niov + 2 <= LINK_DIRECT_IOV; i++) {
+            rli_sframe *f = l->sq[(l->sq_head + i) % l->sq_cap];
+            const uint8_t *seg[2] = {f->hdr, f->data};
+            size_t len[2] = {f->hdr_len, f->data_len};
+            for (int k = 0; k < 2; k++) {
+                if (len[k] <= skip) {
+                    skip -= len[k];
+                    continue;
+                }
+                iov[niov].iov_base = (void *)(uintptr_t)(seg[k] + skip);
+                iov[niov].iov_len = len[k] - skip;
+                niov++;
+                skip = 0;
+            }
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
+        ssize_t n = sendmsg(l->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                l->serr = errno == EPIPE || errno == ECONNRESET ? NNG_ECONNRESET : NNG_ECLOSED;
+            return;
+        }
+        l->s_done += (size_t)n;
+        while (l->sq_count > 0) { /* retire the frames now written */
+            rli_sframe *f = l->sq[l->sq_head];
+            size_t fs = sframe_size(f);
+            if (l->s_done < fs) break;
+            l->s_done -= fs;
+            if (l->ring != NULL) l->ring->stats.bytes_out += fs;
+            f->next_free = l->sfree;
+            l->sfree = f;
+            l->sq_head = (l->sq_head + 1) % l->sq_cap;
+            l->sq_count--;
+        }
+    }
+}
+
+static rl_endpoint *r_ep(rl_ring *r, rli_link *l)
+{
+    return r != NULL ? r->ep : l->ep;
+}
+
+/* Does direct link l have bytes to write? Lock held. */
+static bool link_direct_pending(const rli_link *l)
+{
+    return l != NULL && l->direct && l->sq_count > 0 && l->serr == 0 && !l->closed;
+}
+
+/*
+ * Lock held; released while waiting. Waits up to slice_ms (and the deadline)
+ * until `in` (if not NULL) has bytes or one of r's direct links with queued
+ * frames has room, and writes what those take. Returns true when `in` is
+ * readable (or closed), false otherwise.
+ */
+static bool ring_poll(rl_ring *r, rli_link *in, int slice_ms, uint64_t deadline_ms)
+{
+    struct pollfd pfd[64];
+    rli_link *who[64];
+    nfds_t n = 0;
+    if (in != NULL) {
+        pfd[n] = (struct pollfd){.fd = in->fd, .events = POLLIN};
+        who[n++] = in;
+    }
+    for (int p = 0; r != NULL && p < r->size && n < 64; p++) {
+        rli_link *l = r->links[p];
+        if (!link_direct_pending(l)) continue;
+        if (l == in) {
+            pfd[0].events |= POLLOUT;
+        } else {
+            pfd[n] = (struct pollfd){.fd = l->fd, .events = POLLOUT};
+            who[n++] = l;
+        }
+    }
+    if (n == 0) return false;
+    nng_duration left = until(deadline_ms);
+    int ms = left < (nng_duration)slice_ms ? (int)left : slice_ms;
+    pthread_mutex_unlock(&r_ep(r, in)->mtx);
+    int rv = poll(pfd, n, ms);
+    pthread_mutex_lock(&r_ep(r, in)->mtx);
+    bool readable = false;
+    for (nfds_t i = 0; rv > 0 && i < n; i++) {
+        if (pfd[i].revents == 0) continue;
+        if (who[i] == in && (pfd[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
+            readable = true;
+        if (link_direct_pending(who[i])) link_direct_write(who[i]);
+    }
+    return readable;
 }
 
 /* Starts the next batch of queued frames, skipping s_done bytes already
@@ -444,7 +553,8 @@ static void link_enqueue(rli_link *l, rli_sframe *f)
     }
     l->sq[(l->sq_head + l->sq_count) % l->sq_cap] = f;
     l->sq_count++;
-    link_kick_send(l);
+    if (l->direct) link_direct_write(l);
+    else link_kick_send(l);
 }
 
 static int link_send_error(rli_link *l)
@@ -474,6 +584,22 @@ int rli_link_send_now(rli_link *l, const rl_msg *m, uint64_t deadline_ms)
     int rv = l->ring != NULL && l->ring->err != 0 ? rli_ring_link_error(l->ring)
            : l->serr != 0                         ? link_send_error(l)
                                                   : RL_OK;
+    if (rv == RL_OK && l->direct) { /* queue, write, and finish it here */
+        rv = rli_link_send(l, m);
+        while (rv == RL_OK && l->sq_count > 0 && l->serr == 0 && !l->closed) {
+            if (rli_now_ms() >= deadline_ms) {
+                rv = rli_err(RL_ETIMEDOUT, "link to rank %d: send not finished before the "
+                             "deadline", l->peer_rank);
+                break;
+            }
+            ring_poll(l->ring, NULL, LINK_POLL_SLICE_MS, deadline_ms);
+        }
+        if (rv == RL_OK && (l->serr != 0 || l->closed))
+            rv = l->serr != 0 ? link_send_error(l)
+                              : rli_err(RL_EPEER, "link to rank %d: closed", l->peer_rank);
+        pthread_mutex_unlock(&ep->mtx);
+        return rv;
+    }
     if (rv == RL_OK && (l->sq_count > 0 || l->spending || l->closed)) {
         rv = rli_link_send(l, m); /* keep the order: behind what is queued */
         pthread_mutex_unlock(&ep->mtx);
@@ -756,7 +882,17 @@ static int cv_wait_until(rl_endpoint *ep, uint64_t deadline_ms)
 
 int rli_ring_wait(rl_ring *r, uint64_t deadline_ms)
 {
-    return cv_wait_until(r->ep, deadline_ms);
+    bool direct = false, other = false;
+    for (int p = 0; p < r->size; p++) {
+        rli_link *l = r->links[p];
+        if (link_direct_pending(l)) direct = true;
+        else if (l != NULL && l->sq_count > 0) other = true;
+    }
+    if (!direct) return cv_wait_until(r->ep, deadline_ms);
+    /* Callback-driven links signal the cv, which a poll does not see: look
+     * at them every millisecond while direct ones are written. */
+    ring_poll(r, NULL, other ? 1 : LINK_POLL_SLICE_MS, deadline_ms);
+    return rli_now_ms() >= deadline_ms ? RL_ETIMEDOUT : RL_OK;
 }
 
 /* Receive buffer per link. The ring algorithm receives only from the left
@@ -1037,6 +1173,24 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
             rv = rli_err(RL_ETIMEDOUT, "ring epoch %llu: %s did not connect before the deadline",
                          (unsigned long long)cfg->epoch, names);
         }
+    }
+    /* Plain TCP links become direct (link_direct_write) once the hello and
+     * welcome frames that nng was sending on them are out. */
+    while (rv == RL_OK) {
+        bool busy = false;
+        for (int p = 0; p < r->size; p++) {
+            rli_link *l = r->links[p];
+            if (l != NULL && l->fd >= 0 && l->serr == 0 && (l->spending || l->sq_count > 0))
+                busy = true;
+        }
+        if (!busy) break;
+        if (cv_wait_until(ep, deadline_ms) == RL_ETIMEDOUT)
+            rv = rli_err(RL_ETIMEDOUT, "ring epoch %llu: hello frames not sent before the "
+                         "deadline", (unsigned long long)cfg->epoch);
+    }
+    for (int p = 0; rv == RL_OK && p < r->size; p++) {
+        rli_link *l = r->links[p];
+        if (l != NULL && l->fd >= 0 && !l->spending && l->sq_count == 0) l->direct = true;
     }
     pthread_mutex_unlock(&ep->mtx);
     if (rv != RL_OK) {

@@ -55,6 +55,7 @@ struct rli_link {
     rl_ring *ring; /* NULL while the link waits in the endpoint for its ring */
     nng_stream *stream;
     int fd; /* the stream's socket (plain TCP), -1 if unknown: see link_wait_readable */
+    bool direct; /* written by the collective's thread itself: see link_direct_write */
     int peer_rank;
     uint64_t hello_epoch;
     bool dialed;     /* we dialed it (else accepted) */
