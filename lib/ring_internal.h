@@ -7,9 +7,13 @@
  * data as the last field, a msgpack bin, so that a sender can hand the data
  * to the socket straight from the caller's buffer (no copy).
  *
- * Threads and locking. Sending is callback-driven: one mutex per endpoint,
- * shared by its rings, protects every link's send queue and flags; nng 1.5.2
- * runs an aio's callback on its task threads, never inline in
+ * Threads and locking. One mutex per endpoint, shared by its rings, protects
+ * every link's send queue and flags. On a formed ring's plain TCP links
+ * ("direct", l->direct) the collective's own thread writes the queue with
+ * non-blocking sendmsg(2) and, whenever it waits, polls those sockets for
+ * room (ring_poll in ring.c); no nng send is ever posted on them. Other
+ * links (TLS, IPC, and every link while a ring forms) send callback-driven:
+ * nng 1.5.2 runs an aio's callback on its task threads, never inline in
  * nng_stream_send, so that is called with the mutex held and the callbacks
  * take the mutex. Receiving is caller-driven: until an accepted link's hello
  * is read, its receive side belongs to the endpoint (a callback aio, under

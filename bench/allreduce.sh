@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# allreduce.sh - issue 3's comparison, interleaved: for each node count, the
+# peers (../shared/bench/run-baselines.sh) and then `ringleader bench
+# allreduce` right after, REPS times over, so that each Ringleader figure
+# sits next to its peers' in time (this shared 2-core box changes speed by
+# up to 2x within minutes). Prints every result line, then one ratio table
+# per repetition (../shared/bench/summarize.sh ratio).
+#
+#   bench/allreduce.sh                      # N = 2 4 8, 4 B .. 16 MiB, 3 reps
+#   REPS=1 NODES="4" SIZES="4 1M" bench/allreduce.sh
+#
+# Env: RINGLEADER (default build/coordinator/ringleader), NODES ("2 4 8"),
+# SIZES ("4 64K 1M 16M"), PEERS ("openmpi-tcp gloo-ringchunked"), REPS (3),
+# BASELINES (../shared/bench). The first repetition also measures the
+# iperf3 loopback ceiling (LIMITS=1). Exits non-zero if any launch failed.
+set -u
+cd "$(dirname "$0")/.."
+RINGLEADER=${RINGLEADER:-$PWD/build/coordinator/ringleader}
+NODES=${NODES:-"2 4 8"}
+SIZES=${SIZES:-"4 64K 1M 16M"}
+PEERS=${PEERS:-"openmpi-tcp gloo-ringchunked"}
+REPS=${REPS:-3}
+BASELINES=${BASELINES:-../shared/bench}
+if [ ! -x "$RINGLEADER" ] || [ ! -x "$BASELINES/run-baselines.sh" ]; then
+    echo "allreduce.sh: need $RINGLEADER and $BASELINES/run-baselines.sh" >&2
+    exit 2
+fi
+T=$(mktemp -d)  # removed on exit
+trap 'rm -rf "$T"' EXIT
+rc=0
+for rep in $(seq 1 "$REPS"); do
+    limits=0
+    [ "$rep" = 1 ] && limits=1
+    for n in $NODES; do
+        echo "# rep $rep nodes $n $(date -u +%H:%M:%S) $(uptime | sed 's/.*load/load/')"
+        (cd "$BASELINES" && NODES=$n SIZES="$SIZES" PEERS="$PEERS" LIMITS=$limits \
+            ./run-baselines.sh 2>/dev/null) | tee -a "$T/peers-$rep.txt" | grep -E '^(peer|limit)=' ||
+            rc=1
+        limits=0
+        "$RINGLEADER" bench allreduce --nodes "$n" --bytes "$(echo "$SIZES" | tr ' ' ',')" \
+            --rounds 3 | tee -a "$T/ours-$rep.txt" || rc=1
+    done
+done
+for rep in $(seq 1 "$REPS"); do
+    echo "## rep $rep: time(ringleader) / time(peer)"
+    "$BASELINES/summarize.sh" ratio ringleader "$T/peers-$rep.txt" "$T/ours-$rep.txt"
+done
+exit $rc
