@@ -32,6 +32,7 @@ typedef struct ar_opts {
     int iters, warmup, rounds;
     double budget_s;
     size_t chunk_bytes, small_bytes;
+    int spin_us;
     const char *transport;
 } ar_opts;
 
@@ -49,7 +50,9 @@ static void ar_usage(FILE *f)
             "  --budget SEC         time budget per size per round (default 1.5)\n"
             "  --transport tcp|ipc  (default tcp)\n"
             "  --chunk BYTES        pipeline chunk (default 1048576)\n"
-            "  --small BYTES        at or below: one-round algorithm (default: the library's)\n");
+            "  --small BYTES        at or below: one-round algorithm (default: the library's)\n"
+            "  --spin US            busy-poll a link this long before sleeping; 0 = automatic\n"
+            "                       (the library's), -1 = never\n");
 }
 
 static int parse_ar(int argc, char **argv, ar_opts *o)
@@ -80,6 +83,7 @@ static int parse_ar(int argc, char **argv, ar_opts *o)
         else if (strcmp(a, "--transport") == 0) o->transport = v;
         else if (strcmp(a, "--chunk") == 0) o->chunk_bytes = bench_parse_size(v);
         else if (strcmp(a, "--small") == 0) o->small_bytes = bench_parse_size(v);
+        else if (strcmp(a, "--spin") == 0) o->spin_us = atoi(v);
         else if (strcmp(a, "--rank") == 0) { /* worker only */
         } else {
             fprintf(stderr, "ringleader bench allreduce: unknown option %s\n", a);
@@ -171,7 +175,8 @@ static int run_worker(const ar_opts *o, int rank)
         mem[i].url = lines[i];
     }
     rl_ring_config cfg = {.epoch = 1, .rank = rank, .size = o->nodes, .members = mem,
-                          .chunk_bytes = o->chunk_bytes, .small_bytes = o->small_bytes};
+                          .chunk_bytes = o->chunk_bytes, .small_bytes = o->small_bytes,
+                          .spin_us = o->spin_us};
     rl_ring *ring = NULL;
     int rv = rl_ring_form(ep, &cfg, rl_clock_ms() + 30000, &ring);
     if (rv != 0) {

@@ -114,6 +114,7 @@ struct rl_ring {
     uint64_t epoch;
     int rank, size;
     size_t chunk_bytes, small_bytes;
+    int spin_us; /* busy-poll before sleeping on a link (link_wait_readable); 0: none */
     size_t doubling_bytes; /* at or below (and N >= 4): recursive doubling; tests may zero it */
     size_t halving_bytes;  /* at or below (N a power of two >= 4): recursive halving */
     char **ids;

@@ -69,8 +69,14 @@ typedef struct rl_ring_config {
     int rank;                      /* this member's index in members */
     int size;                      /* number of members, >= 1 */
     const rl_ring_member *members; /* copied; the caller keeps ownership */
-    size_t chunk_bytes;            /* pipeline chunk; 0 = default 262144 */
+    size_t chunk_bytes;            /* pipeline chunk; 0 = default (1 MiB) */
     size_t small_bytes;            /* at or below: the one-round algorithm; SIZE_MAX = default */
+    /* Microseconds a collective busy-polls a TCP link for data before it
+     * sleeps: 0 = automatic (50 when the members on this host, by URL host,
+     * are no more than the CPUs this process may run on, else none), < 0 =
+     * never. Spinning saves a wake-up per frame, but steals the CPU from
+     * members that share it. */
+    int spin_us;
 } rl_ring_config;
 
 /*
