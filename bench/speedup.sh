@@ -41,7 +41,7 @@ import statistics as st
 def med(s, i): return st.median([float(r.split()[i]) for r in s.split(';') if r.strip()])
 o, t = '$ones', '$twos'
 a, b, ac, bc = med(o, 0), med(t, 0), med(o, 1), med(t, 1)
-print('speedup rows=$1 features=$2 runs=$REPS T1_step_ms=%.3f T2_step_ms=%.3f speedup=%.2f (compute only: %.3f / %.3f = %.2f)'%(a,b,a/b,ac,bc,ac/bc))"
+print('speedup rows=$1 features=$2 runs=$REPS T1_step_ms=%.3f T2_step_ms=%.3f speedup=%.2f (compute only: %.3f / %.3f = %.2f; per run T1/T2: %s)'%(a,b,a/b,ac,bc,ac/bc,' '.join('%s/%s'%(x.split()[0],y.split()[0]) for x,y in zip([r for r in o.split(';') if r.strip()],[r for r in t.split(';') if r.strip()]))))"
 done
 cc -O2 -pthread -o "$T/membw" ../shared/bench/membw.c 2>/dev/null && "$T/membw" | grep -iE "memcpy" || true
 # The default job (200k x 32: four nodes' kernels of 50k rows each share the
