@@ -143,6 +143,21 @@ int rl_model_check_labels(const rl_model *m, const rl_block *blk)
 }
 
 /* log(1 + exp(-|z|)) and the logistic sigmoid of z, without overflow. */
+/* Rows [i, rows) of the linear kernel one at a time (the tail after the
+ * last whole tile), adding into g, *loss and *gb. */
+static inline void model_linear_rows(const double *restrict w, double b, const float *restrict x,
+                                     const float *restrict y, int i, int rows, int f,
+                                     double *restrict g, double *loss, double *gb)
+{
+    for (; i < rows; i++) {
+        const float *xi = x + (size_t)i * f;
+        double r = model_dot(w, xi, f) + b - (double)y[i];
+        *loss += 0.5 * r * r;
+        *gb += r;
+        model_axpy(g, r, xi, f);
+    }
+}
+
 static inline double model_sigmoid(double z, double *log1p_e)
 {
     double e = exp(-fabs(z));
@@ -168,13 +183,7 @@ static void model_grad_linear(const double *restrict w, double b, const float *r
         }
         model_axpy4(g, r, xi, (size_t)f, f);
     }
-    for (; i < rows; i++) {
-        const float *xi = x + (size_t)i * f;
-        double r = model_dot(w, xi, f) + b - (double)y[i];
-        loss += 0.5 * r * r;
-        gb += r;
-        model_axpy(g, r, xi, f);
-    }
+    model_linear_rows(w, b, x, y, i, rows, f, g, &loss, &gb);
     g[f] += gb;
     *loss_sum += loss;
 }
@@ -250,13 +259,7 @@ model_grad_linear_avx512(const double *restrict w, double b, const float *restri
             g[j] = (((g[j] + r[0] * (double)x0[j]) + r[1] * (double)x1[j]) + r[2] * (double)x2[j]) +
                    r[3] * (double)x3[j];
     }
-    for (; i < rows; i++) { /* as model_grad_linear's tail */
-        const float *xi = x + (size_t)i * f;
-        double r = model_dot(w, xi, f) + b - (double)y[i];
-        loss += 0.5 * r * r;
-        gb += r;
-        model_axpy(g, r, xi, f);
-    }
+    model_linear_rows(w, b, x, y, i, rows, f, g, &loss, &gb); /* as model_grad_linear */
     g[f] += gb;
     *loss_sum += loss;
 }

@@ -327,6 +327,31 @@ static size_t sframe_size(const rli_sframe *f)
     return f->hdr_len + f->data_len;
 }
 
+/* The unsent bytes of the first nf queued frames of l (s_done of them are
+ * written), as at most max (base, len) segments; returns how many. */
+static unsigned link_queue_segments(const rli_link *l, size_t nf, const uint8_t **base,
+                                    size_t *len, unsigned max)
+{
+    unsigned n = 0;
+    size_t skip = l->s_done;
+    for (size_t i = 0; i < nf && n + 2 <= max; i++) {
+        const rli_sframe *f = l->sq[(l->sq_head + i) % l->sq_cap];
+        const uint8_t *seg[2] = {f->hdr, f->data};
+        size_t sl[2] = {f->hdr_len, f->data_len};
+        for (int k = 0; k < 2; k++) {
+            if (sl[k] <= skip) {
+                skip -= sl[k];
+                continue;
+            }
+            base[n] = seg[k] + skip;
+            len[n] = sl[k] - skip;
+            n++;
+            skip = 0;
+        }
+    }
+    return n;
+}
+
 /*
  * A direct link (a plain TCP link of a formed ring, see rl_ring_form) is
  * written by the collective's own thread: non-blocking sendmsg(2) on the
@@ -340,25 +365,13 @@ static size_t sframe_size(const rli_sframe *f)
 static void link_direct_write(rli_link *l)
 {
     while (l->sq_count > 0 && l->serr == 0 && !l->closed) {
+        const uint8_t *base[LINK_DIRECT_IOV];
+        size_t len[LINK_DIRECT_IOV];
+        unsigned niov = link_queue_segments(l, l->sq_count, base, len, LINK_DIRECT_IOV);
         struct iovec iov[LINK_DIRECT_IOV];
-        int niov = 0;
-        size_t skip = l->s_done;
-        for (size_t i = 0; i < l->sq_count && niov + 2 <= LINK_DIRECT_IOV; i++) {
-            rli_sframe *f = l->sq[(l->sq_head + i) % l->sq_cap];
-            const uint8_t *seg[2] = {f->hdr, f->data};
-            size_t len[2] = {f->hdr_len, f->data_len};
-            for (int k = 0; k < 2; k++) {
-                if (len[k] <= skip) {
-                    skip -= len[k];
-                    continue;
-                }
-                iov[niov].iov_base = (void *)(uintptr_t)(seg[k] + skip);
-                iov[niov].iov_len = len[k] - skip;
-                niov++;
-                skip = 0;
-            }
-        }
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
+        for (unsigned k = 0; k < niov; k++)
+            iov[k] = (struct iovec){.iov_base = (void *)(uintptr_t)base[k], .iov_len = len[k]};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = niov};
         ssize_t n = sendmsg(l->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -438,25 +451,13 @@ static bool ring_poll(rl_ring *r, rli_link *in, int slice_ms, uint64_t deadline_
 static void link_kick_send(rli_link *l)
 {
     if (l->spending || l->sq_count == 0 || l->serr != 0 || l->closed) return;
-    nng_iov iov[8];
-    unsigned niov = 0;
-    size_t skip = l->s_done;
     size_t nf = l->s_inflight ? l->s_inflight : (l->sq_count < 4 ? l->sq_count : 4);
-    for (size_t i = 0; i < nf; i++) {
-        rli_sframe *f = l->sq[(l->sq_head + i) % l->sq_cap];
-        const uint8_t *seg[2] = {f->hdr, f->data};
-        size_t len[2] = {f->hdr_len, f->data_len};
-        for (int k = 0; k < 2; k++) {
-            if (len[k] <= skip) {
-                skip -= len[k];
-                continue;
-            }
-            iov[niov].iov_buf = (void *)(uintptr_t)(seg[k] + skip);
-            iov[niov].iov_len = len[k] - skip;
-            niov++;
-            skip = 0;
-        }
-    }
+    const uint8_t *base[8];
+    size_t len[8];
+    unsigned niov = link_queue_segments(l, nf, base, len, 8);
+    nng_iov iov[8];
+    for (unsigned k = 0; k < niov; k++)
+        iov[k] = (nng_iov){.iov_buf = (void *)(uintptr_t)base[k], .iov_len = len[k]};
     l->s_inflight = nf;
     l->spending = true;
     nng_aio_set_iov(l->saio, niov, iov);
