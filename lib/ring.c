@@ -138,7 +138,9 @@ static void link_free(rli_link *l)
 static nng_duration until(uint64_t deadline_ms)
 {
     uint64_t now = rli_now_ms();
-    return now >= deadline_ms ? 0 : (nng_duration)(deadline_ms - now);
+    if (now >= deadline_ms) return 0;
+    /* nng durations are int32 and negative ones mean "infinite" / "default" */
+    return deadline_ms - now > INT32_MAX ? INT32_MAX : (nng_duration)(deadline_ms - now);
 }
 
 /* Posts a receive of the free tail [rlen, rcap) of rbuf on aio. The tail
@@ -236,9 +238,9 @@ static void link_wait_readable(rli_link *l, uint64_t deadline_ms)
     int spin = l->ring != NULL ? l->ring->spin_us : 0;
     if (spin > 0) { /* first spin a little (rl_ring_config.spin_us), sends unattended */
         uint64_t t0 = rli_now_us();
-        while (rli_now_us() - t0 < (uint64_t)spin) {
+        while (rli_now_us() - t0 < (uint64_t)spin && until(deadline_ms) > 0) {
             struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
-            if (poll(&pfd, 1, 0) != 0) return;
+            if (poll(&pfd, 1, 0) > 0) return;
         }
     }
     pthread_mutex_lock(&ep->mtx);
@@ -280,7 +282,19 @@ int rli_link_recv(rli_link *l, const uint8_t **p, size_t *n, uint64_t deadline_m
         if (!l->rpending) {
             link_make_room(l, need);
             link_wait_readable(l, deadline_ms);
-            link_post(l, l->raio, until(deadline_ms));
+            /* Posted under the lock, after a look at l->closed: nng 1.5.2
+             * leaves a receive posted on a closed TCP stream pending until
+             * its timeout, so one posted after rl_ring_abort closed the
+             * stream would wait out the deadline. The aio has no callback,
+             * so nng calls nothing of ours under the lock. */
+            pthread_mutex_lock(&l->ep->mtx);
+            bool closed = l->closed;
+            if (!closed) link_post(l, l->raio, until(deadline_ms));
+            pthread_mutex_unlock(&l->ep->mtx);
+            if (closed) {
+                l->rerr = NNG_ECLOSED;
+                continue;
+            }
         }
         nng_aio_wait(l->raio);
         link_recv_done(l);
@@ -413,14 +427,16 @@ static bool link_direct_pending(const rli_link *l)
  */
 static bool ring_poll(rl_ring *r, rli_link *in, int slice_ms, uint64_t deadline_ms)
 {
-    struct pollfd pfd[64];
-    rli_link *who[64];
+    struct pollfd one_pfd;
+    rli_link *one_who;
+    struct pollfd *pfd = r != NULL ? r->pfd : &one_pfd; /* r's: size + 1 entries */
+    rli_link **who = r != NULL ? r->pwho : &one_who;
     nfds_t n = 0;
     if (in != NULL) {
         pfd[n] = (struct pollfd){.fd = in->fd, .events = POLLIN};
         who[n++] = in;
     }
-    for (int p = 0; r != NULL && p < r->size && n < 64; p++) {
+    for (int p = 0; r != NULL && p < r->size; p++) {
         rli_link *l = r->links[p];
         if (!link_direct_pending(l)) continue;
         if (l == in) {
@@ -1065,6 +1081,8 @@ static void ring_free_members(rl_ring *r)
     }
     free(r->ids);
     free(r->urls);
+    free(r->pfd);
+    free(r->pwho);
 }
 
 /* The host part of a tcp:// style URL ("tcp://H:port" -> H), in buf. */
@@ -1087,6 +1105,7 @@ static void url_host(const char *url, char *buf, size_t cap)
  * outnumber CPUs) a 30 us spin cost 5-20% and a 100 us one 2.5x.
  */
 #define RING_SPIN_AUTO_US 50
+#define RING_SPIN_MAX_US 1000
 static int ring_spin_auto(const rl_ring *r)
 {
     char mine[RL_URL_MAX], other[RL_URL_MAX];
@@ -1144,6 +1163,9 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
         r->urls[i] = rli_strdup(cfg->members[i].url);
     }
     r->spin_us = cfg->spin_us > 0 ? cfg->spin_us : cfg->spin_us < 0 ? 0 : ring_spin_auto(r);
+    if (r->spin_us > RING_SPIN_MAX_US) r->spin_us = RING_SPIN_MAX_US;
+    r->pfd = rli_calloc((size_t)r->size + 1, sizeof(*r->pfd));
+    r->pwho = rli_calloc((size_t)r->size + 1, sizeof(*r->pwho));
 
     /* Fence: from now on, links announcing an older epoch are refused. */
     rli_link *reap = NULL;
@@ -1234,10 +1256,15 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
             rv = rli_err(RL_ETIMEDOUT, "ring epoch %llu: hello frames not sent before the "
                          "deadline", (unsigned long long)cfg->epoch);
     }
-    for (int p = 0; rv == RL_OK && p < r->size; p++) {
+    /* All or none: a collective blocked on a non-direct link (in nng) would
+     * not write a direct link's queue meanwhile. */
+    bool all = true;
+    for (int p = 0; p < r->size; p++) {
         rli_link *l = r->links[p];
-        if (l != NULL && l->fd >= 0 && !l->spending && l->sq_count == 0) l->direct = true;
+        if (l != NULL && (l->fd < 0 || l->spending || l->sq_count > 0)) all = false;
     }
+    for (int p = 0; rv == RL_OK && all && p < r->size; p++)
+        if (r->links[p] != NULL) r->links[p]->direct = true;
     pthread_mutex_unlock(&ep->mtx);
     if (rv != RL_OK) {
         rl_ring_free(r);

@@ -32,6 +32,7 @@
 #ifndef RINGLEADER_RING_INTERNAL_H
 #define RINGLEADER_RING_INTERNAL_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -115,6 +116,8 @@ struct rl_ring {
     int rank, size;
     size_t chunk_bytes, small_bytes;
     int spin_us; /* busy-poll before sleeping on a link (link_wait_readable); 0: none */
+    struct pollfd *pfd; /* ring_poll's scratch, size + 1 entries (collective's thread) */
+    rli_link **pwho;
     size_t doubling_bytes; /* at or below (and N >= 4): recursive doubling; tests may zero it */
     size_t halving_bytes;  /* at or below (N a power of two >= 4): recursive halving */
     char **ids;

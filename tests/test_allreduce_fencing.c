@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ring_internal.h"
 #include "ringleader/allreduce.h"
@@ -247,6 +248,73 @@ END_TEST
 
 /* The endpoint has formed epoch 5: a hello for epoch 4 is refused (the stream
  * is closed), one for epoch 6 is accepted and forms a ring. */
+/*
+ * rl_ring_abort from another thread ends a collective that waits on a peer
+ * at once, not at its deadline: on TCP the waiting thread sleeps in poll(2)
+ * on the link's socket, and a receive posted after the close would wait out
+ * its timeout. The abort may land before, during or after the wait starts;
+ * the collective must fail within 2 s of it in every case (deadline 30 s).
+ */
+typedef struct former {
+    rl_endpoint *ep;
+    rl_ring_member mem[2];
+    int rank, rv;
+    rl_ring *ring;
+    double out;
+} former;
+
+static void *former_main(void *arg)
+{
+    former *f = arg;
+    rl_ring_config cfg = {.epoch = EPOCH, .rank = f->rank, .size = 2, .members = f->mem};
+    f->rv = rl_ring_form(f->ep, &cfg, rl_clock_ms() + IO_TIMEOUT_MS, &f->ring);
+    return NULL;
+}
+
+static void *waiter_main(void *arg)
+{
+    former *f = arg;
+    double in = 1;
+    f->rv = rl_allreduce(f->ring, &in, &f->out, 1, RL_F64, RL_OP_SUM, rl_clock_ms() + 30000);
+    return NULL;
+}
+
+START_TEST(an_abort_ends_a_waiting_collective_at_once)
+{
+    former f[2];
+    memset(f, 0, sizeof(f));
+    for (int r = 0; r < 2; r++)
+        ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &f[r].ep), RL_OK);
+    pthread_t th[2];
+    for (int r = 0; r < 2; r++) {
+        f[r].rank = r;
+        for (int q = 0; q < 2; q++) {
+            f[r].mem[q].id = q == 0 ? "w0" : "s1";
+            f[r].mem[q].url = rl_endpoint_url(f[q].ep);
+        }
+        ck_assert_int_eq(pthread_create(&th[r], NULL, former_main, &f[r]), 0);
+    }
+    for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < 2; r++) ck_assert_msg(f[r].rv == RL_OK, "rank %d: %s", r, rl_errdetail());
+    /* Rank 1 never joins the collective; rank 0 waits for it. */
+    pthread_t w;
+    ck_assert_int_eq(pthread_create(&w, NULL, waiter_main, &f[0]), 0);
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000000L}; /* likely mid-wait; */
+    nanosleep(&pause, NULL);                                           /* not needed */
+    uint64_t t0 = rl_clock_ms();
+    rl_ring_abort(f[0].ring, RL_ECANCELED, "test abort");
+    pthread_join(w, NULL);
+    uint64_t took = rl_clock_ms() - t0;
+    ck_assert_int_ne(f[0].rv, RL_OK);
+    ck_assert_msg(took < 2000, "the collective returned %llu ms after the abort",
+                  (unsigned long long)took);
+    for (int r = 0; r < 2; r++) {
+        rl_ring_free(f[r].ring);
+        rl_endpoint_close(f[r].ep);
+    }
+}
+END_TEST
+
 START_TEST(hello_of_an_older_epoch_is_refused)
 {
     rl_endpoint *ep = NULL;
@@ -473,6 +541,7 @@ Suite *suite(void)
     tcase_add_test(tc, foreign_stale_malformed_and_duplicate_frames_are_dropped);
     tcase_add_test(tc, hello_of_an_older_epoch_is_refused);
     tcase_add_test(tc, a_silent_connection_is_closed);
+    tcase_add_test(tc, an_abort_ends_a_waiting_collective_at_once);
     suite_add_tcase(s, tc);
     TCase *ta = tcase_create("authentication");
     tcase_set_timeout(ta, 30);
