@@ -38,10 +38,12 @@ for shape in "50000 64 400" "2000000 64 40"; do
   done
   /usr/bin/python3 -c "
 import statistics as st
-def med(s, i): return st.median([float(r.split()[i]) for r in s.split(';') if r.strip()])
-o, t = '$ones', '$twos'
+o = [r.split() for r in '$ones'.split(';') if r.strip()]
+t = [r.split() for r in '$twos'.split(';') if r.strip()]
+def med(rs, i): return st.median(float(r[i]) for r in rs)
 a, b, ac, bc = med(o, 0), med(t, 0), med(o, 1), med(t, 1)
-print('speedup rows=$1 features=$2 runs=$REPS T1_step_ms=%.3f T2_step_ms=%.3f speedup=%.2f (compute only: %.3f / %.3f = %.2f; per run T1/T2: %s)'%(a,b,a/b,ac,bc,ac/bc,' '.join('%s/%s'%(x.split()[0],y.split()[0]) for x,y in zip([r for r in o.split(';') if r.strip()],[r for r in t.split(';') if r.strip()]))))"
+pairs = ' '.join('%s/%s' % (x[0], y[0]) for x, y in zip(o, t))
+print('speedup rows=$1 features=$2 runs=$REPS T1_step_ms=%.3f T2_step_ms=%.3f speedup=%.2f (compute only: %.3f / %.3f = %.2f; per run T1/T2: %s)'%(a,b,a/b,ac,bc,ac/bc,pairs))"
 done
 cc -O2 -pthread -o "$T/membw" ../shared/bench/membw.c 2>/dev/null && "$T/membw" | grep -iE "memcpy" || true
 # The default job (200k x 32: four nodes' kernels of 50k rows each share the

@@ -142,7 +142,6 @@ int rl_model_check_labels(const rl_model *m, const rl_block *blk)
     return RL_OK;
 }
 
-/* log(1 + exp(-|z|)) and the logistic sigmoid of z, without overflow. */
 /* Rows [i, rows) of the linear kernel one at a time (the tail after the
  * last whole tile), adding into g, *loss and *gb. */
 static inline void model_linear_rows(const double *restrict w, double b, const float *restrict x,
@@ -158,6 +157,7 @@ static inline void model_linear_rows(const double *restrict w, double b, const f
     }
 }
 
+/* log(1 + exp(-|z|)) and the logistic sigmoid of z, without overflow. */
 static inline double model_sigmoid(double z, double *log1p_e)
 {
     double e = exp(-fabs(z));

@@ -63,7 +63,7 @@ static bool same_addr(const struct sockaddr_storage *sa, const nng_sockaddr *na)
  * The descriptor of a plain TCP stream, or -1. nng 1.5.2 does not expose
  * it, so this looks for the one socket of this process whose local and peer
  * addresses are the stream's: a TCP connection's address pair is unique on
- * a host. TLS and IPC streams get -1 (see link_wait_readable).
+ * a host. TLS and IPC streams get -1 and keep the nng-only path.
  */
 static int stream_fd(nng_stream *s)
 {
@@ -97,7 +97,7 @@ static rli_link *link_new(rl_endpoint *ep, nng_stream *s, size_t rcap)
     rli_link *l = rli_calloc(1, sizeof(*l));
     l->ep = ep;
     l->stream = s;
-    l->fd = stream_fd(s);
+    l->fd = -1; /* found when a ring claims the link (rl_ring_form) */
     l->peer_rank = -1;
     l->rcap = rcap;
     l->rbuf = rli_malloc(rcap);
@@ -909,16 +909,13 @@ static int cv_wait_until(rl_endpoint *ep, uint64_t deadline_ms)
 
 int rli_ring_wait(rl_ring *r, uint64_t deadline_ms)
 {
-    bool direct = false, other = false;
-    for (int p = 0; p < r->size; p++) {
-        rli_link *l = r->links[p];
-        if (link_direct_pending(l)) direct = true;
-        else if (l != NULL && l->sq_count > 0) other = true;
-    }
+    /* A ring's links are all direct or none (rl_ring_form): direct ones are
+     * written here, callback-driven ones signal the cv. */
+    bool direct = false;
+    for (int p = 0; p < r->size; p++)
+        if (link_direct_pending(r->links[p])) direct = true;
     if (!direct) return cv_wait_until(r->ep, deadline_ms);
-    /* Callback-driven links signal the cv, which a poll does not see: look
-     * at them every millisecond while direct ones are written. */
-    ring_poll(r, NULL, other ? 1 : LINK_POLL_SLICE_MS, deadline_ms);
+    ring_poll(r, NULL, LINK_POLL_SLICE_MS, deadline_ms);
     return rli_now_ms() >= deadline_ms ? RL_ETIMEDOUT : RL_OK;
 }
 
@@ -1242,14 +1239,20 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
                          (unsigned long long)cfg->epoch, names);
         }
     }
+    /* The links are this ring's now: find their sockets (stream_fd scans
+     * /proc/self/fd) outside the lock, once per member rather than per
+     * accepted connection. Only this thread reads l->fd. */
+    pthread_mutex_unlock(&ep->mtx);
+    for (int p = 0; rv == RL_OK && p < r->size; p++)
+        if (r->links[p] != NULL) r->links[p]->fd = stream_fd(r->links[p]->stream);
+    pthread_mutex_lock(&ep->mtx);
     /* Plain TCP links become direct (link_direct_write) once the hello and
      * welcome frames that nng was sending on them are out. */
     while (rv == RL_OK) {
         bool busy = false;
         for (int p = 0; p < r->size; p++) {
             rli_link *l = r->links[p];
-            if (l != NULL && l->fd >= 0 && l->serr == 0 && (l->spending || l->sq_count > 0))
-                busy = true;
+            if (l != NULL && l->serr == 0 && (l->spending || l->sq_count > 0)) busy = true;
         }
         if (!busy) break;
         if (cv_wait_until(ep, deadline_ms) == RL_ETIMEDOUT)

@@ -26,8 +26,9 @@
  * poll(2) on the link's own socket (link_wait_readable in ring.c), so that
  * the receive it then posts completes inside nng_stream_recv: no hand-off
  * at all, one wake-up per frame. rl_ring_abort only closes the streams,
- * which ends a pending receive with NNG_ECLOSED (and a poll within one
- * slice).
+ * which ends a pending receive with NNG_ECLOSED and wakes a poll at once
+ * (nng shuts the socket down); a receive is never posted on a link once it
+ * is marked closed.
  */
 #ifndef RINGLEADER_RING_INTERNAL_H
 #define RINGLEADER_RING_INTERNAL_H
@@ -59,7 +60,7 @@ struct rli_link {
     rl_endpoint *ep;
     rl_ring *ring; /* NULL while the link waits in the endpoint for its ring */
     nng_stream *stream;
-    int fd; /* the stream's socket (plain TCP), -1 if unknown: see link_wait_readable */
+    int fd; /* the stream's socket once a ring claims a plain TCP link, else -1 */
     bool direct; /* written by the collective's thread itself: see link_direct_write */
     int peer_rank;
     uint64_t hello_epoch;
