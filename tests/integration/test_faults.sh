@@ -18,6 +18,25 @@ export RINGLEADER_NODE_BIN=$NODE
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
 export RINGLEADER_TOKEN=$(cat "$RL_TMP/t.token")
 CG=/sys/fs/cgroup/cpu/rl-test-$$
+# cg_throttle PID QUOTA_US: every thread of PID into $CG, QUOTA_US of CPU per
+# 100 ms (threads it starts later inherit the group). cg_lift: the quota
+# lifted, the threads back in the root group, $CG removed (also on exit).
+cg_throttle() {
+  mkdir -p "$CG"; echo 100000 > "$CG/cpu.cfs_period_us"; echo "$2" > "$CG/cpu.cfs_quota_us"
+  for t in /proc/"$1"/task/*; do echo "${t##*/}" > "$CG/tasks" 2>/dev/null || true; done
+}
+cg_lift() {
+  [ -d "$CG" ] || return 0
+  echo -1 > "$CG/cpu.cfs_quota_us"
+  local t i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    for t in $(cat "$CG/tasks"); do echo "$t" > /sys/fs/cgroup/cpu/tasks 2>/dev/null || true; done
+    rmdir "$CG" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "test_faults: could not remove $CG" >&2
+}
+trap 'cg_lift; cleanup' EXIT
 
 # spec FILE NAME STEPS ROWS FEATURES MIN_NODES
 spec() {
@@ -128,25 +147,39 @@ print("below min_nodes:", r["error"])
 PY
 
 # 5b. SIGKILL a node while blocks are moving to it: kill n1 so that its
-#     blocks move to the survivors, wait (bounded) until the coordinator's
-#     status shows n2 making its new blocks, and kill n2 then. The run goes on
-#     with two nodes and ends with the fault-free model.
-doing_of() { "$RL" status "$CURL" --timeout-ms 1000 2>/dev/null | awk -v id="$1" '$1 == id { print $NF }' | head -1; }
-SPEC=$RL_TMP/mref.yaml; spec "$SPEC" mref 60 2000000 64 2
-start "$SPEC"; finish 0
-SPEC=$RL_TMP/move.yaml; spec "$SPEC" move 60 2000000 64 2
-start "$SPEC"; wait_step 10
-kill -KILL "$(node_pid "$SPEC" n1)"
-caught=0
-for i in $(seq 1 200); do
-  if [ "$(doing_of n2)" = making-blocks ]; then caught=1; break; fi
-  kill -0 "$CPID" 2>/dev/null || break
-  sleep 0.02
-done
-[ "$caught" -eq 1 ] || fail "n2 was never seen making blocks after n1 died"
-kill -KILL "$(node_pid "$SPEC" n2)"
-finish 0
-check "$RL_TMP/mref/run.json" "$RL_TMP/move/run.json" failed reassign || fail "kill during a block move"
+#     blocks move to the survivors, and at once hold n2 to 5% of a CPU
+#     (cgroup v1) so that making its new blocks takes a while; wait (bounded)
+#     until the coordinator's status shows n2 holding more blocks than before
+#     and reporting "making-blocks", and kill n2 then. The run goes on with
+#     two nodes and ends with the fault-free model. (Without the throttle the
+#     move can finish between two heartbeats and never be seen.)
+doing_of() { # doing_of ID: "BLOCKS PHASE" of that node in the coordinator's status
+  "$RL" status "$CURL" --timeout-ms 1000 2>/dev/null | awk -v id="$1" '$1 == id { print $3, $NF }' | head -1
+}
+if [ ! -w /sys/fs/cgroup/cpu ]; then
+  echo "test_faults: no writable cgroup v1 cpu controller; kill-during-a-move case skipped" >&2
+else
+  SPEC=$RL_TMP/mref.yaml; spec "$SPEC" mref 60 2000000 64 2
+  start "$SPEC"; finish 0
+  SPEC=$RL_TMP/move.yaml; spec "$SPEC" move 60 2000000 64 2
+  start "$SPEC"; wait_step 10
+  P=$(node_pid "$SPEC" n2); b0=$(doing_of n2); b0=${b0%% *}
+  kill -KILL "$(node_pid "$SPEC" n1)"
+  cg_throttle "$P" 5000
+  caught=
+  for i in $(seq 1 300); do
+    d=$(doing_of n2)
+    if [ -n "$d" ] && [ "${d%% *}" -gt "$b0" ] && [ "${d#* }" = making-blocks ]; then caught=$d; break; fi
+    kill -0 "$CPID" 2>/dev/null || break
+    sleep 0.02
+  done
+  [ -n "$caught" ] || fail "n2 (held at 5% of a CPU) was never seen making new blocks after n1 died"
+  kill -KILL "$P"
+  cg_lift
+  echo "n2 killed while making blocks: $b0 blocks before n1 died, status then: $caught"
+  finish 0
+  check "$RL_TMP/mref/run.json" "$RL_TMP/move/run.json" failed reassign || fail "kill during a block move"
+fi
 
 # 6. Throttle one node to 10% of a CPU until the coordinator has moved blocks
 #    away from it (bounded wait), then lift it until blocks come back.
@@ -172,12 +205,9 @@ elif [ -w /sys/fs/cgroup/cpu ]; then
   SPEC=$RL_TMP/thr.yaml; spec "$SPEC" thr 3000 1000000 64 2
   start "$SPEC"; wait_step 30
   P=$(node_pid "$SPEC" n2); b0=$(blocks_of n2)
-  mkdir "$CG"; echo 100000 > "$CG/cpu.cfs_period_us"; echo 10000 > "$CG/cpu.cfs_quota_us"
-  for t in /proc/"$P"/task/*; do echo "${t##*/}" > "$CG/tasks"; done
+  cg_throttle "$P" 10000
   low=$(wait_blocks n2 lt "$b0" 30) || fail "the throttled node kept its $b0 blocks for 30 s"
-  echo -1 > "$CG/cpu.cfs_quota_us"
-  for t in $(cat "$CG/tasks"); do echo "$t" > /sys/fs/cgroup/cpu/tasks; done
-  rmdir "$CG"
+  cg_lift
   back=$(wait_blocks n2 gt "$low" 30) || fail "no blocks came back to n2 within 30 s of lifting the throttle"
   echo "throttled n2: $b0 blocks -> $low while throttled -> $back after"
   kill -TERM "$CPID"   # enough: stop the run (Ctrl-C path); run.json is still written
