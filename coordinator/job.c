@@ -392,6 +392,7 @@ static bool file_step(job *j, const char *node_id, const step_in *in)
     }
     step_rec *s = &j->steps[in->step];
     s->seen = true;
+    j->recovering = false;
     for (size_t k = 0; k < j->n_events; k++) /* recoveries end here */
         if (strcmp(j->events[k].kind, "failed") == 0 && j->events[k].recovery_ms < 0)
             j->events[k].recovery_ms = job_t_ms(j) - j->events[k].t_ms;
@@ -925,10 +926,15 @@ void job_tick(job *j)
         node_entry *e = &j->reg.nodes[j->members[k]];
         if (e->state != NODE_JOINED) continue;
         uint64_t silent = now - e->last_heartbeat_ms;
+        /* A closed connection is a failure at once when a collective failed
+         * or a recovery is under way (two nodes killed together must not
+         * cost two recoveries), else after two heartbeats. */
         bool gone = !e->connected &&
-                    (j->failure_hint_ms != 0 || now - e->disconnected_ms > 2u * (uint64_t)sp->heartbeat_ms);
+                    (j->failure_hint_ms != 0 || j->recovering ||
+                     now - e->disconnected_ms > 2u * (uint64_t)sp->heartbeat_ms);
         if (silent > (uint64_t)sp->failure_timeout_ms || gone) {
             e->state = NODE_FAILED;
+            j->recovering = true;
             const char *why = gone ? "its connection closed" : "no heartbeat";
             job_event_add(j, "failed", e->id, "%s (%llu ms since the last heartbeat)", why,
                           (unsigned long long)silent);

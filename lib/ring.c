@@ -31,6 +31,7 @@
 #define RING_DEFAULT_CHUNK 1048576u
 #define RING_MAX_WAITING 256 /* parked, unclaimed incoming links */
 #define RING_DIAL_RETRY_MS 10
+#define RING_DIAL_SLICE_MS 100 /* one dial attempt's timeout, at most */
 #define RING_HELLO_TIMEOUT_MS 10000 /* default ep->hello_timeout_ms */
 
 uint64_t rl_clock_ms(void)
@@ -961,6 +962,26 @@ static int link_recv_auth(rl_ring *r, rli_link *l, int peer, rl_msg_type type,
     return RL_OK;
 }
 
+/* RL_ESTALE if ep was fenced past r's epoch (rl_endpoint_fence), else RL_OK.
+ * Called with ep->mtx held. */
+static int ring_fence_err(const rl_ring *r)
+{
+    if (r->ep->fence_epoch <= r->epoch) return RL_OK;
+    return rli_err(RL_ESTALE, "ring epoch %llu: epoch %llu was planned meanwhile",
+                   (unsigned long long)r->epoch, (unsigned long long)r->ep->fence_epoch);
+}
+
+void rl_endpoint_fence(rl_endpoint *ep, uint64_t epoch)
+{
+    if (ep == NULL) return;
+    pthread_mutex_lock(&ep->mtx);
+    if (epoch > ep->fence_epoch) {
+        ep->fence_epoch = epoch;
+        pthread_cond_broadcast(&ep->cv); /* a forming ring looks again */
+    }
+    pthread_mutex_unlock(&ep->mtx);
+}
+
 /* Dials url and sends a RING_HELLO (after answering the acceptor's challenge
  * when the endpoint has a token), retrying refused connections until the
  * deadline. Called without the lock. */
@@ -997,7 +1018,14 @@ static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **ou
                          "deadline", r->ids[peer], peer, url);
             goto out;
         }
-        nng_aio_set_timeout(aio, (nng_duration)(deadline_ms - now));
+        pthread_mutex_lock(&ep->mtx);
+        rv = ring_fence_err(r);
+        pthread_mutex_unlock(&ep->mtx);
+        if (rv != RL_OK) goto out;
+        /* In slices, so that a fence is seen while a dial hangs. */
+        uint64_t slice = deadline_ms - now;
+        if (slice > RING_DIAL_SLICE_MS) slice = RING_DIAL_SLICE_MS;
+        nng_aio_set_timeout(aio, (nng_duration)slice);
         nng_stream_dialer_dial(d, aio);
         nng_aio_wait(aio);
         rv = nng_aio_result(aio);
@@ -1228,6 +1256,7 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
         for (int p = 0; p < r->rank; p++)
             if (r->links[p] == NULL) missing++;
         if (missing == 0) break;
+        if ((rv = ring_fence_err(r)) != RL_OK) break;
         if (cv_wait_until(ep, deadline_ms) == RL_ETIMEDOUT) {
             char names[512] = "";
             size_t off = 0;

@@ -76,7 +76,10 @@ void *agent_heartbeat_main(void *arg)
                 abort_ring(a, "the coordinator ended the job");
             } else if (rep.msg.u.heartbeat_resp.epoch > atomic_load(&a->epoch)) {
                 /* A new plan exists (a node failed or came back): leave the
-                 * old ring at once rather than wait for its deadline. */
+                 * old ring at once rather than wait for its deadline, and
+                 * stop forming one of an older epoch (its members may be
+                 * the dead). */
+                rl_endpoint_fence(a->ep, rep.msg.u.heartbeat_resp.epoch);
                 abort_ring(a, "a newer epoch was planned");
             }
         } else if (rl_clock_ms() - last_ok > (uint64_t)a->failure_timeout_ms) {

@@ -315,6 +315,49 @@ START_TEST(an_abort_ends_a_waiting_collective_at_once)
 }
 END_TEST
 
+/*
+ * A member forming a ring whose other member is dead (nothing listens on its
+ * port) would retry until its deadline; rl_endpoint_fence past its epoch (a
+ * newer epoch was planned) ends the formation with RL_ESTALE at once. Rank 0
+ * is in its dial loop, rank 1 waits to be dialled; the deadline is 30 s and
+ * each must return within 2 s of the fence, wherever the fence lands.
+ */
+static void *former_long_main(void *arg)
+{
+    former *f = arg;
+    rl_ring_config cfg = {.epoch = EPOCH, .rank = f->rank, .size = 2, .members = f->mem};
+    f->rv = rl_ring_form(f->ep, &cfg, rl_clock_ms() + 30000, &f->ring);
+    return NULL;
+}
+
+START_TEST(a_fence_ends_a_forming_ring_at_once)
+{
+    char dead[64];
+    snprintf(dead, sizeof(dead), "tcp://127.0.0.1:%d", rlt_free_port());
+    for (int rank = 0; rank < 2; rank++) {
+        former f;
+        memset(&f, 0, sizeof(f));
+        ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &f.ep), RL_OK);
+        f.rank = rank;
+        f.mem[rank] = (rl_ring_member){"alive", rl_endpoint_url(f.ep)};
+        f.mem[1 - rank] = (rl_ring_member){"dead", dead};
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, former_long_main, &f), 0);
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000000L}; /* likely mid-form; */
+        nanosleep(&pause, NULL);                                           /* not needed */
+        uint64_t t0 = rl_clock_ms();
+        rl_endpoint_fence(f.ep, EPOCH + 1);
+        pthread_join(th, NULL);
+        uint64_t took = rl_clock_ms() - t0;
+        ck_assert_msg(f.rv == RL_ESTALE, "rank %d: %d %s", rank, f.rv, rl_errdetail());
+        ck_assert_ptr_null(f.ring);
+        ck_assert_msg(took < 2000, "rank %d: rl_ring_form returned %llu ms after the fence", rank,
+                      (unsigned long long)took);
+        rl_endpoint_close(f.ep);
+    }
+}
+END_TEST
+
 START_TEST(hello_of_an_older_epoch_is_refused)
 {
     rl_endpoint *ep = NULL;
@@ -542,6 +585,7 @@ Suite *suite(void)
     tcase_add_test(tc, hello_of_an_older_epoch_is_refused);
     tcase_add_test(tc, a_silent_connection_is_closed);
     tcase_add_test(tc, an_abort_ends_a_waiting_collective_at_once);
+    tcase_add_test(tc, a_fence_ends_a_forming_ring_at_once);
     suite_add_tcase(s, tc);
     TCase *ta = tcase_create("authentication");
     tcase_set_timeout(ta, 30);

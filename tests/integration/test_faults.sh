@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_faults.sh - fault tolerance with real processes on loopback:
 #  1. a fault-free reference run;
-#  2. SIGKILL one node mid-run: the run completes, the failure and its
-#     recovery are in run.json, 0 coverage violations, and the model equals
-#     the reference within 1e-9 relative;
+#  2. SIGKILL one node inside an all-reduce, and (2b) one during compute:
+#     the run completes, the failure and its recovery are in run.json, 0
+#     coverage violations, and the model equals the fault-free reference
+#     within 1e-9 relative;
 #  3. SIGKILL two nodes at once: the same;
 #  4. SIGSTOP a node past the failure timeout, then SIGCONT: it is failed,
 #     fenced, rejoins, and the run completes with the reference model;
@@ -15,28 +16,89 @@
 RL=$1 NODE=$2
 . "$(dirname "$0")/lib.sh"
 export RINGLEADER_NODE_BIN=$NODE
+# A failure also shows the end of the current run's log.
+fail() {
+  if [ -n "${SPEC:-}" ] && [ -f "$SPEC.err" ]; then echo "--- $SPEC.err (end)" >&2; tail -25 "$SPEC.err" >&2; fi
+  echo "FAIL: $*" >&2; exit 1
+}
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
 export RINGLEADER_TOKEN=$(cat "$RL_TMP/t.token")
 CG=/sys/fs/cgroup/cpu/rl-test-$$
-# cg_throttle PID QUOTA_US: every thread of PID into $CG, QUOTA_US of CPU per
-# 100 ms (threads it starts later inherit the group). cg_lift: the quota
-# lifted, the threads back in the root group, $CG removed (also on exit).
+# cg_throttle PID QUOTA_US: every thread of PID into its own group $CG-PID,
+# QUOTA_US of CPU per 100 ms (threads it starts later inherit the group).
+# cg_lift: every such group's quota lifted, its threads back in the root
+# group, the group removed (also on exit).
 cg_throttle() {
-  mkdir -p "$CG"; echo 100000 > "$CG/cpu.cfs_period_us"; echo "$2" > "$CG/cpu.cfs_quota_us"
-  for t in /proc/"$1"/task/*; do echo "${t##*/}" > "$CG/tasks" 2>/dev/null || true; done
+  local g=$CG-$1 t
+  mkdir -p "$g"; echo 100000 > "$g/cpu.cfs_period_us"; echo "$2" > "$g/cpu.cfs_quota_us"
+  for t in /proc/"$1"/task/*; do echo "${t##*/}" > "$g/tasks" 2>/dev/null || true; done
 }
 cg_lift() {
-  [ -d "$CG" ] || return 0
-  echo -1 > "$CG/cpu.cfs_quota_us"
-  local t i
-  for i in 1 2 3 4 5 6 7 8 9 10; do
-    for t in $(cat "$CG/tasks"); do echo "$t" > /sys/fs/cgroup/cpu/tasks 2>/dev/null || true; done
-    rmdir "$CG" 2>/dev/null && return 0
-    sleep 0.1
+  local g t i
+  for g in "$CG"-*; do
+    [ -d "$g" ] || continue
+    echo -1 > "$g/cpu.cfs_quota_us"
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+      for t in $(cat "$g/tasks"); do echo "$t" > /sys/fs/cgroup/cpu/tasks 2>/dev/null || true; done
+      rmdir "$g" 2>/dev/null && break
+      sleep 0.1
+    done
+    [ ! -d "$g" ] || echo "test_faults: could not remove $g" >&2
   done
-  echo "test_faults: could not remove $CG" >&2
 }
 trap 'cg_lift; cleanup' EXIT
+
+# kill_during compute|allreduce PID: SIGSTOP the node, look where its main
+# thread (which runs the steps) stopped, and SIGKILL it there if that is the
+# phase wanted: "compute" = user code inside the gradient kernel (the PC
+# resolved against the binary's symbols), "allreduce" = blocked in poll(2),
+# which that thread calls only inside a collective. Otherwise SIGCONT and
+# sample again, at most 500 times or 20 s.
+kill_during() {
+  /usr/bin/python3 - "$1" "$2" "$NODE" <<'PY'
+import bisect, os, random, signal, subprocess, sys, time
+phase, pid, exe = sys.argv[1], int(sys.argv[2]), os.path.realpath(sys.argv[3])
+syms = []
+for line in subprocess.run(["nm", "--defined-only", exe], capture_output=True, text=True,
+                           check=True).stdout.splitlines():
+    f = line.split()
+    if len(f) == 3 and f[1] in "tTwW":
+        syms.append((int(f[0], 16), f[2]))
+syms.sort()
+addrs = [a for a, _ in syms]
+def state():
+    return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0]
+try:
+    base = min(int(l.split()[0].split("-")[0], 16) for l in open("/proc/%d/maps" % pid)
+               if l.split()[-1] == exe)
+except (FileNotFoundError, ProcessLookupError):
+    sys.exit("node %d exited before it could be sampled" % pid)
+end = time.monotonic() + 20
+for tries in range(1, 501):
+    if time.monotonic() > end:
+        break
+    os.kill(pid, signal.SIGSTOP)
+    t = time.monotonic() + 1
+    while state() != "T" and time.monotonic() < t:
+        time.sleep(0.0005)
+    f = open("/proc/%d/syscall" % pid).read().split()
+    hit = None
+    if phase == "allreduce" and f[0] in ("7", "271"):
+        hit = "in poll(2)"
+    elif phase == "compute" and f[0] == "-1":
+        i = bisect.bisect_right(addrs, int(f[-1], 16) - base) - 1
+        name = syms[i][1] if i >= 0 else "?"
+        if name.startswith(("model_grad", "rl_model_grad", "model_linear")):
+            hit = "at " + name
+    if hit:
+        os.kill(pid, signal.SIGKILL)
+        print("killed node %d %s (%s), sample %d" % (pid, hit, phase, tries))
+        sys.exit(0)
+    os.kill(pid, signal.SIGCONT)
+    time.sleep(random.uniform(0.001, 0.01))
+sys.exit(1)
+PY
+}
 
 # spec FILE NAME STEPS ROWS FEATURES MIN_NODES
 spec() {
@@ -65,14 +127,19 @@ start() {
 }
 # node_pid SPEC ID: the PID of that spec's node ID (its command line names the port).
 node_pid() {
-  local port; port=$(grep "id: $2," "$1" | sed 's/.*:\([0-9]*\) }/\1/')
-  pgrep -f "ringleader-node.*--id $2 --listen tcp://127.0.0.1:$port" | head -1
+  local port pid; port=$(grep "id: $2," "$1" | sed 's/.*:\([0-9]*\) }/\1/')
+  pid=$(pgrep -f "ringleader-node.*--id $2 --listen tcp://127.0.0.1:$port" || true)
+  [ -n "$pid" ] || fail "no running process for node $2 of $1"
+  echo "${pid%%$'\n'*}"
 }
+# status: the running job's `ringleader status` (1 s deadline), or nothing if
+# that call failed; polling loops treat nothing as "not yet".
+status() { "$RL" status "$CURL" --timeout-ms 1000 2>/dev/null || true; }
 # wait_step N: until the running job reports step >= N (bounded: 30 s).
 wait_step() {
   local i s
   for i in $(seq 1 300); do
-    s=$("$RL" status "$CURL" --timeout-ms 1000 2>/dev/null | sed -n 's/.*step \([0-9]*\)\/.*/\1/p' | head -1)
+    s=$(status | sed -n 's/.*step \([0-9]*\)\/.*/\1/p' | head -1)
     [ -n "$s" ] && [ "$s" -ge "$1" ] && return 0
     kill -0 "$CPID" 2>/dev/null || fail "coordinator exited before step $1"
     sleep 0.1
@@ -83,7 +150,7 @@ finish() { # finish WANT_RC
   local rc=0
   timeout 120 tail --pid="$CPID" -f /dev/null || fail "coordinator still running after 120 s"
   wait "$CPID" || rc=$?
-  [ "$rc" -eq "$1" ] || { tail -30 "$SPEC.err" >&2; fail "$SPEC: exit $rc, want $1"; }
+  [ "$rc" -eq "$1" ] || fail "$SPEC: exit $rc, want $1"
 }
 check() { /usr/bin/python3 - "$@" <<'PY'
 import json, sys
@@ -103,18 +170,39 @@ assert all(x is not None for x in rec), rec
 PY
 }
 
-STEPS=1500 ROWS=40000 FEAT=16
+# begin_case NAME: prints how long the case before took (the suite's time budget).
+CASE= CASE_T=$SECONDS
+begin_case() { [ -z "$CASE" ] || echo "case $CASE: $((SECONDS - CASE_T)) s"; CASE=$1 CASE_T=$SECONDS; }
+# Long enough that a node is still stepping a second after step 300 (the
+# sanitizer build, whose steps are slower, sets RL_FAULT_STEPS lower).
+STEPS=${RL_FAULT_STEPS:-12000} ROWS=40000 FEAT=16
+begin_case "1"
 # 1. Reference.
 SPEC=$RL_TMP/ref.yaml; spec "$SPEC" ref $STEPS $ROWS $FEAT 2
 start "$SPEC"; finish 0
 
-# 2. One SIGKILL mid-run.
+begin_case "2"
+# 2. One SIGKILL inside an all-reduce (the node's main thread, which runs the
+#    steps, stopped in poll(2) within the collective).
 SPEC=$RL_TMP/kill1.yaml; spec "$SPEC" kill1 $STEPS $ROWS $FEAT 2
 start "$SPEC"; wait_step 300
-kill -KILL "$(node_pid "$SPEC" n3)"
+kill_during allreduce "$(node_pid "$SPEC" n3)" || fail "n3 was never caught inside an all-reduce"
 finish 0
-check "$RL_TMP/ref/run.json" "$RL_TMP/kill1/run.json" failed reassign || fail "one kill"
+check "$RL_TMP/ref/run.json" "$RL_TMP/kill1/run.json" failed reassign || fail "kill in an all-reduce"
 
+begin_case "2b"
+# 2b. One SIGKILL during compute (the main thread stopped inside the gradient
+#     kernel), on a job whose step is mostly compute: 200k rows x 64 features.
+#     Its fault-free reference also serves case 5b.
+SPEC=$RL_TMP/mref.yaml; spec "$SPEC" mref 400 200000 64 2
+start "$SPEC"; finish 0
+SPEC=$RL_TMP/comp.yaml; spec "$SPEC" comp 400 200000 64 2
+start "$SPEC"; wait_step 10
+kill_during compute "$(node_pid "$SPEC" n3)" || fail "n3 was never caught in the gradient kernel"
+finish 0
+check "$RL_TMP/mref/run.json" "$RL_TMP/comp/run.json" failed reassign || fail "kill during compute"
+
+begin_case "3"
 # 3. Two at once.
 SPEC=$RL_TMP/kill2.yaml; spec "$SPEC" kill2 $STEPS $ROWS $FEAT 2
 start "$SPEC"; wait_step 300
@@ -122,16 +210,18 @@ kill -KILL "$(node_pid "$SPEC" n2)" "$(node_pid "$SPEC" n4)"
 finish 0
 check "$RL_TMP/ref/run.json" "$RL_TMP/kill2/run.json" failed reassign || fail "two kills"
 
+begin_case "4"
 # 4. SIGSTOP past the failure timeout, then SIGCONT: fenced, then rejoins.
 SPEC=$RL_TMP/stop.yaml; spec "$SPEC" stop $STEPS $ROWS $FEAT 2
 start "$SPEC"; wait_step 300
 P=$(node_pid "$SPEC" n2); kill -STOP "$P"
-s0=$("$RL" status "$CURL" | sed -n 's/.*step \([0-9]*\)\/.*/\1/p' | head -1)
+s0=$(status | sed -n 's/.*step \([0-9]*\)\/.*/\1/p' | head -1)
 wait_step $((s0 + 100))          # the others go on without it
 kill -CONT "$P"
 finish 0
 check "$RL_TMP/ref/run.json" "$RL_TMP/stop/run.json" failed rejoin || fail "stop/cont"
 
+begin_case "5"
 # 5. Below min_nodes.
 SPEC=$RL_TMP/min.yaml; spec "$SPEC" min $STEPS $ROWS $FEAT 3
 start "$SPEC"; wait_step 300
@@ -146,45 +236,52 @@ assert r["coverage"]["violations"] == 0
 print("below min_nodes:", r["error"])
 PY
 
+begin_case "5b"
 # 5b. SIGKILL a node while blocks are moving to it: kill n1 so that its
-#     blocks move to the survivors, and at once hold n2 to 5% of a CPU
-#     (cgroup v1) so that making its new blocks takes a while; wait (bounded)
-#     until the coordinator's status shows n2 holding more blocks than before
-#     and reporting "making-blocks", and kill n2 then. The run goes on with
-#     two nodes and ends with the fault-free model. (Without the throttle the
-#     move can finish between two heartbeats and never be seen.)
-doing_of() { # doing_of ID: "BLOCKS PHASE" of that node in the coordinator's status
-  "$RL" status "$CURL" --timeout-ms 1000 2>/dev/null | awk -v id="$1" '$1 == id { print $3, $NF }' | head -1
+#     blocks move to the survivors, and at once hold each survivor to 5% of
+#     a CPU (cgroup v1) so that making new blocks takes a while; wait
+#     (bounded) until the coordinator's status shows a survivor holding more
+#     blocks than before n1 died and reporting "making-blocks" (one must gain:
+#     n1's blocks go somewhere), kill that one then, and lift the throttle.
+#     The run goes on with two nodes and ends with the fault-free model.
+#     (Unthrottled, a move can finish between two heartbeats, unseen.)
+doing() { # doing: "ID BLOCKS PHASE" for every node in the coordinator's status
+  status | awk '$1 ~ /^n[0-9]$/ { print $1, $3, $NF }'
 }
 if [ ! -w /sys/fs/cgroup/cpu ]; then
   echo "test_faults: no writable cgroup v1 cpu controller; kill-during-a-move case skipped" >&2
 else
-  SPEC=$RL_TMP/mref.yaml; spec "$SPEC" mref 60 2000000 64 2
-  start "$SPEC"; finish 0
-  SPEC=$RL_TMP/move.yaml; spec "$SPEC" move 60 2000000 64 2
+  SPEC=$RL_TMP/move.yaml; spec "$SPEC" move 400 200000 64 2
   start "$SPEC"; wait_step 10
-  P=$(node_pid "$SPEC" n2); b0=$(doing_of n2); b0=${b0%% *}
+  before=$(doing)
+  [ -n "$before" ] || fail "no status"
   kill -KILL "$(node_pid "$SPEC" n1)"
-  cg_throttle "$P" 5000
-  caught=
+  for id in n2 n3 n4; do cg_throttle "$(node_pid "$SPEC" $id)" 5000; done
+  caught= seen=
   for i in $(seq 1 300); do
-    d=$(doing_of n2)
-    if [ -n "$d" ] && [ "${d%% *}" -gt "$b0" ] && [ "${d#* }" = making-blocks ]; then caught=$d; break; fi
+    now=$(doing); seen="$seen;$(echo $now)"
+    caught=$(printf '%s\n--\n%s\n' "$before" "$now" | awk '
+      $0 == "--" { after = 1; next }
+      !after { b0[$1] = $2; next }
+      $1 != "n1" && ($1 in b0) && $2 > b0[$1] && $3 == "making-blocks" { print $1, b0[$1], $2; exit }')
+    [ -z "$caught" ] || break
     kill -0 "$CPID" 2>/dev/null || break
     sleep 0.02
   done
-  [ -n "$caught" ] || fail "n2 (held at 5% of a CPU) was never seen making new blocks after n1 died"
-  kill -KILL "$P"
+  [ -n "$caught" ] || fail "no survivor was seen making new blocks after n1 died; before: $(echo $before); then:$(echo "$seen" | tr ';' '\n' | uniq | tr '\n' ';')"
+  set -- $caught
+  kill -KILL "$(node_pid "$SPEC" "$1")"
   cg_lift
-  echo "n2 killed while making blocks: $b0 blocks before n1 died, status then: $caught"
+  echo "$1 killed while making blocks: $2 blocks before n1 died, $3 then"
   finish 0
   check "$RL_TMP/mref/run.json" "$RL_TMP/move/run.json" failed reassign || fail "kill during a block move"
 fi
 
+begin_case "6"
 # 6. Throttle one node to 10% of a CPU until the coordinator has moved blocks
 #    away from it (bounded wait), then lift it until blocks come back.
 blocks_of() { # blocks_of ID: that node's block count in the coordinator's status
-  "$RL" status "$CURL" --timeout-ms 1000 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }' | head -1
+  status | awk -v id="$1" '$1 == id { print $3 }' | head -1
 }
 wait_blocks() { # wait_blocks ID lt|gt N SECONDS: until its block count is below / above N
   local i b
@@ -205,6 +302,7 @@ elif [ -w /sys/fs/cgroup/cpu ]; then
   SPEC=$RL_TMP/thr.yaml; spec "$SPEC" thr 3000 1000000 64 2
   start "$SPEC"; wait_step 30
   P=$(node_pid "$SPEC" n2); b0=$(blocks_of n2)
+  [ -n "$b0" ] || fail "no status for n2"
   cg_throttle "$P" 10000
   low=$(wait_blocks n2 lt "$b0" 30) || fail "the throttled node kept its $b0 blocks for 30 s"
   cg_lift
@@ -222,5 +320,6 @@ PY
 else
   echo "test_faults: no writable cgroup v1 cpu controller; throttle case skipped" >&2
 fi
+begin_case end
 if pgrep -f "$RL_TMP" >/dev/null; then fail "processes left running: $(pgrep -af "$RL_TMP")"; fi
 echo "test_faults: ok"

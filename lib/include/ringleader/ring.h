@@ -84,9 +84,19 @@ typedef struct rl_ring_config {
  * waits for every member of lower rank to dial in, until deadline_ms
  * (absolute, rl_clock_ms). On success *out is a ring the caller frees with
  * rl_ring_free. On failure returns RL_ETIMEDOUT, RL_EUNAVAIL or RL_EINVAL,
- * naming the members that did not connect.
+ * naming the members that did not connect, or RL_ESTALE when ep is fenced
+ * past cfg->epoch (rl_endpoint_fence) before or while it forms.
  */
 int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_ms, rl_ring **out);
+
+/*
+ * Epochs below epoch are over (the coordinator planned a newer one): an
+ * rl_ring_form of an older epoch in progress on ep returns RL_ESTALE at once
+ * instead of waiting for members that may be dead, later ones do too, and
+ * links announcing an older epoch are refused. Thread-safe; never lowers the
+ * fence. Rings already formed are not touched (rl_ring_abort them).
+ */
+void rl_endpoint_fence(rl_endpoint *ep, uint64_t epoch);
 
 /*
  * Makes every current and future collective on r fail with err (RL_ECANCELED
