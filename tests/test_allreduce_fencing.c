@@ -253,7 +253,7 @@ END_TEST
  * at once, not at its deadline: on TCP the waiting thread sleeps in poll(2)
  * on the link's socket, and a receive posted after the close would wait out
  * its timeout. The abort may land before, during or after the wait starts;
- * the collective must fail within 2 s of it in every case (deadline 30 s).
+ * the collective must fail within 5 s of it in every case (deadline 30 s).
  */
 typedef struct former {
     rl_endpoint *ep;
@@ -306,7 +306,7 @@ START_TEST(an_abort_ends_a_waiting_collective_at_once)
     pthread_join(w, NULL);
     uint64_t took = rl_clock_ms() - t0;
     ck_assert_int_ne(f[0].rv, RL_OK);
-    ck_assert_msg(took < 2000, "the collective returned %llu ms after the abort",
+    ck_assert_msg(took < 5000, "the collective returned %llu ms after the abort",
                   (unsigned long long)took);
     for (int r = 0; r < 2; r++) {
         rl_ring_free(f[r].ring);
@@ -320,7 +320,7 @@ END_TEST
  * port) would retry until its deadline; rl_endpoint_fence past its epoch (a
  * newer epoch was planned) ends the formation with RL_ESTALE at once. Rank 0
  * is in its dial loop, rank 1 waits to be dialled; the deadline is 30 s and
- * each must return within 2 s of the fence, wherever the fence lands.
+ * each must return within 5 s of the fence, wherever the fence lands.
  */
 static void *former_long_main(void *arg)
 {
@@ -351,7 +351,7 @@ START_TEST(a_fence_ends_a_forming_ring_at_once)
         uint64_t took = rl_clock_ms() - t0;
         ck_assert_msg(f.rv == RL_ESTALE, "rank %d: %d %s", rank, f.rv, rl_errdetail());
         ck_assert_ptr_null(f.ring);
-        ck_assert_msg(took < 2000, "rank %d: rl_ring_form returned %llu ms after the fence", rank,
+        ck_assert_msg(took < 5000, "rank %d: rl_ring_form returned %llu ms after the fence", rank,
                       (unsigned long long)took);
         rl_endpoint_close(f.ep);
     }

@@ -105,7 +105,7 @@ START_TEST(deadline_is_enforced)
     uint64_t t0 = rl_clock_ms();
     ck_assert_int_eq(rl_rpc_call(c, &req, &rep, t0 + 200), RL_ETIMEDOUT);
     uint64_t el = rl_clock_ms() - t0;
-    ck_assert_msg(el >= 190 && el < 1500, "returned after %llu ms", (unsigned long long)el);
+    ck_assert_msg(el >= 190 && el < 4000, "returned after %llu ms", (unsigned long long)el);
     rl_rpc_reply_fini(&rep);
     rl_rpc_client_close(c);
     rl_rpc_server_free(s);
@@ -115,7 +115,7 @@ START_TEST(deadline_is_enforced)
     ck_assert_int_eq(rl_rpc_client_open(&co, rl_clock_ms() + 1000, &c2), RL_OK); /* no token */
     t0 = rl_clock_ms();
     ck_assert_int_ne(echo(c2, "x", 1, &rep, 300), RL_OK);
-    ck_assert(rl_clock_ms() - t0 < 1500);
+    ck_assert(rl_clock_ms() - t0 < 4000);
     rl_rpc_reply_fini(&rep);
     rl_rpc_client_close(c2);
 }

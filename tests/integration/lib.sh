@@ -31,6 +31,7 @@ write_spec() {
     echo "data: { source: synthetic, rows: 10000, features: 8, block_rows: 1000 }"
     echo "model: { type: linear }"
     echo "training: { steps: 5, learning_rate: 0.1 }"
+    echo "fault_tolerance: { failure_timeout_ms: 5000 }"  # not a fault test
     echo "output: { dir: $RL_TMP/out }"
   } > "$f"
 }

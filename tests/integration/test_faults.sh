@@ -194,9 +194,9 @@ begin_case "2b"
 # 2b. One SIGKILL during compute (the main thread stopped inside the gradient
 #     kernel), on a job whose step is mostly compute: 200k rows x 64 features.
 #     Its fault-free reference also serves case 5b.
-SPEC=$RL_TMP/mref.yaml; spec "$SPEC" mref 400 200000 64 2
+SPEC=$RL_TMP/mref.yaml; spec "$SPEC" mref 1000 200000 64 2
 start "$SPEC"; finish 0
-SPEC=$RL_TMP/comp.yaml; spec "$SPEC" comp 400 200000 64 2
+SPEC=$RL_TMP/comp.yaml; spec "$SPEC" comp 1000 200000 64 2
 start "$SPEC"; wait_step 10
 kill_during compute "$(node_pid "$SPEC" n3)" || fail "n3 was never caught in the gradient kernel"
 finish 0
@@ -215,7 +215,12 @@ begin_case "4"
 SPEC=$RL_TMP/stop.yaml; spec "$SPEC" stop $STEPS $ROWS $FEAT 2
 start "$SPEC"; wait_step 300
 P=$(node_pid "$SPEC" n2); kill -STOP "$P"
-s0=$(status | sed -n 's/.*step \([0-9]*\)\/.*/\1/p' | head -1)
+s0=
+for i in $(seq 1 50); do
+  s0=$(status | sed -n 's/.*step \([0-9]*\)\/.*/\1/p' | head -1)
+  [ -z "$s0" ] || break
+done
+[ -n "$s0" ] || fail "no status while n2 is stopped"
 wait_step $((s0 + 100))          # the others go on without it
 kill -CONT "$P"
 finish 0
@@ -251,7 +256,7 @@ doing() { # doing: "ID BLOCKS PHASE" for every node in the coordinator's status
 if [ ! -w /sys/fs/cgroup/cpu ]; then
   echo "test_faults: no writable cgroup v1 cpu controller; kill-during-a-move case skipped" >&2
 else
-  SPEC=$RL_TMP/move.yaml; spec "$SPEC" move 400 200000 64 2
+  SPEC=$RL_TMP/move.yaml; spec "$SPEC" move 1000 200000 64 2
   start "$SPEC"; wait_step 10
   before=$(doing)
   [ -n "$before" ] || fail "no status"

@@ -13,22 +13,22 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/bad.token"
 # 1. launch: local, 4 nodes.
 write_spec "$RL_TMP/local.yaml" 4 "$RL_TMP/good.token"
 out=$(RINGLEADER_NODE_BIN=$NODE timeout 60 "$RL" run "$RL_TMP/local.yaml" 2>"$RL_TMP/err1") ||
-  { cat "$RL_TMP/err1" >&2; fail "local run exited $?"; }
+  { rc=$?; cat "$RL_TMP/err1" >&2; fail "local run exited $rc"; }
 echo "$out" | grep -q "4 of 4 nodes joined" || fail "expected 4 of 4 joined, got: $out"
 for i in 1 2 3 4; do grep -q "node n$i joined" "$RL_TMP/err1" || fail "n$i not logged as joined"; done
 
 # 2. launch: manual; one node holds the wrong token, one never comes.
 write_spec "$RL_TMP/manual.yaml" 3 "$RL_TMP/good.token" manual
-sed -i 's/join_timeout_ms: 10000/join_timeout_ms: 3000/' "$RL_TMP/manual.yaml"
+sed -i 's/join_timeout_ms: 10000/join_timeout_ms: 6000/' "$RL_TMP/manual.yaml"
 coord=$(sed -n 's/^  coordinator: //p' "$RL_TMP/manual.yaml")
 timeout 60 "$RL" run "$RL_TMP/manual.yaml" >"$RL_TMP/out2" 2>"$RL_TMP/err2" &
 cpid=$!; RL_PIDS+=("$cpid")
 timeout 20 "$NODE" --coordinator "$coord" --id n1 --token-file "$RL_TMP/good.token" \
-  --join-timeout-ms 5000 2>"$RL_TMP/n1.err" &
+  --join-timeout-ms 15000 2>"$RL_TMP/n1.err" &
 RL_PIDS+=("$!")
 set +e
 timeout 20 "$NODE" --coordinator "$coord" --id n2 --token-file "$RL_TMP/bad.token" \
-  --join-timeout-ms 2000 2>"$RL_TMP/n2.err"
+  --join-timeout-ms 15000 2>"$RL_TMP/n2.err"
 n2rc=$?
 wait "$cpid"; crc=$?
 set -e

@@ -14,7 +14,7 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/good.token"
 
 train() { # train SPEC OUTDIR
   timeout 60 "$RL" run "$1" --out "$2" >"$2.out" 2>"$2.err" ||
-    { cat "$2.err" >&2; fail "training $1 exited $?"; }
+    { rc=$?; cat "$2.err" >&2; fail "training $1 exited $rc"; }
 }
 # 1. Linear, synthetic, a few steps.
 write_spec "$RL_TMP/lin.yaml" 1 "$RL_TMP/good.token"

@@ -31,6 +31,10 @@ csv_spec() {
     echo "  block_rows: 50"
     echo "model: { type: $model $extra }"
     echo "training: { steps: $steps, learning_rate: $lr, l2: 0.0 }"
+    # Not a fault test: a generous failure timeout (a stalled process under
+    # the sanitizer is not a dead one), and no rebalancing, which would
+    # change the summation order that the bitwise comparisons rely on.
+    echo "fault_tolerance: { failure_timeout_ms: 5000, rebalance: false }"
     echo "output: { dir: $RL_TMP/out$n-$model$out }"
   } > "$f"
 }
@@ -50,7 +54,7 @@ for n in 1 2 4; do
   csv_spec "$RL_TMP/lin$n.yaml" "$n" "$RL_TMP/lin.csv" target linear 400 0.5
   base=(); [ "$n" = 1 ] || base=(--baseline "$RL_TMP/out1-linear/run.json")
   timeout 120 "$RL" run "$RL_TMP/lin$n.yaml" "${base[@]}" >"$RL_TMP/lin$n.out" 2>"$RL_TMP/lin$n.err" ||
-    { tail -20 "$RL_TMP/lin$n.err" >&2; fail "linear run with $n nodes exited $?"; }
+    { rc=$?; tail -20 "$RL_TMP/lin$n.err" >&2; fail "linear run with $n nodes exited $rc"; }
 done
 # A baseline that is not a finished run is a usage error naming the file.
 echo '{"status": "ok", "step_ms": {"p50": 0}, "nodes": [{}]}' > "$RL_TMP/badbase.json"
@@ -97,7 +101,7 @@ PY
 # 2. Softmax on the example CSV, 3 nodes.
 csv_spec "$RL_TMP/sm.yaml" 3 "$SRC/configs/data/iris_like.csv" species softmax 150 0.5 ", classes: 3"
 timeout 120 "$RL" run "$RL_TMP/sm.yaml" >"$RL_TMP/sm.out" 2>"$RL_TMP/sm.err" ||
-  { tail -20 "$RL_TMP/sm.err" >&2; fail "softmax run exited $?"; }
+  { rc=$?; tail -20 "$RL_TMP/sm.err" >&2; fail "softmax run exited $rc"; }
 $PY - "$RL_TMP/out3-softmax/run.json" <<'PY' || fail "softmax run.json"
 import sys, json
 r = json.load(open(sys.argv[1]))
@@ -115,7 +119,7 @@ grep -q "trained: .*run.json" "$RL_TMP/sm.out" || fail "run did not print where 
 #     coordinator over RPC (as nodes without the file do): the same model.
 csv_spec "$RL_TMP/smf.yaml" 3 "$SRC/configs/data/iris_like.csv" species softmax 150 0.5 ", classes: 3" ", fetch: true" -fetch
 timeout 120 "$RL" run "$RL_TMP/smf.yaml" >/dev/null 2>"$RL_TMP/smf.err" ||
-  { tail -20 "$RL_TMP/smf.err" >&2; fail "softmax fetch run exited $?"; }
+  { rc=$?; tail -20 "$RL_TMP/smf.err" >&2; fail "softmax fetch run exited $rc"; }
 $PY - "$RL_TMP/out3-softmax/run.json" "$RL_TMP/out3-softmax-fetch/run.json" <<'PY' || fail "fetched blocks give another model"
 import json, sys
 a, b = (json.load(open(f))["model"] for f in sys.argv[1:])
