@@ -31,7 +31,10 @@
 #define RING_DEFAULT_CHUNK 1048576u
 #define RING_MAX_WAITING 256 /* parked, unclaimed incoming links */
 #define RING_DIAL_RETRY_MS 10
-#define RING_DIAL_SLICE_MS 100 /* one dial attempt's timeout, at most */
+/* One dial attempt's timeout, at most, so that rl_endpoint_fence is seen
+ * while a dial to a silent host hangs: long enough for any TCP handshake a
+ * cluster link completes (Linux retransmits a lost SYN after 1 s anyway). */
+#define RING_DIAL_SLICE_MS 1000
 #define RING_HELLO_TIMEOUT_MS 10000 /* default ep->hello_timeout_ms */
 
 uint64_t rl_clock_ms(void)
