@@ -142,5 +142,48 @@ timeout 60 "$RL" run "$RL_TMP/nolabel.yaml" >/dev/null 2>"$RL_TMP/nolabel.err"; 
 set -e
 [ "$rc" -ne 0 ] || fail "missing label column accepted"
 grep -q "target" "$RL_TMP/nolabel.err" || fail "missing label not named: $(cat "$RL_TMP/nolabel.err")"
+# 4. Ctrl-C: SIGINT to a running coordinator stops the run cleanly: exit 1,
+#    run.json written with status "failed", error "interrupted", the steps
+#    done so far and their model, and every node it started stopped.
+{
+  echo "cluster:"
+  echo "  name: intr"
+  echo "  coordinator: tcp://127.0.0.1:$(free_port)"
+  echo "  launch: local"
+  echo "  nodes:"
+  for i in 1 2; do echo "    - { id: n$i, listen: tcp://127.0.0.1:$(free_port) }"; done
+  echo "security: { token_file: $RL_TMP/t.token }"
+  echo "data: { source: synthetic, rows: 20000, features: 8, block_rows: 1000 }"
+  echo "model: { type: linear }"
+  echo "training: { steps: 10000000, learning_rate: 0.1 }"
+  echo "fault_tolerance: { failure_timeout_ms: 5000 }"
+  echo "output: { dir: $RL_TMP/intr }"
+} > "$RL_TMP/intr.yaml"
+"$RL" run "$RL_TMP/intr.yaml" >"$RL_TMP/intr.out" 2>"$RL_TMP/intr.err" &
+cpid=$!; RL_PIDS+=("$cpid")
+curl=$(sed -n 's/^  coordinator: //p' "$RL_TMP/intr.yaml")
+at=
+for i in $(seq 1 300); do # until step >= 20 (bounded: ~30 s)
+  at=$("$RL" status "$curl" --token-file "$RL_TMP/t.token" --timeout-ms 1000 2>/dev/null |
+       sed -n 's/.*step \([0-9]*\)\/.*/\1/p' | head -1 || true)
+  [ -n "$at" ] && [ "$at" -ge 20 ] && break
+  kill -0 "$cpid" 2>/dev/null || fail "the coordinator exited before step 20: $(tail -5 "$RL_TMP/intr.err")"
+  sleep 0.1
+done
+[ -n "$at" ] && [ "$at" -ge 20 ] || fail "step 20 not reached in 30 s"
+kill -INT "$cpid"
+rc=0
+timeout 30 tail --pid="$cpid" -f /dev/null || fail "the coordinator still runs 30 s after SIGINT"
+wait "$cpid" || rc=$?
+[ "$rc" -eq 1 ] || fail "SIGINT: exit $rc, want 1"
+$PY - "$RL_TMP/intr/run.json" <<'PY' || fail "run.json after SIGINT"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["status"] == "failed" and r["error"] == "interrupted", (r["status"], r.get("error"))
+assert r["steps_completed"] >= 20 and len(r["steps"]) == r["steps_completed"], r["steps_completed"]
+assert len(r["model"]["weights"]) == 8 and r["coverage"]["violations"] == 0
+print("SIGINT after %d steps: run.json written, status failed (interrupted)" % r["steps_completed"])
+PY
+
 if pgrep -f "$RL_TMP" >/dev/null; then fail "processes left running: $(pgrep -af "$RL_TMP")"; fi
 echo "test_train: ok"
