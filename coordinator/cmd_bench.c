@@ -196,7 +196,11 @@ static int run_worker(const ar_opts *o, int rank)
     size_result *res = calloc((size_t)o->nsizes, sizeof(*res));
     if (in == NULL || out == NULL || expect == NULL || times == NULL || res == NULL) {
         fprintf(stderr, "worker %d: out of memory for %zu-byte buffers\n", rank, maxb);
-        free(in), free(out), free(expect), free(times), free(res);
+        free(in);
+        free(out);
+        free(expect);
+        free(times);
+        free(res);
         rl_ring_free(ring);
         rl_endpoint_close(ep);
         return 1;

@@ -392,7 +392,6 @@ static bool file_step(job *j, const char *node_id, const step_in *in)
     }
     step_rec *s = &j->steps[in->step];
     s->seen = true;
-    j->recovering = false;
     for (size_t k = 0; k < j->n_events; k++) /* recoveries end here */
         if (strcmp(j->events[k].kind, "failed") == 0 && j->events[k].recovery_ms < 0)
             j->events[k].recovery_ms = job_t_ms(j) - j->events[k].t_ms;
@@ -913,6 +912,15 @@ out:
     free(rows);
 }
 
+/* A node failed and no step has completed since (its "failed" event still
+ * has no recovery_ms). Lock held. */
+static bool recovery_pending(const job *j)
+{
+    for (size_t k = 0; k < j->n_events; k++)
+        if (strcmp(j->events[k].kind, "failed") == 0 && j->events[k].recovery_ms < 0) return true;
+    return false;
+}
+
 void job_tick(job *j)
 {
     uint64_t now = rl_clock_ms();
@@ -922,6 +930,7 @@ void job_tick(job *j)
         pthread_mutex_unlock(&j->reg.mtx);
         return;
     }
+    bool recovering = recovery_pending(j);
     for (int k = 0; k < j->n_members; k++) {
         node_entry *e = &j->reg.nodes[j->members[k]];
         if (e->state != NODE_JOINED) continue;
@@ -930,11 +939,11 @@ void job_tick(job *j)
          * or a recovery is under way (two nodes killed together must not
          * cost two recoveries), else after two heartbeats. */
         bool gone = !e->connected &&
-                    (j->failure_hint_ms != 0 || j->recovering ||
+                    (j->failure_hint_ms != 0 || recovering ||
                      now - e->disconnected_ms > 2u * (uint64_t)sp->heartbeat_ms);
         if (silent > (uint64_t)sp->failure_timeout_ms || gone) {
             e->state = NODE_FAILED;
-            j->recovering = true;
+            recovering = true;
             const char *why = gone ? "its connection closed" : "no heartbeat";
             job_event_add(j, "failed", e->id, "%s (%llu ms since the last heartbeat)", why,
                           (unsigned long long)silent);

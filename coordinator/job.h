@@ -60,7 +60,6 @@ typedef struct job {
     bool replan;              /* membership or placement must change at the next tick */
     char replan_reason[96];
     uint64_t failure_hint_ms; /* a member reported a failed collective */
-    bool recovering;          /* a node failed and no step has completed since */
     uint64_t last_plan_ms;    /* when the current epoch was planned */
     uint64_t plan_make_ms;    /* allowance for making the moved blocks, in the plan's deadline */
     int imbalance_streak;     /* consecutive evaluations with a rebalance worth doing ... */

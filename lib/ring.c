@@ -965,12 +965,12 @@ static int link_recv_auth(rl_ring *r, rli_link *l, int peer, rl_msg_type type,
     return RL_OK;
 }
 
-/* RL_ESTALE if ep was fenced past r's epoch (rl_endpoint_fence), else RL_OK.
- * Called with ep->mtx held. */
+/* RL_ESTALE if ep is fenced past r's epoch (a newer ring formed on it, or
+ * rl_endpoint_fence), else RL_OK. Called with ep->mtx held. */
 static int ring_fence_err(const rl_ring *r)
 {
     if (r->ep->fence_epoch <= r->epoch) return RL_OK;
-    return rli_err(RL_ESTALE, "ring epoch %llu: epoch %llu was planned meanwhile",
+    return rli_err(RL_ESTALE, "ring epoch %llu: epoch %llu was formed or planned since",
                    (unsigned long long)r->epoch, (unsigned long long)r->ep->fence_epoch);
 }
 
@@ -1198,13 +1198,13 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
     /* Fence: from now on, links announcing an older epoch are refused. */
     rli_link *reap = NULL;
     pthread_mutex_lock(&ep->mtx);
-    if (cfg->epoch < ep->fence_epoch) {
+    int stale = ring_fence_err(r);
+    if (stale != RL_OK) {
         pthread_mutex_unlock(&ep->mtx);
         ring_free_members(r);
         free(r->links);
         free(r);
-        return rli_err(RL_ESTALE, "ring epoch %llu is older than epoch %llu formed before",
-                       (unsigned long long)cfg->epoch, (unsigned long long)ep->fence_epoch);
+        return stale;
     }
     ep->fence_epoch = cfg->epoch;
     for (rli_link **pp = &ep->waiting; *pp != NULL;) {

@@ -259,6 +259,7 @@ typedef struct former {
     rl_endpoint *ep;
     rl_ring_member mem[2];
     int rank, rv;
+    uint64_t form_ms; /* rl_ring_form's deadline from now; 0 = IO_TIMEOUT_MS */
     rl_ring *ring;
     double out;
 } former;
@@ -267,7 +268,8 @@ static void *former_main(void *arg)
 {
     former *f = arg;
     rl_ring_config cfg = {.epoch = EPOCH, .rank = f->rank, .size = 2, .members = f->mem};
-    f->rv = rl_ring_form(f->ep, &cfg, rl_clock_ms() + IO_TIMEOUT_MS, &f->ring);
+    uint64_t ms = f->form_ms ? f->form_ms : IO_TIMEOUT_MS;
+    f->rv = rl_ring_form(f->ep, &cfg, rl_clock_ms() + ms, &f->ring);
     return NULL;
 }
 
@@ -322,14 +324,6 @@ END_TEST
  * is in its dial loop, rank 1 waits to be dialled; the deadline is 30 s and
  * each must return within 5 s of the fence, wherever the fence lands.
  */
-static void *former_long_main(void *arg)
-{
-    former *f = arg;
-    rl_ring_config cfg = {.epoch = EPOCH, .rank = f->rank, .size = 2, .members = f->mem};
-    f->rv = rl_ring_form(f->ep, &cfg, rl_clock_ms() + 30000, &f->ring);
-    return NULL;
-}
-
 START_TEST(a_fence_ends_a_forming_ring_at_once)
 {
     char dead[64];
@@ -339,10 +333,11 @@ START_TEST(a_fence_ends_a_forming_ring_at_once)
         memset(&f, 0, sizeof(f));
         ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &f.ep), RL_OK);
         f.rank = rank;
+        f.form_ms = 30000;
         f.mem[rank] = (rl_ring_member){"alive", rl_endpoint_url(f.ep)};
         f.mem[1 - rank] = (rl_ring_member){"dead", dead};
         pthread_t th;
-        ck_assert_int_eq(pthread_create(&th, NULL, former_long_main, &f), 0);
+        ck_assert_int_eq(pthread_create(&th, NULL, former_main, &f), 0);
         struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000000L}; /* likely mid-form; */
         nanosleep(&pause, NULL);                                           /* not needed */
         uint64_t t0 = rl_clock_ms();

@@ -135,6 +135,9 @@ node_pid() {
 # status: the running job's `ringleader status` (1 s deadline), or nothing if
 # that call failed; polling loops treat nothing as "not yet".
 status() { "$RL" status "$CURL" --timeout-ms 1000 2>/dev/null || true; }
+doing() { # doing: "ID BLOCKS PHASE" for every node in the coordinator's status
+  status | awk '$1 ~ /^n[0-9]$/ { print $1, $3, $NF }'
+}
 # wait_step N: until the running job reports step >= N (bounded: 30 s).
 wait_step() {
   local i s
@@ -250,9 +253,6 @@ begin_case "5b"
 #     n1's blocks go somewhere), kill that one then, and lift the throttle.
 #     The run goes on with two nodes and ends with the fault-free model.
 #     (Unthrottled, a move can finish between two heartbeats, unseen.)
-doing() { # doing: "ID BLOCKS PHASE" for every node in the coordinator's status
-  status | awk '$1 ~ /^n[0-9]$/ { print $1, $3, $NF }'
-}
 if [ ! -w /sys/fs/cgroup/cpu ]; then
   echo "test_faults: no writable cgroup v1 cpu controller; kill-during-a-move case skipped" >&2
 else
@@ -286,7 +286,7 @@ begin_case "6"
 # 6. Throttle one node to 10% of a CPU until the coordinator has moved blocks
 #    away from it (bounded wait), then lift it until blocks come back.
 blocks_of() { # blocks_of ID: that node's block count in the coordinator's status
-  status | awk -v id="$1" '$1 == id { print $3 }' | head -1
+  doing | awk -v id="$1" '$1 == id { print $2 }' | head -1
 }
 wait_blocks() { # wait_blocks ID lt|gt N SECONDS: until its block count is below / above N
   local i b

@@ -145,20 +145,8 @@ grep -q "target" "$RL_TMP/nolabel.err" || fail "missing label not named: $(cat "
 # 4. Ctrl-C: SIGINT to a running coordinator stops the run cleanly: exit 1,
 #    run.json written with status "failed", error "interrupted", the steps
 #    done so far and their model, and every node it started stopped.
-{
-  echo "cluster:"
-  echo "  name: intr"
-  echo "  coordinator: tcp://127.0.0.1:$(free_port)"
-  echo "  launch: local"
-  echo "  nodes:"
-  for i in 1 2; do echo "    - { id: n$i, listen: tcp://127.0.0.1:$(free_port) }"; done
-  echo "security: { token_file: $RL_TMP/t.token }"
-  echo "data: { source: synthetic, rows: 20000, features: 8, block_rows: 1000 }"
-  echo "model: { type: linear }"
-  echo "training: { steps: 10000000, learning_rate: 0.1 }"
-  echo "fault_tolerance: { failure_timeout_ms: 5000 }"
-  echo "output: { dir: $RL_TMP/intr }"
-} > "$RL_TMP/intr.yaml"
+write_spec "$RL_TMP/intr.yaml" 2 "$RL_TMP/t.token"
+sed -i -e 's/steps: 5,/steps: 10000000,/' -e "s|dir: $RL_TMP/out|dir: $RL_TMP/intr|" "$RL_TMP/intr.yaml"
 "$RL" run "$RL_TMP/intr.yaml" >"$RL_TMP/intr.out" 2>"$RL_TMP/intr.err" &
 cpid=$!; RL_PIDS+=("$cpid")
 curl=$(sed -n 's/^  coordinator: //p' "$RL_TMP/intr.yaml")
