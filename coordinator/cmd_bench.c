@@ -196,14 +196,8 @@ static int run_worker(const ar_opts *o, int rank)
     size_result *res = calloc((size_t)o->nsizes, sizeof(*res));
     if (in == NULL || out == NULL || expect == NULL || times == NULL || res == NULL) {
         fprintf(stderr, "worker %d: out of memory for %zu-byte buffers\n", rank, maxb);
-        free(in);
-        free(out);
-        free(expect);
-        free(times);
-        free(res);
-        rl_ring_free(ring);
-        rl_endpoint_close(ep);
-        return 1;
+        rv = 1;
+        goto done;
     }
     double tri = (double)o->nodes * (o->nodes + 1) / 2.0;
     for (size_t i = 0; i < maxn; i++) expect[i] = (float)((double)((7 * i + 3) % 1021 + 1) * tri);
@@ -267,8 +261,9 @@ static int run_worker(const ar_opts *o, int rank)
         }
         fflush(stdout);
     }
-    int all_ok = 1;
-    for (int s = 0; s < o->nsizes; s++) all_ok &= res[s].ok;
+done:;
+    int all_ok = res != NULL;
+    for (int s = 0; res != NULL && s < o->nsizes; s++) all_ok &= res[s].ok;
     free(in);
     free(out);
     free(expect);
