@@ -242,9 +242,12 @@ static void async_cb(void *arg)
             return;
         }
         nng_msg_free(nng_aio_get_msg(p->aio));
-        rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url, nng_strerror(rv));
+        rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url,
+                     rv == NNG_ETIMEDOUT ? "deadline exceeded before the request was sent"
+                                         : nng_strerror(rv));
     } else if (rv != 0) {
-        rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url, nng_strerror(rv));
+        rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url,
+                     rv == NNG_ETIMEDOUT ? "no reply before the deadline" : nng_strerror(rv));
     } else {
         rv = take_reply(nng_aio_get_msg(p->aio), p->call_id, p->want, &reply);
     }

@@ -11,7 +11,7 @@
 int rlt_run_suite(Suite *s)
 {
     SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_FORK);
+    if (getenv("CK_FORK") == NULL) srunner_set_fork_status(sr, CK_FORK);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
