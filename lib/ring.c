@@ -235,9 +235,19 @@ static void link_recv_done(rli_link *l)
  * ends the poll at once; the slices bound the wait if it did not.
  */
 #define LINK_POLL_SLICE_MS 10
-static void link_wait_readable(rli_link *l, uint64_t deadline_ms)
+#define LINK_LOWAT_MAX (4u << 20)
+static void link_wait_readable(rli_link *l, size_t missing, uint64_t deadline_ms)
 {
     if (l->fd < 0) return;
+    /* Wake when the rest of the frame is there, not at every segment: the
+     * kernel holds poll(2) back until `missing` bytes are readable (it
+     * also wakes on a shrinking window, an error or the peer closing, so
+     * this cannot wait on bytes that cannot come). Only the rest of a frame
+     * whose length prefix we have read counts. */
+    int lowat = missing > LINK_LOWAT_MAX ? (int)LINK_LOWAT_MAX : missing > 0 ? (int)missing : 1;
+    if (lowat != (l->lowat ? l->lowat : 1) &&
+        setsockopt(l->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
+        l->lowat = lowat;
     rl_endpoint *ep = l->ep;
     int spin = l->ring != NULL ? l->ring->spin_us : 0;
     if (spin > 0) { /* first spin a little (rl_ring_config.spin_us), sends unattended */
@@ -284,8 +294,9 @@ int rli_link_recv(rli_link *l, const uint8_t **p, size_t *n, uint64_t deadline_m
                            l->rerr == NNG_ETIMEDOUT ? "no data before the deadline"
                                                     : nng_strerror(l->rerr));
         if (!l->rpending) {
+            size_t avail = l->rlen - l->rpos;
             link_make_room(l, need);
-            link_wait_readable(l, deadline_ms);
+            link_wait_readable(l, avail >= 4 ? need - avail : 0, deadline_ms);
             /* Posted under the lock, after a look at l->closed: nng 1.5.2
              * leaves a receive posted on a closed TCP stream pending until
              * its timeout, so one posted after rl_ring_abort closed the

@@ -61,6 +61,7 @@ struct rli_link {
     rl_ring *ring; /* NULL while the link waits in the endpoint for its ring */
     nng_stream *stream;
     int fd; /* the stream's socket once a ring claims a plain TCP link, else -1 */
+    int lowat; /* the SO_RCVLOWAT last set on fd (0: never set, the kernel's 1) */
     bool direct; /* written by the collective's thread itself: see link_direct_write */
     int peer_rank;
     uint64_t hello_epoch;
