@@ -11,8 +11,11 @@
 #
 # Env: RINGLEADER (default build/coordinator/ringleader), NODES ("2 4 8"),
 # SIZES ("4 64K 1M 16M"), PEERS ("openmpi-tcp gloo-ringchunked"), REPS (3),
-# BASELINES (../shared/bench). The first repetition also measures the
-# iperf3 loopback ceiling (LIMITS=1). Exits non-zero if any launch failed.
+# BASELINES (../shared/bench). The iperf3 loopback ceiling and memory
+# bandwidth (run-baselines.sh LIMITS=1, no peers) are measured once before
+# the first repetition, not between a peer's run and Ringleader's (15 s of
+# iperf3 there slowed the Ringleader run that followed). Exits non-zero if
+# any launch failed.
 set -u
 cd "$(dirname "$0")/.."
 RINGLEADER=${RINGLEADER:-$PWD/build/coordinator/ringleader}
@@ -28,15 +31,14 @@ fi
 T=$(mktemp -d)  # removed on exit
 trap 'rm -rf "$T"' EXIT
 rc=0
+echo "# limits $(date -u +%H:%M:%S)"
+(cd "$BASELINES" && PEERS=" " LIMITS=1 ./run-baselines.sh 2>/dev/null) | grep -E '^limit=' || rc=1
 for rep in $(seq 1 "$REPS"); do
-    limits=0
-    [ "$rep" = 1 ] && limits=1
     for n in $NODES; do
         echo "# rep $rep nodes $n $(date -u +%H:%M:%S) $(uptime | sed 's/.*load/load/')"
-        (cd "$BASELINES" && NODES=$n SIZES="$SIZES" PEERS="$PEERS" LIMITS=$limits \
-            ./run-baselines.sh 2>/dev/null) | tee -a "$T/peers-$rep.txt" | grep -E '^(peer|limit)=' ||
+        (cd "$BASELINES" && NODES=$n SIZES="$SIZES" PEERS="$PEERS" LIMITS=0 \
+            ./run-baselines.sh 2>/dev/null) | tee -a "$T/peers-$rep.txt" | grep -E '^peer=' ||
             rc=1
-        limits=0
         "$RINGLEADER" bench allreduce --nodes "$n" --bytes "$(echo "$SIZES" | tr ' ' ',')" \
             --rounds 3 | tee -a "$T/ours-$rep.txt" || rc=1
     done

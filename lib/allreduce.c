@@ -355,14 +355,18 @@ static int allreduce_halving(coll *c, const uint8_t *in, uint8_t *out, size_t co
     return rv;
 }
 
+#define RING_SPLIT_MIN 65536 /* no half-segment chunk below this (rl_ring.split_segments) */
 static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count)
 {
     rl_ring *r = c->r;
     int n = r->size, me = r->rank;
     int left = mod(me - 1, n), right = mod(me + 1, n);
     size_t es = c->es;
-    size_t chunk_elems = r->chunk_bytes / es ? r->chunk_bytes / es : 1;
     size_t base = count / (size_t)n, rem = count % (size_t)n;
+    size_t chunk_elems = r->chunk_bytes / es ? r->chunk_bytes / es : 1;
+    size_t seg_elems = base + (rem ? 1 : 0);
+    if (r->split_segments && seg_elems < 2 * chunk_elems && seg_elems * es >= 2 * RING_SPLIT_MIN)
+        chunk_elems = (seg_elems + 1) / 2; /* the same on every member: count and n only */
     int rv = RL_OK;
 
 #define SEG_OFF(s) ((size_t)(s) * base + ((size_t)(s) < rem ? (size_t)(s) : rem))

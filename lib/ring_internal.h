@@ -117,6 +117,9 @@ struct rl_ring {
     uint64_t epoch;
     int rank, size;
     size_t chunk_bytes, small_bytes;
+    /* Cut a ring segment smaller than two chunks in two (allreduce_ring);
+     * decided from the member list alone, so every member cuts alike. */
+    bool split_segments;
     int spin_us; /* busy-poll before sleeping on a link (link_wait_readable); 0: none */
     struct pollfd *pfd; /* ring_poll's scratch, size + 1 entries (collective's thread) */
     rli_link **pwho;
