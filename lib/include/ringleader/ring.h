@@ -69,7 +69,10 @@ typedef struct rl_ring_config {
     int rank;                      /* this member's index in members */
     int size;                      /* number of members, >= 1 */
     const rl_ring_member *members; /* copied; the caller keeps ownership */
-    size_t chunk_bytes;            /* pipeline chunk; 0 = default (1 MiB) */
+    /* Pipeline chunk. 0 = default: 1 MiB, and a ring segment smaller than two
+     * chunks is cut in two when no host runs more than two members (by URL
+     * host); any other value is used as is. */
+    size_t chunk_bytes;
     size_t small_bytes;            /* at or below: the one-round algorithm; SIZE_MAX = default */
     /* Microseconds a collective busy-polls a TCP link for data before it
      * sleeps: 0 = automatic (50 when the members on this host, by URL host,
