@@ -159,6 +159,10 @@ static double raw_recv_chunk(nng_stream *s, int phase, uint64_t step)
 typedef struct lib_member {
     rl_endpoint *ep;
     double in[2], out[2];
+    size_t count;            /* 0: in and out (2 elements); else big_in and big_out */
+    double *big_in, *big_out;
+    uint64_t op_ms;          /* the collective's deadline from its start; 0 = IO_TIMEOUT_MS */
+    uint64_t done_ms;        /* when rl_allreduce returned */
     int form_rv, rv;
     char detail[512];
     rl_ring_stats st;
@@ -174,8 +178,11 @@ static void *lib_member_main(void *arg)
     lm->form_rv = rl_ring_form(lm->ep, &cfg, rl_clock_ms() + IO_TIMEOUT_MS, &ring);
     lm->rv = lm->form_rv;
     if (lm->form_rv == RL_OK) {
-        lm->rv = rl_allreduce(ring, lm->in, lm->out, 2, RL_F64, RL_OP_SUM,
-                              rl_clock_ms() + IO_TIMEOUT_MS);
+        lm->rv = rl_allreduce(ring, lm->count ? lm->big_in : lm->in,
+                              lm->count ? lm->big_out : lm->out, lm->count ? lm->count : 2,
+                              RL_F64, RL_OP_SUM,
+                              rl_clock_ms() + (lm->op_ms ? lm->op_ms : IO_TIMEOUT_MS));
+        lm->done_ms = rl_clock_ms();
         rl_ring_get_stats(ring, &lm->st);
     }
     snprintf(lm->detail, sizeof(lm->detail), "%s", rl_errdetail());
@@ -243,6 +250,54 @@ START_TEST(foreign_stale_malformed_and_duplicate_frames_are_dropped)
     nng_stream_close(s);
     nng_stream_free(s);
     rl_endpoint_close(lm.ep);
+}
+END_TEST
+
+/*
+ * A member waiting for the rest of a frame whose length it has read asks the
+ * kernel to wake it only once the whole frame is there (SO_RCVLOWAT). A peer
+ * that dies with the frame half sent must still end the collective at once:
+ * within 5 s of the close, against a 30 s deadline.
+ */
+START_TEST(a_peer_dying_mid_frame_ends_the_collective_at_once)
+{
+    const size_t count = 2 * 131072; /* two 1 MiB segments of f64 */
+    lib_member lm = {.count = count, .op_ms = 30000};
+    lm.big_in = calloc(count, sizeof(double));
+    lm.big_out = calloc(count, sizeof(double));
+    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &lm.ep), RL_OK);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, lib_member_main, &lm), 0);
+    nng_stream *s = raw_dial(rl_endpoint_url(lm.ep));
+    raw_send_hello(s, EPOCH);
+
+    /* The length prefix of a 1 MiB frame and its first 64 KiB; the rest never comes. */
+    const size_t part = 65536;
+    uint8_t *head = calloc(4 + part, 1);
+    put_le32(head, 1u << 20);
+    ck_assert_int_eq(raw_io(s, true, head, 4 + part), 0);
+    /* Rank 1 sends its first reduce-scatter chunk before it waits for ours:
+     * once that has come, rank 1 is in the collective. */
+    uint8_t pre[4];
+    ck_assert_int_eq(raw_io(s, false, pre, 4), 0);
+    size_t len = (size_t)pre[0] | (size_t)pre[1] << 8 | (size_t)pre[2] << 16 | (size_t)pre[3] << 24;
+    ck_assert_uint_le(len, 2u << 20);
+    uint8_t *frame = malloc(len);
+    ck_assert_int_eq(raw_io(s, false, frame, len), 0);
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000000L}; /* likely mid-wait; */
+    nanosleep(&pause, NULL);                                           /* not needed */
+    uint64_t t0 = rl_clock_ms();
+    nng_stream_close(s);
+    pthread_join(th, NULL);
+    ck_assert_msg(lm.rv != RL_OK, "rank 1 returned OK from a half-received frame");
+    ck_assert_msg(lm.done_ms - t0 < 5000, "the collective returned %llu ms after the close (%s)",
+                  (unsigned long long)(lm.done_ms - t0), lm.detail);
+    nng_stream_free(s);
+    rl_endpoint_close(lm.ep);
+    free(frame);
+    free(head);
+    free(lm.big_in);
+    free(lm.big_out);
 }
 END_TEST
 
@@ -580,6 +635,7 @@ Suite *suite(void)
     tcase_add_test(tc, hello_of_an_older_epoch_is_refused);
     tcase_add_test(tc, a_silent_connection_is_closed);
     tcase_add_test(tc, an_abort_ends_a_waiting_collective_at_once);
+    tcase_add_test(tc, a_peer_dying_mid_frame_ends_the_collective_at_once);
     tcase_add_test(tc, a_fence_ends_a_forming_ring_at_once);
     suite_add_tcase(s, tc);
     TCase *ta = tcase_create("authentication");
