@@ -33,8 +33,9 @@ typedef struct node_entry {
     uint64_t compute_epoch;   /* the epoch compute_ms was measured under */
     uint64_t samples_epoch;   /* heartbeats with a fresh compute_ms in this epoch */
     uint64_t evaluated;       /* ncompute when placement last looked at this node */
-    uint64_t hold_until_ms;
-    char phase[24];           /* what it reported doing: stepping, making-blocks, ... */   /* a recent straggler gets no blocks back before this */
+    uint64_t hold_until_ms;   /* a recent straggler gets no blocks back before this */
+    char phase[24];           /* what it reported doing: stepping, making-blocks, ... */
+    int last_move;            /* +1 gained, -1 lost blocks in the latest rebalance, 0 neither */
     bool slow;
     double compute_samples[256]; /* compute_ms per heartbeat, a ring */
     uint64_t ncompute;
