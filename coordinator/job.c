@@ -48,10 +48,6 @@ void job_event_add(job *j, const char *kind, const char *node, const char *fmt, 
     va_end(ap);
 }
 
-#define REBALANCE_ROUNDS_MIN 2    /* rounds of fresh heartbeats agreeing before blocks move */
-#define REBALANCE_ROUNDS_MAX 16
-#define REBALANCE_QUIET_ROUNDS 50 /* heartbeats without a rebalance that halve the rounds */
-
 int job_init(job *j, const rl_spec *spec)
 {
     memset(j, 0, sizeof(*j));
@@ -62,7 +58,6 @@ int job_init(job *j, const rl_spec *spec)
     clock_gettime(CLOCK_REALTIME, &rt);
     j->started_unix_ms = (uint64_t)rt.tv_sec * 1000u + (uint64_t)rt.tv_nsec / 1000000u;
     j->status = JOB_WAITING;
-    j->rebalance_rounds = REBALANCE_ROUNDS_MIN;
     j->members = calloc((size_t)spec->n_nodes + 1, sizeof(int));
     j->waiting_plan = calloc((size_t)spec->n_nodes + 1, sizeof(rl_rpc_ctx *));
     j->steps = calloc((size_t)spec->steps + 1, sizeof(step_rec));
@@ -890,26 +885,7 @@ static void check_balance(job *j, uint64_t now)
     } else {
         j->imbalance_streak = 0;
     }
-    /* Anti-thrash: taking blocks from a node that gained blocks in the
-     * latest rebalance says that rebalance followed noise (on shared cores
-     * the scheduler makes one node look slow for a second or two), so the
-     * evidence needed doubles, up to REBALANCE_ROUNDS_MAX rounds; a quiet
-     * spell of REBALANCE_QUIET_ROUNDS rounds halves it again. */
-    int hb = sp->heartbeat_ms;
-    if (j->rebalance_rounds > REBALANCE_ROUNDS_MIN &&
-        now - j->last_rebalance_ms > (uint64_t)REBALANCE_QUIET_ROUNDS * (uint64_t)hb) {
-        j->rebalance_rounds /= 2;
-        j->last_rebalance_ms = now;
-    }
-    if (j->imbalance_streak >= j->rebalance_rounds && j->reg.nodes[slowest].last_move > 0 &&
-        j->rebalance_rounds < REBALANCE_ROUNDS_MAX) {
-        j->rebalance_rounds *= 2;
-        j->reg.nodes[slowest].last_move = 0; /* one doubling per reversal */
-        rl_log_info("placement: blocks would go back from %s, which gained some in the last "
-                    "rebalance; waiting for %d rounds of agreement", j->reg.nodes[slowest].id,
-                    j->rebalance_rounds);
-    }
-    if (j->imbalance_streak >= j->rebalance_rounds) {
+    if (j->imbalance_streak >= 2) {
         for (int k = 0; k < n; k++) { /* the node blocks are taken from is a straggler */
             node_entry *e = &j->reg.nodes[j->members[k]];
             if (j->members[k] == slowest && c[k] > sp->straggler_factor * median && !e->slow) {
@@ -923,14 +899,6 @@ static void check_balance(job *j, uint64_t now)
         }
         int moved = rebalance_by_speed(j, speed, now);
         if (moved > 0) {
-            double *after = calloc((size_t)n, sizeof(double));
-            for (uint32_t b = 0; b < j->n_blocks; b++)
-                for (int k = 0; k < n; k++)
-                    if (j->owner[b] == j->members[k]) after[k] += (double)block_rows_of(j, b);
-            for (int k = 0; k < n; k++)
-                j->reg.nodes[j->members[k]].last_move = after[k] > rows[k] ? 1 : after[k] < rows[k] ? -1 : 0;
-            free(after);
-            j->last_rebalance_ms = now;
             char why[96];
             snprintf(why, sizeof(why), "rebalance: %d blocks moved, slowest %.2f ms -> ~%.2f ms",
                      moved, mx, ideal);

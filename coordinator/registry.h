@@ -35,7 +35,6 @@ typedef struct node_entry {
     uint64_t evaluated;       /* ncompute when placement last looked at this node */
     uint64_t hold_until_ms;   /* a recent straggler gets no blocks back before this */
     char phase[24];           /* what it reported doing: stepping, making-blocks, ... */
-    int last_move;            /* +1 gained, -1 lost blocks in the latest rebalance, 0 neither */
     bool slow;
     double compute_samples[256]; /* compute_ms per heartbeat, a ring */
     uint64_t ncompute;
