@@ -12,11 +12,11 @@
 # Env: RINGLEADER (default build/coordinator/ringleader), NODES ("2 4 8"),
 # SIZES ("4 64K 1M 16M"), PEERS ("openmpi-tcp gloo-ringchunked"), REPS (3),
 # BASELINES (../shared/bench). The iperf3 loopback ceiling and memory
-# bandwidth (run-baselines.sh LIMITS=1, no peers) are measured once before
-# the first repetition, not between a peer's run and Ringleader's (15 s of
-# iperf3 there slowed the Ringleader run that followed). Exits non-zero if
-# any launch failed.
-set -u
+# bandwidth (run-baselines.sh LIMITS=1 with no peers: its start and end
+# measurements, back to back) are taken before the first repetition, not
+# between a peer's run and Ringleader's (15 s of iperf3 there slowed the
+# Ringleader run that followed). Exits non-zero if any launch failed.
+set -u -o pipefail
 cd "$(dirname "$0")/.."
 RINGLEADER=${RINGLEADER:-$PWD/build/coordinator/ringleader}
 NODES=${NODES:-"2 4 8"}

@@ -2,7 +2,8 @@
  * allreduce.c - the collectives over an rl_ring.
  *
  * Ring (large buffers): the buffer is cut into N segments and each segment
- * into chunks of cfg.chunk_bytes. Reduce-scatter runs N-1 steps, all-gather
+ * into chunks of cfg.chunk_bytes (or in two halves, see rl_ring.split_segments).
+ * Reduce-scatter runs N-1 steps, all-gather
  * N-1 more; at step t member r receives one segment from its left
  * neighbour, reduces (or copies) it chunk by chunk, and forwards each chunk
  * to its right neighbour as soon as it is ready, so that sending, receiving
@@ -366,7 +367,7 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
     size_t chunk_elems = r->chunk_bytes / es ? r->chunk_bytes / es : 1;
     size_t seg_elems = base + (rem ? 1 : 0);
     if (r->split_segments && seg_elems < 2 * chunk_elems && seg_elems * es >= 2 * RING_SPLIT_MIN)
-        chunk_elems = (seg_elems + 1) / 2; /* the same on every member: count and n only */
+        chunk_elems = (seg_elems + 1) / 2; /* from what every member shares */
     int rv = RL_OK;
 
 #define SEG_OFF(s) ((size_t)(s) * base + ((size_t)(s) < rem ? (size_t)(s) : rem))

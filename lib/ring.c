@@ -236,6 +236,16 @@ static void link_recv_done(rli_link *l)
  */
 #define LINK_POLL_SLICE_MS 10
 #define LINK_LOWAT_MAX (4u << 20)
+#define LINK_LOWAT_GIVEUP_MS 100
+
+/* Sets fd's SO_RCVLOWAT to v if it is not that already. */
+static void link_set_lowat(rli_link *l, int v)
+{
+    if (v != (l->lowat ? l->lowat : 1) &&
+        setsockopt(l->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0)
+        l->lowat = v;
+}
+
 static void link_wait_readable(rli_link *l, size_t missing, uint64_t deadline_ms)
 {
     if (l->fd < 0) return;
@@ -243,11 +253,14 @@ static void link_wait_readable(rli_link *l, size_t missing, uint64_t deadline_ms
      * kernel holds poll(2) back until `missing` bytes are readable (it
      * also wakes on a shrinking window, an error or the peer closing, so
      * this cannot wait on bytes that cannot come). Only the rest of a frame
-     * whose length prefix we have read counts. */
-    int lowat = missing > LINK_LOWAT_MAX ? (int)LINK_LOWAT_MAX : missing > 0 ? (int)missing : 1;
-    if (lowat != (l->lowat ? l->lowat : 1) &&
-        setsockopt(l->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0)
-        l->lowat = lowat;
+     * whose length prefix we have read counts, and only on a direct link:
+     * every receive on it comes through here, while a link that is not
+     * direct also reads ahead through nng's own poller, which would go on
+     * honouring a mark left from an earlier frame. */
+    if (l->direct)
+        link_set_lowat(l, missing > LINK_LOWAT_MAX ? (int)LINK_LOWAT_MAX
+                          : missing > 0            ? (int)missing
+                                                   : 1);
     rl_endpoint *ep = l->ep;
     int spin = l->ring != NULL ? l->ring->spin_us : 0;
     if (spin > 0) { /* first spin a little (rl_ring_config.spin_us), sends unattended */
@@ -257,10 +270,16 @@ static void link_wait_readable(rli_link *l, size_t missing, uint64_t deadline_ms
             if (poll(&pfd, 1, 0) > 0) return;
         }
     }
+    uint64_t t0 = rli_now_ms();
     pthread_mutex_lock(&ep->mtx);
     for (int i = 0; i < 100000; i++) { /* bounded; the deadline ends it first */
         if (l->closed || until(deadline_ms) == 0) break;
         if (ring_poll(l->ring, l, LINK_POLL_SLICE_MS, deadline_ms)) break;
+        /* Long without the frame: wake on any byte from now on, in case a
+         * kernel does not wake a low-water wait whose bytes cannot fit in
+         * the receive buffer (Linux raises the buffer to fit, and wakes
+         * under memory pressure): at worst a delay, never a hang. */
+        if (l->lowat > 1 && rli_now_ms() - t0 >= LINK_LOWAT_GIVEUP_MS) link_set_lowat(l, 1);
     }
     pthread_mutex_unlock(&ep->mtx);
 }
@@ -1224,7 +1243,7 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
     int local, most;
     ring_host_counts(r, &local, &most);
     r->spin_us = cfg->spin_us > 0 ? cfg->spin_us : cfg->spin_us < 0 ? 0 : ring_spin_auto(local);
-    /* With the default chunk, a segment under two chunks is cut in two so
+    /* With the default chunk (given or not), a segment under two chunks is cut in two so
      * that the reduce of one half overlaps the transfer of the other
      * (measured at N=2 here: 1 MiB 359-688 -> 321-368 us, 2 MiB 1.24-1.40
      * -> 0.54-0.64 ms). Each chunk costs the receiver a wake-up, which
@@ -1232,7 +1251,7 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
      * 0.68-0.85 -> 1.16-1.39 ms), and chunking must be the same on every
      * member: so only when no host runs more than two members, which every
      * member sees from the member list. */
-    r->split_segments = cfg->chunk_bytes == 0 && most <= 2;
+    r->split_segments = r->chunk_bytes == RING_DEFAULT_CHUNK && most <= 2;
     if (r->spin_us > RING_SPIN_MAX_US) r->spin_us = RING_SPIN_MAX_US;
     r->pfd = rli_calloc((size_t)r->size + 1, sizeof(*r->pfd));
     r->pwho = rli_calloc((size_t)r->size + 1, sizeof(*r->pwho));

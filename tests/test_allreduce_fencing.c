@@ -261,7 +261,7 @@ END_TEST
  */
 START_TEST(a_peer_dying_mid_frame_ends_the_collective_at_once)
 {
-    const size_t count = 2 * 131072; /* two 1 MiB segments of f64 */
+    const size_t count = 2 * 131072; /* two 1 MiB segments of f64, in 512 KiB chunks */
     lib_member lm = {.count = count, .op_ms = 30000};
     lm.big_in = calloc(count, sizeof(double));
     lm.big_out = calloc(count, sizeof(double));
@@ -271,7 +271,7 @@ START_TEST(a_peer_dying_mid_frame_ends_the_collective_at_once)
     nng_stream *s = raw_dial(rl_endpoint_url(lm.ep));
     raw_send_hello(s, EPOCH);
 
-    /* The length prefix of a 1 MiB frame and its first 64 KiB; the rest never comes. */
+    /* A length prefix of 1 MiB and the first 64 KiB after it; the rest never comes. */
     const size_t part = 65536;
     uint8_t *head = calloc(4 + part, 1);
     put_le32(head, 1u << 20);
@@ -290,6 +290,7 @@ START_TEST(a_peer_dying_mid_frame_ends_the_collective_at_once)
     nng_stream_close(s);
     pthread_join(th, NULL);
     ck_assert_msg(lm.rv != RL_OK, "rank 1 returned OK from a half-received frame");
+    ck_assert_msg(lm.done_ms >= t0, "rank 1 returned before the close: %s", lm.detail);
     ck_assert_msg(lm.done_ms - t0 < 5000, "the collective returned %llu ms after the close (%s)",
                   (unsigned long long)(lm.done_ms - t0), lm.detail);
     nng_stream_free(s);

@@ -69,9 +69,10 @@ typedef struct rl_ring_config {
     int rank;                      /* this member's index in members */
     int size;                      /* number of members, >= 1 */
     const rl_ring_member *members; /* copied; the caller keeps ownership */
-    /* Pipeline chunk. 0 = default: 1 MiB, and a ring segment smaller than two
-     * chunks is cut in two when no host runs more than two members (by URL
-     * host); any other value is used as is. */
+    /* Pipeline chunk; 0 = the default, 1 MiB. With the default (given or
+     * not), a ring segment smaller than two chunks is cut in two halves of
+     * at least 64 KiB when no host runs more than two members (by URL host);
+     * any other value is used as is. */
     size_t chunk_bytes;
     size_t small_bytes;            /* at or below: the one-round algorithm; SIZE_MAX = default */
     /* Microseconds a collective busy-polls a TCP link for data before it
