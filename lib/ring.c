@@ -102,6 +102,7 @@ static rli_link *link_new(rl_endpoint *ep, nng_stream *s, size_t rcap)
     l->ep = ep;
     l->stream = s;
     l->fd = -1; /* found when a ring claims the link (rl_ring_form) */
+    l->lowat = 1;
     l->peer_rank = -1;
     l->rcap = rcap;
     l->rbuf = rli_malloc(rcap);
@@ -241,7 +242,7 @@ static void link_recv_done(rli_link *l)
 /* Sets fd's SO_RCVLOWAT to v if it is not that already. */
 static void link_set_lowat(rli_link *l, int v)
 {
-    if (v != (l->lowat ? l->lowat : 1) &&
+    if (v != l->lowat &&
         setsockopt(l->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0)
         l->lowat = v;
 }
@@ -270,7 +271,7 @@ static void link_wait_readable(rli_link *l, size_t missing, uint64_t deadline_ms
             if (poll(&pfd, 1, 0) > 0) return;
         }
     }
-    uint64_t t0 = rli_now_ms();
+    uint64_t t0 = l->lowat > 1 ? rli_now_ms() : 0;
     pthread_mutex_lock(&ep->mtx);
     for (int i = 0; i < 100000; i++) { /* bounded; the deadline ends it first */
         if (l->closed || until(deadline_ms) == 0) break;

@@ -61,7 +61,7 @@ struct rli_link {
     rl_ring *ring; /* NULL while the link waits in the endpoint for its ring */
     nng_stream *stream;
     int fd; /* the stream's socket once a ring claims a plain TCP link, else -1 */
-    int lowat; /* the SO_RCVLOWAT last set on fd (0: never set, the kernel's 1) */
+    int lowat; /* fd's SO_RCVLOWAT (1, the kernel's default, until link_set_lowat) */
     bool direct; /* written by the collective's thread itself: see link_direct_write */
     int peer_rank;
     uint64_t hello_epoch;
@@ -118,7 +118,8 @@ struct rl_ring {
     int rank, size;
     size_t chunk_bytes, small_bytes;
     /* Cut a ring segment smaller than two chunks in two (allreduce_ring);
-     * decided from the member list alone, so every member cuts alike. */
+     * decided from the chunk size and the member list, which every member
+     * shares, so every member cuts alike. */
     bool split_segments;
     int spin_us; /* busy-poll before sleeping on a link (link_wait_readable); 0: none */
     struct pollfd *pfd; /* ring_poll's scratch, size + 1 entries (collective's thread) */

@@ -95,6 +95,14 @@ static int encode_request(rl_rpc_client *c, const rl_msg *req, uint64_t deadline
     return rli_msg_to_nng(&m, out);
 }
 
+/* Why a call failed with nng error rv, its request already sent or not
+ * (the sync and async paths say the same). */
+static const char *call_failure(int rv, bool sent)
+{
+    if (rv != NNG_ETIMEDOUT) return nng_strerror(rv);
+    return sent ? "no reply before the deadline" : "deadline exceeded before the request was sent";
+}
+
 /* A context and a callback-less aio for one synchronous call, from the pool. */
 static pending *sync_slot_get(rl_rpc_client *c)
 {
@@ -152,8 +160,7 @@ static int call_once(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, u
     if ((rv = nng_aio_result(aio)) != 0) {
         nng_msg_free(msg); /* not sent: still ours */
         rv = rli_err(rli_err_from_nng(rv), "%s to %s: %s", m->name, c->url,
-                     rv == NNG_ETIMEDOUT ? "deadline exceeded before the request was sent"
-                                         : nng_strerror(rv));
+                     call_failure(rv, false));
         goto out;
     }
     left = remaining(deadline);
@@ -162,7 +169,7 @@ static int call_once(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, u
     nng_aio_wait(aio);
     if ((rv = nng_aio_result(aio)) != 0) {
         rv = rli_err(rli_err_from_nng(rv), "%s to %s: %s", m->name, c->url,
-                     rv == NNG_ETIMEDOUT ? "no reply before the deadline" : nng_strerror(rv));
+                     call_failure(rv, true));
         goto out;
     }
     rv = take_reply(nng_aio_get_msg(aio), call_id, m->resp, reply);
@@ -242,12 +249,9 @@ static void async_cb(void *arg)
             return;
         }
         nng_msg_free(nng_aio_get_msg(p->aio));
-        rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url,
-                     rv == NNG_ETIMEDOUT ? "deadline exceeded before the request was sent"
-                                         : nng_strerror(rv));
+        rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url, call_failure(rv, false));
     } else if (rv != 0) {
-        rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url,
-                     rv == NNG_ETIMEDOUT ? "no reply before the deadline" : nng_strerror(rv));
+        rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url, call_failure(rv, true));
     } else {
         rv = take_reply(nng_aio_get_msg(p->aio), p->call_id, p->want, &reply);
     }
