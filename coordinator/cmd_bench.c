@@ -33,6 +33,7 @@ typedef struct ar_opts {
     double budget_s;
     size_t chunk_bytes, small_bytes;
     int spin_us;
+    int yield_us;
     const char *transport;
 } ar_opts;
 
@@ -52,7 +53,9 @@ static void ar_usage(FILE *f)
             "  --chunk BYTES        pipeline chunk (default 1048576)\n"
             "  --small BYTES        at or below: one-round algorithm (default: the library's)\n"
             "  --spin US            busy-poll a link this long before sleeping; 0 = automatic\n"
-            "                       (the library's), -1 = never\n");
+            "                       (the library's), -1 = never\n"
+            "  --yield US           poll a link, yielding the CPU, this long before sleeping;\n"
+            "                       0 = automatic (the library's), -1 = never\n");
 }
 
 static int parse_ar(int argc, char **argv, ar_opts *o)
@@ -84,6 +87,7 @@ static int parse_ar(int argc, char **argv, ar_opts *o)
         else if (strcmp(a, "--chunk") == 0) o->chunk_bytes = bench_parse_size(v);
         else if (strcmp(a, "--small") == 0) o->small_bytes = bench_parse_size(v);
         else if (strcmp(a, "--spin") == 0) o->spin_us = atoi(v);
+        else if (strcmp(a, "--yield") == 0) o->yield_us = atoi(v);
         else if (strcmp(a, "--rank") == 0) { /* worker only */
         } else {
             fprintf(stderr, "ringleader bench allreduce: unknown option %s\n", a);
@@ -177,7 +181,7 @@ static int run_worker(const ar_opts *o, int rank)
     }
     rl_ring_config cfg = {.epoch = 1, .rank = rank, .size = o->nodes, .members = mem,
                           .chunk_bytes = o->chunk_bytes, .small_bytes = o->small_bytes,
-                          .spin_us = o->spin_us};
+                          .spin_us = o->spin_us, .yield_us = o->yield_us};
     rl_ring *ring = NULL;
     int rv = rl_ring_form(ep, &cfg, rl_clock_ms() + 30000, &ring);
     if (rv != 0) {

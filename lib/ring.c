@@ -271,8 +271,21 @@ static void link_wait_readable(rli_link *l, size_t missing, uint64_t deadline_ms
             if (poll(&pfd, 1, 0) > 0) return;
         }
     }
+    int yield = l->ring != NULL ? l->ring->yield_us : 0;
     uint64_t t0 = l->lowat > 1 ? rli_now_ms() : 0;
     pthread_mutex_lock(&ep->mtx);
+    if (yield > 0) { /* give the CPU to whoever shares it, for a while (rl_ring_config.yield_us) */
+        uint64_t y0 = rli_now_us();
+        while (!l->closed && rli_now_us() - y0 < (uint64_t)yield && until(deadline_ms) > 0) {
+            if (ring_poll(l->ring, l, 0, deadline_ms)) { /* and keeps queued sends going */
+                pthread_mutex_unlock(&ep->mtx);
+                return;
+            }
+            pthread_mutex_unlock(&ep->mtx);
+            sched_yield();
+            pthread_mutex_lock(&ep->mtx);
+        }
+    }
     for (int i = 0; i < 100000; i++) { /* bounded; the deadline ends it first */
         if (l->closed || until(deadline_ms) == 0) break;
         if (ring_poll(l->ring, l, LINK_POLL_SLICE_MS, deadline_ms)) break;
@@ -1166,6 +1179,21 @@ static void url_host(const char *url, char *buf, size_t cap)
 #define RING_SPIN_AUTO_US 50
 #define RING_SPIN_MAX_US 1000
 
+/*
+ * rl_ring_config.yield_us = 0: when this host's members fill every CPU we may
+ * run on at least twice over, a waiting member first polls its link without
+ * sleeping and calls sched_yield(2) between polls, so that a member sharing
+ * its CPU (often the one it waits for) runs at once, instead of after this
+ * one's sleep and the sender's wake-up of it. Open MPI does the same when
+ * oversubscribed (mpi_yield_when_idle). Measured with `bench allreduce`
+ * here (2 CPUs), medians of 4-5 interleaved runs against no yield: N=4,
+ * 4 B 115 -> 77 us, 64 KiB 163 -> 122 us, 1 MiB 834 -> 582 us, 16 MiB
+ * level; N=8, 4 B 415 -> 268 us, 64 KiB 599 -> 494 us, 1 MiB 3.01 -> 2.43
+ * ms, 16 MiB 54.2 -> 52.9 ms. At N=3 (one CPU with a member of its own)
+ * it cost 4 B 44 -> 62 us and 64 KiB 75 -> 101 us: hence "twice over".
+ */
+#define RING_YIELD_AUTO_US 200
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -1192,11 +1220,20 @@ static void ring_host_counts(const rl_ring *r, int *mine, int *most)
     free(host);
 }
 
-static int ring_spin_auto(int local)
+static int ring_ncpu(void)
 {
     cpu_set_t set;
-    int ncpu = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
-    return local <= ncpu ? RING_SPIN_AUTO_US : 0;
+    return sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+}
+
+static int ring_spin_auto(int local)
+{
+    return local <= ring_ncpu() ? RING_SPIN_AUTO_US : 0;
+}
+
+static int ring_yield_auto(int local)
+{
+    return local >= 2 * ring_ncpu() ? RING_YIELD_AUTO_US : 0;
 }
 
 int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_ms, rl_ring **out)
@@ -1254,6 +1291,8 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
      * member sees from the member list. */
     r->split_segments = r->chunk_bytes == RING_DEFAULT_CHUNK && most <= 2;
     if (r->spin_us > RING_SPIN_MAX_US) r->spin_us = RING_SPIN_MAX_US;
+    r->yield_us = cfg->yield_us > 0 ? cfg->yield_us : cfg->yield_us < 0 ? 0 : ring_yield_auto(local);
+    if (r->yield_us > RING_SPIN_MAX_US) r->yield_us = RING_SPIN_MAX_US;
     r->pfd = rli_calloc((size_t)r->size + 1, sizeof(*r->pfd));
     r->pwho = rli_calloc((size_t)r->size + 1, sizeof(*r->pwho));
 

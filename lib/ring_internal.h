@@ -122,6 +122,7 @@ struct rl_ring {
      * shares, so every member cuts alike. */
     bool split_segments;
     int spin_us; /* busy-poll before sleeping on a link (link_wait_readable); 0: none */
+    int yield_us; /* poll and sched_yield before sleeping on a link; 0: none */
     struct pollfd *pfd; /* ring_poll's scratch, size + 1 entries (collective's thread) */
     rli_link **pwho;
     size_t doubling_bytes; /* at or below (and N >= 4): recursive doubling; tests may zero it */

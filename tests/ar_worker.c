@@ -4,6 +4,7 @@
  *
  *   ar_worker --rank R --size N --epoch E --count C [--deadline-ms D]
  *             [--kill-at PHASE:STEP[:CHUNK]] [--stop-at PHASE:STEP[:CHUNK]]
+ *             [--yield-us Y]
  *
  * PHASE is rs (reduce-scatter) or ag (all-gather); CHUNK defaults to 0.
  * Conversation on stdin / stdout, one line each:
@@ -34,6 +35,8 @@
 
 #define WORKER_MAX_N 16
 #define WORKER_LINE  512
+
+static int g_yield_us; /* rl_ring_config.yield_us: 0 = the library's choice */
 
 typedef struct fault_point {
     int armed;
@@ -102,7 +105,8 @@ static int run_once(rl_endpoint *ep, uint64_t epoch, int rank, int n, char urls[
         mem[i].id = ids[i];
         mem[i].url = urls[i];
     }
-    rl_ring_config cfg = {.epoch = epoch, .rank = rank, .size = n, .members = mem};
+    rl_ring_config cfg = {.epoch = epoch, .rank = rank, .size = n, .members = mem,
+                          .yield_us = g_yield_us};
     rl_ring *ring = NULL;
     int rv = rl_ring_form(ep, &cfg, rl_clock_ms() + 10000, &ring);
     if (rv != RL_OK) {
@@ -142,7 +146,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: ar_worker --rank R --size N --epoch E --count C [--deadline-ms D]\n"
                     "                 [--kill-at rs|ag:STEP[:CHUNK]] [--stop-at "
-                    "rs|ag:STEP[:CHUNK]]\n");
+                    "rs|ag:STEP[:CHUNK]] [--yield-us Y]\n");
 }
 
 int main(int argc, char **argv)
@@ -171,6 +175,8 @@ int main(int argc, char **argv)
             bad = parse_fault(v, SIGKILL, &g_fault);
         else if (strcmp(argv[i], "--stop-at") == 0)
             bad = parse_fault(v, SIGSTOP, &g_fault);
+        else if (strcmp(argv[i], "--yield-us") == 0)
+            g_yield_us = atoi(v);
         else
             bad = 1;
         if (bad) {

@@ -153,6 +153,10 @@ static int worker_wait(worker *w, int options, uint64_t deadline_ms)
     }
 }
 
+/* Set by the yielding tests: every worker's --yield-us (NULL: the library's
+ * choice, which depends on this machine's CPUs). */
+static const char *g_yield;
+
 /* Starts NW workers (victim with fault_flag fault_point), exchanges the URLs
  * and sends the ring of epoch 1. */
 static void start_ring(int victim, const char *fault_flag, const char *fault_point)
@@ -168,10 +172,15 @@ static void start_ring(int victim, const char *fault_flag, const char *fault_poi
         snprintf(deadline, sizeof(deadline), "%d", DEADLINE_MS);
         char *argv[16] = {RL_AR_WORKER, "--rank", rank,      "--size", size,
                           "--epoch",    "1",      "--count", COUNT,    "--deadline-ms",
-                          deadline,     NULL,     NULL,      NULL};
+                          deadline,     NULL,     NULL,      NULL,     NULL, NULL};
+        int a = 11;
         if (r == victim) {
-            argv[11] = (char *)fault_flag;
-            argv[12] = (char *)fault_point;
+            argv[a++] = (char *)fault_flag;
+            argv[a++] = (char *)fault_point;
+        }
+        if (g_yield != NULL) {
+            argv[a++] = "--yield-us";
+            argv[a++] = (char *)g_yield;
         }
         worker_spawn(&g_h.w[r], argv);
     }
@@ -323,6 +332,30 @@ START_TEST(stop_during_reduce_scatter)
 }
 END_TEST
 
+/* The same with every member yielding its CPU while it waits (the automatic
+ * choice where members are at least twice the CPUs, as on a 2-core machine;
+ * forced here so that any machine runs it): exact without a fault, and a
+ * member killed in reduce-scatter fails the others by the deadline. */
+START_TEST(yielding_members_exact)
+{
+    int all[NW] = {0, 1, 2, 3};
+    g_yield = "1000";
+    start_ring(-1, NULL, NULL);
+    expect_ok(all, NW, "no fault, yielding", rl_clock_ms() + DEADLINE_MS + 15000);
+    expect_exit_0(all, NW, rl_clock_ms() + 10000);
+    harness_stop(&g_h);
+    g_yield = NULL;
+}
+END_TEST
+
+START_TEST(kill_during_reduce_scatter_yielding)
+{
+    g_yield = "1000";
+    run_fault(1, "--kill-at", "rs:1", -1);
+    g_yield = NULL;
+}
+END_TEST
+
 Suite *suite(void)
 {
     Suite *s = suite_create("allreduce_faults");
@@ -332,6 +365,8 @@ Suite *suite(void)
     tcase_add_test(tc, kill_during_reduce_scatter);
     tcase_add_test(tc, kill_during_all_gather);
     tcase_add_test(tc, stop_during_reduce_scatter);
+    tcase_add_test(tc, yielding_members_exact);
+    tcase_add_test(tc, kill_during_reduce_scatter_yielding);
     suite_add_tcase(s, tc);
     return s;
 }

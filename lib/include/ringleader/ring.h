@@ -81,6 +81,12 @@ typedef struct rl_ring_config {
      * never. Spinning saves a wake-up per frame, but steals the CPU from
      * members that share it. */
     int spin_us;
+    /* Microseconds a collective polls a TCP link for data, yielding its CPU
+     * between polls, before it sleeps: 0 = automatic (200 when the members
+     * on this host are at least twice the CPUs this process may run on,
+     * else none), < 0 = never. A member sharing the CPU then runs at once,
+     * without a wake-up. After any spin (spin_us). */
+    int yield_us;
 } rl_ring_config;
 
 /*
