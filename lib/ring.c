@@ -1014,6 +1014,9 @@ static int link_recv_auth(rl_ring *r, rli_link *l, int peer, rl_msg_type type,
 static int ring_fence_err(const rl_ring *r)
 {
     if (r->ep->fence_epoch <= r->epoch) return RL_OK;
+    if (r->ep->fence_epoch == UINT64_MAX)
+        return rli_err(RL_ESTALE, "ring epoch %llu: the endpoint is fenced for good (its owner "
+                       "is stopping)", (unsigned long long)r->epoch);
     return rli_err(RL_ESTALE, "ring epoch %llu: epoch %llu was formed or planned since",
                    (unsigned long long)r->epoch, (unsigned long long)r->ep->fence_epoch);
 }

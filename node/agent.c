@@ -8,10 +8,11 @@
 
 const char *const agent_phase_names[] = {"waiting", "making-blocks", "forming-ring", "stepping"};
 
-static void abort_ring(agent *a, const char *why)
+/* Aborts the worker's ring if its epoch is below `below` (UINT64_MAX: any). */
+static void abort_ring(agent *a, uint64_t below, const char *why)
 {
     pthread_mutex_lock(&a->mtx);
-    if (a->ring != NULL) rl_ring_abort(a->ring, RL_ECANCELED, why);
+    if (a->ring != NULL && rl_ring_epoch(a->ring) < below) rl_ring_abort(a->ring, RL_ECANCELED, why);
     pthread_mutex_unlock(&a->mtx);
 }
 
@@ -73,25 +74,32 @@ void *agent_heartbeat_main(void *arg)
             last_ok = rl_clock_ms();
             if (rep.msg.u.heartbeat_resp.stop) {
                 atomic_store(&a->stop, true);
-                abort_ring(a, "the coordinator ended the job");
+                abort_ring(a, UINT64_MAX, "the coordinator ended the job");
             } else if (rep.msg.u.heartbeat_resp.epoch > atomic_load(&a->epoch)) {
                 /* A new plan exists (a node failed or came back): leave the
                  * old ring at once rather than wait for its deadline, and
                  * stop forming one of an older epoch (its members may be
                  * the dead). */
                 rl_endpoint_fence(a->ep, rep.msg.u.heartbeat_resp.epoch);
-                abort_ring(a, "a newer epoch was planned");
+                /* Only an older ring: the worker may have formed the new
+                 * one since a->epoch was read. */
+                abort_ring(a, rep.msg.u.heartbeat_resp.epoch, "a newer epoch was planned");
             }
         } else if (rl_clock_ms() - last_ok > (uint64_t)a->failure_timeout_ms) {
             rl_log_error("coordinator gone for more than %d ms (%s); leaving",
                          a->failure_timeout_ms, rl_errdetail());
             atomic_store(&a->coord_lost, true);
             atomic_store(&a->stop, true);
-            abort_ring(a, "coordinator lost");
+            abort_ring(a, UINT64_MAX, "coordinator lost");
         }
         rl_rpc_reply_fini(&rep);
         struct timespec ts = {a->heartbeat_ms / 1000, (long)(a->heartbeat_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL); /* the heartbeat period */
     }
+    /* Stopping (the job ended, the coordinator is gone, or a signal): a ring
+     * still forming ends now rather than at its deadline, whose backstop
+     * is long (worker.c, READY_BACKSTOP_MS). A formed ring is left to finish
+     * its step unless aborted above. */
+    rl_endpoint_fence(a->ep, UINT64_MAX);
     return NULL;
 }

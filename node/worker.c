@@ -23,9 +23,11 @@
 #include "ringleader/model.h"
 
 /* How long past two collectives' deadlines a member waits for its peers to
- * make their blocks and join a new ring (see the use). */
+ * make their blocks and join a new ring (see the use): a backstop only, as
+ * the coordinator's next epoch or a stop ends the wait (agent.c). */
 #define READY_BACKSTOP_MS 60000
-/* The worker thread's nice value (see worker_run). */
+/* How much nicer than the node's other threads the worker thread runs (see
+ * worker_run); at most 19. */
 #define WORKER_NICE 10
 
 static double now_ms(void)
@@ -264,8 +266,14 @@ int worker_run(agent *a)
      * heartbeat to the next period, and the live node would be failed
      * (test_faults.sh case 5c: at 3% of a CPU, heartbeats lapsed in 6 of 6
      * runs, 2 of 7 with this). Linux applies it to this thread only. */
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE) != 0)
-        rl_log_warn("worker priority: %s", strerror(errno));
+    id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int nice_now = getpriority(PRIO_PROCESS, tid); /* -1 is a valid value: errno tells */
+    if (errno == 0) {
+        int want = nice_now + WORKER_NICE > 19 ? 19 : nice_now + WORKER_NICE;
+        if (want != nice_now && setpriority(PRIO_PROCESS, tid, want) != 0)
+            rl_log_warn("worker priority: %s", strerror(errno));
+    }
 
     for (;;) {
         rl_rpc_reply rep;
@@ -317,6 +325,10 @@ int worker_run(agent *a)
         atomic_store(&a->phase, PHASE_MAKING_BLOCKS);
         rv = held_update(a, &h, p, &dp, table, &m);
         atomic_store(&a->phase, PHASE_FORMING_RING);
+        if (atomic_load(&a->stop)) { /* while making blocks */
+            rl_rpc_reply_fini(&rep);
+            break;
+        }
         if (rv != RL_OK) {
             snprintf(failure, sizeof(failure), "blocks: %s", rl_errdetail());
             rl_log_error("%s", failure);
@@ -368,13 +380,17 @@ int worker_run(agent *a)
         pthread_mutex_lock(&a->mtx);
         a->ring = ring;
         pthread_mutex_unlock(&a->mtx);
-        /* Forming needs no peer's worker (endpoints accept on their own), so
-         * without this the first step's collective started its clock while
-         * a peer that had gained many blocks still made them: it timed out
-         * on the members waiting for that peer, and the step was redone
-         * under a new epoch. The barrier starts every member's first step
-         * together. */
-        if ((rv = rl_barrier(ring, ready_deadline)) != RL_OK) {
+        /* A member waits in forming only for the lower ranks to dial it
+         * (rank 0 for none), and endpoints accept on their own, so without
+         * this the first step's collective started its clock while a peer
+         * that had gained many blocks still made them: it timed out on the
+         * members waiting for that peer, and the step was redone under a
+         * new epoch. The barrier starts every member's first step together.
+         * A stop seen here was set before the agent could abort this ring
+         * (it sets stop first, then aborts a->ring under a->mtx). */
+        if (atomic_load(&a->stop))
+            rv = RL_ECANCELED;
+        else if ((rv = rl_barrier(ring, ready_deadline)) != RL_OK) {
             snprintf(failure, sizeof(failure), "ring epoch %llu: waiting for every member's "
                      "blocks: %s", (unsigned long long)epoch, rl_errdetail());
             rl_log_warn("%s", failure);

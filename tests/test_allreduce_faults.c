@@ -356,6 +356,16 @@ START_TEST(kill_during_reduce_scatter_yielding)
 }
 END_TEST
 
+/* And a stalled member: the others, yielding while they wait, still fail at
+ * their deadline, not before and not much after. */
+START_TEST(stop_during_reduce_scatter_yielding)
+{
+    g_yield = "1000";
+    run_fault(3, "--stop-at", "rs:0", -1);
+    g_yield = NULL;
+}
+END_TEST
+
 Suite *suite(void)
 {
     Suite *s = suite_create("allreduce_faults");
@@ -367,6 +377,7 @@ Suite *suite(void)
     tcase_add_test(tc, stop_during_reduce_scatter);
     tcase_add_test(tc, yielding_members_exact);
     tcase_add_test(tc, kill_during_reduce_scatter_yielding);
+    tcase_add_test(tc, stop_during_reduce_scatter_yielding);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -288,7 +288,8 @@ begin_case "5c"
 # 5c. A move to a node short of CPU costs no failed step: kill n1 and at once
 #     hold n2 to 3% of a CPU, so that n2 makes its share of n1's blocks about
 #     thirty times slower than the coordinator's estimate while n3 and n4
-#     are done at once. Forming the new ring needs no peer's worker, so n3
+#     are done at once. Forming a ring waits only for the lower ranks' dials
+#     (endpoints accept on their own), not for every member's blocks, so n3
 #     and n4 must wait for n2 before the first step's collective starts its
 #     clock (before they did, that collective timed out and the step was
 #     redone under a new epoch, in 3 of 4 runs here). Once the three step
@@ -301,6 +302,7 @@ elif [ -w /sys/fs/cgroup/cpu ]; then
   SPEC=$RL_TMP/slowmove.yaml; spec "$SPEC" slowmove 400 600000 64 2
   start "$SPEC"; wait_step 10
   k=$(status | sed -n 's/.*step \([0-9]*\)\/.*/\1/p' | head -1)
+  [ -n "$k" ] || fail "no status before the kill"
   kill -KILL "$(node_pid "$SPEC" n1)"
   cg_throttle "$(node_pid "$SPEC" n2)" 3000
   wait_step $((k + 20))

@@ -105,6 +105,7 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
  * instead of waiting for members that may be dead, later ones do too, and
  * links announcing an older epoch are refused. Thread-safe; never lowers the
  * fence. Rings already formed are not touched (rl_ring_abort them).
+ * UINT64_MAX fences every epoch: for an owner that is stopping.
  */
 void rl_endpoint_fence(rl_endpoint *ep, uint64_t epoch);
 
