@@ -7,7 +7,7 @@
  * until rl_ring_form claims those of its epoch; streams announcing an epoch
  * older than the newest formed one are refused (fencing).
  */
-#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT (ring_spin_auto) */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT (ring_ncpu) */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1230,16 +1230,6 @@ static int ring_ncpu(void)
     return sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
 }
 
-static int ring_spin_auto(int local)
-{
-    return local <= ring_ncpu() ? RING_SPIN_AUTO_US : 0;
-}
-
-static int ring_yield_auto(int local)
-{
-    return local >= 2 * ring_ncpu() ? RING_YIELD_AUTO_US : 0;
-}
-
 int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_ms, rl_ring **out)
 {
     if (ep == NULL || cfg == NULL || out == NULL || cfg->size < 1 || cfg->rank < 0 ||
@@ -1282,9 +1272,11 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
         r->ids[i] = rli_strdup(cfg->members[i].id);
         r->urls[i] = rli_strdup(cfg->members[i].url);
     }
-    int local, most;
+    int local, most, ncpu = ring_ncpu();
     ring_host_counts(r, &local, &most);
-    r->spin_us = cfg->spin_us > 0 ? cfg->spin_us : cfg->spin_us < 0 ? 0 : ring_spin_auto(local);
+    int spin_auto = local <= ncpu ? RING_SPIN_AUTO_US : 0;
+    int yield_auto = local >= 2 * ncpu ? RING_YIELD_AUTO_US : 0;
+    r->spin_us = cfg->spin_us > 0 ? cfg->spin_us : cfg->spin_us < 0 ? 0 : spin_auto;
     /* With the default chunk (given or not), a segment under two chunks is cut in two so
      * that the reduce of one half overlaps the transfer of the other
      * (measured at N=2 here: 1 MiB 359-688 -> 321-368 us, 2 MiB 1.24-1.40
@@ -1295,7 +1287,7 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
      * member sees from the member list. */
     r->split_segments = r->chunk_bytes == RING_DEFAULT_CHUNK && most <= 2;
     if (r->spin_us > RING_SPIN_MAX_US) r->spin_us = RING_SPIN_MAX_US;
-    r->yield_us = cfg->yield_us > 0 ? cfg->yield_us : cfg->yield_us < 0 ? 0 : ring_yield_auto(local);
+    r->yield_us = cfg->yield_us > 0 ? cfg->yield_us : cfg->yield_us < 0 ? 0 : yield_auto;
     if (r->yield_us > RING_SPIN_MAX_US) r->yield_us = RING_SPIN_MAX_US;
     r->pfd = rli_calloc((size_t)r->size + 1, sizeof(*r->pfd));
     r->pwho = rli_calloc((size_t)r->size + 1, sizeof(*r->pwho));
