@@ -9,6 +9,7 @@
  *         calls_per_s=.. mean_us=.. calls=.. secs=.. mib_per_s=.. errors=..
  */
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@ typedef struct rpc_opts {
     int concurrency;
     long calls, warmup_calls;
     double duration_s, warmup_s;
+    int window;
+    bool no_batch;
     const char *url;
 } rpc_opts;
 
@@ -219,13 +222,19 @@ int bench_rpc(int argc, char **argv)
                "  --calls N             timed calls at C=1 (default 20000; 300 above 64 KiB)\n"
                "  --warmup-calls W      untimed calls at C=1 (default 1000; 30 above 64 KiB)\n"
                "  --duration S          measured window at C>1 (default 3)\n"
-               "  --warmup-s S          warm-up at C>1 (default 0.5)\n");
+               "  --warmup-s S          warm-up at C>1 (default 0.5)\n"
+               "  --window W            client messages in flight before calls batch (default 1)\n"
+               "  --no-batch            every call travels alone\n");
         return RL_EXIT_OK;
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--serve") == 0) {
             server = 1;
+            continue;
+        }
+        if (strcmp(a, "--no-batch") == 0) {
+            o.no_batch = true;
             continue;
         }
         if (v == NULL) {
@@ -238,6 +247,7 @@ int bench_rpc(int argc, char **argv)
         else if (strcmp(a, "--warmup-calls") == 0) o.warmup_calls = atol(v);
         else if (strcmp(a, "--duration") == 0) o.duration_s = atof(v);
         else if (strcmp(a, "--warmup-s") == 0) o.warmup_s = atof(v);
+        else if (strcmp(a, "--window") == 0) o.window = atoi(v);
         else {
             fprintf(stderr, "ringleader bench rpc: unknown option %s\n", a);
             return RL_EXIT_USAGE;
@@ -282,7 +292,8 @@ int bench_rpc(int argc, char **argv)
     }
     rl_token tok;
     rl_token_load(NULL, &tok);
-    rl_rpc_client_opts co = {.url = line + 4, .token = &tok, .peer_id = "bench"};
+    rl_rpc_client_opts co = {.url = line + 4, .token = &tok, .peer_id = "bench",
+                             .window = o.window, .no_batch = o.no_batch};
     if (rl_rpc_client_open(&co, rl_clock_ms() + 10000, &c) != 0) {
         fprintf(stderr, "ringleader bench rpc: %s\n", rl_errdetail());
         goto out;

@@ -847,6 +847,12 @@ static int count_sink(void *data, const char *buf, size_t len)
 
 int rli_msg_pack(msgpack_packer *pk, const rl_msg *m)
 {
+    return rli_msg_pack_reserved(pk, m, NULL);
+}
+
+int rli_msg_pack_reserved(msgpack_packer *pk, const rl_msg *m,
+                          int (*reserve)(void *data, size_t size))
+{
     const rli_msgdesc *d = rli_msg_desc(m->type);
     if (d == NULL)
         return rli_err(RL_EINVAL, "cannot encode message type %d: not in messages.def",
@@ -866,6 +872,8 @@ int rli_msg_pack(msgpack_packer *pk, const rl_msg *m)
     if (size > RL_PROTO_MAX_FRAME)
         return rli_err(RL_ETOOBIG, "%s: frame of %zu bytes exceeds the limit of %u", d->name, size,
                        RL_PROTO_MAX_FRAME);
+    if (reserve != NULL && reserve(pk->data, size) != 0)
+        return rli_err(RL_ENOMEM, "%s: cannot reserve %zu bytes", d->name, size);
 
     rv = pack_frame(pk, d, m);
     if (rv != RL_OK) return rli_err(rv, "%s: the msgpack sink failed", d->name);

@@ -1,7 +1,8 @@
 /*
  * rpc_client.c - the RPC client: one req socket, one nng context per call in
- * flight, a deadline on every call, and the client half of the
- * authentication handshake (see auth.h).
+ * flight, a deadline on every call, async calls batched under load (see
+ * "Asynchronous calls"), and the client half of the authentication
+ * handshake (see auth.h).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -11,9 +12,18 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "auth.h"
+#include "ringleader/log.h"
 #include "rli.h"
 #include "ringleader/spec.h"
 #include "rpc_internal.h"
+
+typedef enum {
+    P_FREE,    /* in the free list */
+    P_LONE,    /* in flight on its own context, or its reply being delivered */
+    P_QUEUED,  /* waiting for room in the window */
+    P_BATCHED, /* in flight in a batch */
+    P_EXPIRED, /* was batched; failed by its deadline; the batch frees it */
+} pending_state;
 
 typedef struct pending pending;
 struct pending {
@@ -21,13 +31,31 @@ struct pending {
     nng_ctx ctx;
     nng_aio *aio;     /* async calls: has a callback; sync calls: none */
     bool sending;
+    bool counted;     /* holds a place in the window */
+    pending_state state;
     uint64_t call_id;
     uint64_t deadline;
     rl_msg_type want; /* the response type */
+    nng_msg *req;     /* the encoded request until it is sent alone */
     rl_rpc_done cb;
     void *arg;
-    pending *next;
+    pending *next;     /* free list or queue */
+    pending *all_next; /* every async slot of the client */
 };
+
+#define WINDOW_MAX 16
+
+typedef struct batch {
+    rl_rpc_client *c;
+    nng_ctx ctx;
+    nng_aio *aio;
+    bool busy, sending;
+    uint64_t call_id;
+    uint64_t deadline; /* the latest of its calls' */
+    int n;
+    pending *calls[RLI_BATCH_MAX];
+    msgpack_sbuffer frames; /* reused */
+} batch;
 
 struct rl_rpc_client {
     nng_socket sock;
@@ -40,7 +68,16 @@ struct rl_rpc_client {
     pthread_mutex_t mtx;
     atomic_uint_fast64_t next_call_id;
     pending *free_async;
+    pending *all_async;
     pending *free_sync; /* contexts with callback-less aios, reused by rl_rpc_call */
+    /* Batching (see "Asynchronous calls"): */
+    bool batching; /* until a server answers BATCH with UNIMPLEMENTED */
+    bool closing;
+    int window, inflight;
+    pending *qhead, *qtail;
+    batch batches[WINDOW_MAX];
+    nng_aio *timer;
+    uint64_t timer_at; /* 0: not armed */
 };
 
 static uint64_t remaining(uint64_t deadline)
@@ -49,17 +86,14 @@ static uint64_t remaining(uint64_t deadline)
     return deadline > now ? deadline - now : 0;
 }
 
-/* Decodes a reply message into reply (taking msg) and checks it answers
- * call_id with the expected type. */
-static int take_reply(nng_msg *msg, uint64_t call_id, rl_msg_type want, rl_rpc_reply *reply)
+/* Decodes a reply frame into reply (its BIN fields borrow from the frame)
+ * and checks it answers call_id with the expected type. */
+static int take_reply(const void *frame, size_t len, uint64_t call_id, rl_msg_type want,
+                      rl_rpc_reply *reply)
 {
     memset(reply, 0, sizeof(*reply));
-    int rv = rl_msg_decode(nng_msg_body(msg), nng_msg_len(msg), &reply->msg);
-    if (rv != RL_OK) {
-        nng_msg_free(msg);
-        return rli_err_prefix(rv, "bad reply");
-    }
-    reply->frame = msg;
+    int rv = rl_msg_decode(frame, len, &reply->msg);
+    if (rv != RL_OK) return rli_err_prefix(rv, "bad reply");
     reply->status = reply->msg.status;
     if (reply->msg.call_id != call_id)
         return rli_err(RL_EPROTO, "reply to call %llu answers call %llu",
@@ -172,7 +206,9 @@ static int call_once(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, u
                      call_failure(rv, true));
         goto out;
     }
-    rv = take_reply(nng_aio_get_msg(aio), call_id, m->resp, reply);
+    nng_msg *rmsg = nng_aio_get_msg(aio);
+    rv = take_reply(nng_msg_body(rmsg), nng_msg_len(rmsg), call_id, m->resp, reply);
+    reply->frame = rmsg;
     if (rv != RL_OK) rli_err_prefix(rv, "%s to %s", m->name, c->url);
 out:
     sync_slot_put(c, slot);
@@ -233,6 +269,124 @@ int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64
 
 /* ---- Asynchronous calls -------------------------------------------------------- */
 
+/*
+ * A call that may be batched (its method's BATCH column, a frame of at most
+ * BATCH_FRAME_MAX bytes) is sent at once while fewer than `window` such
+ * messages are in flight; otherwise it waits in a queue, and the next message
+ * to leave carries everything queued (up to RLI_BATCH_MAX calls and
+ * BATCH_BYTES) as one BATCH. The window clocks itself: under load each
+ * reply releases the calls that queued behind it, and one lone call costs
+ * what it did before. Other calls (PLAN, big frames) never wait.
+ *
+ * A queued or batched call still ends at its own deadline: the client's
+ * timer fails it, and the batch's reply to it, if any, is dropped.
+ */
+#define BATCH_FRAME_MAX (16u << 10)
+#define BATCH_BYTES (64u << 10)
+#define WINDOW_DEFAULT 1
+
+/* Sends p on its own context. */
+static void send_lone(pending *p)
+{
+    uint64_t left = remaining(p->deadline);
+    p->sending = true;
+    nng_aio_set_timeout(p->aio, left > 0 ? (nng_duration)left : 1);
+    nng_aio_set_msg(p->aio, p->req);
+    p->req = NULL;
+    nng_ctx_send(p->ctx, p->aio);
+}
+
+/* Returns p to the free list. Lock held. */
+static void pending_put_locked(rl_rpc_client *c, pending *p)
+{
+    if (p->req != NULL) nng_msg_free(p->req);
+    p->req = NULL;
+    p->state = P_FREE;
+    p->next = c->free_async;
+    c->free_async = p;
+}
+
+/* Arms the timer for a queued or batched call ending at deadline. Lock held. */
+static void arm_timer_locked(rl_rpc_client *c, uint64_t deadline)
+{
+    if (c->closing || (c->timer_at != 0 && c->timer_at <= deadline)) return;
+    if (c->timer_at != 0) { /* armed for later: its callback re-arms for the earliest */
+        nng_aio_cancel(c->timer);
+        return;
+    }
+    c->timer_at = deadline;
+    nng_sleep_aio((nng_duration)remaining(deadline) + 1, c->timer);
+}
+
+/* Fails p's call with err; why is its message (each callback sees its own). */
+static void run_cb(pending *p, int err, const char *why)
+{
+    rl_rpc_reply empty;
+    memset(&empty, 0, sizeof(empty));
+    rli_err(err, "%s", why);
+    p->cb(p->arg, err, &empty);
+}
+
+static void send_batch(batch *b);
+static void batch_finish(batch *b, int err, const char *why, nng_msg *msg);
+
+/* Sends what the queue holds while the window has room. */
+static void pump(rl_rpc_client *c)
+{
+    for (int guard = 0; guard < 1024; guard++) {
+        pending *lone = NULL;
+        batch *b = NULL;
+        pthread_mutex_lock(&c->mtx);
+        pending *p = c->qhead;
+        if (c->closing || p == NULL || (c->batching && c->inflight >= c->window)) {
+            pthread_mutex_unlock(&c->mtx);
+            return;
+        }
+        size_t bytes = nng_msg_len(p->req);
+        int n = 1;
+        if (c->batching) {
+            for (pending *q = p->next; q != NULL && n < RLI_BATCH_MAX; q = q->next, n++) {
+                if (bytes + nng_msg_len(q->req) > BATCH_BYTES) break;
+                bytes += nng_msg_len(q->req);
+            }
+        }
+        if (n == 1) {
+            c->qhead = p->next;
+            p->state = P_LONE;
+            p->counted = c->batching;
+            lone = p;
+        } else {
+            for (int i = 0; i < c->window && b == NULL; i++)
+                if (!c->batches[i].busy) b = &c->batches[i];
+            RL_ASSERT(b != NULL); /* busy batches hold places in the window */
+            b->busy = true;
+            b->n = n;
+            b->deadline = 0;
+            for (int i = 0; i < n; i++) {
+                pending *q = c->qhead;
+                c->qhead = q->next;
+                q->state = P_BATCHED;
+                b->calls[i] = q;
+                if (q->deadline > b->deadline) b->deadline = q->deadline;
+            }
+        }
+        if (c->qhead == NULL) c->qtail = NULL;
+        if (c->batching) c->inflight++;
+        pthread_mutex_unlock(&c->mtx);
+        if (lone != NULL) send_lone(lone);
+        else send_batch(b);
+    }
+}
+
+/* A message of the window came back (or failed): room for what queued. */
+static void window_release(rl_rpc_client *c)
+{
+    pthread_mutex_lock(&c->mtx);
+    c->inflight--;
+    pthread_mutex_unlock(&c->mtx);
+    pump(c);
+}
+
 static void async_cb(void *arg)
 {
     pending *p = arg;
@@ -249,20 +403,241 @@ static void async_cb(void *arg)
             return;
         }
         nng_msg_free(nng_aio_get_msg(p->aio));
+        nng_aio_set_msg(p->aio, NULL);
         rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url, call_failure(rv, false));
     } else if (rv != 0) {
         rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url, call_failure(rv, true));
     } else {
-        rv = take_reply(nng_aio_get_msg(p->aio), p->call_id, p->want, &reply);
+        nng_msg *msg = nng_aio_get_msg(p->aio);
+        rv = take_reply(nng_msg_body(msg), nng_msg_len(msg), p->call_id, p->want, &reply);
+        reply.frame = msg;
     }
-    rl_rpc_done cb = p->cb;
-    void *cbarg = p->arg;
-    pthread_mutex_lock(&c->mtx);
-    p->next = c->free_async;
-    c->free_async = p;
-    pthread_mutex_unlock(&c->mtx);
-    cb(cbarg, rv, &reply);
+    bool counted = p->counted;
+    p->cb(p->arg, rv, &reply);
     rl_rpc_reply_fini(&reply);
+    pthread_mutex_lock(&c->mtx);
+    pending_put_locked(c, p);
+    pthread_mutex_unlock(&c->mtx);
+    if (counted) window_release(c);
+}
+
+static void send_batch(batch *b)
+{
+    rl_rpc_client *c = b->c;
+    nng_msg *msg = NULL;
+    int rv = RL_OK;
+    msgpack_sbuffer_clear(&b->frames);
+    for (int i = 0; i < b->n && rv == RL_OK; i++)
+        rv = rli_batch_append(&b->frames, nng_msg_body(b->calls[i]->req),
+                              nng_msg_len(b->calls[i]->req));
+    if (rv == RL_OK) {
+        rl_msg m;
+        rl_msg_init(&m, RL_MSG_BATCH_REQ);
+        m.u.batch_req.count = (uint64_t)b->n;
+        m.u.batch_req.frames = (rl_bytes){(const uint8_t *)b->frames.data, b->frames.size};
+        rv = encode_request(c, &m, b->deadline, &b->call_id, &msg);
+    }
+    if (rv != RL_OK) {
+        batch_finish(b, rv, rl_errdetail(), NULL);
+        return;
+    }
+    uint64_t left = remaining(b->deadline);
+    b->sending = true;
+    nng_aio_set_timeout(b->aio, left > 0 ? (nng_duration)left : 1);
+    nng_aio_set_msg(b->aio, msg);
+    nng_ctx_send(b->ctx, b->aio);
+}
+
+/* Decodes and checks a batch's reply; returns RL_OK, BATCH_UNKNOWN (the server
+ * predates batches) or an error. */
+#define BATCH_UNKNOWN (-2)
+static int batch_reply_check(batch *b, nng_msg *msg, rl_msg *out)
+{
+    int rv = rl_msg_decode(nng_msg_body(msg), nng_msg_len(msg), out);
+    if (rv != RL_OK) return rli_err_prefix(rv, "bad batch reply");
+    if (out->call_id != b->call_id)
+        return rli_err(RL_EPROTO, "reply to batch %llu answers call %llu",
+                       (unsigned long long)b->call_id, (unsigned long long)out->call_id);
+    if (out->status == RL_STATUS_UNIMPLEMENTED) return BATCH_UNKNOWN;
+    if (out->status != RL_STATUS_OK)
+        return rli_err(rl_err_from_status(out->status), "batch: %s: %s",
+                       rl_status_name(out->status), out->status_msg);
+    if (out->type != RL_MSG_BATCH_RESP)
+        return rli_err(RL_EPROTO, "batch reply is %s",
+                       rl_msg_name(out->type) ? rl_msg_name(out->type) : "?");
+    if (out->u.batch_resp.count != (uint64_t)b->n)
+        return rli_err(RL_EPROTO, "batch of %d calls answered with %llu replies", b->n,
+                       (unsigned long long)out->u.batch_resp.count);
+    if ((rv = rli_batch_check(&out->u.batch_resp.frames, out->u.batch_resp.count)) != RL_OK)
+        return rli_err_prefix(rv, "bad batch reply");
+    return RL_OK;
+}
+
+/*
+ * Ends batch b: with msg (its reply, taken) every call not already failed by
+ * its deadline gets its own reply; without, all get err (why). A server that
+ * does not know BATCH turns batching off and its calls are sent alone.
+ */
+static void batch_finish(batch *b, int err, const char *why, nng_msg *msg)
+{
+    rl_rpc_client *c = b->c;
+    char whybuf[300] = "";
+    rl_msg outer;
+    memset(&outer, 0, sizeof(outer));
+    if (msg != NULL) {
+        err = batch_reply_check(b, msg, &outer);
+        why = err == RL_OK ? NULL : rl_errdetail();
+    }
+    if (why != NULL) snprintf(whybuf, sizeof(whybuf), "call to %s: %s", c->url, why);
+    pending *mine[RLI_BATCH_MAX];
+    int n = b->n;
+    pthread_mutex_lock(&c->mtx);
+    for (int i = 0; i < n; i++) { /* claim the calls the timer has not failed */
+        pending *p = b->calls[i];
+        mine[i] = p->state == P_BATCHED ? p : NULL;
+        if (mine[i] != NULL) p->state = P_LONE; /* the timer no longer sees it */
+    }
+    bool closing = c->closing;
+    if (err == BATCH_UNKNOWN) {
+        c->batching = false;
+        for (int i = 0; i < n; i++)
+            if (mine[i] == NULL) pending_put_locked(c, b->calls[i]);
+    }
+    pthread_mutex_unlock(&c->mtx);
+    if (err == BATCH_UNKNOWN) { /* never executed: each goes alone */
+        rl_log_info("rpc: %s does not take batches; calls go one by one", c->url);
+        rl_msg_fini(&outer);
+        nng_msg_free(msg);
+        snprintf(whybuf, sizeof(whybuf), "call to %s: the client closed", c->url);
+        for (int i = 0; i < n; i++) {
+            if (mine[i] == NULL) continue;
+            if (!closing) {
+                send_lone(mine[i]);
+                continue;
+            }
+            run_cb(mine[i], RL_ECLOSED, whybuf);
+            pthread_mutex_lock(&c->mtx);
+            pending_put_locked(c, mine[i]);
+            pthread_mutex_unlock(&c->mtx);
+        }
+        pthread_mutex_lock(&c->mtx);
+        b->busy = false;
+        pthread_mutex_unlock(&c->mtx);
+        window_release(c);
+        return;
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        rl_bytes f = {NULL, 0};
+        if (err == RL_OK) f = rli_batch_next(&outer.u.batch_resp.frames, &off);
+        if (mine[i] == NULL) continue;
+        if (err != RL_OK) {
+            run_cb(mine[i], err, whybuf);
+            continue;
+        }
+        rl_rpc_reply reply;
+        int rv = take_reply(f.ptr, f.len, mine[i]->call_id, mine[i]->want, &reply);
+        if (rv != RL_OK) rli_err_prefix(rv, "call to %s", c->url);
+        mine[i]->cb(mine[i]->arg, rv, &reply);
+        rl_msg_fini(&reply.msg); /* its BIN fields borrow from msg */
+    }
+    rl_msg_fini(&outer);
+    if (msg != NULL) nng_msg_free(msg);
+    pthread_mutex_lock(&c->mtx);
+    for (int i = 0; i < n; i++) pending_put_locked(c, b->calls[i]);
+    b->busy = false;
+    pthread_mutex_unlock(&c->mtx);
+    window_release(c);
+}
+
+static void batch_cb(void *arg)
+{
+    batch *b = arg;
+    int rv = nng_aio_result(b->aio);
+    if (b->sending) {
+        if (rv == 0) {
+            b->sending = false;
+            uint64_t left = remaining(b->deadline);
+            nng_aio_set_timeout(b->aio, left > 0 ? (nng_duration)left : 1);
+            nng_ctx_recv(b->ctx, b->aio);
+            return;
+        }
+        nng_msg_free(nng_aio_get_msg(b->aio));
+        nng_aio_set_msg(b->aio, NULL);
+        batch_finish(b, rli_err_from_nng(rv), call_failure(rv, false), NULL);
+    } else if (rv != 0) {
+        batch_finish(b, rli_err_from_nng(rv), call_failure(rv, true), NULL);
+    } else {
+        batch_finish(b, RL_OK, NULL, nng_aio_get_msg(b->aio));
+    }
+}
+
+/* Fails queued and batched calls whose deadline has passed. */
+static void timer_cb(void *arg)
+{
+    rl_rpc_client *c = arg;
+    pending *expired = NULL, **tail = &expired;
+    struct {
+        rl_rpc_done cb;
+        void *arg;
+    } gone[WINDOW_MAX * RLI_BATCH_MAX]; /* the batch may free these slots at once */
+    int ngone = 0;
+    pthread_mutex_lock(&c->mtx);
+    c->timer_at = 0;
+    if (c->closing) {
+        pthread_mutex_unlock(&c->mtx);
+        return;
+    }
+    uint64_t now = rli_now_ms(), next = 0;
+    pending **pp = &c->qhead;
+    c->qtail = NULL;
+    while (*pp != NULL) {
+        pending *p = *pp;
+        if (p->deadline <= now) {
+            *pp = p->next;
+            p->next = NULL;
+            *tail = p;
+            tail = &p->next;
+        } else {
+            if (next == 0 || p->deadline < next) next = p->deadline;
+            c->qtail = p;
+            pp = &p->next;
+        }
+    }
+    for (int i = 0; i < c->window; i++) {
+        batch *b = &c->batches[i];
+        if (!b->busy) continue;
+        for (int k = 0; k < b->n; k++) {
+            pending *p = b->calls[k];
+            if (p->state != P_BATCHED) continue;
+            if (p->deadline <= now) {
+                p->state = P_EXPIRED; /* the batch returns it to the free list */
+                gone[ngone].cb = p->cb;
+                gone[ngone++].arg = p->arg;
+            } else if (next == 0 || p->deadline < next) {
+                next = p->deadline;
+            }
+        }
+    }
+    if (next != 0) arm_timer_locked(c, next);
+    pthread_mutex_unlock(&c->mtx);
+    char why[RL_URL_MAX + 64];
+    snprintf(why, sizeof(why), "call to %s: deadline exceeded before the request was sent", c->url);
+    for (pending *p = expired; p != NULL; p = p->next) run_cb(p, RL_ETIMEDOUT, why);
+
+    rl_rpc_reply empty;
+    for (int i = 0; i < ngone; i++) {
+        memset(&empty, 0, sizeof(empty));
+        rli_err(RL_ETIMEDOUT, "call to %s: no reply before the deadline", c->url);
+        gone[i].cb(gone[i].arg, RL_ETIMEDOUT, &empty);
+    }
+    pthread_mutex_lock(&c->mtx);
+    while (expired != NULL) {
+        pending *p = expired;
+        expired = p->next;
+        pending_put_locked(c, p);
+    }
+    pthread_mutex_unlock(&c->mtx);
 }
 
 int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms, rl_rpc_done cb,
@@ -270,38 +645,61 @@ int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms,
 {
     const rli_method *m = rli_method_find(req->type, NULL);
     if (m == NULL) return rli_err(RL_EINVAL, "not an RPC request");
+    nng_msg *msg;
+    uint64_t call_id;
+    int rv = encode_request(c, req, deadline_ms, &call_id, &msg);
+    if (rv != RL_OK) return rv;
     pthread_mutex_lock(&c->mtx);
-    pending *p = c->free_async;
+    pending *p = c->closing ? NULL : c->free_async;
     if (p != NULL) c->free_async = p->next;
+    bool closing = c->closing;
     pthread_mutex_unlock(&c->mtx);
+    if (closing) {
+        nng_msg_free(msg);
+        return rli_err(RL_ECLOSED, "call to %s: the client is closing", c->url);
+    }
     if (p == NULL) {
         p = rli_calloc(1, sizeof(*p));
         p->c = c;
-        int rv;
         if ((rv = nng_ctx_open(&p->ctx, c->sock)) != 0 ||
             (rv = nng_aio_alloc(&p->aio, async_cb, p)) != 0) {
             free(p);
+            nng_msg_free(msg);
             return rli_err(rli_err_from_nng(rv), "async call: %s", nng_strerror(rv));
         }
-    }
-    nng_msg *msg;
-    int rv = encode_request(c, req, deadline_ms, &p->call_id, &msg);
-    if (rv != RL_OK) {
         pthread_mutex_lock(&c->mtx);
-        p->next = c->free_async;
-        c->free_async = p;
+        p->all_next = c->all_async;
+        c->all_async = p;
         pthread_mutex_unlock(&c->mtx);
-        return rv;
     }
     p->cb = cb;
     p->arg = arg;
     p->want = m->resp;
+    p->call_id = call_id;
     p->deadline = deadline_ms;
-    p->sending = true;
-    uint64_t left = remaining(deadline_ms);
-    nng_aio_set_timeout(p->aio, left > 0 ? (nng_duration)left : 1);
-    nng_aio_set_msg(p->aio, msg);
-    nng_ctx_send(p->ctx, p->aio);
+    p->req = msg;
+    p->next = NULL;
+    pthread_mutex_lock(&c->mtx);
+    bool queue = m->batch && nng_msg_len(msg) <= BATCH_FRAME_MAX && c->batching;
+    if (queue && c->qhead == NULL && c->inflight < c->window) {
+        c->inflight++; /* the window has room: off at once */
+        queue = false;
+        p->counted = true;
+    } else {
+        p->counted = false;
+    }
+    if (queue) {
+        p->state = P_QUEUED;
+        if (c->qtail != NULL) c->qtail->next = p;
+        else c->qhead = p;
+        c->qtail = p;
+        arm_timer_locked(c, deadline_ms);
+    } else {
+        p->state = P_LONE;
+    }
+    pthread_mutex_unlock(&c->mtx);
+    if (queue) pump(c);
+    else send_lone(p);
     return RL_OK;
 }
 
@@ -310,6 +708,8 @@ int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms,
 int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc_client **out)
 {
     if (o == NULL || o->url == NULL) return rli_err(RL_EINVAL, "rpc client: no URL");
+    if (o->window < 0 || o->window > WINDOW_MAX)
+        return rli_err(RL_EINVAL, "rpc client: window %d (0..%d)", o->window, WINDOW_MAX);
     rl_rpc_client *c = rli_calloc(1, sizeof(*c));
     int rv;
     pthread_mutex_init(&c->mtx, NULL);
@@ -319,7 +719,10 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
         c->token = *o->token;
         c->has_token = true;
     }
+    c->window = o->window > 0 ? o->window : WINDOW_DEFAULT;
+    c->batching = !o->no_batch;
     if ((rv = nng_req0_open(&c->sock)) != 0) {
+        pthread_mutex_destroy(&c->mtx);
         free(c);
         return rli_err(rli_err_from_nng(rv), "rpc client: %s", nng_strerror(rv));
     }
@@ -327,6 +730,20 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
     nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 10);
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 200);
+    if ((rv = nng_aio_alloc(&c->timer, timer_cb, c)) != 0) {
+        rv = rli_err(rli_err_from_nng(rv), "rpc client: %s", nng_strerror(rv));
+        goto fail;
+    }
+    for (int i = 0; i < c->window; i++) {
+        batch *b = &c->batches[i];
+        b->c = c;
+        msgpack_sbuffer_init(&b->frames);
+        if ((rv = nng_ctx_open(&b->ctx, c->sock)) != 0 ||
+            (rv = nng_aio_alloc(&b->aio, batch_cb, b)) != 0) {
+            rv = rli_err(rli_err_from_nng(rv), "rpc client: %s", nng_strerror(rv));
+            goto fail;
+        }
+    }
     if ((rv = nng_dialer_create(&c->dialer, c->sock, o->url)) != 0) {
         rv = rli_err(rli_err_from_nng(rv), "rpc client: bad URL %s: %s", o->url,
                      nng_strerror(rv));
@@ -349,26 +766,40 @@ fail:
 void rl_rpc_client_close(rl_rpc_client *c)
 {
     if (c == NULL) return;
-    nng_close(c->sock);
     pthread_mutex_lock(&c->mtx);
-    pending *p = c->free_async;
-    c->free_async = NULL;
-    pending *q = c->free_sync;
-    c->free_sync = NULL;
+    c->closing = true; /* nothing new is sent or queued */
+    pending *queued = c->qhead;
+    c->qhead = c->qtail = NULL;
     pthread_mutex_unlock(&c->mtx);
+    /* Calls in flight end with RL_ECLOSED through their callbacks. */
+    nng_close(c->sock);
+    if (c->timer != NULL) nng_aio_stop(c->timer);
+    for (int i = 0; i < c->window; i++)
+        if (c->batches[i].aio != NULL) nng_aio_stop(c->batches[i].aio);
+    for (pending *p = c->all_async; p != NULL; p = p->all_next) nng_aio_stop(p->aio);
+    char why[RL_URL_MAX + 64];
+    snprintf(why, sizeof(why), "call to %s: the client closed", c->url);
+    for (pending *p = queued; p != NULL; p = p->next) run_cb(p, RL_ECLOSED, why);
+    pending *q = c->free_sync;
     while (q != NULL) { /* the socket is closed: these aios are idle */
         pending *next = q->next;
         nng_aio_free(q->aio);
         free(q);
         q = next;
     }
+    pending *p = c->all_async;
     while (p != NULL) {
-        pending *next = p->next;
-        nng_aio_stop(p->aio);
+        pending *next = p->all_next;
+        if (p->req != NULL) nng_msg_free(p->req);
         nng_aio_free(p->aio);
         free(p);
         p = next;
     }
+    for (int i = 0; i < c->window; i++) {
+        if (c->batches[i].aio != NULL) nng_aio_free(c->batches[i].aio);
+        msgpack_sbuffer_destroy(&c->batches[i].frames);
+    }
+    if (c->timer != NULL) nng_aio_free(c->timer);
     if (c->tls != NULL) nng_tls_config_free(c->tls);
     pthread_mutex_destroy(&c->mtx);
     memset(&c->token, 0, sizeof(c->token));

@@ -8,7 +8,8 @@
 #include "wire.h"
 
 static const rli_method methods[] = {
-#define RL_RPC_ROW(METHOD, REQ, RESP, AUTH) {#METHOD, RL_MSG_##REQ, RL_MSG_##RESP, AUTH},
+#define RL_RPC_ROW(METHOD, REQ, RESP, AUTH, BATCH)                                                 \
+    {#METHOD, RL_MSG_##REQ, RL_MSG_##RESP, AUTH, BATCH},
     RL_RPC_LIST(RL_RPC_ROW)
 #undef RL_RPC_ROW
 };
@@ -28,9 +29,60 @@ int rli_method_count(void)
     return (int)(sizeof(methods) / sizeof(methods[0]));
 }
 
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int rli_batch_check(const rl_bytes *frames, uint64_t count)
+{
+    if (count == 0 || count > RLI_BATCH_MAX)
+        return rli_err(RL_EPROTO, "batch of %llu calls (1..%d)", (unsigned long long)count,
+                       RLI_BATCH_MAX);
+    size_t off = 0, len = frames->len;
+    for (uint64_t i = 0; i < count; i++) {
+        if (len - off < 4)
+            return rli_err(RL_EPROTO, "batch frame %llu of %llu: length cut at byte %zu",
+                           (unsigned long long)i + 1, (unsigned long long)count, off);
+        uint32_t n = get_le32(frames->ptr + off);
+        off += 4;
+        if (n == 0 || n > len - off)
+            return rli_err(RL_EPROTO, "batch frame %llu of %llu: length %u at byte %zu, %zu "
+                           "bytes left", (unsigned long long)i + 1, (unsigned long long)count,
+                           n, off - 4, len - off);
+        off += n;
+    }
+    if (off != len)
+        return rli_err(RL_EPROTO, "batch of %llu frames: %zu trailing bytes",
+                       (unsigned long long)count, len - off);
+    return RL_OK;
+}
+
+rl_bytes rli_batch_next(const rl_bytes *frames, size_t *off)
+{
+    uint32_t n = get_le32(frames->ptr + *off);
+    rl_bytes b = {frames->ptr + *off + 4, n};
+    *off += 4 + (size_t)n;
+    return b;
+}
+
+int rli_batch_append(msgpack_sbuffer *sb, const void *frame, size_t len)
+{
+    uint8_t le[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24)};
+    if (len == 0 || len > UINT32_MAX || msgpack_sbuffer_write(sb, (const char *)le, 4) != 0 ||
+        msgpack_sbuffer_write(sb, frame, len) != 0)
+        return rli_err(RL_ENOMEM, "batch: cannot append a frame of %zu bytes", len);
+    return RL_OK;
+}
+
 static int nngmsg_write(void *data, const char *buf, size_t len)
 {
     return nng_msg_append((nng_msg *)data, buf, len) == 0 ? 0 : -1;
+}
+
+static int nngmsg_reserve(void *data, size_t size)
+{
+    return nng_msg_reserve((nng_msg *)data, size) == 0 ? 0 : -1;
 }
 
 int rli_msg_to_nng(const rl_msg *m, nng_msg **out)
@@ -40,7 +92,7 @@ int rli_msg_to_nng(const rl_msg *m, nng_msg **out)
     if (rv != 0) return rli_err(RL_ENOMEM, "nng_msg_alloc: %s", nng_strerror(rv));
     msgpack_packer pk;
     msgpack_packer_init(&pk, msg, nngmsg_write);
-    if ((rv = rli_msg_pack(&pk, m)) != 0) {
+    if ((rv = rli_msg_pack_reserved(&pk, m, nngmsg_reserve)) != 0) {
         nng_msg_free(msg);
         return rv;
     }

@@ -1,7 +1,9 @@
 /*
  * rpc_server.c - the RPC server: a pool of rep contexts, each a small state
  * machine (receive -> dispatch -> send -> receive) driven by its aio, so one
- * server serves any number of clients with no thread of its own.
+ * server serves any number of clients with no thread of its own. A BATCH
+ * request is served call by call, each checked and authenticated alone, and
+ * answered with one reply holding every call's reply in order.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,12 +23,13 @@
 
 typedef enum { CALL_RECV, CALL_BUSY, CALL_SEND } call_state;
 
+typedef struct srv_slot srv_slot;
+
+/* One call being served: a lone request, or one call of a batch. */
 struct rl_rpc_ctx {
     rl_rpc_server *s;
-    nng_ctx ctx;
-    nng_aio *aio;
-    call_state state;
-    nng_msg *reqmsg;
+    srv_slot *slot;
+    bool in_batch;
     rl_msg req;
     bool has_req;
     uint32_t pipe;
@@ -36,8 +39,25 @@ struct rl_rpc_ctx {
     uint64_t t0_us;
     char peer[RL_ID_MAX];
     uint8_t scratch[2 * RLI_MAC_LEN]; /* auth replies borrow from here */
-    uint32_t authed_pipe;    /* the last connection this context saw authenticated ... */
-    uint64_t authed_gen;     /* ... while the server's auth generation was this */
+    nng_msg *reply;                   /* a batched call's reply, until the batch's goes */
+};
+
+/* One nng context, a small state machine driven by its aio: receive a
+ * request, have it served (a lone call, or every call of a batch), send the
+ * reply, receive again. */
+struct srv_slot {
+    rl_rpc_server *s;
+    nng_ctx ctx;
+    nng_aio *aio;
+    call_state state;
+    nng_msg *reqmsg;        /* the request frame; calls borrow from it */
+    rl_rpc_ctx call;        /* the lone call, or the batch itself */
+    rl_rpc_ctx *batch;      /* RLI_BATCH_MAX calls, allocated at the first batch */
+    int nbatch;
+    atomic_int batch_left;  /* calls not yet answered, +1 while dispatching */
+    msgpack_sbuffer frames; /* the batch's reply frames (reused) */
+    uint32_t authed_pipe;   /* the last connection this slot saw authenticated ... */
+    uint64_t authed_gen;    /* ... while the server's auth generation was this */
     char authed_peer[RL_ID_MAX];
 };
 
@@ -66,8 +86,8 @@ struct rl_rpc_server {
     bool has_token;
     rl_token token;
     size_t recv_max;
-    int ncalls;
-    rl_rpc_ctx *calls;
+    int nslots;
+    srv_slot *ctxs;
     method_slot *slots; /* one per RL_RPC_LIST row */
     pthread_mutex_t mtx;  /* slots' metrics, pipes */
     pipe_auth *pipes;
@@ -114,15 +134,16 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 }
 
 /* True if the call's connection has authenticated; fills c->peer. A context
- * remembers the last connection it found authenticated, valid until any
+ * slot remembers the last connection it found authenticated, valid until any
  * connection loses its authentication (auth_gen), so that the usual call
  * takes no lock. */
 static bool call_is_authed(rl_rpc_server *s, rl_rpc_ctx *c)
 {
     if (!s->has_token) return true;
+    srv_slot *sl = c->slot;
     uint64_t gen = atomic_load(&s->auth_gen);
-    if (c->authed_pipe == c->pipe && c->authed_gen == gen) {
-        memcpy(c->peer, c->authed_peer, sizeof(c->peer));
+    if (sl->authed_pipe == c->pipe && sl->authed_gen == gen) {
+        memcpy(c->peer, sl->authed_peer, sizeof(c->peer));
         return true;
     }
     pthread_mutex_lock(&s->mtx);
@@ -130,9 +151,9 @@ static bool call_is_authed(rl_rpc_server *s, rl_rpc_ctx *c)
     bool ok = p != NULL && p->authed;
     if (ok) {
         snprintf(c->peer, sizeof(c->peer), "%s", p->peer);
-        memcpy(c->authed_peer, c->peer, sizeof(c->peer));
-        c->authed_pipe = c->pipe;
-        c->authed_gen = atomic_load(&s->auth_gen);
+        memcpy(sl->authed_peer, c->peer, sizeof(c->peer));
+        sl->authed_pipe = c->pipe;
+        sl->authed_gen = atomic_load(&s->auth_gen);
     }
     pthread_mutex_unlock(&s->mtx);
     return ok;
@@ -221,15 +242,28 @@ static void call_release_request(rl_rpc_ctx *c)
 {
     if (c->has_req) rl_msg_fini(&c->req);
     c->has_req = false;
-    if (c->reqmsg != NULL) nng_msg_free(c->reqmsg);
-    c->reqmsg = NULL;
 }
 
-static void call_recv(rl_rpc_ctx *c)
+static void slot_recv(srv_slot *sl)
 {
-    c->state = CALL_RECV;
-    nng_aio_set_timeout(c->aio, NNG_DURATION_INFINITE);
-    nng_ctx_recv(c->ctx, c->aio);
+    sl->state = CALL_RECV;
+    nng_aio_set_timeout(sl->aio, NNG_DURATION_INFINITE);
+    nng_ctx_recv(sl->ctx, sl->aio);
+}
+
+/* Sends out (the lone call's or the batch's reply) and frees the request. */
+static void slot_send(srv_slot *sl, nng_msg *out)
+{
+    if (sl->reqmsg != NULL) nng_msg_free(sl->reqmsg);
+    sl->reqmsg = NULL;
+    if (out == NULL) { /* cannot even encode an error: drop, keep serving */
+        slot_recv(sl);
+        return;
+    }
+    sl->state = CALL_SEND;
+    nng_aio_set_msg(sl->aio, out);
+    nng_aio_set_timeout(sl->aio, 5000);
+    nng_ctx_send(sl->ctx, sl->aio);
 }
 
 static void record(rl_rpc_server *s, int method, int status, uint64_t t0_us)
@@ -244,7 +278,9 @@ static void record(rl_rpc_server *s, int method, int status, uint64_t t0_us)
                           memory_order_relaxed);
 }
 
-/* Sends the reply for c: resp (consumed) on success, or just the status. */
+static void batch_send(srv_slot *sl);
+
+/* Answers call c: resp (consumed) on success, or just the status. */
 static void call_send(rl_rpc_ctx *c, int status, const char *msg, rl_msg *resp)
 {
     rl_rpc_server *s = c->s;
@@ -267,14 +303,37 @@ static void call_send(rl_rpc_ctx *c, int status, const char *msg, rl_msg *resp)
     }
     record(s, c->method, status, c->t0_us);
     call_release_request(c); /* after encoding: the reply may borrow from it */
-    if (out == NULL) { /* cannot even encode an error: drop, keep serving */
-        call_recv(c);
+    if (!c->in_batch) {
+        slot_send(c->slot, out);
         return;
     }
-    c->state = CALL_SEND;
-    nng_aio_set_msg(c->aio, out);
-    nng_aio_set_timeout(c->aio, 5000);
-    nng_ctx_send(c->ctx, c->aio);
+    c->reply = out;
+    if (atomic_fetch_sub(&c->slot->batch_left, 1) == 1) batch_send(c->slot);
+}
+
+/* Every call of the batch has its reply: one BATCH_RESP carries them all. */
+static void batch_send(srv_slot *sl)
+{
+    int rv = RL_OK;
+    msgpack_sbuffer_clear(&sl->frames);
+    for (int i = 0; i < sl->nbatch; i++) {
+        nng_msg *r = sl->batch[i].reply;
+        if (rv == RL_OK)
+            rv = r == NULL ? RL_ENOMEM
+                           : rli_batch_append(&sl->frames, nng_msg_body(r), nng_msg_len(r));
+        if (r != NULL) nng_msg_free(r);
+        sl->batch[i].reply = NULL;
+    }
+    sl->nbatch = 0;
+    if (rv != RL_OK) {
+        call_send(&sl->call, RL_STATUS_INTERNAL, "the batch's replies could not be encoded", NULL);
+        return;
+    }
+    rl_msg resp;
+    rl_msg_init(&resp, RL_MSG_BATCH_RESP);
+    resp.u.batch_resp.count = sl->call.req.u.batch_req.count;
+    resp.u.batch_resp.frames = (rl_bytes){(const uint8_t *)sl->frames.data, sl->frames.size};
+    call_send(&sl->call, RL_STATUS_OK, NULL, &resp); /* copies the frames out */
 }
 
 static void log_refusal(rl_rpc_server *s, rl_rpc_ctx *c, const char *method)
@@ -288,29 +347,49 @@ static void log_refusal(rl_rpc_server *s, rl_rpc_ctx *c, const char *method)
                     s->name, method, c->pipe, (unsigned long long)n);
 }
 
-static void call_dispatch(rl_rpc_ctx *c)
+static void count_bad_frame(rl_rpc_server *s)
+{
+    pthread_mutex_lock(&s->mtx);
+    s->bad_frames++;
+    pthread_mutex_unlock(&s->mtx);
+}
+
+static void batch_dispatch(srv_slot *sl);
+
+/* Decodes call c's request from frame and has it served. c->pipe and
+ * c->in_batch are set. */
+static void call_dispatch(rl_rpc_ctx *c, const void *frame, size_t len)
 {
     rl_rpc_server *s = c->s;
     c->t0_us = rli_now_us();
-    c->pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(c->reqmsg));
     c->method = -1;
     c->resp_type = RL_MSG_ERROR_RESP; /* until the request names its method */
     c->peer[0] = '\0';
-    int rv = rl_msg_decode(nng_msg_body(c->reqmsg), nng_msg_len(c->reqmsg), &c->req);
+    c->reply = NULL;
+    int rv = rl_msg_decode(frame, len, &c->req);
     c->call_id = c->req.call_id;
     const rli_method *m = rli_method_find(c->req.type, &c->method);
     if (m != NULL) c->resp_type = m->resp;
     if (rv != RL_OK) {
-        pthread_mutex_lock(&s->mtx);
-        s->bad_frames++;
-        pthread_mutex_unlock(&s->mtx);
+        count_bad_frame(s);
         char why[300];
         snprintf(why, sizeof(why), "%s", rl_errdetail());
+        rl_msg_fini(&c->req);
         call_send(c, rv == RL_EVERSION ? RL_STATUS_FAILED_PRECONDITION
                                        : RL_STATUS_INVALID_ARGUMENT, why, NULL);
         return;
     }
     c->has_req = true;
+    if (m != NULL && c->req.type == RL_MSG_BATCH_REQ && !c->in_batch) {
+        batch_dispatch(c->slot);
+        return;
+    }
+    if (m != NULL && c->in_batch && !m->batch) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s cannot be batched (see RL_RPC_LIST)", m->name);
+        call_send(c, RL_STATUS_FAILED_PRECONDITION, why, NULL);
+        return;
+    }
     if (m == NULL || s->slots[c->method].fn == NULL) {
         const char *name = rl_msg_name(c->req.type);
         char why[128];
@@ -328,7 +407,7 @@ static void call_dispatch(rl_rpc_ctx *c)
     rl_msg resp;
     rl_msg_init(&resp, m->resp);
     rli_err(RL_OK, "%s", "");
-    c->state = CALL_BUSY;
+    c->slot->state = CALL_BUSY;
     method_slot *slot = &s->slots[c->method];
     rv = slot->fn(slot->arg, c, &c->req, &resp);
     if (rv == RL_RPC_DEFERRED) {
@@ -343,24 +422,58 @@ static void call_dispatch(rl_rpc_ctx *c)
     }
 }
 
-static void call_cb(void *arg)
+/* Serves every call of the batch in sl->call, in order, each checked (and
+ * authenticated) on its own; the reply goes when the last is answered. A
+ * malformed batch is refused whole, before any call runs. */
+static void batch_dispatch(srv_slot *sl)
 {
-    rl_rpc_ctx *c = arg;
-    int rv = nng_aio_result(c->aio);
-    if (c->state == CALL_RECV) {
+    rl_rpc_ctx *b = &sl->call;
+    const rl_msg_batch_req *q = &b->req.u.batch_req;
+    if (rli_batch_check(&q->frames, q->count) != RL_OK) {
+        count_bad_frame(b->s);
+        char why[300];
+        snprintf(why, sizeof(why), "%s", rl_errdetail());
+        call_send(b, RL_STATUS_INVALID_ARGUMENT, why, NULL);
+        return;
+    }
+    if (sl->batch == NULL) sl->batch = rli_calloc(RLI_BATCH_MAX, sizeof(*sl->batch));
+    sl->state = CALL_BUSY;
+    sl->nbatch = (int)q->count;
+    atomic_store(&sl->batch_left, sl->nbatch + 1);
+    size_t off = 0;
+    for (int i = 0; i < sl->nbatch; i++) {
+        rl_rpc_ctx *c = &sl->batch[i];
+        rl_bytes f = rli_batch_next(&q->frames, &off);
+        c->s = sl->s;
+        c->slot = sl;
+        c->in_batch = true;
+        c->pipe = b->pipe;
+        call_dispatch(c, f.ptr, f.len);
+    }
+    if (atomic_fetch_sub(&sl->batch_left, 1) == 1) batch_send(sl);
+}
+
+static void slot_cb(void *arg)
+{
+    srv_slot *sl = arg;
+    int rv = nng_aio_result(sl->aio);
+    if (sl->state == CALL_RECV) {
         if (rv != 0) {
-            if (rv != NNG_ECLOSED && !c->s->stopping) call_recv(c);
+            if (rv != NNG_ECLOSED && !sl->s->stopping) slot_recv(sl);
             return;
         }
-        c->reqmsg = nng_aio_get_msg(c->aio);
-        nng_aio_set_msg(c->aio, NULL); /* ours now: the aio holds only unsent replies */
-        call_dispatch(c);
-    } else if (c->state == CALL_SEND) {
+        sl->reqmsg = nng_aio_get_msg(sl->aio);
+        nng_aio_set_msg(sl->aio, NULL); /* ours now: the aio holds only unsent replies */
+        rl_rpc_ctx *c = &sl->call;
+        c->in_batch = false;
+        c->pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(sl->reqmsg));
+        call_dispatch(c, nng_msg_body(sl->reqmsg), nng_msg_len(sl->reqmsg));
+    } else if (sl->state == CALL_SEND) {
         if (rv != 0) { /* not sent: still ours */
-            nng_msg_free(nng_aio_get_msg(c->aio));
-            nng_aio_set_msg(c->aio, NULL);
+            nng_msg_free(nng_aio_get_msg(sl->aio));
+            nng_aio_set_msg(sl->aio, NULL);
         }
-        if (rv != NNG_ECLOSED && !c->s->stopping) call_recv(c);
+        if (rv != NNG_ECLOSED && !sl->s->stopping) slot_recv(sl);
     }
 }
 
@@ -395,7 +508,7 @@ int rl_rpc_server_new(const rl_rpc_server_opts *o, rl_rpc_server **out)
         s->has_token = true;
     }
     s->recv_max = o->recv_max ? o->recv_max : 4u << 20;
-    s->ncalls = o->contexts > 0 ? o->contexts : 64;
+    s->nslots = o->contexts > 0 ? o->contexts : 64;
     s->slots = rli_calloc((size_t)rli_method_count(), sizeof(*s->slots));
     for (int i = 0; i < rli_method_count(); i++)
         s->slots[i].lat = rli_calloc(LAT_WINDOW, sizeof(*s->slots[i].lat));
@@ -412,12 +525,15 @@ int rl_rpc_server_new(const rl_rpc_server_opts *o, rl_rpc_server **out)
     }
     nng_listener_set_size(s->listener, NNG_OPT_RECVMAXSZ, s->recv_max);
     if ((rv = rli_sock_setup_tls_listener(s->listener, o->url, o->tls, &s->tls)) != 0) goto fail;
-    s->calls = rli_calloc((size_t)s->ncalls, sizeof(*s->calls));
-    for (int i = 0; i < s->ncalls; i++) {
-        rl_rpc_ctx *c = &s->calls[i];
-        c->s = s;
-        if ((rv = nng_ctx_open(&c->ctx, s->sock)) != 0 ||
-            (rv = nng_aio_alloc(&c->aio, call_cb, c)) != 0) {
+    s->ctxs = rli_calloc((size_t)s->nslots, sizeof(*s->ctxs));
+    for (int i = 0; i < s->nslots; i++) {
+        srv_slot *sl = &s->ctxs[i];
+        sl->s = s;
+        sl->call.s = s;
+        sl->call.slot = sl;
+        msgpack_sbuffer_init(&sl->frames);
+        if ((rv = nng_ctx_open(&sl->ctx, s->sock)) != 0 ||
+            (rv = nng_aio_alloc(&sl->aio, slot_cb, sl)) != 0) {
             rv = rli_err(rli_err_from_nng(rv), "rpc server: %s", nng_strerror(rv));
             goto fail;
         }
@@ -464,7 +580,7 @@ int rl_rpc_server_start(rl_rpc_server *s)
     }
     s->started_ms = rli_now_ms();
     s->started = true;
-    for (int i = 0; i < s->ncalls; i++) call_recv(&s->calls[i]);
+    for (int i = 0; i < s->nslots; i++) slot_recv(&s->ctxs[i]);
     return RL_OK;
 }
 
@@ -477,25 +593,33 @@ void rl_rpc_server_free(rl_rpc_server *s)
 {
     if (s == NULL) return;
     s->stopping = true;
-    if (s->calls != NULL) {
-        for (int i = 0; i < s->ncalls; i++)
-            if (s->calls[i].aio != NULL) nng_aio_stop(s->calls[i].aio);
+    if (s->ctxs != NULL) {
+        for (int i = 0; i < s->nslots; i++)
+            if (s->ctxs[i].aio != NULL) nng_aio_stop(s->ctxs[i].aio);
     }
     nng_close(s->sock);
-    if (s->calls != NULL) {
-        for (int i = 0; i < s->ncalls; i++) {
-            rl_rpc_ctx *c = &s->calls[i];
-            if (c->aio != NULL) {
-                nng_aio_stop(c->aio);
+    if (s->ctxs != NULL) {
+        for (int i = 0; i < s->nslots; i++) {
+            srv_slot *sl = &s->ctxs[i];
+            if (sl->aio != NULL) {
+                nng_aio_stop(sl->aio);
                 /* A reply sent while the aio was stopping is refused without a
                  * callback, so it is still here. */
-                nng_msg *unsent = nng_aio_get_msg(c->aio);
+                nng_msg *unsent = nng_aio_get_msg(sl->aio);
                 if (unsent != NULL) nng_msg_free(unsent);
-                nng_aio_free(c->aio);
+                nng_aio_free(sl->aio);
             }
-            call_release_request(c);
+            /* Deferred calls are dropped. */
+            for (int k = 0; sl->batch != NULL && k < RLI_BATCH_MAX; k++) {
+                call_release_request(&sl->batch[k]);
+                if (sl->batch[k].reply != NULL) nng_msg_free(sl->batch[k].reply);
+            }
+            free(sl->batch);
+            msgpack_sbuffer_destroy(&sl->frames);
+            call_release_request(&sl->call);
+            if (sl->reqmsg != NULL) nng_msg_free(sl->reqmsg);
         }
-        free(s->calls);
+        free(s->ctxs);
     }
     if (s->tls != NULL) nng_tls_config_free(s->tls);
     if (s->slots != NULL)

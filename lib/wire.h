@@ -17,5 +17,9 @@
  * holds a partial frame that the caller discards.
  */
 int rli_msg_pack(msgpack_packer *pk, const rl_msg *m);
+/* The same, first telling reserve(pk->data, size) the frame's size so that
+ * a growing sink allocates once (a failure is RL_ENOMEM). */
+int rli_msg_pack_reserved(msgpack_packer *pk, const rl_msg *m,
+                          int (*reserve)(void *data, size_t size));
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "proto_internal.h"
 #include "rli.h"
+#include "rpc_internal.h"
 #include "testutil.h"
 #include "wire.h"
 
@@ -1384,6 +1385,27 @@ END_TEST
 
 /* ==== Seed corpus ======================================================== */
 
+static int write_seed(const char *dir, const char *name, const rl_msg *m)
+{
+    char path[4096];
+    uint8_t *buf;
+    size_t len;
+    if (rl_msg_encode(m, &buf, &len) != RL_OK) {
+        fprintf(stderr, "%s: %s\n", name, rl_errdetail());
+        return 1;
+    }
+    snprintf(path, sizeof(path), "%s/%s.bin", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
+        perror(path);
+        free(buf);
+        return 1;
+    }
+    printf("%s (%zu bytes)\n", path, len);
+    free(buf);
+    return 0;
+}
+
 static int write_corpus(const char *dir)
 {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
@@ -1392,30 +1414,39 @@ static int write_corpus(const char *dir)
     }
     for (size_t t = 0; t < NTYPES; t++) {
         const rli_msgdesc *d = rli_msg_desc(all_types[t]);
-        char path[4096], name[64];
-        uint8_t *buf;
-        size_t len;
+        char name[64];
         rl_msg m;
         size_t i = 0;
         for (; d->name[i] != '\0' && i + 1 < sizeof(name); i++)
             name[i] = (char)(d->name[i] >= 'A' && d->name[i] <= 'Z' ? d->name[i] + 32 : d->name[i]);
         name[i] = '\0';
         fill_msg(&m, all_types[t], 1, true);
-        if (rl_msg_encode(&m, &buf, &len) != RL_OK) {
-            fprintf(stderr, "%s: %s\n", d->name, rl_errdetail());
-            return 1;
-        }
-        snprintf(path, sizeof(path), "%s/%s.bin", dir, name);
-        FILE *f = fopen(path, "wb");
-        if (f == NULL || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
-            perror(path);
-            return 1;
-        }
-        printf("%s (%zu bytes)\n", path, len);
+        int rv = write_seed(dir, name, &m);
         rl_msg_fini(&m);
-        free(buf);
+        if (rv != 0) return 1;
     }
-    return 0;
+    /* A batch whose frames hold real calls, so that the fuzzer starts inside
+     * the framing the RPC layer walks. */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    const int calls[] = {RL_MSG_HEALTH_REQ, RL_MSG_ECHO_REQ, RL_MSG_HEARTBEAT_REQ};
+    for (size_t k = 0; k < sizeof(calls) / sizeof(calls[0]); k++) {
+        rl_msg m;
+        uint8_t *buf;
+        size_t len;
+        fill_msg(&m, calls[k], 2, true);
+        NEED(rl_msg_encode(&m, &buf, &len) == RL_OK);
+        NEED(rli_batch_append(&sb, buf, len) == RL_OK);
+        free(buf);
+        rl_msg_fini(&m);
+    }
+    rl_msg b;
+    rl_msg_init(&b, RL_MSG_BATCH_REQ);
+    b.u.batch_req.count = 3;
+    b.u.batch_req.frames = (rl_bytes){(const uint8_t *)sb.data, sb.size};
+    int rv = write_seed(dir, "batch_req_framed", &b);
+    msgpack_sbuffer_destroy(&sb);
+    return rv;
 }
 
 int main(int argc, char **argv)

@@ -1,20 +1,24 @@
 /*
  * test_rpc.c - the RPC layer over real sockets on loopback: calls and
- * statuses, deadlines, many calls in flight, authentication (wrong token,
- * unauthenticated calls, a replayed proof), hostile frames, and TLS with a
- * CA made in the test.
+ * statuses, deadlines, many calls in flight, batches (each call its own
+ * reply, deadline and authentication; hostile batches; a server that does not
+ * know them), authentication (wrong token, unauthenticated calls, a replayed
+ * proof), hostile frames, and TLS with a CA made in the test.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #include "auth.h"
 #include "ringleader/rpc.h"
 #include "rli.h"
+#include "rpc_internal.h"
 #include "testutil.h"
 
 static rl_token make_token(const char *s)
@@ -386,6 +390,329 @@ START_TEST(hostile_frames_get_a_status_and_the_server_stays_up)
 }
 END_TEST
 
+/* ---- Batches ---------------------------------------------------------------- */
+
+#define NB 400
+typedef struct echo_want {
+    const uint8_t *data;
+    size_t len;
+} echo_want;
+static atomic_int echo_ok, echo_done;
+
+static void on_echo_checked(void *arg, int err, rl_rpc_reply *rep)
+{
+    const echo_want *w = arg;
+    if (err == RL_OK && rep->msg.u.echo_resp.data.len == w->len &&
+        memcmp(rep->msg.u.echo_resp.data.ptr, w->data, w->len) == 0)
+        atomic_fetch_add(&echo_ok, 1);
+    atomic_fetch_add(&echo_done, 1);
+}
+
+/* Issues n async echo calls with distinct payloads; waits (at most 10 s) for
+ * all; returns how many came back with their own payload. */
+static int echo_many(rl_rpc_client *c, int n)
+{
+    static uint8_t data[NB][100];
+    static echo_want want[NB];
+    static rl_msg reqs[NB];
+    atomic_store(&echo_ok, 0);
+    atomic_store(&echo_done, 0);
+    for (int i = 0; i < n; i++) {
+        size_t len = (size_t)(i % 100) + 1;
+        for (size_t k = 0; k < len; k++) data[i][k] = (uint8_t)(i * 31 + (int)k);
+        want[i] = (echo_want){data[i], len};
+        rl_msg_init(&reqs[i], RL_MSG_ECHO_REQ);
+        reqs[i].u.echo_req.data = (rl_bytes){data[i], len};
+        ck_assert_int_eq(rl_rpc_call_async(c, &reqs[i], rl_clock_ms() + 10000, on_echo_checked,
+                                           &want[i]),
+                         RL_OK);
+    }
+    for (int k = 0; k < 1000 && atomic_load(&echo_done) < n; k++) usleep(10000);
+    ck_assert_int_eq(atomic_load(&echo_done), n);
+    return atomic_load(&echo_ok);
+}
+
+/*
+ * Calls issued while another is in flight travel together in BATCH messages
+ * (one reply each, in the right place), and the server counts each call under
+ * its own method; a client told not to batch sends none.
+ */
+START_TEST(batched_calls_each_get_their_own_reply)
+{
+    rl_token tok = make_token(TOKEN);
+    rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0");
+    rl_rpc_client *c = open_client(rl_rpc_server_url(s), &tok, RL_OK);
+    ck_assert_int_eq(echo_many(c, NB), NB);
+    rl_rpc_metrics mb, me;
+    rl_rpc_server_metrics(s, RL_MSG_BATCH_REQ, &mb);
+    rl_rpc_server_metrics(s, RL_MSG_ECHO_REQ, &me);
+    ck_assert_msg(mb.calls >= 1, "no batch was sent for %d calls issued at once", NB);
+    ck_assert_uint_eq(me.calls, NB);
+    ck_assert_uint_eq(me.errors, 0);
+    rl_rpc_client_close(c);
+
+    rl_rpc_client_opts co = {.url = rl_rpc_server_url(s), .token = &tok, .peer_id = "t2",
+                             .no_batch = true};
+    ck_assert_int_eq(rl_rpc_client_open(&co, rl_clock_ms() + 5000, &c), RL_OK);
+    ck_assert_int_eq(echo_many(c, 100), 100);
+    rl_rpc_metrics mb2;
+    rl_rpc_server_metrics(s, RL_MSG_BATCH_REQ, &mb2);
+    ck_assert_uint_eq(mb2.calls, mb.calls);
+    rl_rpc_client_close(c);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
+/*
+ * A queued or batched call ends at its own deadline, not its batch's: with
+ * HEARTBEAT never answered, A (300 ms) holds the window; B (heartbeat, 3 s)
+ * and C (echo, 800 ms) queue, then leave together when A fails; C fails at
+ * 800 ms though its batch waits for B; D (echo, 150 ms), queued behind A,
+ * fails before it was sent. The client then carries calls as before.
+ */
+START_TEST(batched_call_keeps_its_own_deadline)
+{
+    rl_token tok = make_token(TOKEN);
+    rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0");
+    rl_rpc_server_handle(s, RL_MSG_HEARTBEAT_REQ, handle_never, NULL);
+    rl_rpc_client *c = open_client(rl_rpc_server_url(s), &tok, RL_OK);
+    rl_msg hb, ec;
+    rl_msg_init(&hb, RL_MSG_HEARTBEAT_REQ);
+    hb.u.heartbeat_req.node_id = "t1";
+    rl_msg_init(&ec, RL_MSG_ECHO_REQ);
+    ec.u.echo_req.data = (rl_bytes){(const uint8_t *)"abc", 3};
+    async_result a = {0}, b = {0}, cc = {0}, d = {0};
+    uint64_t t0 = rl_clock_ms();
+    ck_assert_int_eq(rl_rpc_call_async(c, &hb, t0 + 300, on_async, &a), RL_OK);
+    ck_assert_int_eq(rl_rpc_call_async(c, &hb, t0 + 3000, on_async, &b), RL_OK);
+    ck_assert_int_eq(rl_rpc_call_async(c, &ec, t0 + 800, on_async, &cc), RL_OK);
+    ck_assert_int_eq(rl_rpc_call_async(c, &ec, t0 + 150, on_async, &d), RL_OK);
+    ck_assert_int_eq(async_wait(&d, "D"), RL_ETIMEDOUT);
+    ck_assert_int_eq(async_wait(&a, "A"), RL_ETIMEDOUT);
+    ck_assert_int_eq(async_wait(&cc, "C"), RL_ETIMEDOUT);
+    ck_assert_int_eq(async_wait(&b, "B"), RL_ETIMEDOUT);
+    uint64_t ta = atomic_load(&a.at_ms) - t0, tb = atomic_load(&b.at_ms) - t0,
+             tc = atomic_load(&cc.at_ms) - t0, td = atomic_load(&d.at_ms) - t0;
+    ck_assert_msg(td >= 150 && td < 300, "D ended after %llu ms", (unsigned long long)td);
+    ck_assert_msg(ta >= 290 && ta < 800, "A ended after %llu ms", (unsigned long long)ta);
+    ck_assert_msg(tc >= 800 && tc < 1500, "C ended after %llu ms", (unsigned long long)tc);
+    ck_assert_msg(tb >= 2990 && tb < 6000, "B ended after %llu ms", (unsigned long long)tb);
+    ck_assert_msg(strstr(d.detail, "before the request was sent") != NULL, "%s", d.detail);
+    ck_assert_msg(strstr(cc.detail, "no reply before the deadline") != NULL, "%s", cc.detail);
+    ck_assert_int_eq(echo_many(c, 50), 50);
+    rl_rpc_client_close(c);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
+/* Sends a BATCH_REQ of the given frames (count may lie) on a raw socket; the
+ * reply's status, and, if OK, each call's reply decoded into out. */
+static int raw_batch(nng_socket sock, const rl_bytes *frames, int n, uint64_t count, rl_msg *out,
+                     nng_msg **keep, char *why, size_t whylen)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    for (int i = 0; i < n; i++) {
+        uint8_t le[4] = {(uint8_t)frames[i].len, (uint8_t)(frames[i].len >> 8),
+                         (uint8_t)(frames[i].len >> 16), (uint8_t)(frames[i].len >> 24)};
+        msgpack_sbuffer_write(&sb, (const char *)le, 4);
+        msgpack_sbuffer_write(&sb, (const char *)frames[i].ptr, frames[i].len);
+    }
+    rl_msg req, resp;
+    rl_msg_init(&req, RL_MSG_BATCH_REQ);
+    req.call_id = 99;
+    req.u.batch_req.count = count;
+    req.u.batch_req.frames = (rl_bytes){(const uint8_t *)sb.data, sb.size};
+    raw_call(sock, &req, &resp, keep);
+    msgpack_sbuffer_destroy(&sb);
+    int status = resp.status;
+    snprintf(why, whylen, "%s", resp.status_msg);
+    ck_assert_uint_eq(resp.call_id, 99);
+    if (status == RL_STATUS_OK) {
+        ck_assert_int_eq(resp.type, RL_MSG_BATCH_RESP);
+        ck_assert_uint_eq(resp.u.batch_resp.count, count);
+        ck_assert_int_eq(rli_batch_check(&resp.u.batch_resp.frames, count), RL_OK);
+        size_t off = 0;
+        for (uint64_t i = 0; i < count; i++) {
+            rl_bytes f = rli_batch_next(&resp.u.batch_resp.frames, &off);
+            ck_assert_int_eq(rl_msg_decode(f.ptr, f.len, &out[i]), RL_OK);
+        }
+    }
+    rl_msg_fini(&resp);
+    return status;
+}
+
+static rl_bytes encode_frame(const rl_msg *m)
+{
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(rl_msg_encode(m, &buf, &len), RL_OK);
+    return (rl_bytes){buf, len};
+}
+
+/*
+ * Hostile batches: a wrong count, a cut length prefix, trailing bytes, an
+ * empty or oversized batch are refused whole (INVALID_ARGUMENT, nothing run);
+ * inside a well-framed batch, each call is judged alone: garbage, a nested
+ * batch, a method that may not be batched (PLAN), an unauthenticated call.
+ */
+START_TEST(hostile_batches_are_refused_and_each_call_judged_alone)
+{
+    rl_token tok = make_token(TOKEN);
+    rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0");
+    nng_socket sock = raw_dial(rl_rpc_server_url(s));
+    rl_msg h, e, plan, inner, out[8];
+    rl_msg_init(&h, RL_MSG_HEALTH_REQ);
+    rl_msg_init(&e, RL_MSG_ECHO_REQ);
+    e.u.echo_req.data = (rl_bytes){(const uint8_t *)"x", 1};
+    rl_msg_init(&plan, RL_MSG_PLAN_REQ);
+    plan.u.plan_req.node_id = "n1";
+    rl_msg_init(&inner, RL_MSG_BATCH_REQ);
+    rl_bytes hf = encode_frame(&h), ef = encode_frame(&e), pf = encode_frame(&plan);
+    inner.u.batch_req.count = 1;
+    inner.u.batch_req.frames = hf; /* not framed, but it is refused before that matters */
+    rl_bytes nf = encode_frame(&inner);
+    uint8_t junk[5] = {0xc1, 0xff, 0x00, 0x93, 0x01};
+    rl_bytes jf = {junk, sizeof(junk)};
+    nng_msg *keep;
+    char why[300];
+    uint64_t bad0 = rl_rpc_server_bad_frames(s);
+
+    /* Refused whole. */
+    rl_bytes two[2] = {hf, hf};
+    ck_assert_int_eq(raw_batch(sock, two, 2, 3, out, &keep, why, sizeof(why)),
+                     RL_STATUS_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(why, "frame 3 of 3") != NULL, "%s", why);
+    nng_msg_free(keep);
+    ck_assert_int_eq(raw_batch(sock, two, 2, 1, out, &keep, why, sizeof(why)),
+                     RL_STATUS_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(why, "trailing") != NULL, "%s", why);
+    nng_msg_free(keep);
+    ck_assert_int_eq(raw_batch(sock, two, 1, 0, out, &keep, why, sizeof(why)),
+                     RL_STATUS_INVALID_ARGUMENT);
+    nng_msg_free(keep);
+    ck_assert_int_eq(raw_batch(sock, two, 1, RLI_BATCH_MAX + 1, out, &keep, why, sizeof(why)),
+                     RL_STATUS_INVALID_ARGUMENT);
+    nng_msg_free(keep);
+    rl_bytes cut = {hf.ptr, hf.len}; /* a length prefix that claims more than is there */
+    {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        uint8_t le[4] = {0xff, 0xff, 0, 0};
+        msgpack_sbuffer_write(&sb, (const char *)le, 4);
+        msgpack_sbuffer_write(&sb, (const char *)cut.ptr, cut.len);
+        rl_msg req, resp;
+        rl_msg_init(&req, RL_MSG_BATCH_REQ);
+        req.u.batch_req.count = 1;
+        req.u.batch_req.frames = (rl_bytes){(const uint8_t *)sb.data, sb.size};
+        raw_call(sock, &req, &resp, &keep);
+        ck_assert_int_eq(resp.status, RL_STATUS_INVALID_ARGUMENT);
+        ck_assert_msg(strstr(resp.status_msg, "length 65535") != NULL, "%s", resp.status_msg);
+        rl_msg_fini(&resp);
+        nng_msg_free(keep);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    ck_assert_uint_eq(rl_rpc_server_bad_frames(s), bad0 + 5);
+    rl_rpc_metrics m;
+    rl_rpc_server_metrics(s, RL_MSG_HEALTH_REQ, &m);
+    ck_assert_uint_eq(m.calls, 0); /* nothing ran */
+
+    /* Judged call by call: this connection has not authenticated. */
+    rl_bytes mix[5] = {hf, jf, nf, pf, ef};
+    ck_assert_int_eq(raw_batch(sock, mix, 5, 5, out, &keep, why, sizeof(why)), RL_STATUS_OK);
+    ck_assert_int_eq(out[0].status, RL_STATUS_OK);
+    ck_assert_int_eq(out[0].type, RL_MSG_HEALTH_RESP);
+    ck_assert_int_eq(out[1].status, RL_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(out[2].status, RL_STATUS_FAILED_PRECONDITION);
+    ck_assert_msg(strstr(out[2].status_msg, "BATCH cannot be batched") != NULL, "%s",
+                  out[2].status_msg);
+    ck_assert_int_eq(out[3].status, RL_STATUS_FAILED_PRECONDITION);
+    ck_assert_msg(strstr(out[3].status_msg, "PLAN cannot be batched") != NULL, "%s",
+                  out[3].status_msg);
+    ck_assert_int_eq(out[4].status, RL_STATUS_UNAUTHENTICATED);
+    for (int i = 0; i < 5; i++) rl_msg_fini(&out[i]);
+    nng_msg_free(keep);
+    rl_rpc_server_metrics(s, RL_MSG_ECHO_REQ, &m);
+    ck_assert_uint_eq(m.refused_unauth, 1);
+
+    /* Members are still served. */
+    rl_rpc_client *c = open_client(rl_rpc_server_url(s), &tok, RL_OK);
+    ck_assert_int_eq(echo_many(c, 50), 50);
+    rl_rpc_client_close(c);
+    free((void *)hf.ptr);
+    free((void *)ef.ptr);
+    free((void *)pf.ptr);
+    free((void *)nf.ptr);
+    nng_close(sock);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
+/* A server from before batches: answers BATCH_REQ as an unknown method
+ * (UNIMPLEMENTED) and echoes ECHO_REQ; counts the batches it refused. */
+typedef struct old_server {
+    nng_socket sock;
+    atomic_int stop, refused;
+    pthread_t th;
+} old_server;
+
+static void *old_server_main(void *arg)
+{
+    old_server *o = arg;
+    for (int i = 0; i < 100000 && !atomic_load(&o->stop); i++) {
+        nng_msg *m;
+        if (nng_recvmsg(o->sock, &m, 0) != 0) continue; /* receive timeout: look at stop */
+        rl_msg req, resp;
+        if (rl_msg_decode(nng_msg_body(m), nng_msg_len(m), &req) != RL_OK) {
+            nng_msg_free(m);
+            continue;
+        }
+        if (req.type == RL_MSG_ECHO_REQ) {
+            rl_msg_init(&resp, RL_MSG_ECHO_RESP);
+            resp.u.echo_resp.data = req.u.echo_req.data;
+        } else {
+            rl_msg_init(&resp, RL_MSG_ERROR_RESP);
+            resp.status = RL_STATUS_UNIMPLEMENTED;
+            snprintf(resp.status_msg, sizeof(resp.status_msg), "no method takes this");
+            if (req.type == RL_MSG_BATCH_REQ) atomic_fetch_add(&o->refused, 1);
+        }
+        resp.call_id = req.call_id;
+        uint8_t *buf;
+        size_t len;
+        ck_assert_int_eq(rl_msg_encode(&resp, &buf, &len), RL_OK);
+        rl_msg_fini(&req);
+        nng_msg_clear(m);
+        nng_msg_append(m, buf, len);
+        free(buf);
+        if (nng_sendmsg(o->sock, m, 0) != 0) nng_msg_free(m);
+    }
+    return NULL;
+}
+
+START_TEST(a_server_without_batches_gets_calls_one_by_one)
+{
+    old_server o;
+    memset(&o, 0, sizeof(o));
+    int port = rlt_free_port();
+    char url[64];
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
+    ck_assert_int_eq(nng_rep0_open(&o.sock), 0);
+    nng_socket_set_ms(o.sock, NNG_OPT_RECVTIMEO, 100);
+    nng_socket_set_ms(o.sock, NNG_OPT_SENDTIMEO, 1000);
+    ck_assert_int_eq(nng_listen(o.sock, url, NULL, 0), 0);
+    ck_assert_int_eq(pthread_create(&o.th, NULL, old_server_main, &o), 0);
+    rl_rpc_client *c = open_client(url, NULL, RL_OK);
+    ck_assert_int_eq(echo_many(c, 200), 200);
+    ck_assert_int_eq(atomic_load(&o.refused), 1); /* asked once, then never again */
+    ck_assert_int_eq(echo_many(c, 100), 100);
+    ck_assert_int_eq(atomic_load(&o.refused), 1);
+    rl_rpc_client_close(c);
+    atomic_store(&o.stop, 1);
+    pthread_join(o.th, NULL);
+    nng_close(o.sock);
+}
+END_TEST
+
 START_TEST(call_over_tls_with_a_test_ca)
 {
     char *dir = rlt_tmpdir();
@@ -437,6 +764,10 @@ int main(void)
     tcase_add_test(tc, captured_proof_cannot_be_replayed);
     tcase_add_test(tc, hostile_frames_get_a_status_and_the_server_stays_up);
     tcase_add_test(tc, call_over_tls_with_a_test_ca);
+    tcase_add_test(tc, batched_calls_each_get_their_own_reply);
+    tcase_add_test(tc, batched_call_keeps_its_own_deadline);
+    tcase_add_test(tc, hostile_batches_are_refused_and_each_call_judged_alone);
+    tcase_add_test(tc, a_server_without_batches_gets_calls_one_by_one);
     suite_add_tcase(s, tc);
     return rlt_run_suite(s);
 }

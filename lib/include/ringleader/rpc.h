@@ -18,6 +18,7 @@
 #ifndef RINGLEADER_RPC_H
 #define RINGLEADER_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -110,6 +111,8 @@ typedef struct rl_rpc_client_opts {
     const rl_token *token; /* NULL: do not authenticate */
     const char *peer_id;   /* who we are, e.g. "n3" */
     size_t recv_max;       /* largest response accepted; 0 = RL_PROTO_MAX_FRAME */
+    int window;            /* async batchable messages in flight before calls batch; 0 = 1, max 16 */
+    bool no_batch;         /* never batch: every async call travels alone */
 } rl_rpc_client_opts;
 
 /*
@@ -142,7 +145,12 @@ void rl_rpc_reply_fini(rl_rpc_reply *reply);
 int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64_t deadline_ms);
 
 /* Asynchronous form: cb runs on an nng thread with the result; reply is
- * valid during the callback only (it is fini'd after). */
+ * valid during the callback only (it is fini'd after). Calls of methods
+ * marked BATCH in RL_RPC_LIST, with frames up to 16 KiB, are sent at once
+ * while fewer than opts.window such messages are in flight; past that they
+ * queue, and the next message to leave carries all that queued (up to 64
+ * calls, 64 KiB) as one BATCH, which the server answers call by call in one
+ * reply. Every call keeps its own deadline, status and reply. */
 typedef void (*rl_rpc_done)(void *arg, int err, rl_rpc_reply *reply);
 int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms, rl_rpc_done cb,
                       void *arg);
