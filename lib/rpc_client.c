@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -73,6 +74,8 @@ struct rl_rpc_client {
     /* Batching (see "Asynchronous calls"): */
     bool batching; /* until a server answers BATCH with UNIMPLEMENTED */
     bool closing;
+    int senders;             /* threads between claiming a send and nng_ctx_send returning */
+    pthread_cond_t senders_cv; /* signalled when senders drops to 0 while closing */
     int window, inflight;
     pending *qhead, *qtail;
     batch batches[WINDOW_MAX];
@@ -84,6 +87,16 @@ static uint64_t remaining(uint64_t deadline)
 {
     uint64_t now = rli_now_ms();
     return deadline > now ? deadline - now : 0;
+}
+
+/* An aio timeout for deadline: at least 1 ms (0 would mean "no wait" to
+ * some nng calls, and the deadline decides), at most what nng_duration holds. */
+static nng_duration timeout_for(uint64_t deadline)
+{
+    uint64_t left = remaining(deadline);
+    if (left < 1) left = 1;
+    if (left > (uint64_t)INT32_MAX - 1) left = (uint64_t)INT32_MAX - 1;
+    return (nng_duration)left;
 }
 
 /* Decodes a reply frame into reply (its BIN fields borrow from the frame)
@@ -181,13 +194,12 @@ static int call_once(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, u
     }
     nng_ctx ctx = slot->ctx;
     nng_aio *aio = slot->aio;
-    uint64_t left = remaining(deadline);
-    if (left == 0) {
+    if (remaining(deadline) == 0) {
         rv = rli_err(RL_ETIMEDOUT, "%s to %s: deadline already passed", m->name, c->url);
         nng_msg_free(msg);
         goto out;
     }
-    nng_aio_set_timeout(aio, (nng_duration)left);
+    nng_aio_set_timeout(aio, timeout_for(deadline));
     nng_aio_set_msg(aio, msg);
     nng_ctx_send(ctx, aio);
     nng_aio_wait(aio);
@@ -197,8 +209,7 @@ static int call_once(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, u
                      call_failure(rv, false));
         goto out;
     }
-    left = remaining(deadline);
-    nng_aio_set_timeout(aio, left > 0 ? (nng_duration)left : 1);
+    nng_aio_set_timeout(aio, timeout_for(deadline));
     nng_ctx_recv(ctx, aio);
     nng_aio_wait(aio);
     if ((rv = nng_aio_result(aio)) != 0) {
@@ -288,9 +299,8 @@ int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64
 /* Sends p on its own context. */
 static void send_lone(pending *p)
 {
-    uint64_t left = remaining(p->deadline);
     p->sending = true;
-    nng_aio_set_timeout(p->aio, left > 0 ? (nng_duration)left : 1);
+    nng_aio_set_timeout(p->aio, timeout_for(p->deadline));
     nng_aio_set_msg(p->aio, p->req);
     p->req = NULL;
     nng_ctx_send(p->ctx, p->aio);
@@ -315,7 +325,7 @@ static void arm_timer_locked(rl_rpc_client *c, uint64_t deadline)
         return;
     }
     c->timer_at = deadline;
-    nng_sleep_aio((nng_duration)remaining(deadline) + 1, c->timer);
+    nng_sleep_aio(timeout_for(deadline + 1), c->timer);
 }
 
 /* Fails p's call with err; why is its message (each callback sees its own). */
@@ -330,7 +340,16 @@ static void run_cb(pending *p, int err, const char *why)
 static void send_batch(batch *b);
 static void batch_finish(batch *b, int err, const char *why, nng_msg *msg);
 
-/* Sends what the queue holds while the window has room. */
+/* A send claimed under the lock (senders++) has been handed to nng. */
+static void sender_done(rl_rpc_client *c)
+{
+    pthread_mutex_lock(&c->mtx);
+    if (--c->senders == 0 && c->closing) pthread_cond_broadcast(&c->senders_cv);
+    pthread_mutex_unlock(&c->mtx);
+}
+
+/* Sends what the queue holds while the window has room (everything, alone,
+ * once batching is off). */
 static void pump(rl_rpc_client *c)
 {
     for (int guard = 0; guard < 1024; guard++) {
@@ -342,18 +361,32 @@ static void pump(rl_rpc_client *c)
             pthread_mutex_unlock(&c->mtx);
             return;
         }
+        if (!c->batching) {
+            c->qhead = c->qtail = NULL;
+            for (pending *q = p; q != NULL; q = q->next) {
+                q->state = P_LONE;
+                q->counted = false;
+            }
+            c->senders++;
+            pthread_mutex_unlock(&c->mtx);
+            while (p != NULL) {
+                pending *next = p->next; /* p may complete and be reused once sent */
+                send_lone(p);
+                p = next;
+            }
+            sender_done(c);
+            return;
+        }
         size_t bytes = nng_msg_len(p->req);
         int n = 1;
-        if (c->batching) {
-            for (pending *q = p->next; q != NULL && n < RLI_BATCH_MAX; q = q->next, n++) {
-                if (bytes + nng_msg_len(q->req) > BATCH_BYTES) break;
-                bytes += nng_msg_len(q->req);
-            }
+        for (pending *q = p->next; q != NULL && n < RLI_BATCH_MAX; q = q->next, n++) {
+            if (bytes + nng_msg_len(q->req) > BATCH_BYTES) break;
+            bytes += nng_msg_len(q->req);
         }
         if (n == 1) {
             c->qhead = p->next;
             p->state = P_LONE;
-            p->counted = c->batching;
+            p->counted = true;
             lone = p;
         } else {
             for (int i = 0; i < c->window && b == NULL; i++)
@@ -371,10 +404,12 @@ static void pump(rl_rpc_client *c)
             }
         }
         if (c->qhead == NULL) c->qtail = NULL;
-        if (c->batching) c->inflight++;
+        c->inflight++;
+        c->senders++;
         pthread_mutex_unlock(&c->mtx);
         if (lone != NULL) send_lone(lone);
         else send_batch(b);
+        sender_done(c);
     }
 }
 
@@ -397,8 +432,7 @@ static void async_cb(void *arg)
     if (p->sending) {
         if (rv == 0) {
             p->sending = false;
-            uint64_t left = remaining(p->deadline);
-            nng_aio_set_timeout(p->aio, left > 0 ? (nng_duration)left : 1);
+            nng_aio_set_timeout(p->aio, timeout_for(p->deadline));
             nng_ctx_recv(p->ctx, p->aio);
             return;
         }
@@ -441,9 +475,8 @@ static void send_batch(batch *b)
         batch_finish(b, rv, rl_errdetail(), NULL);
         return;
     }
-    uint64_t left = remaining(b->deadline);
     b->sending = true;
-    nng_aio_set_timeout(b->aio, left > 0 ? (nng_duration)left : 1);
+    nng_aio_set_timeout(b->aio, timeout_for(b->deadline));
     nng_aio_set_msg(b->aio, msg);
     nng_ctx_send(b->ctx, b->aio);
 }
@@ -458,7 +491,12 @@ static int batch_reply_check(batch *b, nng_msg *msg, rl_msg *out)
     if (out->call_id != b->call_id)
         return rli_err(RL_EPROTO, "reply to batch %llu answers call %llu",
                        (unsigned long long)b->call_id, (unsigned long long)out->call_id);
-    if (out->status == RL_STATUS_UNIMPLEMENTED) return BATCH_UNKNOWN;
+    /* A server from before batches cannot decode BATCH_REQ (or has no such
+     * method) and answers with an ERROR_RESP; ours answers a batch with a
+     * BATCH_RESP even to refuse it. Either way none of its calls ran. */
+    if (out->status == RL_STATUS_UNIMPLEMENTED ||
+        (out->status != RL_STATUS_OK && out->type == RL_MSG_ERROR_RESP))
+        return BATCH_UNKNOWN;
     if (out->status != RL_STATUS_OK)
         return rli_err(rl_err_from_status(out->status), "batch: %s: %s",
                        rl_status_name(out->status), out->status_msg);
@@ -500,6 +538,7 @@ static void batch_finish(batch *b, int err, const char *why, nng_msg *msg)
     bool closing = c->closing;
     if (err == BATCH_UNKNOWN) {
         c->batching = false;
+        if (!closing) c->senders++;
         for (int i = 0; i < n; i++)
             if (mine[i] == NULL) pending_put_locked(c, b->calls[i]);
     }
@@ -512,6 +551,7 @@ static void batch_finish(batch *b, int err, const char *why, nng_msg *msg)
         for (int i = 0; i < n; i++) {
             if (mine[i] == NULL) continue;
             if (!closing) {
+                mine[i]->counted = false;
                 send_lone(mine[i]);
                 continue;
             }
@@ -520,6 +560,7 @@ static void batch_finish(batch *b, int err, const char *why, nng_msg *msg)
             pending_put_locked(c, mine[i]);
             pthread_mutex_unlock(&c->mtx);
         }
+        if (!closing) sender_done(c);
         pthread_mutex_lock(&c->mtx);
         b->busy = false;
         pthread_mutex_unlock(&c->mtx);
@@ -557,8 +598,7 @@ static void batch_cb(void *arg)
     if (b->sending) {
         if (rv == 0) {
             b->sending = false;
-            uint64_t left = remaining(b->deadline);
-            nng_aio_set_timeout(b->aio, left > 0 ? (nng_duration)left : 1);
+            nng_aio_set_timeout(b->aio, timeout_for(b->deadline));
             nng_ctx_recv(b->ctx, b->aio);
             return;
         }
@@ -668,9 +708,19 @@ int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms,
             return rli_err(rli_err_from_nng(rv), "async call: %s", nng_strerror(rv));
         }
         pthread_mutex_lock(&c->mtx);
-        p->all_next = c->all_async;
-        c->all_async = p;
+        bool late = c->closing; /* close() walks the list once closing is set */
+        if (!late) {
+            p->all_next = c->all_async;
+            c->all_async = p;
+        }
         pthread_mutex_unlock(&c->mtx);
+        if (late) {
+            nng_aio_free(p->aio);
+            nng_ctx_close(p->ctx);
+            free(p);
+            nng_msg_free(msg);
+            return rli_err(RL_ECLOSED, "call to %s: the client is closing", c->url);
+        }
     }
     p->cb = cb;
     p->arg = arg;
@@ -680,6 +730,11 @@ int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms,
     p->req = msg;
     p->next = NULL;
     pthread_mutex_lock(&c->mtx);
+    if (c->closing) { /* close() began meanwhile */
+        pending_put_locked(c, p);
+        pthread_mutex_unlock(&c->mtx);
+        return rli_err(RL_ECLOSED, "call to %s: the client is closing", c->url);
+    }
     bool queue = m->batch && nng_msg_len(msg) <= BATCH_FRAME_MAX && c->batching;
     if (queue && c->qhead == NULL && c->inflight < c->window) {
         c->inflight++; /* the window has room: off at once */
@@ -696,10 +751,15 @@ int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms,
         arm_timer_locked(c, deadline_ms);
     } else {
         p->state = P_LONE;
+        c->senders++;
     }
     pthread_mutex_unlock(&c->mtx);
-    if (queue) pump(c);
-    else send_lone(p);
+    if (queue) {
+        pump(c);
+    } else {
+        send_lone(p);
+        sender_done(c);
+    }
     return RL_OK;
 }
 
@@ -713,6 +773,7 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
     rl_rpc_client *c = rli_calloc(1, sizeof(*c));
     int rv;
     pthread_mutex_init(&c->mtx, NULL);
+    pthread_cond_init(&c->senders_cv, NULL);
     snprintf(c->url, sizeof(c->url), "%s", o->url);
     snprintf(c->peer_id, sizeof(c->peer_id), "%s", o->peer_id ? o->peer_id : "");
     if (o->token != NULL) {
@@ -722,6 +783,7 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
     c->window = o->window > 0 ? o->window : WINDOW_DEFAULT;
     c->batching = !o->no_batch;
     if ((rv = nng_req0_open(&c->sock)) != 0) {
+        pthread_cond_destroy(&c->senders_cv);
         pthread_mutex_destroy(&c->mtx);
         free(c);
         return rli_err(rli_err_from_nng(rv), "rpc client: %s", nng_strerror(rv));
@@ -768,18 +830,33 @@ void rl_rpc_client_close(rl_rpc_client *c)
     if (c == NULL) return;
     pthread_mutex_lock(&c->mtx);
     c->closing = true; /* nothing new is sent or queued */
-    pending *queued = c->qhead;
     c->qhead = c->qtail = NULL;
+    /* Sends already claimed reach nng first (nng_ctx_send does not block),
+     * so that no aio is stopped under a send about to start. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    while (c->senders > 0 && pthread_cond_timedwait(&c->senders_cv, &c->mtx, &until) == 0) {
+    }
     pthread_mutex_unlock(&c->mtx);
-    /* Calls in flight end with RL_ECLOSED through their callbacks. */
-    nng_close(c->sock);
+    /* Calls in flight end (RL_ECANCELED) through their callbacks, which
+     * nng_aio_stop waits for; then the socket closes. (nng 1.5.2's nng_close
+     * can hang when replies are still arriving on the connection, nng issue
+     * #1543, fixed upstream in 2024: see README "Limits".) */
     if (c->timer != NULL) nng_aio_stop(c->timer);
     for (int i = 0; i < c->window; i++)
         if (c->batches[i].aio != NULL) nng_aio_stop(c->batches[i].aio);
     for (pending *p = c->all_async; p != NULL; p = p->all_next) nng_aio_stop(p->aio);
+    nng_close(c->sock);
+    /* No callback runs now. A call still queued, or whose exchange a stop
+     * cut short (nng 1.5.2 refuses an operation started on a stopped aio
+     * without a callback: a reply receive posted as its aio was stopped),
+     * has not been answered: it ends here. */
     char why[RL_URL_MAX + 64];
     snprintf(why, sizeof(why), "call to %s: the client closed", c->url);
-    for (pending *p = queued; p != NULL; p = p->next) run_cb(p, RL_ECLOSED, why);
+    for (pending *p = c->all_async; p != NULL; p = p->all_next)
+        if (p->state == P_QUEUED || p->state == P_LONE || p->state == P_BATCHED)
+            run_cb(p, RL_ECLOSED, why);
     pending *q = c->free_sync;
     while (q != NULL) { /* the socket is closed: these aios are idle */
         pending *next = q->next;
@@ -801,6 +878,7 @@ void rl_rpc_client_close(rl_rpc_client *c)
     }
     if (c->timer != NULL) nng_aio_free(c->timer);
     if (c->tls != NULL) nng_tls_config_free(c->tls);
+    pthread_cond_destroy(&c->senders_cv);
     pthread_mutex_destroy(&c->mtx);
     memset(&c->token, 0, sizeof(c->token));
     free(c);

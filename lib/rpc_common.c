@@ -75,25 +75,31 @@ int rli_batch_append(msgpack_sbuffer *sb, const void *frame, size_t len)
     return RL_OK;
 }
 
+/* The msgpack sink: an nng message allocated once the frame's size is
+ * known (rli_msg_pack_reserved counts first), then appended to. */
 static int nngmsg_write(void *data, const char *buf, size_t len)
 {
-    return nng_msg_append((nng_msg *)data, buf, len) == 0 ? 0 : -1;
+    nng_msg **m = data;
+    if (*m == NULL && nng_msg_alloc(m, 0) != 0) return -1;
+    return nng_msg_append(*m, buf, len) == 0 ? 0 : -1;
 }
 
 static int nngmsg_reserve(void *data, size_t size)
 {
-    return nng_msg_reserve((nng_msg *)data, size) == 0 ? 0 : -1;
+    nng_msg **m = data;
+    if (nng_msg_alloc(m, size) != 0) return -1;
+    nng_msg_clear(*m); /* keeps the capacity */
+    return 0;
 }
 
 int rli_msg_to_nng(const rl_msg *m, nng_msg **out)
 {
-    nng_msg *msg;
-    int rv = nng_msg_alloc(&msg, 0);
-    if (rv != 0) return rli_err(RL_ENOMEM, "nng_msg_alloc: %s", nng_strerror(rv));
+    nng_msg *msg = NULL;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, msg, nngmsg_write);
-    if ((rv = rli_msg_pack_reserved(&pk, m, nngmsg_reserve)) != 0) {
-        nng_msg_free(msg);
+    msgpack_packer_init(&pk, &msg, nngmsg_write);
+    int rv = rli_msg_pack_reserved(&pk, m, nngmsg_reserve);
+    if (rv != 0) {
+        if (msg != NULL) nng_msg_free(msg);
         return rv;
     }
     *out = msg;

@@ -505,6 +505,43 @@ START_TEST(batched_call_keeps_its_own_deadline)
 }
 END_TEST
 
+/* Closing a client with calls queued, batched and awaiting replies (the
+ * server never answers HEARTBEAT) ends every one exactly once with
+ * RL_ECLOSED or RL_ECANCELED before close returns, lone or batched. */
+static atomic_int closed_once, closed_other;
+static void on_closed(void *arg, int err, rl_rpc_reply *rep)
+{
+    (void)arg;
+    (void)rep;
+    atomic_fetch_add(err == RL_ECLOSED || err == RL_ECANCELED ? &closed_once : &closed_other, 1);
+}
+
+START_TEST(close_ends_every_call_once)
+{
+    rl_token tok = make_token(TOKEN);
+    rl_msg hb;
+    rl_msg_init(&hb, RL_MSG_HEARTBEAT_REQ);
+    hb.u.heartbeat_req.node_id = "t1";
+    for (int round = 0; round < 4; round++) {
+        rl_rpc_server *s = start_server(&tok, NULL, "tcp://127.0.0.1:0"); /* fresh contexts */
+        rl_rpc_server_handle(s, RL_MSG_HEARTBEAT_REQ, handle_never, NULL);
+        rl_rpc_client *c = NULL;
+        rl_rpc_client_opts co = {.url = rl_rpc_server_url(s), .token = &tok, .peer_id = "t1",
+                                 .no_batch = round % 2 == 1, .window = 4};
+        ck_assert_int_eq(rl_rpc_client_open(&co, rl_clock_ms() + 5000, &c), RL_OK);
+        atomic_store(&closed_once, 0);
+        atomic_store(&closed_other, 0);
+        for (int i = 0; i < 100; i++)
+            ck_assert_int_eq(rl_rpc_call_async(c, &hb, rl_clock_ms() + 10000, on_closed, NULL),
+                             RL_OK);
+        rl_rpc_client_close(c);
+        ck_assert_int_eq(atomic_load(&closed_once), 100);
+        ck_assert_int_eq(atomic_load(&closed_other), 0);
+        rl_rpc_server_free(s);
+    }
+}
+END_TEST
+
 /* Sends a BATCH_REQ of the given frames (count may lie) on a raw socket; the
  * reply's status, and, if OK, each call's reply decoded into out. */
 static int raw_batch(nng_socket sock, const rl_bytes *frames, int n, uint64_t count, rl_msg *out,
@@ -648,8 +685,9 @@ START_TEST(hostile_batches_are_refused_and_each_call_judged_alone)
 }
 END_TEST
 
-/* A server from before batches: answers BATCH_REQ as an unknown method
- * (UNIMPLEMENTED) and echoes ECHO_REQ; counts the batches it refused. */
+/* A server from before batches: it cannot decode BATCH_REQ (an unknown
+ * message type to it) and answers as that code did, INVALID_ARGUMENT in an
+ * ERROR_RESP; it echoes ECHO_REQ; counts the batches it refused. */
 typedef struct old_server {
     nng_socket sock;
     atomic_int stop, refused;
@@ -672,8 +710,9 @@ static void *old_server_main(void *arg)
             resp.u.echo_resp.data = req.u.echo_req.data;
         } else {
             rl_msg_init(&resp, RL_MSG_ERROR_RESP);
-            resp.status = RL_STATUS_UNIMPLEMENTED;
-            snprintf(resp.status_msg, sizeof(resp.status_msg), "no method takes this");
+            resp.status = RL_STATUS_INVALID_ARGUMENT;
+            snprintf(resp.status_msg, sizeof(resp.status_msg), "frame: unknown message type %d",
+                     (int)req.type);
             if (req.type == RL_MSG_BATCH_REQ) atomic_fetch_add(&o->refused, 1);
         }
         resp.call_id = req.call_id;
@@ -768,6 +807,7 @@ int main(void)
     tcase_add_test(tc, batched_call_keeps_its_own_deadline);
     tcase_add_test(tc, hostile_batches_are_refused_and_each_call_judged_alone);
     tcase_add_test(tc, a_server_without_batches_gets_calls_one_by_one);
+    tcase_add_test(tc, close_ends_every_call_once);
     suite_add_tcase(s, tc);
     return rlt_run_suite(s);
 }

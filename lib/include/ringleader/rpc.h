@@ -150,7 +150,9 @@ int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64
  * while fewer than opts.window such messages are in flight; past that they
  * queue, and the next message to leave carries all that queued (up to 64
  * calls, 64 KiB) as one BATCH, which the server answers call by call in one
- * reply. Every call keeps its own deadline, status and reply. */
+ * reply. Every call keeps its own deadline, status and reply. A batch's reply
+ * waits for its slowest call: a handler that may hold a call open (returns
+ * RL_RPC_DEFERRED for long) belongs to a method whose BATCH column is 0. */
 typedef void (*rl_rpc_done)(void *arg, int err, rl_rpc_reply *reply);
 int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms, rl_rpc_done cb,
                       void *arg);
