@@ -45,6 +45,7 @@ struct pending {
 };
 
 #define WINDOW_MAX 16
+#define DRAIN_MS 500 /* close() lets exchanges in flight end by themselves this long */
 
 typedef struct batch {
     rl_rpc_client *c;
@@ -314,6 +315,7 @@ static void pending_put_locked(rl_rpc_client *c, pending *p)
     p->state = P_FREE;
     p->next = c->free_async;
     c->free_async = p;
+    if (c->closing) pthread_cond_broadcast(&c->senders_cv); /* close() may be draining */
 }
 
 /* Arms the timer for a queued or batched call ending at deadline. Lock held. */
@@ -339,6 +341,16 @@ static void run_cb(pending *p, int err, const char *why)
 
 static void send_batch(batch *b);
 static void batch_finish(batch *b, int err, const char *why, nng_msg *msg);
+
+/* Async exchanges in flight: lone calls and batches awaiting their end. Lock held. */
+static int exchanges_locked(const rl_rpc_client *c)
+{
+    int n = 0;
+    for (const pending *p = c->all_async; p != NULL; p = p->all_next)
+        n += p->state == P_LONE;
+    for (int i = 0; i < c->window; i++) n += c->batches[i].busy;
+    return n;
+}
 
 /* A send claimed under the lock (senders++) has been handed to nng. */
 static void sender_done(rl_rpc_client *c)
@@ -563,6 +575,7 @@ static void batch_finish(batch *b, int err, const char *why, nng_msg *msg)
         if (!closing) sender_done(c);
         pthread_mutex_lock(&c->mtx);
         b->busy = false;
+        if (c->closing) pthread_cond_broadcast(&c->senders_cv);
         pthread_mutex_unlock(&c->mtx);
         window_release(c);
         return;
@@ -587,6 +600,7 @@ static void batch_finish(batch *b, int err, const char *why, nng_msg *msg)
     pthread_mutex_lock(&c->mtx);
     for (int i = 0; i < n; i++) pending_put_locked(c, b->calls[i]);
     b->busy = false;
+    if (c->closing) pthread_cond_broadcast(&c->senders_cv);
     pthread_mutex_unlock(&c->mtx);
     window_release(c);
 }
@@ -839,10 +853,21 @@ void rl_rpc_client_close(rl_rpc_client *c)
     while (c->senders > 0 && pthread_cond_timedwait(&c->senders_cv, &c->mtx, &until) == 0) {
     }
     pthread_mutex_unlock(&c->mtx);
-    /* Calls in flight end (RL_ECANCELED) through their callbacks, which
-     * nng_aio_stop waits for; then the socket closes. (nng 1.5.2's nng_close
-     * can hang when replies are still arriving on the connection, nng issue
-     * #1543, fixed upstream in 2024: see README "Limits".) */
+    /* Exchanges in flight get DRAIN_MS to end by themselves (their replies
+     * usually arrive within milliseconds): nng 1.5.2's nng_close can hang for
+     * good when it meets replies still arriving on the connection (nng issue
+     * #1543, fixed upstream in 2024; README "Limits"). Then every aio is
+     * stopped, which ends what is left (RL_ECANCELED) and waits for its
+     * callback, and only then the socket closes. */
+    pthread_mutex_lock(&c->mtx);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)(DRAIN_MS % 1000) * 1000000L;
+    until.tv_sec += DRAIN_MS / 1000 + until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    while (exchanges_locked(c) > 0 &&
+           pthread_cond_timedwait(&c->senders_cv, &c->mtx, &until) == 0) {
+    }
+    pthread_mutex_unlock(&c->mtx);
     if (c->timer != NULL) nng_aio_stop(c->timer);
     for (int i = 0; i < c->window; i++)
         if (c->batches[i].aio != NULL) nng_aio_stop(c->batches[i].aio);

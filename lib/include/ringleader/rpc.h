@@ -123,6 +123,10 @@ typedef struct rl_rpc_client_opts {
  */
 int rl_rpc_client_open(const rl_rpc_client_opts *opts, uint64_t deadline_ms,
                        rl_rpc_client **out);
+/* Closes c. Exchanges in flight get up to 0.5 s to end by themselves; then
+ * every call not yet answered ends (RL_ECANCELED, or RL_ECLOSED if still
+ * queued) through its callback, all before this returns. Not from a
+ * callback of c. */
 void rl_rpc_client_close(rl_rpc_client *c);
 
 /* A response: msg's BIN fields borrow from the frame, which lives until
