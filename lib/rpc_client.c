@@ -855,10 +855,10 @@ void rl_rpc_client_close(rl_rpc_client *c)
     pthread_mutex_unlock(&c->mtx);
     /* Exchanges in flight get DRAIN_MS to end by themselves (their replies
      * usually arrive within milliseconds): nng 1.5.2's nng_close can hang for
-     * good when it meets replies still arriving on the connection (nng issue
-     * #1543, fixed upstream in 2024; README "Limits"). Then every aio is
-     * stopped, which ends what is left (RL_ECANCELED) and waits for its
-     * callback, and only then the socket closes. */
+     * good when it meets replies still arriving on the connection (nng's
+     * tracker has such close hangs, e.g. #1543 and #1813; README "Limits").
+     * Then every aio is stopped, which ends what is left (RL_ECANCELED) and
+     * waits for its callback, and only then the socket closes. */
     pthread_mutex_lock(&c->mtx);
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_nsec += (long)(DRAIN_MS % 1000) * 1000000L;
