@@ -43,7 +43,7 @@ typedef struct predict_opts {
 static int predict_parse(int argc, char **argv, predict_opts *o)
 {
     memset(o, 0, sizeof(*o));
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         const char **slot = strcmp(a, "--model") == 0   ? &o->model
                           : strcmp(a, "--data") == 0  ? &o->data
@@ -59,7 +59,6 @@ static int predict_parse(int argc, char **argv, predict_opts *o)
             return -1;
         }
         *slot = v;
-        i++;
     }
     if (o->model == NULL || o->data == NULL) {
         fprintf(stderr, "ringleader predict: --model and --data are required\n");

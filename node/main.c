@@ -48,7 +48,7 @@ static int parse(int argc, char **argv, node_opts *o)
     memset(o, 0, sizeof(*o));
     o->listen = "tcp://127.0.0.1:0";
     o->join_timeout_ms = 30000;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* --help and --version exit; the rest take a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
@@ -74,7 +74,6 @@ static int parse(int argc, char **argv, node_opts *o)
             fprintf(stderr, "ringleader-node: unknown option %s\n", a);
             return -1;
         }
-        i++;
     }
     if (o->coordinator == NULL || o->id == NULL || o->join_timeout_ms <= 0) {
         usage(stderr);

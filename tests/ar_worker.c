@@ -154,7 +154,7 @@ int main(int argc, char **argv)
     int rank = -1, n = 0;
     uint64_t epoch = 0, deadline_ms = 5000;
     size_t count = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) {
             usage();
@@ -183,7 +183,6 @@ int main(int argc, char **argv)
             usage();
             return 2;
         }
-        i++;
     }
     if (n < 1 || n > WORKER_MAX_N || rank < 0 || rank >= n || epoch == 0) {
         usage();
