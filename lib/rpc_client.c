@@ -73,10 +73,10 @@ struct rl_rpc_client {
     pending *all_async;
     pending *free_sync; /* contexts with callback-less aios, reused by rl_rpc_call */
     /* Batching (see "Asynchronous calls"): */
-    bool batching; /* until a server answers BATCH with UNIMPLEMENTED */
+    bool batching; /* until a server shows it does not know BATCH (batch_reply_check) */
     bool closing;
     int senders;             /* threads between claiming a send and nng_ctx_send returning */
-    pthread_cond_t senders_cv; /* signalled when senders drops to 0 while closing */
+    pthread_cond_t close_cv; /* while closing: a claimed send reached nng, or an exchange ended */
     int window, inflight;
     pending *qhead, *qtail;
     batch batches[WINDOW_MAX];
@@ -98,6 +98,13 @@ static nng_duration timeout_for(uint64_t deadline)
     if (left < 1) left = 1;
     if (left > (uint64_t)INT32_MAX - 1) left = (uint64_t)INT32_MAX - 1;
     return (nng_duration)left;
+}
+
+/* The request on ctx is sent: waits for its reply on aio until deadline. */
+static void recv_reply(nng_ctx ctx, nng_aio *aio, uint64_t deadline)
+{
+    nng_aio_set_timeout(aio, timeout_for(deadline));
+    nng_ctx_recv(ctx, aio);
 }
 
 /* Decodes a reply frame into reply (its BIN fields borrow from the frame)
@@ -210,8 +217,7 @@ static int call_once(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, u
                      call_failure(rv, false));
         goto out;
     }
-    nng_aio_set_timeout(aio, timeout_for(deadline));
-    nng_ctx_recv(ctx, aio);
+    recv_reply(ctx, aio, deadline);
     nng_aio_wait(aio);
     if ((rv = nng_aio_result(aio)) != 0) {
         rv = rli_err(rli_err_from_nng(rv), "%s to %s: %s", m->name, c->url,
@@ -315,7 +321,7 @@ static void pending_put_locked(rl_rpc_client *c, pending *p)
     p->state = P_FREE;
     p->next = c->free_async;
     c->free_async = p;
-    if (c->closing) pthread_cond_broadcast(&c->senders_cv); /* close() may be draining */
+    if (c->closing) pthread_cond_broadcast(&c->close_cv); /* close() may be draining */
 }
 
 /* Arms the timer for a queued or batched call ending at deadline. Lock held. */
@@ -342,6 +348,17 @@ static void run_cb(pending *p, int err, const char *why)
 static void send_batch(batch *b);
 static void batch_finish(batch *b, int err, const char *why, nng_msg *msg);
 
+/* The CLOCK_REALTIME time ms from now, for pthread_cond_timedwait. */
+static struct timespec realtime_in(int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    t.tv_sec += ms / 1000 + t.tv_nsec / 1000000000L;
+    t.tv_nsec %= 1000000000L;
+    return t;
+}
+
 /* Async exchanges in flight: lone calls and batches awaiting their end. Lock held. */
 static int exchanges_locked(const rl_rpc_client *c)
 {
@@ -356,7 +373,7 @@ static int exchanges_locked(const rl_rpc_client *c)
 static void sender_done(rl_rpc_client *c)
 {
     pthread_mutex_lock(&c->mtx);
-    if (--c->senders == 0 && c->closing) pthread_cond_broadcast(&c->senders_cv);
+    if (--c->senders == 0 && c->closing) pthread_cond_broadcast(&c->close_cv);
     pthread_mutex_unlock(&c->mtx);
 }
 
@@ -444,8 +461,7 @@ static void async_cb(void *arg)
     if (p->sending) {
         if (rv == 0) {
             p->sending = false;
-            nng_aio_set_timeout(p->aio, timeout_for(p->deadline));
-            nng_ctx_recv(p->ctx, p->aio);
+            recv_reply(p->ctx, p->aio, p->deadline);
             return;
         }
         nng_msg_free(nng_aio_get_msg(p->aio));
@@ -575,7 +591,7 @@ static void batch_finish(batch *b, int err, const char *why, nng_msg *msg)
         if (!closing) sender_done(c);
         pthread_mutex_lock(&c->mtx);
         b->busy = false;
-        if (c->closing) pthread_cond_broadcast(&c->senders_cv);
+        if (c->closing) pthread_cond_broadcast(&c->close_cv);
         pthread_mutex_unlock(&c->mtx);
         window_release(c);
         return;
@@ -600,7 +616,7 @@ static void batch_finish(batch *b, int err, const char *why, nng_msg *msg)
     pthread_mutex_lock(&c->mtx);
     for (int i = 0; i < n; i++) pending_put_locked(c, b->calls[i]);
     b->busy = false;
-    if (c->closing) pthread_cond_broadcast(&c->senders_cv);
+    if (c->closing) pthread_cond_broadcast(&c->close_cv);
     pthread_mutex_unlock(&c->mtx);
     window_release(c);
 }
@@ -612,8 +628,7 @@ static void batch_cb(void *arg)
     if (b->sending) {
         if (rv == 0) {
             b->sending = false;
-            nng_aio_set_timeout(b->aio, timeout_for(b->deadline));
-            nng_ctx_recv(b->ctx, b->aio);
+            recv_reply(b->ctx, b->aio, b->deadline);
             return;
         }
         nng_msg_free(nng_aio_get_msg(b->aio));
@@ -787,7 +802,7 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
     rl_rpc_client *c = rli_calloc(1, sizeof(*c));
     int rv;
     pthread_mutex_init(&c->mtx, NULL);
-    pthread_cond_init(&c->senders_cv, NULL);
+    pthread_cond_init(&c->close_cv, NULL);
     snprintf(c->url, sizeof(c->url), "%s", o->url);
     snprintf(c->peer_id, sizeof(c->peer_id), "%s", o->peer_id ? o->peer_id : "");
     if (o->token != NULL) {
@@ -797,7 +812,7 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
     c->window = o->window > 0 ? o->window : WINDOW_DEFAULT;
     c->batching = !o->no_batch;
     if ((rv = nng_req0_open(&c->sock)) != 0) {
-        pthread_cond_destroy(&c->senders_cv);
+        pthread_cond_destroy(&c->close_cv);
         pthread_mutex_destroy(&c->mtx);
         free(c);
         return rli_err(rli_err_from_nng(rv), "rpc client: %s", nng_strerror(rv));
@@ -847,25 +862,18 @@ void rl_rpc_client_close(rl_rpc_client *c)
     c->qhead = c->qtail = NULL;
     /* Sends already claimed reach nng first (nng_ctx_send does not block),
      * so that no aio is stopped under a send about to start. */
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 10;
-    while (c->senders > 0 && pthread_cond_timedwait(&c->senders_cv, &c->mtx, &until) == 0) {
+    struct timespec until = realtime_in(10000);
+    while (c->senders > 0 && pthread_cond_timedwait(&c->close_cv, &c->mtx, &until) == 0) {
     }
-    pthread_mutex_unlock(&c->mtx);
     /* Exchanges in flight get DRAIN_MS to end by themselves (their replies
      * usually arrive within milliseconds): nng 1.5.2's nng_close can hang for
      * good when it meets replies still arriving on the connection (nng's
      * tracker has such close hangs, e.g. #1543 and #1813; README "Limits").
      * Then every aio is stopped, which ends what is left (RL_ECANCELED) and
      * waits for its callback, and only then the socket closes. */
-    pthread_mutex_lock(&c->mtx);
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += (long)(DRAIN_MS % 1000) * 1000000L;
-    until.tv_sec += DRAIN_MS / 1000 + until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
+    until = realtime_in(DRAIN_MS);
     while (exchanges_locked(c) > 0 &&
-           pthread_cond_timedwait(&c->senders_cv, &c->mtx, &until) == 0) {
+           pthread_cond_timedwait(&c->close_cv, &c->mtx, &until) == 0) {
     }
     pthread_mutex_unlock(&c->mtx);
     if (c->timer != NULL) nng_aio_stop(c->timer);
@@ -903,7 +911,7 @@ void rl_rpc_client_close(rl_rpc_client *c)
     }
     if (c->timer != NULL) nng_aio_free(c->timer);
     if (c->tls != NULL) nng_tls_config_free(c->tls);
-    pthread_cond_destroy(&c->senders_cv);
+    pthread_cond_destroy(&c->close_cv);
     pthread_mutex_destroy(&c->mtx);
     memset(&c->token, 0, sizeof(c->token));
     free(c);
