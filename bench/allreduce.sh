@@ -8,6 +8,12 @@
 #
 #   bench/allreduce.sh                      # N = 2 4 8, 4 B .. 16 MiB, 3 reps
 #   REPS=1 NODES="4" SIZES="4 1M" bench/allreduce.sh
+#   HOST_CC=cubic NODES=2 bench/allreduce.sh # everyone on cubic (root)
+#
+# HOST_CC=NAME runs it all in a network namespace of its own (removed at
+# the end) whose default TCP congestion control is NAME, so that the peers,
+# which use the host's default, and Ringleader (`--congestion auto` keeps a
+# host default other than bbr) send with the same algorithm.
 #
 # Env: RINGLEADER (default build/coordinator/ringleader), NODES ("2 4 8"),
 # SIZES ("4 64K 1M 16M"), PEERS ("openmpi-tcp gloo-ringchunked"), REPS (3),
@@ -18,6 +24,16 @@
 # Ringleader run that followed). Exits non-zero if any launch failed.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
+if [ -n "${HOST_CC:-}" ] && [ -z "${RL_BENCH_NETNS:-}" ]; then
+    ns=rl-bench-$$
+    ip netns add "$ns" || exit 2
+    trap 'ip netns del "$ns"' EXIT
+    ip -n "$ns" link set lo up &&
+        ip netns exec "$ns" sysctl -q -w net.ipv4.tcp_congestion_control="$HOST_CC" || exit 2
+    echo "# in network namespace $ns, default congestion control $HOST_CC"
+    ip netns exec "$ns" env RL_BENCH_NETNS=1 "$PWD/bench/allreduce.sh" "$@"
+    exit $?
+fi
 RINGLEADER=${RINGLEADER:-$PWD/build/coordinator/ringleader}
 NODES=${NODES:-"2 4 8"}
 SIZES=${SIZES:-"4 64K 1M 16M"}

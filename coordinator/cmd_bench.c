@@ -35,6 +35,7 @@ typedef struct ar_opts {
     int spin_us;
     int yield_us;
     const char *transport;
+    const char *congestion;
 } ar_opts;
 
 static void ar_usage(FILE *f)
@@ -55,7 +56,9 @@ static void ar_usage(FILE *f)
             "  --spin US            busy-poll a link this long before sleeping; 0 = automatic\n"
             "                       (the library's), -1 = never\n"
             "  --yield US           poll a link, yielding the CPU, this long before sleeping;\n"
-            "                       0 = automatic (the library's), -1 = never\n");
+            "                       0 = automatic (the library's), -1 = never\n"
+            "  --congestion NAME    TCP congestion control of the ring links: auto (the\n"
+            "                       library's, default), system (the host's), or a name\n");
 }
 
 static int parse_ar(int argc, char **argv, ar_opts *o)
@@ -88,6 +91,7 @@ static int parse_ar(int argc, char **argv, ar_opts *o)
         else if (strcmp(a, "--small") == 0) o->small_bytes = bench_parse_size(v);
         else if (strcmp(a, "--spin") == 0) o->spin_us = atoi(v);
         else if (strcmp(a, "--yield") == 0) o->yield_us = atoi(v);
+        else if (strcmp(a, "--congestion") == 0) o->congestion = v;
         else if (strcmp(a, "--rank") == 0) { /* worker only */
         } else {
             fprintf(stderr, "ringleader bench allreduce: unknown option %s\n", a);
@@ -181,7 +185,8 @@ static int run_worker(const ar_opts *o, int rank)
     }
     rl_ring_config cfg = {.epoch = 1, .rank = rank, .size = o->nodes, .members = mem,
                           .chunk_bytes = o->chunk_bytes, .small_bytes = o->small_bytes,
-                          .spin_us = o->spin_us, .yield_us = o->yield_us};
+                          .spin_us = o->spin_us, .yield_us = o->yield_us,
+                          .tcp_congestion = o->congestion};
     rl_ring *ring = NULL;
     int rv = rl_ring_form(ep, &cfg, rl_clock_ms() + 30000, &ring);
     if (rv != 0) {

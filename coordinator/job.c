@@ -299,6 +299,7 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     p->learning_rate = s->learning_rate;
     p->l2 = s->l2;
     p->chunk_bytes = s->chunk_bytes;
+    p->tcp_congestion = dup_str(s->tcp_congestion);
     p->n_blocks = j->n_blocks;
     p->deadline_ms = (uint64_t)s->failure_timeout_ms + j->plan_make_ms;
     p->report_ms = (uint64_t)s->report_ms;
@@ -337,6 +338,8 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
         mark_alive(j, i);
         if (j->failure_hint_ms == 0) j->failure_hint_ms = rl_clock_ms();
         rl_log_warn("node %s: %s", q->node_id, q->error ? q->error : "step failed");
+        snprintf(j->last_failure, sizeof(j->last_failure), "%s: %s", q->node_id,
+                 q->error ? q->error : "step failed");
         if (j->waiting_plan[i] != NULL)
             rl_rpc_ctx_reply(j->waiting_plan[i], RL_ECANCELED, "superseded", NULL);
         j->waiting_plan[i] = call;
@@ -960,8 +963,25 @@ void job_tick(job *j)
         for (int k = 0; k < j->n_members; k++)
             if (j->waiting_plan[j->members[k]] != NULL) waiting++;
         if (waiting == j->n_members ||
-            now - j->failure_hint_ms > (uint64_t)sp->failure_timeout_ms)
-            request_replan(j, "retry after a failed step");
+            now - j->failure_hint_ms > (uint64_t)sp->failure_timeout_ms) {
+            if (j->retry_streak == 0 || j->retry_step != j->model_step) {
+                j->retry_step = j->model_step;
+                j->retry_streak = 0;
+            }
+            if (++j->retry_streak <= JOB_RETRY_MAX) {
+                request_replan(j, "retry after a failed step");
+            } else {
+                j->status = JOB_FAILED;
+                snprintf(j->error, sizeof(j->error),
+                         "%d epochs in a row failed at step %llu with every node alive; the last "
+                         "failure: %s",
+                         JOB_RETRY_MAX, (unsigned long long)j->model_step, j->last_failure);
+                job_event_add(j, "stopped", "", "%s", j->error);
+                rl_log_error("%s", j->error);
+                j->reg.stopping = true;
+                answer_waiting_plans(j);
+            }
+        }
     }
     if (!j->replan) check_balance(j, now);
     if (j->replan) replan_locked(j, j->replan_reason);

@@ -60,6 +60,14 @@ typedef struct job {
     bool replan;              /* membership or placement must change at the next tick */
     char replan_reason[96];
     uint64_t failure_hint_ms; /* a member reported a failed collective */
+    /* Re-plans of the same members after failed steps, in a row, with the
+     * model still at retry_step; past JOB_RETRY_MAX the job fails with the
+     * last failure a node reported (a permanent one, such as a TCP
+     * congestion control its kernel refuses, would otherwise retry for ever). */
+#define JOB_RETRY_MAX 10
+    int retry_streak;
+    uint64_t retry_step;
+    char last_failure[320];
     uint64_t last_plan_ms;    /* when the current epoch was planned */
     uint64_t plan_make_ms;    /* allowance for making the moved blocks, in the plan's deadline */
     int imbalance_streak;     /* consecutive evaluations with a rebalance worth doing ... */

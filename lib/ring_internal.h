@@ -61,6 +61,7 @@ struct rli_link {
     rl_ring *ring; /* NULL while the link waits in the endpoint for its ring */
     nng_stream *stream;
     int fd; /* the stream's socket once a ring claims a plain TCP link, else -1 */
+    int sock; /* the TCP socket under a plain or TLS link, for options only; else -1 */
     int lowat; /* fd's SO_RCVLOWAT (1, the kernel's default, until link_set_lowat) */
     bool direct; /* written by the collective's thread itself: see link_direct_write */
     int peer_rank;
@@ -196,5 +197,32 @@ int rli_link_send_now(rli_link *l, const rl_msg *m, uint64_t deadline_ms);
 int rli_ring_sends_state(rl_ring *r);
 /* The first link error on r as an rl_err with detail, or RL_OK. */
 int rli_ring_link_error(rl_ring *r);
+
+/*
+ * What rl_ring_config.tcp_congestion (cfg) asks of a TCP link now using the
+ * algorithm `current`, on a host running `local` of the ring's members with
+ * `ncpu` CPUs. Pure, for the tests.
+ */
+#define RLI_CONGESTION_NAME_MAX 15 /* the kernel's TCP_CA_NAME_MAX, less the NUL */
+/*
+ * TCP_NOTSENT_LOWAT of a link whose algorithm the ring chooses: the socket
+ * takes new data only while less than this is unsent. Without it cubic on
+ * loopback here fell into a slow regime in 9 of 26 runs (N=2, 16 MiB:
+ * 6.6-11.5 ms against about 5): a socket holding
+ * more than its window sends the rest when acknowledgements come in, from
+ * the peer's CPU, whose backlog delivers it after segments this CPU sent
+ * later; the reordering looks like loss (hundreds of retransmissions per
+ * run), which halves the window and keeps more data waiting. With 512 KiB
+ * there were 0-18 retransmissions per run against 9-1674 without.
+ */
+#define RLI_NOTSENT_LOWAT (512 * 1024)
+typedef struct rli_congestion_plan {
+    const char *cand[2]; /* algorithms to try in order, the first accepted is kept */
+    int n;               /* how many; 0 keeps the link's */
+    bool required;       /* named in the config: a refusal is an error */
+    int notsent_lowat;   /* TCP_NOTSENT_LOWAT to set, 0 for none */
+} rli_congestion_plan;
+void rli_congestion_choose(const char *cfg, int local, int ncpu, const char *current,
+                           rli_congestion_plan *p);
 
 #endif

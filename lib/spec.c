@@ -1107,6 +1107,39 @@ out:
     free(buf);
 }
 
+/*
+ * allreduce.tcp_congestion names an algorithm: with launch: local every
+ * node runs on this host, so its kernel must offer it (nodes started by
+ * hand check their own when the ring forms, rl_ring_form).
+ */
+static void spec_check_congestion(spec_ctx *c)
+{
+    const rl_spec *s = c->spec;
+    const char *name = s->tcp_congestion;
+    if (c->state[SPEC_K_allreduce_tcp_congestion] != SPEC_GIVEN || s->launch != RL_LAUNCH_LOCAL ||
+        strcmp(name, "auto") == 0 || strcmp(name, "system") == 0)
+        return;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_congestion_control", "r");
+    if (f == NULL) return; /* not Linux, or no /proc: the ring will tell */
+    char line[512] = "";
+    bool found = false;
+    if (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        char copy[512], *save = NULL;
+        snprintf(copy, sizeof(copy), "%s", line);
+        for (char *t = strtok_r(copy, " \t", &save); t != NULL && !found;
+             t = strtok_r(NULL, " \t", &save))
+            found = strcmp(t, name) == 0;
+    }
+    fclose(f);
+    if (!found)
+        rli_diag_at(&c->diags, spec_where_key(c, SPEC_K_allreduce_tcp_congestion, 0, 0),
+                    "allreduce.tcp_congestion: '%s' is not a TCP congestion control this host's "
+                    "kernel offers (it has: %s; a module may need loading: modprobe tcp_%s), or "
+                    "use auto or system",
+                    name, line, name);
+}
+
 static void spec_check_rules(spec_ctx *c)
 {
     rl_spec *s = c->spec;
@@ -1158,6 +1191,10 @@ static void spec_check_rules(spec_ctx *c)
                     "(%d)",
                     s->failure_timeout_ms, s->heartbeat_ms);
     }
+
+    if (c->state[SPEC_K_allreduce_tcp_congestion] != SPEC_BAD &&
+        c->state[SPEC_K_cluster_launch] != SPEC_BAD)
+        spec_check_congestion(c);
 
     if (c->state[SPEC_K_output_dir] != SPEC_GIVEN)
         snprintf(s->out_dir, sizeof(s->out_dir), "runs/%s", s->name);

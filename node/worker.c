@@ -357,7 +357,8 @@ int worker_run(agent *a)
         }
         rl_ring_config cfg = {.epoch = p->epoch, .rank = (int)p->rank, .size = (int)nm,
                               .members = mem, .chunk_bytes = p->chunk_bytes,
-                              .small_bytes = SIZE_MAX, .yield_us = -1};
+                              .small_bytes = SIZE_MAX, .yield_us = -1,
+                              .tcp_congestion = p->tcp_congestion};
         /* No yielding while waiting (rl_ring_config.yield_us): between
          * training steps members reach the collective apart, and the node's
          * other threads (and the coordinator) want the CPU; measured on the

@@ -6,9 +6,12 @@
  * test_allreduce_fencing.c, members that die or stall in
  * test_allreduce_faults.c.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "reduce_ops.h"
@@ -257,6 +260,192 @@ START_TEST(kernels_cover_every_dtype_and_op)
 }
 END_TEST
 
+/* ---- TCP congestion control of the ring links (rl_ring_config.tcp_congestion) ---- */
+
+START_TEST(congestion_choice_follows_the_config)
+{
+    rli_congestion_plan p;
+    /* auto, a CPU per member, the host on bbr: cubic, else reno; and the lowat */
+    rli_congestion_choose(NULL, 2, 2, "bbr", &p);
+    ck_assert_int_eq(p.n, 2);
+    ck_assert_str_eq(p.cand[0], "cubic");
+    ck_assert_str_eq(p.cand[1], "reno");
+    ck_assert(!p.required);
+    ck_assert_int_eq(p.notsent_lowat, RLI_NOTSENT_LOWAT);
+    rli_congestion_choose("auto", 1, 8, "bbr", &p);
+    ck_assert_int_eq(p.n, 2);
+    /* auto on a host already on a loss-based algorithm: kept, with the lowat */
+    rli_congestion_choose("", 2, 2, "cubic", &p);
+    ck_assert_int_eq(p.n, 0);
+    ck_assert_int_eq(p.notsent_lowat, RLI_NOTSENT_LOWAT);
+    /* auto with more members than CPUs here: the link is left alone */
+    rli_congestion_choose("auto", 3, 2, "bbr", &p);
+    ck_assert_int_eq(p.n, 0);
+    ck_assert_int_eq(p.notsent_lowat, 0);
+    rli_congestion_choose("system", 1, 2, "bbr", &p);
+    ck_assert_int_eq(p.n, 0);
+    ck_assert_int_eq(p.notsent_lowat, 0);
+    /* a name: that one, required, whatever the host runs */
+    rli_congestion_choose("reno", 5, 2, "cubic", &p);
+    ck_assert_int_eq(p.n, 1);
+    ck_assert_str_eq(p.cand[0], "reno");
+    ck_assert(p.required);
+    ck_assert_int_eq(p.notsent_lowat, RLI_NOTSENT_LOWAT);
+}
+END_TEST
+
+typedef struct cc_member {
+    int rank;
+    const char *cc;
+    const char **urls;
+    rl_endpoint *ep;
+    rl_ring *ring;
+    int rv;
+    char msg[512];
+} cc_member;
+
+static void *cc_member_main(void *arg)
+{
+    cc_member *m = arg;
+    rl_ring_member mem[2] = {{"c0", m->urls[0]}, {"c1", m->urls[1]}};
+    rl_ring_config cfg = {.epoch = 1, .rank = m->rank, .size = 2, .members = mem,
+                          .small_bytes = SIZE_MAX, .tcp_congestion = m->cc};
+    m->rv = rl_ring_form(m->ep, &cfg, rl_clock_ms() + 10000, &m->ring);
+    if (m->rv != RL_OK) snprintf(m->msg, sizeof(m->msg), "%s", rl_errdetail());
+    return NULL;
+}
+
+/* Two members over TCP on loopback (TLS with tls set), as threads, asking for cc. */
+static void cc_form_on(const char *cc, const rl_tls_files *tls, cc_member ms[2])
+{
+    const char *up[2];
+    pthread_t th[2];
+    memset(ms, 0, 2 * sizeof(*ms));
+    for (int r = 0; r < 2; r++) {
+        ck_assert_int_eq(rl_endpoint_open(tls ? "tls+tcp://127.0.0.1:0" : "tcp://127.0.0.1:0",
+                                          tls, &ms[r].ep),
+                         RL_OK);
+        up[r] = rl_endpoint_url(ms[r].ep);
+    }
+    for (int r = 0; r < 2; r++) {
+        ms[r].rank = r;
+        ms[r].cc = cc;
+        ms[r].urls = up;
+        pthread_create(&th[r], NULL, cc_member_main, &ms[r]);
+    }
+    for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
+}
+
+static void cc_form(const char *cc, cc_member ms[2])
+{
+    cc_form_on(cc, NULL, ms);
+}
+
+static void cc_close(cc_member ms[2])
+{
+    for (int r = 0; r < 2; r++) {
+        rl_ring_free(ms[r].ring);
+        rl_endpoint_close(ms[r].ep);
+    }
+}
+
+static void link_congestion(const rl_ring *ring, int peer, char *name, size_t cap, int *lowat)
+{
+    const rli_link *l = ring->links[peer];
+    ck_assert_msg(l != NULL && l->sock >= 0, "the TCP link to rank %d has no socket", peer);
+    socklen_t nl = (socklen_t)cap - 1, ll = sizeof(*lowat);
+    memset(name, 0, cap);
+    ck_assert_int_eq(getsockopt(l->sock, IPPROTO_TCP, TCP_CONGESTION, name, &nl), 0);
+    ck_assert_int_eq(getsockopt(l->sock, IPPROTO_TCP, TCP_NOTSENT_LOWAT, lowat, &ll), 0);
+}
+
+/* Both ends of both links use the named algorithm, and the ring works. */
+START_TEST(named_congestion_is_set_on_tcp_links)
+{
+    cc_member ms[2];
+    cc_form("reno", ms); /* reno: built in and permitted to every process */
+    for (int r = 0; r < 2; r++) {
+        ck_assert_msg(ms[r].rv == RL_OK, "member %d: %s", r, ms[r].msg);
+        char name[32];
+        int lowat;
+        link_congestion(ms[r].ring, 1 - r, name, sizeof(name), &lowat);
+        ck_assert_str_eq(name, "reno");
+        ck_assert_int_eq(lowat, RLI_NOTSENT_LOWAT);
+    }
+    cc_close(ms);
+}
+END_TEST
+
+/* On a TLS link too (nng's TLS layer reads and writes; the ring finds the
+ * socket beneath for the option), and the ring still reduces. */
+START_TEST(named_congestion_is_set_on_tls_links)
+{
+    rl_tls_files tls = {RL_SOURCE_DIR "/configs/tls/cert.pem", RL_SOURCE_DIR "/configs/tls/key.pem",
+                        RL_SOURCE_DIR "/configs/tls/ca.pem"};
+    cc_member ms[2];
+    cc_form_on("reno", &tls, ms);
+    for (int r = 0; r < 2; r++) {
+        ck_assert_msg(ms[r].rv == RL_OK, "member %d: %s", r, ms[r].msg);
+        ck_assert_int_lt(ms[r].ring->links[1 - r]->fd, 0); /* not a direct link */
+        char name[32];
+        int lowat;
+        link_congestion(ms[r].ring, 1 - r, name, sizeof(name), &lowat);
+        ck_assert_str_eq(name, "reno");
+    }
+    cc_close(ms);
+}
+END_TEST
+
+/* "system" leaves the host's default algorithm on the links. */
+START_TEST(system_congestion_leaves_the_host_default)
+{
+    char want[32] = "";
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_congestion_control", "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(want, sizeof(want), f));
+    fclose(f);
+    want[strcspn(want, "\n")] = '\0';
+    cc_member ms[2];
+    cc_form("system", ms);
+    for (int r = 0; r < 2; r++) {
+        ck_assert_msg(ms[r].rv == RL_OK, "member %d: %s", r, ms[r].msg);
+        char name[32];
+        int lowat;
+        link_congestion(ms[r].ring, 1 - r, name, sizeof(name), &lowat);
+        ck_assert_str_eq(name, want);
+        ck_assert_int_ne(lowat, RLI_NOTSENT_LOWAT);
+    }
+    cc_close(ms);
+}
+END_TEST
+
+/* An algorithm the kernel does not have fails the ring on both members,
+ * naming it; one too long for the kernel fails before any link is made. */
+START_TEST(unknown_congestion_fails_the_ring)
+{
+    cc_member ms[2];
+    cc_form("nosuchcc", ms);
+    for (int r = 0; r < 2; r++) {
+        ck_assert_int_eq(ms[r].rv, RL_EINVAL);
+        ck_assert_ptr_null(ms[r].ring);
+        ck_assert_msg(strstr(ms[r].msg, "\"nosuchcc\" is not available") != NULL, "member %d: %s",
+                      r, ms[r].msg);
+    }
+    cc_close(ms);
+
+    rl_endpoint *ep;
+    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &ep), RL_OK);
+    rl_ring_member mem[1] = {{"c0", rl_endpoint_url(ep)}};
+    rl_ring_config cfg = {.epoch = 1, .rank = 0, .size = 1, .members = mem,
+                          .tcp_congestion = "a-name-of-sixteen"};
+    rl_ring *ring = NULL;
+    ck_assert_int_eq(rl_ring_form(ep, &cfg, rl_clock_ms() + 1000, &ring), RL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(rl_errdetail(), "longer than 15"));
+    ck_assert_ptr_null(ring);
+    rl_endpoint_close(ep);
+}
+END_TEST
+
 Suite *suite(void)
 {
     Suite *s = suite_create("allreduce");
@@ -269,6 +458,14 @@ Suite *suite(void)
     tcase_add_loop_test(tc, halving_matches_reference, 4, 5);
     tcase_add_loop_test(tc, halving_matches_reference, 8, 9);
     tcase_add_test(tc, results_are_deterministic);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("congestion");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, congestion_choice_follows_the_config);
+    tcase_add_test(tc, named_congestion_is_set_on_tcp_links);
+    tcase_add_test(tc, named_congestion_is_set_on_tls_links);
+    tcase_add_test(tc, system_congestion_leaves_the_host_default);
+    tcase_add_test(tc, unknown_congestion_fails_the_ring);
     suite_add_tcase(s, tc);
     return s;
 }

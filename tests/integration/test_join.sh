@@ -38,4 +38,28 @@ grep -qi "token\|authentic" "$RL_TMP/n2.err" || fail "wrong-token node gave no c
 grep -q "did not" "$RL_TMP/err2" && grep -q "n3" "$RL_TMP/err2" ||
   fail "coordinator did not name the missing nodes: $(cat "$RL_TMP/err2")"
 grep -q "node n1 joined" "$RL_TMP/err2" || fail "the good node was not admitted while a bad one was refused"
+# 3. A failure every epoch, with every node alive, ends the job: nodes
+# started by hand (the spec check of the algorithm is for local launches)
+# whose kernel has no such TCP congestion control cannot form a ring, and
+# the coordinator stops after JOB_RETRY_MAX epochs in a row, naming it,
+# instead of re-planning for ever.
+write_spec "$RL_TMP/cc.yaml" 2 "$RL_TMP/good.token" manual
+echo "allreduce: { tcp_congestion: nosuchcc }" >> "$RL_TMP/cc.yaml"
+coord=$(sed -n 's/^  coordinator: //p' "$RL_TMP/cc.yaml")
+timeout 60 "$RL" run "$RL_TMP/cc.yaml" >"$RL_TMP/out3" 2>"$RL_TMP/err3" &
+cpid=$!; RL_PIDS+=("$cpid")
+for i in 1 2; do
+  timeout 60 "$NODE" --coordinator "$coord" --id n$i --token-file "$RL_TMP/good.token" \
+    --join-timeout-ms 15000 2>"$RL_TMP/cc-n$i.err" &
+  RL_PIDS+=("$!")
+done
+set +e
+wait "$cpid"; crc=$?
+set -e
+[ "$crc" -ne 124 ] || fail "the coordinator was still re-planning after 60 s"
+[ "$crc" -ne 0 ] || fail "a job whose ring cannot form succeeded"
+grep -q "10 epochs in a row failed at step 0" "$RL_TMP/err3" ||
+  fail "no bounded-retry error: $(tail -5 "$RL_TMP/err3")"
+grep -q 'TCP congestion control "nosuchcc" is not available' "$RL_TMP/err3" ||
+  fail "the error does not name the algorithm: $(tail -5 "$RL_TMP/err3")"
 echo "test_join: ok"

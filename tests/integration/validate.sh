@@ -53,6 +53,21 @@ grep -qxF "$tmp/bad.yaml:6:10: training.steps: expected an integer, got 'ten'" "
 grep -qxF '           ^' "$tmp/err" || fail "bad.yaml: no caret under column 10"
 grep -qxF '    steps: ten' "$tmp/err" || fail "bad.yaml: no source line"
 
+# allreduce.tcp_congestion: local nodes run on this host, whose kernel must
+# offer a named algorithm; auto and system always pass.
+cp "$src/configs/demo.token" "$tmp/"
+sed 's/^  tcp_congestion: .*/  tcp_congestion: nosuchcc/' "$src/configs/local.yaml" >"$tmp/cc.yaml"
+grep -q 'tcp_congestion: nosuchcc' "$tmp/cc.yaml" || fail "cc.yaml: local.yaml has no tcp_congestion line"
+run "$bin" validate "$tmp/cc.yaml"
+[ "$rc" -eq 2 ] || fail "cc.yaml: exit $rc, want 2"
+grep -q "^$tmp/cc.yaml:[0-9]*:[0-9]*: allreduce.tcp_congestion: 'nosuchcc' is not a TCP congestion control this host's kernel offers" "$tmp/err" ||
+    fail "cc.yaml: $(cat "$tmp/err")"
+for cc in auto system; do
+    sed "s/nosuchcc/$cc/" "$tmp/cc.yaml" >"$tmp/cc-ok.yaml"
+    run "$bin" validate "$tmp/cc-ok.yaml"
+    [ "$rc" -eq 0 ] || fail "tcp_congestion: $cc: exit $rc: $(cat "$tmp/err")"
+done
+
 # A YAML syntax error: libyaml's 0-based mark printed 1-based.
 printf 'cluster:\n  name: x\n   coordinator: y\n' >"$tmp/syntax.yaml"
 run "$bin" validate "$tmp/syntax.yaml"

@@ -87,6 +87,21 @@ typedef struct rl_ring_config {
      * else none), < 0 = never. A member sharing the CPU then runs at once,
      * without a wake-up. After any spin (spin_us). */
     int yield_us;
+    /* TCP congestion control of the ring's TCP links (plain and TLS), set
+     * on this member's end of each, which governs what it sends:
+     *   NULL, "" or "auto": where the members on this host (by URL host)
+     *     are no more than the CPUs this process may run on, a link that
+     *     uses bbr gets "cubic" ("reno" where cubic is not permitted), and
+     *     every link TCP_NOTSENT_LOWAT 512 KiB; else links stay as they are.
+     *     bbr paces every send with a kernel timer, which cost the
+     *     collective 40% at 16 MiB between two members here; see README,
+     *     "The collective";
+     *   "system": links stay as they are (net.ipv4.tcp_congestion_control);
+     *   any other name: that algorithm and TCP_NOTSENT_LOWAT 512 KiB, or
+     *     rl_ring_form fails (RL_EINVAL) if the kernel refuses it (unknown,
+     *     or not permitted to this process: see
+     *     net.ipv4.tcp_allowed_congestion_control). At most 15 characters. */
+    const char *tcp_congestion;
 } rl_ring_config;
 
 /*

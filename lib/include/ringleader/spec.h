@@ -76,6 +76,7 @@ typedef struct rl_spec {
 
     /* allreduce */
     size_t chunk_bytes;
+    char tcp_congestion[16]; /* auto, system or an algorithm (rl_ring_config.tcp_congestion) */
 
     /* fault_tolerance */
     int heartbeat_ms;
