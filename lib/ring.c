@@ -99,6 +99,21 @@ static int stream_fd(nng_stream *s, bool tls_too)
     return found;
 }
 
+/* Is s a TCP connection to itself (same local and peer address)? */
+static bool stream_is_self(nng_stream *s)
+{
+    nng_sockaddr loc, rem;
+    if (nng_stream_get_addr(s, NNG_OPT_LOCADDR, &loc) != 0 ||
+        nng_stream_get_addr(s, NNG_OPT_REMADDR, &rem) != 0 || loc.s_family != rem.s_family)
+        return false;
+    if (loc.s_family == NNG_AF_INET)
+        return loc.s_in.sa_port == rem.s_in.sa_port && loc.s_in.sa_addr == rem.s_in.sa_addr;
+    if (loc.s_family == NNG_AF_INET6)
+        return loc.s_in6.sa_port == rem.s_in6.sa_port &&
+               memcmp(loc.s_in6.sa_addr, rem.s_in6.sa_addr, 16) == 0;
+    return false;
+}
+
 static rli_link *link_new(rl_endpoint *ep, nng_stream *s, size_t rcap)
 {
     rli_link *l = rli_calloc(1, sizeof(*l));
@@ -1082,6 +1097,17 @@ static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **ou
         nng_stream_dialer_dial(d, aio);
         nng_aio_wait(aio);
         rv = nng_aio_result(aio);
+        if (rv == 0 && stream_is_self(nng_aio_get_output(aio, 0))) {
+            /* Connected to itself: a dial from an ephemeral port equal to
+             * the port dialled, where nothing listens, is a TCP
+             * simultaneous open (seen in a test dialling a dead member).
+             * Nobody is there: retry as if refused. */
+            s = nng_aio_get_output(aio, 0);
+            nng_stream_close(s);
+            nng_stream_free(s);
+            s = NULL;
+            rv = NNG_ECONNREFUSED;
+        }
         if (rv == 0) break;
         if (rv != NNG_ECONNREFUSED && rv != NNG_ETIMEDOUT) {
             rv = rli_err(rli_err_from_nng(rv), "dial %s (rank %d) at %s: %s", r->ids[peer], peer,

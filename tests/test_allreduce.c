@@ -1,6 +1,7 @@
 /*
  * test_allreduce.c - the collective against a serial reference: N = 1..8
- * members as threads, each with its own endpoint on ipc://, every dtype x op
+ * members as threads, each with its own endpoint on ipc:// (the ring also
+ * on tcp://, N = 2..4), every dtype x op
  * x count in {0, 1, N-1, N+1, 1000003}, with both algorithms; determinism.
  * The fencing of stale, foreign, duplicated and malformed frames is in
  * test_allreduce_fencing.c, members that die or stall in
@@ -168,6 +169,8 @@ done:
     return NULL;
 }
 
+static const char *members_transport = "ipc";
+
 static void run_members(int n, size_t chunk_bytes, size_t small_bytes, bool no_doubling,
                         bool all_halving, uint64_t *hash_out)
 {
@@ -177,7 +180,11 @@ static void run_members(int n, size_t chunk_bytes, size_t small_bytes, bool no_d
     const char *up[MAXN];
     memset(ms, 0, sizeof(ms));
     for (int r = 0; r < n; r++) {
-        snprintf(urls[r], sizeof(urls[r]), "ipc:///tmp/rl-test-ar-%d-%d.sock", (int)getpid(), r);
+        if (strcmp(members_transport, "tcp") == 0)
+            snprintf(urls[r], sizeof(urls[r]), "tcp://127.0.0.1:0");
+        else
+            snprintf(urls[r], sizeof(urls[r]), "ipc:///tmp/rl-test-ar-%d-%d.sock", (int)getpid(),
+                     r);
         ck_assert_int_eq(rl_endpoint_open(urls[r], NULL, &ms[r].ep), RL_OK);
         up[r] = rl_endpoint_url(ms[r].ep);
     }
@@ -207,6 +214,16 @@ static void run_members(int n, size_t chunk_bytes, size_t small_bytes, bool no_d
 START_TEST(ring_matches_reference)
 {
     run_members(_i, 4096, 0, false, false, NULL);
+}
+END_TEST
+
+/* The ring over TCP, whose links the collective's own thread writes and
+ * reads (direct links: sendmsg, poll with SO_RCVLOWAT), small chunks. */
+START_TEST(ring_over_tcp_matches_reference)
+{
+    members_transport = "tcp";
+    run_members(_i, 4096, 0, false, false, NULL);
+    members_transport = "ipc";
 }
 END_TEST
 
@@ -453,6 +470,7 @@ Suite *suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, kernels_cover_every_dtype_and_op);
     tcase_add_loop_test(tc, ring_matches_reference, 1, MAXN + 1);
+    tcase_add_loop_test(tc, ring_over_tcp_matches_reference, 2, 5);
     tcase_add_loop_test(tc, direct_matches_reference, 1, MAXN + 1);
     tcase_add_loop_test(tc, doubling_matches_reference, 1, MAXN + 1);
     tcase_add_loop_test(tc, halving_matches_reference, 4, 5);

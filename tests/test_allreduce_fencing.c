@@ -18,10 +18,18 @@
  *   rank 1 sends AG step 0 chunk 0 = out[0]
  *   rank 1 receives AG step 0 chunk 0 = out[1], computed by rank 0
  */
+#define _GNU_SOURCE /* unshare */
+#include <errno.h>
+#include <net/if.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ring_internal.h"
 #include "ringleader/allreduce.h"
@@ -374,6 +382,50 @@ START_TEST(an_abort_ends_a_waiting_collective_at_once)
 END_TEST
 
 /*
+ * A dial to a port where nothing listens connects to itself when the kernel
+ * picks that very port as the dialler's own (a TCP simultaneous open); a
+ * member must not take itself for the dead member. In a network namespace
+ * of this test's own (Check runs each test in a child process) whose
+ * ephemeral range is that port and one more, the dials soon do: the formation must
+ * run to its deadline and fail, not form a ring with itself. Needs root
+ * (CI runs as root); skipped, saying so, without.
+ */
+START_TEST(a_dial_never_connects_to_itself)
+{
+    if (unshare(CLONE_NEWNET) != 0) {
+        fprintf(stderr, "a_dial_never_connects_to_itself: skipped: unshare(CLONE_NEWNET): %s\n",
+                strerror(errno));
+        return;
+    }
+    int sfd = socket(AF_INET, SOCK_DGRAM, 0); /* bring up the namespace's loopback */
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+    ck_assert_int_eq(ioctl(sfd, SIOCGIFFLAGS, &ifr), 0);
+    ifr.ifr_flags |= IFF_UP;
+    ck_assert_int_eq(ioctl(sfd, SIOCSIFFLAGS, &ifr), 0);
+    close(sfd);
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_gt(fprintf(f, "40000 40001\n"), 0);
+    ck_assert_int_eq(fclose(f), 0);
+
+    former fm;
+    memset(&fm, 0, sizeof(fm));
+    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:40002", NULL, &fm.ep), RL_OK);
+    fm.mem[0] = (rl_ring_member){"alive", rl_endpoint_url(fm.ep)};
+    fm.mem[1] = (rl_ring_member){"dead", "tcp://127.0.0.1:40000"};
+    fm.rank = 0; /* dials rank 1 */
+    fm.form_ms = 1500;
+    former_main(&fm);
+    ck_assert_msg(fm.rv == RL_ETIMEDOUT, "formed with a dead member: %d %s", fm.rv,
+                  rl_errdetail());
+    ck_assert_ptr_null(fm.ring);
+    rl_endpoint_close(fm.ep);
+}
+END_TEST
+
+/*
  * A member forming a ring whose other member is dead (nothing listens on its
  * port) would retry until its deadline; rl_endpoint_fence past its epoch (a
  * newer epoch was planned) ends the formation with RL_ESTALE at once. Rank 0
@@ -638,6 +690,7 @@ Suite *suite(void)
     tcase_add_test(tc, an_abort_ends_a_waiting_collective_at_once);
     tcase_add_test(tc, a_peer_dying_mid_frame_ends_the_collective_at_once);
     tcase_add_test(tc, a_fence_ends_a_forming_ring_at_once);
+    tcase_add_test(tc, a_dial_never_connects_to_itself);
     suite_add_tcase(s, tc);
     TCase *ta = tcase_create("authentication");
     tcase_set_timeout(ta, 30);
