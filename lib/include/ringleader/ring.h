@@ -93,9 +93,9 @@ typedef struct rl_ring_config {
      *     are no more than the CPUs this process may run on, a link that
      *     uses bbr gets "cubic" ("reno" where cubic is not permitted), and
      *     every link TCP_NOTSENT_LOWAT 512 KiB; else links stay as they are.
-     *     bbr paces every send with a kernel timer, which cost the
-     *     collective 40% at 16 MiB between two members here; see README,
-     *     "The collective";
+     *     bbr paces every send with a kernel timer, with which the
+     *     collective took 1.8 times as long at 16 MiB between two members
+     *     here; see README, "The collective";
      *   "system": links stay as they are (net.ipv4.tcp_congestion_control);
      *   any other name: that algorithm and TCP_NOTSENT_LOWAT 512 KiB, or
      *     rl_ring_form fails (RL_EINVAL) if the kernel refuses it (unknown,
