@@ -665,6 +665,16 @@ static void assign_orphans_by_speed(job *j)
     free(mem);
 }
 
+/* Ends the job as failed with j->error, already written: an event, and
+ * every held PLAN call answered with stop. Lock held. */
+static void stop_failed_locked(job *j)
+{
+    j->status = JOB_FAILED;
+    job_event_add(j, "stopped", "", "%s", j->error);
+    j->reg.stopping = true;
+    answer_waiting_plans(j);
+}
+
 /* New epoch: members are the live nodes, orphaned blocks go to them, and
  * every member restarts from the coordinator's model (the last step whose
  * update every node applied). Lock held. */
@@ -674,15 +684,12 @@ static void replan_locked(job *j, const char *reason)
     for (int i = 0; i < j->reg.n; i++)
         if (j->reg.nodes[i].state == NODE_JOINED) alive++;
     if (alive < j->spec->min_nodes || alive == 0) {
-        j->status = JOB_FAILED;
         snprintf(j->error, sizeof(j->error),
                  "only %d live node%s, below cluster.min_nodes (%d); the model of step %llu is "
                  "saved",
                  alive, alive == 1 ? "" : "s", j->spec->min_nodes,
                  (unsigned long long)j->model_step);
-        job_event_add(j, "stopped", "", "%s", j->error);
-        j->reg.stopping = true;
-        answer_waiting_plans(j);
+        stop_failed_locked(j);
         return;
     }
     int prev = j->n_members;
@@ -964,22 +971,18 @@ void job_tick(job *j)
             if (j->waiting_plan[j->members[k]] != NULL) waiting++;
         if (waiting == j->n_members ||
             now - j->failure_hint_ms > (uint64_t)sp->failure_timeout_ms) {
-            if (j->retry_streak == 0 || j->retry_step != j->model_step) {
+            if (j->retry_step != j->model_step) { /* the model moved: a new streak */
                 j->retry_step = j->model_step;
                 j->retry_streak = 0;
             }
             if (++j->retry_streak <= JOB_RETRY_MAX) {
                 request_replan(j, "retry after a failed step");
             } else {
-                j->status = JOB_FAILED;
                 snprintf(j->error, sizeof(j->error),
                          "%d epochs in a row failed at step %llu with every node alive; the last "
                          "failure: %s",
                          JOB_RETRY_MAX, (unsigned long long)j->model_step, j->last_failure);
-                job_event_add(j, "stopped", "", "%s", j->error);
-                rl_log_error("%s", j->error);
-                j->reg.stopping = true;
-                answer_waiting_plans(j);
+                stop_failed_locked(j);
             }
         }
     }

@@ -64,23 +64,32 @@ static bool same_addr(const struct sockaddr_storage *sa, const nng_sockaddr *na)
     return false;
 }
 
-/*
- * The descriptor of a TCP stream, or -1. nng 1.5.2 does not expose it, so
- * this looks for the one socket of this process whose local and peer
- * addresses are the stream's: a TCP connection's address pair is unique on
- * a host. A TLS stream gets -1 unless tls_too (its socket is for socket
- * options only: nng's TLS layer does the reads and writes); IPC streams
- * always get -1.
- */
-static int stream_fd(nng_stream *s, bool tls_too)
+/* The local and peer addresses of a TCP stream (plain or TLS); false for
+ * any other stream. */
+static bool stream_addrs(nng_stream *s, nng_sockaddr *loc, nng_sockaddr *rem)
 {
-    bool tls;
+    return nng_stream_get_addr(s, NNG_OPT_LOCADDR, loc) == 0 &&
+           nng_stream_get_addr(s, NNG_OPT_REMADDR, rem) == 0 &&
+           (loc->s_family == NNG_AF_INET || loc->s_family == NNG_AF_INET6);
+}
+
+static bool stream_is_tls(nng_stream *s)
+{
+    bool verified;
+    return nng_stream_get_bool(s, NNG_OPT_TLS_VERIFIED, &verified) == 0;
+}
+
+/*
+ * The socket under a TCP stream (plain or TLS), or -1. nng 1.5.2 does not
+ * expose it, so this looks for the one socket of this process whose local
+ * and peer addresses are the stream's: a TCP connection's address pair is
+ * unique on a host. A TLS stream's socket is for socket options only (nng's
+ * TLS layer does the reads and writes); IPC streams get -1.
+ */
+static int stream_fd(nng_stream *s)
+{
     nng_sockaddr loc, rem;
-    if (!tls_too && nng_stream_get_bool(s, NNG_OPT_TLS_VERIFIED, &tls) == 0) return -1;
-    if (nng_stream_get_addr(s, NNG_OPT_LOCADDR, &loc) != 0 ||
-        nng_stream_get_addr(s, NNG_OPT_REMADDR, &rem) != 0 ||
-        (loc.s_family != NNG_AF_INET && loc.s_family != NNG_AF_INET6))
-        return -1;
+    if (!stream_addrs(s, &loc, &rem)) return -1;
     DIR *d = opendir("/proc/self/fd");
     if (d == NULL) return -1;
     int found = -1;
@@ -99,19 +108,15 @@ static int stream_fd(nng_stream *s, bool tls_too)
     return found;
 }
 
-/* Is s a TCP connection to itself (same local and peer address)? */
+/* Is s a TCP connection to itself (the same local and peer address)? */
 static bool stream_is_self(nng_stream *s)
 {
     nng_sockaddr loc, rem;
-    if (nng_stream_get_addr(s, NNG_OPT_LOCADDR, &loc) != 0 ||
-        nng_stream_get_addr(s, NNG_OPT_REMADDR, &rem) != 0 || loc.s_family != rem.s_family)
-        return false;
+    if (!stream_addrs(s, &loc, &rem)) return false;
     if (loc.s_family == NNG_AF_INET)
         return loc.s_in.sa_port == rem.s_in.sa_port && loc.s_in.sa_addr == rem.s_in.sa_addr;
-    if (loc.s_family == NNG_AF_INET6)
-        return loc.s_in6.sa_port == rem.s_in6.sa_port &&
-               memcmp(loc.s_in6.sa_addr, rem.s_in6.sa_addr, 16) == 0;
-    return false;
+    return loc.s_in6.sa_port == rem.s_in6.sa_port &&
+           memcmp(loc.s_in6.sa_addr, rem.s_in6.sa_addr, 16) == 0;
 }
 
 static rli_link *link_new(rl_endpoint *ep, nng_stream *s, size_t rcap)
@@ -1266,13 +1271,14 @@ void rli_congestion_choose(const char *cfg, int local, int ncpu, const char *cur
     if (cfg == NULL || cfg[0] == '\0' || strcmp(cfg, "auto") == 0) {
         /* bbr paces every send with a kernel timer (its internal pacing,
          * with no fq qdisc on the path). With a CPU per member that only
-         * costs: N=2 here, 16 MiB 8.1 -> 4.5-5.1 ms and 4 MiB 2.0 -> 0.95 ms
-         * (bench allreduce, cubic against the host's bbr). With members
-         * sharing CPUs the timer-driven sends keep data moving while the
-         * sender waits for a CPU, and cubic was slower (N=3, 16 MiB 15.4 ->
-         * 18.7 ms; N=4 21.4 -> 29-31 ms): those links stay as they are. reno
-         * is always permitted, cubic only where
-         * net.ipv4.tcp_allowed_congestion_control lists it (or as root). */
+         * costs: N=2 here, 16 MiB 8.5-8.8 -> 4.6-4.9 ms and 4 MiB 2.2-2.3
+         * -> 0.92-0.95 ms (bench allreduce --congestion system against
+         * auto). With members sharing CPUs the timer-driven sends keep data
+         * moving while the sender waits for a CPU, and cubic was slower
+         * (N=4, 16 MiB 23.2-28.4 against 21.5-25.0 ms; N=8 81 against
+         * 52-56 ms): those links stay as they are. reno is always
+         * permitted, cubic only where net.ipv4.tcp_allowed_congestion_control
+         * lists it (or as root). See README, "The collective". */
         if (local > ncpu) return;
         if (strncmp(current, "bbr", 3) == 0) {
             p->cand[p->n++] = "cubic";
@@ -1468,8 +1474,8 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
     for (int p = 0; rv == RL_OK && p < r->size; p++) {
         rli_link *l = r->links[p];
         if (l == NULL) continue;
-        l->fd = stream_fd(l->stream, false);
-        l->sock = l->fd >= 0 ? l->fd : stream_fd(l->stream, true);
+        l->sock = stream_fd(l->stream);
+        l->fd = stream_is_tls(l->stream) ? -1 : l->sock;
         rv = link_set_congestion(r, l, cfg->tcp_congestion, local, ncpu);
     }
     pthread_mutex_lock(&ep->mtx);

@@ -107,6 +107,24 @@ static void recv_reply(nng_ctx ctx, nng_aio *aio, uint64_t deadline)
     nng_ctx_recv(ctx, aio);
 }
 
+/*
+ * The send half of an exchange on aio ended with rv (its callback's
+ * nng_aio_result): on success the exchange turns to receiving (*sending
+ * false, the reply's receive posted) and true is returned, the callback's
+ * work being done; on failure the message nng did not take is freed.
+ */
+static bool exchange_sent(nng_ctx ctx, nng_aio *aio, bool *sending, uint64_t deadline, int rv)
+{
+    if (rv == 0) {
+        *sending = false;
+        recv_reply(ctx, aio, deadline);
+        return true;
+    }
+    nng_msg_free(nng_aio_get_msg(aio));
+    nng_aio_set_msg(aio, NULL);
+    return false;
+}
+
 /* Decodes a reply frame into reply (its BIN fields borrow from the frame)
  * and checks it answers call_id with the expected type. */
 static int take_reply(const void *frame, size_t len, uint64_t call_id, rl_msg_type want,
@@ -459,13 +477,7 @@ static void async_cb(void *arg)
     rl_rpc_reply reply;
     memset(&reply, 0, sizeof(reply));
     if (p->sending) {
-        if (rv == 0) {
-            p->sending = false;
-            recv_reply(p->ctx, p->aio, p->deadline);
-            return;
-        }
-        nng_msg_free(nng_aio_get_msg(p->aio));
-        nng_aio_set_msg(p->aio, NULL);
+        if (exchange_sent(p->ctx, p->aio, &p->sending, p->deadline, rv)) return;
         rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url, call_failure(rv, false));
     } else if (rv != 0) {
         rv = rli_err(rli_err_from_nng(rv), "call to %s: %s", c->url, call_failure(rv, true));
@@ -626,13 +638,7 @@ static void batch_cb(void *arg)
     batch *b = arg;
     int rv = nng_aio_result(b->aio);
     if (b->sending) {
-        if (rv == 0) {
-            b->sending = false;
-            recv_reply(b->ctx, b->aio, b->deadline);
-            return;
-        }
-        nng_msg_free(nng_aio_get_msg(b->aio));
-        nng_aio_set_msg(b->aio, NULL);
+        if (exchange_sent(b->ctx, b->aio, &b->sending, b->deadline, rv)) return;
         batch_finish(b, rli_err_from_nng(rv), call_failure(rv, false), NULL);
     } else if (rv != 0) {
         batch_finish(b, rli_err_from_nng(rv), call_failure(rv, true), NULL);

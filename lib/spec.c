@@ -1108,16 +1108,16 @@ out:
 }
 
 /*
- * allreduce.tcp_congestion names an algorithm: with launch: local every
- * node runs on this host, so its kernel must offer it (nodes started by
- * hand check their own when the ring forms, rl_ring_form).
+ * allreduce.tcp_congestion, given and valid, names an algorithm: with
+ * launch: local every node runs on this host, so its kernel must offer it
+ * (nodes started by hand check their own when the ring forms,
+ * rl_ring_form).
  */
 static void spec_check_congestion(spec_ctx *c)
 {
     const rl_spec *s = c->spec;
     const char *name = s->tcp_congestion;
-    if (c->state[SPEC_K_allreduce_tcp_congestion] != SPEC_GIVEN || s->launch != RL_LAUNCH_LOCAL ||
-        strcmp(name, "auto") == 0 || strcmp(name, "system") == 0)
+    if (s->launch != RL_LAUNCH_LOCAL || strcmp(name, "auto") == 0 || strcmp(name, "system") == 0)
         return;
     FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_congestion_control", "r");
     if (f == NULL) return; /* not Linux, or no /proc: the ring will tell */
@@ -1192,7 +1192,7 @@ static void spec_check_rules(spec_ctx *c)
                     s->failure_timeout_ms, s->heartbeat_ms);
     }
 
-    if (c->state[SPEC_K_allreduce_tcp_congestion] != SPEC_BAD &&
+    if (c->state[SPEC_K_allreduce_tcp_congestion] == SPEC_GIVEN &&
         c->state[SPEC_K_cluster_launch] != SPEC_BAD)
         spec_check_congestion(c);
 
