@@ -123,7 +123,7 @@ static int model_io_model(const char *path, const rli_json *mo, rl_model *m, dou
             if (strcmp(type->str, rl_model_type_name((rl_model_type)k)) == 0) t = k;
     if (t < 0)
         return model_io_bad(path, type, "model.type: want \"linear\", \"logistic\" or \"softmax\"");
-    long f, k;
+    long f = 0, k = 0;
     if ((rc = model_io_int(path, features, "model.features", 1, RL_DATA_MAX_FEATURES, &f)) !=
         RL_OK)
         return rc;

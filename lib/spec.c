@@ -265,8 +265,7 @@ static const char *spec_section_path(int sect, char *buf, size_t size)
 /* "where.key", or "key" at the top. */
 static const char *spec_join(char *buf, size_t size, const char *where, const char *key)
 {
-    snprintf(buf, size, "%s%s%s", where, where[0] ? "." : "", key);
-    return buf;
+    return spec_fmt(buf, size, "%s%s%s", where, where[0] ? "." : "", key);
 }
 
 /* " in where" or " at top level", for messages. */

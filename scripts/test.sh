@@ -1,24 +1,42 @@
 #!/usr/bin/env bash
-# test.sh - the README's second command: installs what is missing, then runs
-# the whole suite three ways: the normal build, the AddressSanitizer +
-# UndefinedBehaviorSanitizer build, and bounded libFuzzer runs (clang).
+# test.sh - the README's second command: installs what is missing, then
+#   1. builds and tests the gcc RelWithDebInfo build,
+#   2. builds (without running the tests again) gcc Debug and Release and
+#      clang Release, so every configuration a user may pick compiles clean,
+#   3. runs the suite under AddressSanitizer + UndefinedBehaviorSanitizer,
+#   4. runs the bounded libFuzzer harnesses (clang).
+# Every build here has -DRL_WERROR=ON: warnings are errors in CI, not for users.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 jobs=$(nproc)
 
-echo "== build and test (gcc, -Wall -Wextra -Werror)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$jobs" >/dev/null
+# configure_build DIR [cmake args...]: configures and builds quietly, showing
+# the compiler's output only when the build fails.
+configure_build() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DRL_WERROR=ON "$@" >/dev/null
+  if ! cmake --build "$dir" -j"$jobs" >"$dir/build.log" 2>&1; then
+    grep -E 'error|warning' "$dir/build.log" | head -40 >&2 || true
+    echo "test.sh: the build in $dir failed (full log: $dir/build.log)" >&2
+    return 1
+  fi
+}
+
+echo "== build and test (gcc RelWithDebInfo, -Werror)"
+configure_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 (cd build && ctest --output-on-failure -E '^fuzz_')
 
+echo "== the other configurations build clean (-Werror): gcc Debug, gcc Release, clang Release"
+configure_build build-debug -DCMAKE_BUILD_TYPE=Debug
+configure_build build-release -DCMAKE_BUILD_TYPE=Release
+CC=clang configure_build build-clang -DCMAKE_BUILD_TYPE=Release
+
 echo "== sanitizers (ASan + UBSan)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRL_SANITIZE=ON >/dev/null
-cmake --build build-asan -j"$jobs" >/dev/null
+configure_build build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRL_SANITIZE=ON
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -E '^fuzz_')
 
-echo "== fuzzing (libFuzzer, bounded); the whole tree built with clang -Werror too"
-CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRL_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j"$jobs" >/dev/null
+echo "== fuzzing (libFuzzer, bounded; clang)"
+CC=clang configure_build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRL_FUZZ=ON
 (cd build-fuzz && ctest --output-on-failure -R '^fuzz_')

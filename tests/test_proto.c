@@ -299,6 +299,43 @@ START_TEST(descriptors_follow_the_list)
 }
 END_TEST
 
+/* The field number a name gives (RL_FIELD_NUM) is the number in the list. */
+static unsigned desc_field_num(rl_msg_type type, const char *name)
+{
+    const rli_msgdesc *d = rli_msg_desc(type);
+    for (size_t i = 0; i < d->nfields; i++)
+        if (strcmp(d->fields[i].name, name) == 0) return d->fields[i].num;
+    return 0;
+}
+
+START_TEST(field_numbers_by_name_match_the_list)
+{
+    ck_assert_int_eq(RL_FIELD_NUM(heartbeat_req, step), desc_field_num(RL_MSG_HEARTBEAT_REQ, "step"));
+    ck_assert_int_eq(RL_FIELD_NUM(heartbeat_req, rss_bytes),
+                     desc_field_num(RL_MSG_HEARTBEAT_REQ, "rss_bytes"));
+    ck_assert_int_eq(RL_FIELD_NUM(join_req, pid), desc_field_num(RL_MSG_JOIN_REQ, "pid"));
+    ck_assert_int_eq(RL_FIELD_NUM(plan_resp, stop), desc_field_num(RL_MSG_PLAN_RESP, "stop"));
+    ck_assert_int_eq(RL_FIELD_NUM(heartbeat_resp, stop),
+                     desc_field_num(RL_MSG_HEARTBEAT_RESP, "stop"));
+
+    /* A bit set by name is the bit the encoder sends and the decoder sets. */
+    rl_msg m, out;
+    rl_msg_init(&m, RL_MSG_HEARTBEAT_REQ);
+    m.u.heartbeat_req.node_id = "n1";
+    m.u.heartbeat_req.cpu_load = 0.5;
+    RL_SET_FIELD(&m.u.heartbeat_req, heartbeat_req, cpu_load);
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(rl_msg_encode(&m, &buf, &len), RL_OK);
+    ck_assert_int_eq(rl_msg_decode(buf, len, &out), RL_OK);
+    ck_assert(RL_HAS_FIELD(&out.u.heartbeat_req, heartbeat_req, cpu_load));
+    ck_assert(!RL_HAS_FIELD(&out.u.heartbeat_req, heartbeat_req, rss_bytes));
+    ck_assert(out.u.heartbeat_req.cpu_load == 0.5);
+    rl_msg_fini(&out);
+    free(buf);
+}
+END_TEST
+
 /* Every body key of an encoded frame, in order, must be strictly increasing. */
 static void assert_keys_increasing(const uint8_t *buf, size_t len)
 {
@@ -1456,6 +1493,7 @@ int main(int argc, char **argv)
     Suite *s = suite_create("proto");
     TCase *tc = tcase_create("codec");
     tcase_add_test(tc, descriptors_follow_the_list);
+    tcase_add_test(tc, field_numbers_by_name_match_the_list);
     tcase_add_test(tc, every_message_round_trips);
     tcase_add_test(tc, bin_fields_borrow_from_the_input);
     tcase_add_test(tc, every_truncation_fails_cleanly);

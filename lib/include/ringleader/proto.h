@@ -100,6 +100,30 @@ RL_MESSAGE_LIST(RL_MSG_STRUCT)
 
 #define RL_HAS(body, fieldnum) (((body)->has >> (fieldnum)) & 1u)
 
+/*
+ * Field numbers by name, generated from the same list, so that code never
+ * numbers a presence bit by hand: RL_FIELD_NUM(heartbeat_req, step) is the
+ * number of field `step` of HEARTBEAT_REQ, a compile-time constant; a
+ * misspelt message or field does not compile. (Each message gets a struct
+ * rl_fnum_<lname> whose member for field n is a char[n + 1]; only its
+ * sizeof is ever used.)
+ *   RL_HAS_FIELD(body, lname, field)  the field was present (decoded)
+ *   RL_SET_FIELD(body, lname, field)  mark a scalar field for encoding
+ */
+#define RL_FNUM_MEMBER(num, name, TYPE, req) char name[(num) + 1];
+#define RL_MSG_FNUMS(NAME, num, lname, FIELDS)                                                     \
+    struct rl_fnum_##lname {                                                                       \
+        char rl_no_field_;                                                                         \
+        FIELDS(RL_FNUM_MEMBER)                                                                     \
+    };
+RL_MESSAGE_LIST(RL_MSG_FNUMS)
+#undef RL_MSG_FNUMS
+#undef RL_FNUM_MEMBER
+#define RL_FIELD_NUM(lname, field) ((int)sizeof(((struct rl_fnum_##lname *)0)->field) - 1)
+#define RL_FIELD_BIT(lname, field) (1ull << RL_FIELD_NUM(lname, field))
+#define RL_HAS_FIELD(body, lname, field) (((body)->has & RL_FIELD_BIT(lname, field)) != 0)
+#define RL_SET_FIELD(body, lname, field) ((body)->has |= RL_FIELD_BIT(lname, field))
+
 /* A whole frame: the envelope and one body. */
 typedef struct rl_msg {
     uint32_t version;
