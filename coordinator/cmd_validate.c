@@ -9,10 +9,11 @@
 static void validate_usage(FILE *f)
 {
     fprintf(f, "usage: ringleader validate SPEC\n"
-               "       ringleader validate --keys\n\n"
+               "       ringleader validate --keys [--markdown]\n\n"
                "Loads the cluster spec, checks every key, and prints a summary.\n"
                "Exit 0 if valid; 2 with SPEC:LINE:COL: message for every problem.\n"
-               "--keys lists every key of a spec with its type, default and range.\n");
+               "--keys lists every key of a spec with its type, default and range;\n"
+               "with --markdown, as the tables of docs/spec.md (that file's exact content).\n");
 }
 
 int cmd_validate(int argc, char **argv)
@@ -23,6 +24,10 @@ int cmd_validate(int argc, char **argv)
     }
     if (argc == 2 && strcmp(argv[1], "--keys") == 0) {
         rl_spec_print_keys(stdout);
+        return RL_EXIT_OK;
+    }
+    if (argc == 3 && strcmp(argv[1], "--keys") == 0 && strcmp(argv[2], "--markdown") == 0) {
+        rl_spec_print_keys_markdown(stdout);
         return RL_EXIT_OK;
     }
     if (argc != 2 || argv[1][0] == '-') {

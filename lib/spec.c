@@ -1403,9 +1403,34 @@ void rl_spec_describe(const rl_spec *s, FILE *out)
     }
 }
 
+/* A key's bounds as "[lo, hi]" (empty without bounds), for the reference. */
+static const char *spec_key_range(const spec_key *key, char *buf, size_t size)
+{
+    char lo[32], hi[32];
+    buf[0] = '\0';
+    if (key->min.kind == SPEC_B_NONE && key->max.kind == SPEC_B_NONE) return buf;
+    snprintf(buf, size, "%s%s, %s%s", key->min.kind == SPEC_B_GT ? "(" : "[",
+             key->min.kind == SPEC_B_NONE ? "-inf" : spec_num(key->min.v, lo, sizeof(lo)),
+             key->max.kind == SPEC_B_NONE ? "inf" : spec_num(key->max.v, hi, sizeof(hi)),
+             key->max.kind == SPEC_B_LT ? ")" : "]");
+    return buf;
+}
+
+/* "required", "default X" or "optional"; code quotes the default. */
+static const char *spec_key_need(const spec_key *key, const char *code, char *buf, size_t size)
+{
+    if (key->required)
+        snprintf(buf, size, "required");
+    else if (key->def != NULL)
+        snprintf(buf, size, "default %s%s%s", code, key->def, code);
+    else
+        snprintf(buf, size, "optional");
+    return buf;
+}
+
 void rl_spec_print_keys(FILE *out)
 {
-    char path[SPEC_NAME_MAX], lo[32], hi[32], range[96], def[128];
+    char path[SPEC_NAME_MAX], range[96], need[128];
     for (int sect = 1; sect < SPEC_NSECTIONS; sect++) {
         const spec_section *sec = &spec_sections[sect];
         fprintf(out, "%s%s%s: %s\n", sect > 1 ? "\n" : "",
@@ -1414,22 +1439,59 @@ void rl_spec_print_keys(FILE *out)
         for (int k = 0; k < SPEC_NKEYS; k++) {
             const spec_key *key = &spec_keys[k];
             if (key->section != sect) continue;
-            range[0] = '\0';
-            if (key->min.kind != SPEC_B_NONE || key->max.kind != SPEC_B_NONE)
-                snprintf(
-                    range, sizeof(range), ", range %s%s, %s%s",
-                    key->min.kind == SPEC_B_GT ? "(" : "[",
-                    key->min.kind == SPEC_B_NONE ? "-inf" : spec_num(key->min.v, lo, sizeof(lo)),
-                    key->max.kind == SPEC_B_NONE ? "inf" : spec_num(key->max.v, hi, sizeof(hi)),
-                    key->max.kind == SPEC_B_LT ? ")" : "]");
-            if (key->required)
-                snprintf(def, sizeof(def), "required");
-            else if (key->def != NULL)
-                snprintf(def, sizeof(def), "default %s", key->def);
-            else
-                snprintf(def, sizeof(def), "optional");
-            fprintf(out, "  %-20s %-24s %s%s\n      %s\n", key->key, spec_type_short[key->type],
-                    def, range, key->help);
+            spec_key_range(key, range, sizeof(range));
+            fprintf(out, "  %-20s %-24s %s%s%s\n      %s\n", key->key, spec_type_short[key->type],
+                    spec_key_need(key, "", need, sizeof(need)), range[0] ? ", range " : "", range,
+                    key->help);
+        }
+    }
+}
+
+/* Writes text for a markdown table cell: '|' escaped, '<' and '>' as entities. */
+static void spec_md_text(FILE *out, const char *text)
+{
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p == '|')
+            fputs("\\|", out);
+        else if (*p == '<')
+            fputs("&lt;", out);
+        else if (*p == '>')
+            fputs("&gt;", out);
+        else
+            fputc(*p, out);
+    }
+}
+
+void rl_spec_print_keys_markdown(FILE *out)
+{
+    char path[SPEC_NAME_MAX], range[96], need[128];
+    fputs("# The cluster spec: every key\n\n"
+          "<!-- Generated from lib/spec_keys.def by `ringleader validate --keys --markdown`;\n"
+          "     do not edit. Regenerate with `cmake --build build --target spec_doc`. -->\n\n"
+          "A spec is one YAML document. Relative `file` paths are relative to the spec's\n"
+          "directory; `directory` paths to the current directory. A range `[a, b]` includes its\n"
+          "ends, `(a, b]` excludes `a`. `ringleader validate SPEC` checks a spec against this\n"
+          "table and the rules that tie keys together (see docs/operations.md).\n",
+          out);
+    for (int sect = 1; sect < SPEC_NSECTIONS; sect++) {
+        const spec_section *sec = &spec_sections[sect];
+        fprintf(out, "\n## `%s`\n\n%c", spec_section_path(sect, path, sizeof(path)),
+                toupper((unsigned char)sec->help[0]));
+        spec_md_text(out, sec->help + 1);
+        fprintf(out, ". %s%s.\n\n", sec->required ? "Required" : "Optional",
+                sec->kind == SPEC_LIST ? "; a list of maps, one per entry" : "");
+        fputs("| key | type | required / default | range | meaning |\n"
+              "|---|---|---|---|---|\n",
+              out);
+        for (int k = 0; k < SPEC_NKEYS; k++) {
+            const spec_key *key = &spec_keys[k];
+            if (key->section != sect) continue;
+            fprintf(out, "| `%s` | ", key->key);
+            spec_md_text(out, spec_type_short[key->type]);
+            fprintf(out, " | %s | %s | ", spec_key_need(key, "`", need, sizeof(need)),
+                    spec_key_range(key, range, sizeof(range)));
+            spec_md_text(out, key->help);
+            fputs(" |\n", out);
         }
     }
 }

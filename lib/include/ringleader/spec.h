@@ -121,6 +121,9 @@ void rl_spec_describe(const rl_spec *spec, FILE *out);
 /* Writes the reference of every key: name, type, default, range and help. */
 void rl_spec_print_keys(FILE *out);
 
+/* Writes the same reference as markdown: the exact content of docs/spec.md. */
+void rl_spec_print_keys_markdown(FILE *out);
+
 /* Index of the node with this id, or -1. */
 int rl_spec_find_node(const rl_spec *spec, const char *id);
 
