@@ -57,10 +57,12 @@ int rli_err_prefix(int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(pre, sizeof(pre), fmt, ap);
     va_end(ap);
-    if (old[0] != '\0')
-        snprintf(err_detail, sizeof(err_detail), "%s: %s", pre, old);
-    else
-        snprintf(err_detail, sizeof(err_detail), "%s: %s", pre, rl_strerror(err));
+    /* "pre: old detail", cut to fit (pre is under half the buffer). */
+    const char *rest = old[0] != '\0' ? old : rl_strerror(err);
+    int at = snprintf(err_detail, sizeof(err_detail), "%s: ", pre);
+    size_t len = strnlen(rest, sizeof(err_detail) - (size_t)at - 1);
+    memcpy(err_detail + at, rest, len);
+    err_detail[(size_t)at + len] = '\0';
     return err;
 }
 
