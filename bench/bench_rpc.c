@@ -1,5 +1,5 @@
 /*
- * cmd_bench_rpc.c - `ringleader bench rpc`: the ECHO method between two
+ * bench_rpc.c - `ringleader bench rpc`: the ECHO method between two
  * processes on loopback, over an authenticated connection, measured as
  * ../shared/bench/rpc/ measures gRPC and raw NNG req/rep:
  *   concurrency 1: W untimed calls, then N timed calls one at a time;

@@ -1,10 +1,17 @@
-/* bench.h - what the `ringleader bench` commands share: size parsing, the
- * clock, and child processes of this program (started, read, stopped by PID). */
+/* bench.h - the `ringleader bench` commands and what they share: size
+ * parsing and child processes of this program (started, read, stopped by PID). */
 #ifndef RL_BENCH_H
 #define RL_BENCH_H
 
 #include <stddef.h>
 #include <sys/types.h>
+
+/* `ringleader bench`: the entry point the CLI table calls (coordinator/main.c). */
+int cmd_bench(int argc, char **argv);
+/* The benchmarks, each given argv from its own name on. */
+int bench_allreduce(int argc, char **argv);
+int bench_rpc(int argc, char **argv);
+int bench_train(int argc, char **argv);
 
 typedef struct bench_proc {
     pid_t pid;

@@ -1,5 +1,5 @@
 /*
- * cmd_bench.c - `ringleader bench allreduce`: N separate processes on
+ * bench_allreduce.c - `ringleader bench allreduce`: N separate processes on
  * loopback run the collective with the method of ../shared/bench/BASELINES.md
  * (its data pattern and exact check, barrier then time, iteration time = max
  * over ranks, median per round, the round with the lowest median reported),

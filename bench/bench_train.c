@@ -1,5 +1,5 @@
 /*
- * cmd_bench_train.c - `ringleader bench train`: the single-node gradient
+ * bench_train.c - `ringleader bench train`: the single-node gradient
  * kernel (issue 4). Synthetic blocks covering ROWS rows are made once
  * (rl_block_synthetic), then full passes of rl_model_grad_block over every
  * block are timed: one untimed warm-up pass, then ITERS timed passes, the
