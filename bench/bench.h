@@ -21,7 +21,6 @@ typedef struct bench_proc {
     int exited, status;
 } bench_proc;
 
-double bench_now_s(void);
 /* "64K" -> 65536, "16M" -> 16777216; 0 on error. */
 size_t bench_parse_size(const char *s);
 /* Comma-separated sizes into out (at most max); returns the count or -1. */
@@ -30,7 +29,7 @@ int bench_parse_size_list(const char *s, size_t *out, int max);
 /* Re-executes this program with argv[0..argc) (as `ringleader bench ...`)
  * plus extra (NULL-terminated), with pipes on stdin and stdout. */
 int bench_spawn_self(int argc, char **argv, const char *const *extra, bench_proc *p);
-/* Reads one line from p's stdout before deadline (bench_now_s()); 0 on success. */
+/* Reads one line from p's stdout before deadline (rl_clock_s()); 0 on success. */
 int bench_read_line(bench_proc *p, char *line, size_t cap, double deadline);
 /* Copies proc `relay`'s stdout to ours and drains the others, until every
  * process exits or the deadline passes (then they are killed). Returns 0 if

@@ -13,6 +13,8 @@
 
 #include "job.h"
 #include "ringleader/err.h"
+#include "ringleader/mem.h"
+#include "ringleader/stats.h"
 
 static void json_str(FILE *f, const char *s)
 {
@@ -40,27 +42,6 @@ static void json_nums(FILE *f, const double *v, size_t n)
         json_num(f, v[i]);
     }
     fputc(']', f);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of n values (sorted copy). */
-static double pct(const double *v, size_t n, double p)
-{
-    if (n == 0) return 0;
-    double *t = malloc(n * sizeof(double));
-    memcpy(t, v, n * sizeof(double));
-    qsort(t, n, sizeof(double), cmp_double);
-    size_t rank = (size_t)(p * (double)n + 0.999999999);
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
-    double r = t[rank - 1];
-    free(t);
-    return r;
 }
 
 static int mkdir_p(const char *dir)
@@ -127,7 +108,7 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         json_num(f, j->steps[j->model_step - 1].loss);
     else fputs("null", f);
     fputs(",\n  \"steps\": [", f);
-    double *ms = malloc(((size_t)s->steps + 1) * sizeof(double));
+    double *ms = rl_xmalloc(((size_t)s->steps + 1) * sizeof(double));
     size_t nms = 0;
     for (uint64_t i = 0; i < (uint64_t)s->steps; i++) {
         step_rec *r = &j->steps[i];
@@ -158,10 +139,10 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         fputc('}', f);
     }
     fprintf(f, "\n  ],\n  \"step_ms\": {\"p50\": ");
-    double p50_ms = pct(ms, nms, 0.50);
+    double p50_ms = rl_percentile(ms, nms, 0.50);
     json_num(f, p50_ms);
     fputs(", \"p99\": ", f);
-    json_num(f, pct(ms, nms, 0.99));
+    json_num(f, rl_percentile(ms, nms, 0.99));
     free(ms);
     fputs("},\n  \"nodes\": [", f);
     int members = 0;
@@ -186,7 +167,7 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         if (nb) members++;
         size_t ns = e->ncompute < 256 ? (size_t)e->ncompute : 256;
         fprintf(f, "], \"rows\": %lld, \"compute_ms_p50\": ", (long long)rows);
-        json_num(f, pct(e->compute_samples, ns, 0.50));
+        json_num(f, rl_percentile(e->compute_samples, ns, 0.50));
         fputs(", \"rows_per_s\": ", f);
         json_num(f, e->rows_per_s);
         fputc('}', f);
