@@ -13,15 +13,8 @@
 #include "job.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p == NULL) abort();
-    memcpy(p, s, n);
-    return p;
-}
+#include "ringleader/mem.h"
+#include "ringleader/stats.h"
 
 static double job_t_ms(const job *j)
 {
@@ -32,8 +25,7 @@ void job_event_add(job *j, const char *kind, const char *node, const char *fmt, 
 {
     if (j->n_events == j->cap_events) {
         j->cap_events = j->cap_events ? j->cap_events * 2 : 64;
-        j->events = realloc(j->events, j->cap_events * sizeof(job_event));
-        if (j->events == NULL) abort();
+        j->events = rl_xrealloc(j->events, j->cap_events * sizeof(job_event));
     }
     job_event *e = &j->events[j->n_events++];
     memset(e, 0, sizeof(*e));
@@ -58,9 +50,9 @@ int job_init(job *j, const rl_spec *spec)
     clock_gettime(CLOCK_REALTIME, &rt);
     j->started_unix_ms = (uint64_t)rt.tv_sec * 1000u + (uint64_t)rt.tv_nsec / 1000000u;
     j->status = JOB_WAITING;
-    j->members = calloc((size_t)spec->n_nodes + 1, sizeof(int));
-    j->waiting_plan = calloc((size_t)spec->n_nodes + 1, sizeof(rl_rpc_ctx *));
-    j->steps = calloc((size_t)spec->steps + 1, sizeof(step_rec));
+    j->members = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(int));
+    j->waiting_plan = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(rl_rpc_ctx *));
+    j->steps = rl_xcalloc((size_t)spec->steps + 1, sizeof(step_rec));
     int rv = rl_data_params_from_spec(spec, &j->dp);
     if (rv != RL_OK) return rv;
     if (spec->source == RL_DATA_CSV) {
@@ -68,13 +60,13 @@ int job_init(job *j, const rl_spec *spec)
         j->dp.rows = j->table->rows;
         j->dp.features = j->table->features;
         if (spec->standardize) {
-            j->mean = calloc((size_t)j->dp.features, sizeof(double));
-            j->std = calloc((size_t)j->dp.features, sizeof(double));
+            j->mean = rl_xcalloc((size_t)j->dp.features, sizeof(double));
+            j->std = rl_xcalloc((size_t)j->dp.features, sizeof(double));
             rl_table_standardize_stats(j->table, j->mean, j->std);
         }
     }
     j->n_blocks = rl_data_n_blocks(&j->dp);
-    j->owner = malloc((j->n_blocks + 1) * sizeof(int));
+    j->owner = rl_xmalloc((j->n_blocks + 1) * sizeof(int));
     for (uint32_t b = 0; b <= j->n_blocks; b++) j->owner[b] = -1;
     if ((rv = rl_model_init(&j->model, spec->model, j->dp.features, j->dp.classes)) != RL_OK)
         return rv;
@@ -185,7 +177,7 @@ static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
     }
     rl_log_info("node %s joined (pid %llu, ring endpoint %s)", q->node_id,
                 (unsigned long long)q->pid, q->listen);
-    resp->u.join_resp.job = dup_str(j->spec->name);
+    resp->u.join_resp.job = rl_xstrdup(j->spec->name);
     resp->u.join_resp.heartbeat_ms = (uint64_t)j->spec->heartbeat_ms;
     resp->u.join_resp.failure_timeout_ms = (uint64_t)j->spec->failure_timeout_ms;
     return RL_OK;
@@ -243,36 +235,36 @@ static void fill_plan(job *j, int i, rl_msg *resp)
         /* Not (or no longer) part of the job: go home. */
         p->stop = true;
         p->has |= 1u << 10;
-        p->member_ids = (rl_strlist){calloc(1, sizeof(char *)), 0};
-        p->member_urls = (rl_strlist){calloc(1, sizeof(char *)), 0};
-        p->blocks = (rl_u32list){calloc(1, sizeof(uint32_t)), 0};
-        p->weights = (rl_f64list){calloc(1, sizeof(double)), 0};
-        p->bias = (rl_f64list){calloc(1, sizeof(double)), 0};
+        p->member_ids = (rl_strlist){rl_xcalloc(1, sizeof(char *)), 0};
+        p->member_urls = (rl_strlist){rl_xcalloc(1, sizeof(char *)), 0};
+        p->blocks = (rl_u32list){rl_xcalloc(1, sizeof(uint32_t)), 0};
+        p->weights = (rl_f64list){rl_xcalloc(1, sizeof(double)), 0};
+        p->bias = (rl_f64list){rl_xcalloc(1, sizeof(double)), 0};
         return;
     }
     p->epoch = j->epoch;
     p->rank = (uint64_t)rank;
-    p->member_ids = (rl_strlist){calloc((size_t)j->n_members, sizeof(char *)),
+    p->member_ids = (rl_strlist){rl_xcalloc((size_t)j->n_members, sizeof(char *)),
                                  (size_t)j->n_members};
-    p->member_urls = (rl_strlist){calloc((size_t)j->n_members, sizeof(char *)),
+    p->member_urls = (rl_strlist){rl_xcalloc((size_t)j->n_members, sizeof(char *)),
                                   (size_t)j->n_members};
     for (int k = 0; k < j->n_members; k++) {
-        p->member_ids.v[k] = dup_str(j->reg.nodes[j->members[k]].id);
-        p->member_urls.v[k] = dup_str(j->reg.nodes[j->members[k]].listen);
+        p->member_ids.v[k] = rl_xstrdup(j->reg.nodes[j->members[k]].id);
+        p->member_urls.v[k] = rl_xstrdup(j->reg.nodes[j->members[k]].listen);
     }
     size_t nb = 0;
     for (uint32_t b = 0; b < j->n_blocks; b++)
         if (j->owner[b] == i) nb++;
-    p->blocks = (rl_u32list){calloc(nb + 1, sizeof(uint32_t)), nb};
+    p->blocks = (rl_u32list){rl_xcalloc(nb + 1, sizeof(uint32_t)), nb};
     nb = 0;
     for (uint32_t b = 0; b < j->n_blocks; b++)
         if (j->owner[b] == i) p->blocks.v[nb++] = b;
     p->start_step = j->plan_start;
     p->end_step = j->plan_end;
     size_t kf = (size_t)j->model.classes * (size_t)j->model.features;
-    p->weights = (rl_f64list){malloc(kf * sizeof(double) + 1), kf};
+    p->weights = (rl_f64list){rl_xmalloc(kf * sizeof(double) + 1), kf};
     memcpy(p->weights.v, j->model.w, kf * sizeof(double));
-    p->bias = (rl_f64list){malloc((size_t)j->model.classes * sizeof(double)),
+    p->bias = (rl_f64list){rl_xmalloc((size_t)j->model.classes * sizeof(double)),
                            (size_t)j->model.classes};
     memcpy(p->bias.v, j->model.b, (size_t)j->model.classes * sizeof(double));
     p->source = (uint64_t)s->source;
@@ -284,14 +276,14 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     p->seed = j->dp.seed;
     p->block_rows = (uint64_t)j->dp.block_rows;
     if (s->source == RL_DATA_CSV) {
-        p->csv_path = dup_str(s->csv_path);
+        p->csv_path = rl_xstrdup(s->csv_path);
         p->csv_fetch = s->csv_fetch != 0;
         p->has |= 1ull << 28;
-        p->csv_label = dup_str(s->csv_label);
+        p->csv_label = rl_xstrdup(s->csv_label);
         if (j->mean != NULL) {
             size_t f = (size_t)j->dp.features;
-            p->mean = (rl_f64list){malloc(f * sizeof(double)), f};
-            p->std = (rl_f64list){malloc(f * sizeof(double)), f};
+            p->mean = (rl_f64list){rl_xmalloc(f * sizeof(double)), f};
+            p->std = (rl_f64list){rl_xmalloc(f * sizeof(double)), f};
             memcpy(p->mean.v, j->mean, f * sizeof(double));
             memcpy(p->std.v, j->std, f * sizeof(double));
         }
@@ -299,7 +291,7 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     p->learning_rate = s->learning_rate;
     p->l2 = s->l2;
     p->chunk_bytes = s->chunk_bytes;
-    p->tcp_congestion = dup_str(s->tcp_congestion);
+    p->tcp_congestion = rl_xstrdup(s->tcp_congestion);
     p->n_blocks = j->n_blocks;
     p->deadline_ms = (uint64_t)s->failure_timeout_ms + j->plan_make_ms;
     p->report_ms = (uint64_t)s->report_ms;
@@ -407,7 +399,7 @@ static bool file_step(job *j, const char *node_id, const step_in *in)
         double mx = 0, sum = 0;
         if (s->node_n != j->reg.n) {
             free(s->node_ms);
-            s->node_ms = malloc((size_t)j->reg.n * sizeof(double) + 1);
+            s->node_ms = rl_xmalloc((size_t)j->reg.n * sizeof(double) + 1);
             s->node_n = j->reg.n;
         }
         for (int i = 0; i < s->node_n; i++) s->node_ms[i] = NAN;
@@ -753,12 +745,6 @@ void job_start(job *j)
     pthread_mutex_unlock(&j->reg.mtx);
 }
 
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Moves blocks from members above their speed-proportional share to those
  * below it, fewest moves first (largest surplus gives to largest deficit).
  * Returns the number of blocks moved. Lock held. */
@@ -829,7 +815,7 @@ static void check_balance(job *j, uint64_t now)
             size_t m = e->samples_epoch < 5 ? (size_t)e->samples_epoch : 5;
             double last[5];
             for (size_t q = 0; q < m; q++) last[q] = e->compute_samples[(e->ncompute - 1 - q) % 256];
-            qsort(last, m, sizeof(double), cmp_dbl);
+            qsort(last, m, sizeof(double), rl_cmp_double);
             c[k] = last[m / 2];
             speed[k] = rows[k] > 0 && c[k] > 0 ? rows[k] / c[k] : e->speed;
             fresh++;
@@ -842,7 +828,7 @@ static void check_balance(job *j, uint64_t now)
     if (fresh < n) goto out;
     double *sorted = calloc((size_t)n, sizeof(double));
     memcpy(sorted, c, (size_t)n * sizeof(double));
-    qsort(sorted, (size_t)n, sizeof(double), cmp_dbl);
+    qsort(sorted, (size_t)n, sizeof(double), rl_cmp_double);
     double median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     free(sorted);
     double mx = 0, mean = 0, sum_speed = 0;

@@ -12,6 +12,7 @@
 
 #include "launch.h"
 #include "ringleader/log.h"
+#include "ringleader/mem.h"
 #include "ringleader/ring.h"
 
 static int is_exec(const char *p)
@@ -46,8 +47,8 @@ int launch_find_node_bin(char *out, size_t cap)
 int launch_nodes(const rl_spec *spec, const char *node_bin, launched *out)
 {
     out->n = spec->n_nodes;
-    out->pids = calloc((size_t)out->n, sizeof(pid_t));
-    out->status = calloc((size_t)out->n, sizeof(int));
+    out->pids = rl_xcalloc((size_t)out->n, sizeof(pid_t));
+    out->status = rl_xcalloc((size_t)out->n, sizeof(int));
     for (int i = 0; i < spec->n_nodes; i++) {
         const char *argv[20];
         int k = 0;

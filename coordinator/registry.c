@@ -1,23 +1,19 @@
 /* registry.c - expected and joined nodes, heartbeats and their metrics. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "registry.h"
+#include "ringleader/clock.h"
+#include "ringleader/mem.h"
 #include "ringleader/ring.h"
 
 void registry_init(registry *r, const rl_spec *spec)
 {
     memset(r, 0, sizeof(*r));
     pthread_mutex_init(&r->mtx, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    rl_cond_init_monotonic(&r->cv);
     r->n = spec->n_nodes;
-    r->nodes = calloc((size_t)r->n, sizeof(node_entry));
+    r->nodes = rl_xcalloc((size_t)r->n, sizeof(node_entry));
     for (int i = 0; i < r->n; i++) {
         snprintf(r->nodes[i].id, sizeof(r->nodes[i].id), "%s", spec->nodes[i].id);
         snprintf(r->nodes[i].listen, sizeof(r->nodes[i].listen), "%s", spec->nodes[i].listen);
@@ -55,15 +51,8 @@ int registry_wait_joined(registry *r, uint64_t deadline_ms)
             pthread_mutex_unlock(&r->mtx);
             return k;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t w = deadline_ms - now;
         if (w > 100) w = 100; /* wake to re-check stop requests */
-        ts.tv_nsec += (long)w * 1000000L;
-        while (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&r->cv, &r->mtx, &ts);
+        rl_cond_wait_until(&r->cv, &r->mtx, now + w);
     }
 }

@@ -1,6 +1,6 @@
 /*
- * report.c - run.json (written atomically: a temporary file, fsync, rename)
- * and the progress line on stderr.
+ * report.c - the job's record handed to the run.json writer (lib/run_json.c,
+ * which names and formats every field) and the progress line on stderr.
  */
 #include <errno.h>
 #include <math.h>
@@ -13,228 +13,112 @@
 
 #include "job.h"
 #include "ringleader/err.h"
+#include "ringleader/mem.h"
+#include "ringleader/run_json.h"
+#include "ringleader/stats.h"
 
-static void json_str(FILE *f, const char *s)
+static const char *report_state(node_state s)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+    return s == NODE_JOINED   ? "alive"
+           : s == NODE_FAILED ? "failed"
+           : s == NODE_LEFT   ? "left"
+                              : "never joined";
+}
+
+/* The steps the coordinator saw, into out (s->steps entries). Lock held. */
+static size_t report_steps(job *j, rl_run_step *out)
+{
+    size_t n = 0;
+    for (uint64_t i = 0; i < (uint64_t)j->spec->steps; i++) {
+        const step_rec *r = &j->steps[i];
+        if (!r->seen) continue;
+        out[n++] = (rl_run_step){.step = i,
+                                 .t_ms = r->t_ms,
+                                 .loss = r->loss,
+                                 .ms = r->ms,
+                                 .allreduce_ms = r->allreduce_ms,
+                                 .compute_imbalance = r->imbalance,
+                                 .compute_ms = r->node_ms,
+                                 .n_compute = r->node_ms != NULL ? (size_t)r->node_n : 0};
     }
-    fputc('"', f);
+    return n;
 }
 
-static void json_num(FILE *f, double v)
+/* Node i of the registry, with the blocks it holds (written at blocks)
+ * unless the job never started. Lock held. */
+static rl_run_node report_node(job *j, int i, uint32_t *blocks)
 {
-    if (isfinite(v)) fprintf(f, "%.17g", v);
-    else fputs("null", f);
-}
-
-static void json_nums(FILE *f, const double *v, size_t n)
-{
-    fputc('[', f);
-    for (size_t i = 0; i < n; i++) {
-        if (i) fputc(',', f);
-        json_num(f, v[i]);
-    }
-    fputc(']', f);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of n values (sorted copy). */
-static double pct(const double *v, size_t n, double p)
-{
-    if (n == 0) return 0;
-    double *t = malloc(n * sizeof(double));
-    memcpy(t, v, n * sizeof(double));
-    qsort(t, n, sizeof(double), cmp_double);
-    size_t rank = (size_t)(p * (double)n + 0.999999999);
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
-    double r = t[rank - 1];
-    free(t);
-    return r;
-}
-
-static int mkdir_p(const char *dir)
-{
-    char tmp[RL_PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
+    node_entry *e = &j->reg.nodes[i];
+    rl_run_node n = {.id = e->id,
+                     .state = report_state(e->state),
+                     .blocks = blocks,
+                     .rows_per_s = e->rows_per_s};
+    for (uint32_t b = 0; b < j->n_blocks; b++)
+        if (j->owner[b] == i && j->status != JOB_WAITING) {
+            blocks[n.n_blocks++] = b;
+            int64_t left = j->dp.rows - (int64_t)b * j->dp.block_rows;
+            n.rows += left < j->dp.block_rows ? left : j->dp.block_rows;
         }
-    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+    size_t ns = e->ncompute < 256 ? (size_t)e->ncompute : 256;
+    n.compute_ms_p50 = rl_percentile(e->compute_samples, ns, 0.50);
+    return n;
 }
 
 int job_write_report(job *j, const char *dir, const char *spec_path, double wall_s)
 {
-    char path[RL_PATH_MAX + 32], tmp[RL_PATH_MAX + 48];
-    if (mkdir_p(dir) != 0) {
-        fprintf(stderr, "ringleader: cannot create %s: %s\n", dir, strerror(errno));
-        return RL_EIO;
-    }
-    snprintf(path, sizeof(path), "%s/run.json", dir);
-    snprintf(tmp, sizeof(tmp), "%s/.run.json.%d", dir, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        fprintf(stderr, "ringleader: cannot write %s: %s\n", tmp, strerror(errno));
-        return RL_EIO;
-    }
     pthread_mutex_lock(&j->reg.mtx);
-    const rl_spec *s = j->spec;
-    const rl_model *m = &j->model;
-    size_t K = (size_t)m->classes, F = (size_t)m->features;
-    bool ok = j->status == JOB_DONE;
-    fprintf(f, "{\n  \"status\": \"%s\",\n", ok ? "ok" : "failed");
-    if (!ok) {
-        fputs("  \"error\": ", f);
-        json_str(f, j->error[0] ? j->error : "the job did not complete");
-        fputs(",\n", f);
+    rl_run_step *steps = rl_xcalloc((size_t)j->spec->steps + 1, sizeof(*steps));
+    rl_run_node *nodes = rl_xcalloc((size_t)j->reg.n + 1, sizeof(*nodes));
+    rl_run_event *events = rl_xcalloc(j->n_events + 1, sizeof(*events));
+    uint32_t *blocks = rl_xcalloc((size_t)j->n_blocks + 1, sizeof(uint32_t)); /* one owner each */
+    rl_run_report r = {
+        .ok = j->status == JOB_DONE,
+        .error = j->error[0] ? j->error : "the job did not complete",
+        .spec = spec_path,
+        .started_unix_ms = j->started_unix_ms,
+        .wall_s = wall_s,
+        .model = &j->model,
+        .mean = j->mean,
+        .std = j->std,
+        .steps_completed = j->model_step,
+        .final_loss = j->model_step && j->steps[j->model_step - 1].seen
+                          ? j->steps[j->model_step - 1].loss
+                          : NAN,
+        .steps = steps,
+        .nodes = nodes,
+        .n_nodes = (size_t)j->reg.n,
+        .events = events,
+        .n_events = j->n_events,
+        .coverage_checked = j->coverage_checked,
+        .coverage_violations = j->violations,
+        .baseline = j->baseline_path,
+        .baseline_step_ms = j->baseline_step_ms,
+        .baseline_nodes = j->baseline_nodes,
+        .blocks_total = j->n_blocks,
+        .epoch = j->epoch,
+    };
+    r.n_steps = report_steps(j, steps);
+    for (int i = 0, used = 0; i < j->reg.n; i++) {
+        nodes[i] = report_node(j, i, blocks + used);
+        used += (int)nodes[i].n_blocks;
     }
-    fputs("  \"spec\": ", f);
-    json_str(f, spec_path);
-    fprintf(f, ",\n  \"started_unix_ms\": %llu,\n  \"wall_s\": ",
-            (unsigned long long)j->started_unix_ms);
-    json_num(f, wall_s);
-    fprintf(f, ",\n  \"model\": {\"type\": \"%s\", \"features\": %zu, \"classes\": %zu, "
-               "\"weights\": ",
-            rl_model_type_name(m->type), F, s->model == RL_MODEL_SOFTMAX ? K : (size_t)1);
-    json_nums(f, m->w, K * F);
-    fputs(", \"bias\": ", f);
-    if (m->b == NULL) fputs("null", f);
-    else if (s->model == RL_MODEL_SOFTMAX) json_nums(f, m->b, K);
-    else json_num(f, m->b[0]);
-    fputs(", \"mean\": ", f);
-    if (j->mean) json_nums(f, j->mean, F);
-    else fputs("null", f);
-    fputs(", \"std\": ", f);
-    if (j->std) json_nums(f, j->std, F);
-    else fputs("null", f);
-    /* The saved weights are those after model_step steps. */
-    fprintf(f, "},\n  \"steps_completed\": %llu,\n  \"final_loss\": ",
-            (unsigned long long)j->model_step);
-    if (j->model_step && j->steps[j->model_step - 1].seen)
-        json_num(f, j->steps[j->model_step - 1].loss);
-    else fputs("null", f);
-    fputs(",\n  \"steps\": [", f);
-    double *ms = malloc(((size_t)s->steps + 1) * sizeof(double));
-    size_t nms = 0;
-    for (uint64_t i = 0; i < (uint64_t)s->steps; i++) {
-        step_rec *r = &j->steps[i];
-        if (!r->seen) continue;
-        ms[nms] = r->ms;
-        fprintf(f, "%s\n    {\"step\": %llu, \"t_ms\": ", nms++ ? "," : "", (unsigned long long)i);
-        json_num(f, r->t_ms);
-        fputs(", \"loss\": ", f);
-        json_num(f, r->loss);
-        fputs(", \"ms\": ", f);
-        json_num(f, r->ms);
-        fputs(", \"allreduce_ms\": ", f);
-        json_num(f, r->allreduce_ms);
-        fputs(", \"compute_imbalance\": ", f);
-        json_num(f, r->imbalance);
-        if (r->node_ms != NULL) {
-            fputs(", \"compute_ms\": {", f);
-            int k = 0;
-            for (int q = 0; q < r->node_n && q < j->reg.n; q++) {
-                if (isnan(r->node_ms[q])) continue;
-                fputs(k++ ? ", " : "", f);
-                json_str(f, j->reg.nodes[q].id);
-                fputs(": ", f);
-                json_num(f, r->node_ms[q]);
-            }
-            fputc('}', f);
-        }
-        fputc('}', f);
-    }
-    fprintf(f, "\n  ],\n  \"step_ms\": {\"p50\": ");
-    double p50_ms = pct(ms, nms, 0.50);
-    json_num(f, p50_ms);
-    fputs(", \"p99\": ", f);
-    json_num(f, pct(ms, nms, 0.99));
-    free(ms);
-    fputs("},\n  \"nodes\": [", f);
-    int members = 0;
-    for (int i = 0; i < j->reg.n; i++) {
-        node_entry *e = &j->reg.nodes[i];
-        const char *state = e->state == NODE_JOINED ? "alive"
-                          : e->state == NODE_FAILED ? "failed"
-                          : e->state == NODE_LEFT   ? "left"
-                                                    : "never joined";
-        fprintf(f, "%s\n    {\"id\": ", i ? "," : "");
-        json_str(f, e->id);
-        fprintf(f, ", \"state\": \"%s\", \"blocks\": [", state);
-        int64_t rows = 0;
-        int nb = 0;
-        for (uint32_t b = 0; b < j->n_blocks; b++)
-            if (j->owner[b] == i && j->status != JOB_WAITING) {
-                fprintf(f, "%s%u", nb++ ? "," : "", b);
-                int64_t first = (int64_t)b * j->dp.block_rows;
-                int64_t left = j->dp.rows - first;
-                rows += left < j->dp.block_rows ? left : j->dp.block_rows;
-            }
-        if (nb) members++;
-        size_t ns = e->ncompute < 256 ? (size_t)e->ncompute : 256;
-        fprintf(f, "], \"rows\": %lld, \"compute_ms_p50\": ", (long long)rows);
-        json_num(f, pct(e->compute_samples, ns, 0.50));
-        fputs(", \"rows_per_s\": ", f);
-        json_num(f, e->rows_per_s);
-        fputc('}', f);
-    }
-    fputs("\n  ],\n  \"events\": [", f);
     for (size_t i = 0; i < j->n_events; i++) {
-        job_event *e = &j->events[i];
-        fprintf(f, "%s\n    {\"t_ms\": ", i ? "," : "");
-        json_num(f, e->t_ms);
-        fprintf(f, ", \"step\": %lld, \"kind\": ", (long long)e->step);
-        json_str(f, e->kind);
-        fputs(", \"node\": ", f);
-        json_str(f, e->node);
-        fputs(", \"detail\": ", f);
-        json_str(f, e->detail);
-        if (strcmp(e->kind, "failed") == 0) {
-            fputs(", \"recovery_ms\": ", f);
-            if (e->recovery_ms >= 0) json_num(f, e->recovery_ms);
-            else fputs("null", f);
-        }
-        fputc('}', f);
+        const job_event *e = &j->events[i];
+        events[i] = (rl_run_event){.t_ms = e->t_ms,
+                                   .step = e->step,
+                                   .kind = e->kind,
+                                   .node = e->node,
+                                   .detail = e->detail,
+                                   .recovery_ms = e->recovery_ms};
     }
-    fprintf(f, "\n  ],\n  \"coverage\": {\"steps_checked\": %llu, \"violations\": %llu},\n",
-            (unsigned long long)j->coverage_checked, (unsigned long long)j->violations);
-    if (j->baseline_path != NULL && nms > 0) {
-        /* The seed's T_s / T_p: the baseline run's median step over ours. */
-        fputs("  \"speedup\": ", f);
-        json_num(f, j->baseline_step_ms / p50_ms);
-        fputs(",\n  \"speedup_baseline\": {\"run\": ", f);
-        json_str(f, j->baseline_path);
-        fputs(", \"step_ms_p50\": ", f);
-        json_num(f, j->baseline_step_ms);
-        fprintf(f, ", \"nodes\": %d},\n", j->baseline_nodes);
-    }
-    fputs("  \"D\": ", f);
-    json_num(f, members ? (double)j->n_blocks / members : 0);
-    fprintf(f, ",\n  \"blocks_total\": %u,\n  \"epoch\": %llu\n}\n", j->n_blocks,
-            (unsigned long long)j->epoch);
+    int rc = rl_run_json_write(dir, &r);
     pthread_mutex_unlock(&j->reg.mtx);
-    int bad = ferror(f);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) bad = 1;
-    if (fclose(f) != 0) bad = 1;
-    if (bad || rename(tmp, path) != 0) {
-        fprintf(stderr, "ringleader: cannot write %s: %s\n", path, strerror(errno));
-        unlink(tmp);
-        return RL_EIO;
-    }
-    return RL_OK;
+    if (rc != RL_OK) fprintf(stderr, "ringleader: %s\n", rl_errdetail());
+    free(steps);
+    free(nodes);
+    free(events);
+    free(blocks);
+    return rc;
 }
 
 void job_progress(job *j, bool final)
@@ -260,7 +144,7 @@ void job_progress(job *j, bool final)
                 j->spec->steps, alive, j->reg.n, tty && !final ? "" : "\n");
     else
         fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %.3g rows/s  nodes %d/%d%s",
-                tty ? "\r\033[K" : "", (unsigned long long)n, j->spec->steps, loss, ms, rps,
-                alive, j->reg.n, tty && !final ? "" : "\n");
+                tty ? "\r\033[K" : "", (unsigned long long)n, j->spec->steps, loss, ms, rps, alive,
+                j->reg.n, tty && !final ? "" : "\n");
     fflush(stderr);
 }

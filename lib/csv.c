@@ -30,8 +30,8 @@ typedef struct csv_reader {
 
 /* The next line, NUL-terminated, without its "\n" or "\r\n", in *line
  * (valid until the next call) of *len bytes; *had_nl says whether it ended
- * with a newline. Returns 1 for a line, 0 at the end of the file, or an
- * error code (negated) with the detail set. */
+ * with a newline. At the end of the file *line is NULL. Returns RL_OK, or an
+ * error with the detail set. */
 static int csv_next_line(csv_reader *r, const char *path, char **line, size_t *len, int *had_nl)
 {
     for (;;) {
@@ -47,9 +47,12 @@ static int csv_next_line(csv_reader *r, const char *path, char **line, size_t *l
             r->line_no++;
             *line = s;
             *len = n;
-            return 1;
+            return RL_OK;
         }
-        if (r->eof) return 0;
+        if (r->eof) {
+            *line = NULL;
+            return RL_OK;
+        }
         /* Need more: move the partial line to the front, grow if full, read. */
         if (r->start > 0) {
             memmove(r->buf, r->buf + r->start, r->end - r->start);
@@ -60,7 +63,7 @@ static int csv_next_line(csv_reader *r, const char *path, char **line, size_t *l
         if (r->cap - r->end < CSV_CHUNK) {
             size_t cap = r->cap * 2;
             char *b = realloc(r->buf, cap + 1);
-            if (b == NULL) return -rli_err(RL_ENOMEM, "%s: line buffer of %zu bytes", path, cap);
+            if (b == NULL) return rli_err(RL_ENOMEM, "%s: line buffer of %zu bytes", path, cap);
             r->buf = b;
             r->cap = cap;
         }
@@ -68,14 +71,14 @@ static int csv_next_line(csv_reader *r, const char *path, char **line, size_t *l
         r->end += got;
         if (got == 0) {
             if (ferror(r->f))
-                return -rli_err(RL_EIO, "%s: read error after line %lld", path,
-                                (long long)r->line_no);
+                return rli_err(RL_EIO, "%s: read error after line %lld", path,
+                               (long long)r->line_no);
             r->eof = 1;
         }
     }
 too_long:
-    return -rli_err(RL_EDATA, "%s:%lld: line longer than %u bytes", path, (long long)r->line_no + 1,
-                    RL_CSV_MAX_LINE);
+    return rli_err(RL_EDATA, "%s:%lld: line longer than %u bytes", path, (long long)r->line_no + 1,
+                   RL_CSV_MAX_LINE);
 }
 
 /*
@@ -134,8 +137,8 @@ static int csv_header(csv_reader *r, const char *path, const char *label, rl_tab
     size_t len;
     int had_nl;
     int rc = csv_next_line(r, path, &line, &len, &had_nl);
-    if (rc < 0) return -rc;
-    if (rc == 0)
+    if (rc != RL_OK) return rc;
+    if (line == NULL)
         return rli_err(RL_EDATA, "%s: empty file: a header row of column names is required", path);
     if (len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
         line += 3;
@@ -282,12 +285,8 @@ int rl_csv_load(const char *path, const char *label_column, rl_table **out)
         char *line;
         size_t len;
         int had_nl;
-        int got = csv_next_line(&r, path, &line, &len, &had_nl);
-        if (got < 0) {
-            rc = -got;
-            goto out;
-        }
-        if (got == 0) break;
+        if ((rc = csv_next_line(&r, path, &line, &len, &had_nl)) != RL_OK) goto out;
+        if (line == NULL) break;
         if (len == 0) continue; /* blank line */
         if ((rc = csv_reserve(t, &cap_rows, path)) != RL_OK) goto out;
         if ((rc = csv_row(path, r.line_no, line, had_nl, n_cols, t)) != RL_OK) goto out;

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
-#include <time.h>
 
 #include <msgpack.h>
 #include <nng/nng.h>
@@ -127,53 +126,4 @@ void rli_assert_fail(const char *expr, const char *file, int line)
 {
     fprintf(stderr, "ringleader: assertion failed: %s (%s:%d)\n", expr, file, line);
     abort();
-}
-
-static void *oom(size_t n)
-{
-    fprintf(stderr, "ringleader: out of memory allocating %zu bytes\n", n);
-    abort();
-}
-
-void *rli_malloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    return p ? p : oom(n);
-}
-
-void *rli_calloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    return p ? p : oom(n * size);
-}
-
-void *rli_realloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    return q ? q : oom(n);
-}
-
-char *rli_strdup(const char *s)
-{
-    return rli_strndup(s, strlen(s));
-}
-
-char *rli_strndup(const char *s, size_t n)
-{
-    char *p = rli_malloc(n + 1);
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
-uint64_t rli_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-uint64_t rli_now_ms(void)
-{
-    return rli_now_us() / 1000u;
 }

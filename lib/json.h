@@ -9,7 +9,7 @@
  * Hostile input stays cheap: the nesting depth, the text size and the node
  * count are bounded, and an error is reported as "LINE:COL: what" (both from
  * 1, COL in bytes) with nothing leaked. Knows nothing of run.json; see
- * model_io.c for that.
+ * run_json.c for that.
  */
 #ifndef RINGLEADER_JSON_H
 #define RINGLEADER_JSON_H

@@ -13,6 +13,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "auth.h"
+#include "ringleader/clock.h"
 #include "ringleader/log.h"
 #include "rli.h"
 #include "ringleader/spec.h"
@@ -365,17 +366,6 @@ static void run_cb(pending *p, int err, const char *why)
 
 static void send_batch(batch *b);
 static void batch_finish(batch *b, int err, const char *why, nng_msg *msg);
-
-/* The CLOCK_REALTIME time ms from now, for pthread_cond_timedwait. */
-static struct timespec realtime_in(int ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    t.tv_sec += ms / 1000 + t.tv_nsec / 1000000000L;
-    t.tv_nsec %= 1000000000L;
-    return t;
-}
 
 /* Async exchanges in flight: lone calls and batches awaiting their end. Lock held. */
 static int exchanges_locked(const rl_rpc_client *c)
@@ -868,7 +858,7 @@ void rl_rpc_client_close(rl_rpc_client *c)
     c->qhead = c->qtail = NULL;
     /* Sends already claimed reach nng first (nng_ctx_send does not block),
      * so that no aio is stopped under a send about to start. */
-    struct timespec until = realtime_in(10000);
+    struct timespec until = rl_timespec_in(CLOCK_REALTIME, 10000);
     while (c->senders > 0 && pthread_cond_timedwait(&c->close_cv, &c->mtx, &until) == 0) {
     }
     /* Exchanges in flight get DRAIN_MS to end by themselves (their replies
@@ -877,7 +867,7 @@ void rl_rpc_client_close(rl_rpc_client *c)
      * tracker has such close hangs, e.g. #1543 and #1813; README "Limits").
      * Then every aio is stopped, which ends what is left (RL_ECANCELED) and
      * waits for its callback, and only then the socket closes. */
-    until = realtime_in(DRAIN_MS);
+    until = rl_timespec_in(CLOCK_REALTIME, DRAIN_MS);
     while (exchanges_locked(c) > 0 &&
            pthread_cond_timedwait(&c->close_cv, &c->mtx, &until) == 0) {
     }

@@ -17,9 +17,11 @@
 
 #include "agent.h"
 #include "ringleader/allreduce.h"
+#include "ringleader/clock.h"
 #include "ringleader/data.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
+#include "ringleader/mem.h"
 #include "ringleader/model.h"
 
 /* How long past two collectives' deadlines a member waits for its peers to
@@ -29,13 +31,6 @@
 /* How much nicer than the node's other threads the worker thread runs (see
  * worker_run); at most 19. */
 #define WORKER_NICE 10
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* The blocks this node holds, for one plan. */
 typedef struct held {
@@ -103,8 +98,8 @@ static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_da
 {
     held nh = {0};
     nh.n = p->blocks.n;
-    nh.blocks = calloc(nh.n + 1, sizeof(rl_block));
-    nh.ids = calloc(nh.n + 1, sizeof(uint32_t));
+    nh.blocks = rl_xcalloc(nh.n + 1, sizeof(rl_block));
+    nh.ids = rl_xcalloc(nh.n + 1, sizeof(uint32_t));
     int rv = RL_OK;
     for (size_t i = 0; i < nh.n && rv == RL_OK; i++) {
         uint32_t id = p->blocks.v[i];
@@ -189,15 +184,15 @@ static void batch_init(batch *b, size_t cap, size_t nb, size_t nm)
     b->cap = cap;
     b->nb = nb;
     b->nm = nm;
-    b->steps = malloc(cap * sizeof(uint32_t));
-    b->cov = malloc(cap * nb * sizeof(uint32_t) + 1);
-    b->loss = malloc(cap * sizeof(double));
-    b->ms = malloc(cap * sizeof(double));
-    b->compute = malloc(cap * sizeof(double));
-    b->ar = malloc(cap * sizeof(double));
-    b->rows = malloc(cap * sizeof(double));
-    b->ncomp = malloc(cap * nm * sizeof(double) + 1);
-    b->done_ms = malloc(cap * sizeof(double));
+    b->steps = rl_xmalloc(cap * sizeof(uint32_t));
+    b->cov = rl_xmalloc(cap * nb * sizeof(uint32_t) + 1);
+    b->loss = rl_xmalloc(cap * sizeof(double));
+    b->ms = rl_xmalloc(cap * sizeof(double));
+    b->compute = rl_xmalloc(cap * sizeof(double));
+    b->ar = rl_xmalloc(cap * sizeof(double));
+    b->rows = rl_xmalloc(cap * sizeof(double));
+    b->ncomp = rl_xmalloc(cap * nm * sizeof(double) + 1);
+    b->done_ms = rl_xmalloc(cap * sizeof(double));
 }
 
 /* Sends the batch; the model (w, b of kf and K values, or NULL after a
@@ -225,7 +220,7 @@ static void batch_flush(agent *a, batch *b, uint64_t epoch, const rl_model *m, b
     }
     /* How long ago each step completed: the coordinator dates the steps
      * by its own clock (clocks of different hosts are not compared). */
-    double now = now_ms();
+    double now = (double)rl_clock_ns() / 1e6;
     for (size_t e = 0; e < b->k; e++) b->done_ms[e] = now - b->done_ms[e];
     if (b->k > 1) {
         q->batch_age_ms = (rl_f64list){b->done_ms, b->k};
@@ -343,14 +338,14 @@ int worker_run(agent *a)
         size_t nb = (size_t)p->n_blocks, plen = G + 2 + nb + nm_slots;
         free(buf);
         free(red);
-        buf = malloc(plen * sizeof(double));
-        red = malloc(plen * sizeof(double));
+        buf = rl_xmalloc(plen * sizeof(double));
+        red = rl_xmalloc(plen * sizeof(double));
         batch_init(&rb, 64, nb, nm_slots);
         double report_ms = p->report_ms;
 
         /* Form the ring of this epoch. */
         size_t nm = p->member_ids.n;
-        rl_ring_member *mem = calloc(nm + 1, sizeof(*mem));
+        rl_ring_member *mem = rl_xcalloc(nm + 1, sizeof(*mem));
         for (size_t i = 0; i < nm; i++) {
             mem[i].id = p->member_ids.v[i];
             mem[i].url = p->member_urls.v[i];
@@ -408,7 +403,7 @@ int worker_run(agent *a)
         atomic_store(&a->phase, PHASE_STEPPING);
         for (uint64_t s = p->start_step;
              rv == RL_OK && s < p->end_step && !atomic_load(&a->stop); s++) {
-            double t0 = now_ms();
+            double t0 = (double)rl_clock_ns() / 1e6;
             memset(buf, 0, plen * sizeof(double));
             int64_t rows = 0;
             for (size_t i = 0; i < h.n; i++) {
@@ -417,10 +412,10 @@ int worker_run(agent *a)
                 buf[G + 2 + h.ids[i]] += 1.0;
             }
             buf[G + 1] = (double)rows;
-            double t1 = now_ms();
+            double t1 = (double)rl_clock_ns() / 1e6;
             buf[G + 2 + nb + p->rank] = t1 - t0;
             rv = rl_allreduce(ring, buf, red, plen, RL_F64, RL_OP_SUM, rl_clock_ms() + op_ms);
-            double t2 = now_ms();
+            double t2 = (double)rl_clock_ns() / 1e6;
             if (rv != RL_OK) {
                 snprintf(failure, sizeof(failure), "step %llu: %s", (unsigned long long)s,
                          rl_errdetail());
@@ -442,7 +437,7 @@ int worker_run(agent *a)
             double loss = 0;
             if (ok) rl_model_step(&m, red, red[G], (int64_t)red[G + 1], p->learning_rate, p->l2,
                                   &loss);
-            double t3 = now_ms();
+            double t3 = (double)rl_clock_ns() / 1e6;
             atomic_store(&a->compute_ms, t1 - t0);
             pthread_mutex_lock(&a->acc_mtx);
             a->acc_compute_ms += t1 - t0;

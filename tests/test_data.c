@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "ringleader/data.h"
+#include "ringleader/stats.h"
 #include "rli.h"
 #include "testutil.h"
 
@@ -318,6 +319,29 @@ START_TEST(standardisation_matches_a_hand_computation)
 }
 END_TEST
 
+START_TEST(order_statistics_of_measurements)
+{
+    double v[] = {5, -1, 3, 2.5, 100, 0};
+    rl_sort_doubles(v, 6);
+    for (int i = 1; i < 6; i++) ck_assert(v[i - 1] <= v[i]);
+    ck_assert(v[0] == -1 && v[5] == 100);
+    ck_assert(rl_median_sorted(v, 6) == (2.5 + 3) / 2);
+    ck_assert(rl_median_sorted(v, 5) == 2.5);
+    /* Nearest rank: ceil(p * n), from 1. */
+    ck_assert(rl_percentile_sorted(v, 6, 0.50) == 2.5);
+    ck_assert(rl_percentile_sorted(v, 6, 0.99) == 100);
+    ck_assert(rl_percentile_sorted(v, 6, 0.01) == -1);
+    ck_assert(rl_percentile_sorted(v, 0, 0.5) == 0);
+    double u[] = {4, 1, 3, 2};
+    ck_assert(rl_percentile(u, 4, 0.5) == 2);
+    ck_assert(u[0] == 4 && u[1] == 1); /* left as it was */
+    double a = 1, b = 2;
+    ck_assert_int_lt(rl_cmp_double(&a, &b), 0);
+    ck_assert_int_gt(rl_cmp_double(&b, &a), 0);
+    ck_assert_int_eq(rl_cmp_double(&a, &a), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("data");
@@ -336,6 +360,7 @@ int main(void)
                         (int)(sizeof(bad_csv) / sizeof(bad_csv[0])));
     tcase_add_test(tc, csv_missing_file_and_long_line);
     tcase_add_test(tc, standardisation_matches_a_hand_computation);
+    tcase_add_test(tc, order_statistics_of_measurements);
     suite_add_tcase(s, tc);
     return rlt_run_suite(s);
 }

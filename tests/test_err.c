@@ -6,6 +6,9 @@
 #include <msgpack.h>
 #include <nng/nng.h>
 
+#include "ringleader/clock.h"
+#include "ringleader/mem.h"
+#include "ringleader/ring.h"
 #include "rli.h"
 #include "testutil.h"
 
@@ -53,6 +56,71 @@ START_TEST(foreign_codes_convert)
 }
 END_TEST
 
+START_TEST(allocators_copy_and_never_return_null)
+{
+    char *a = rl_xstrdup("ring");
+    ck_assert_str_eq(a, "ring");
+    char *b = rl_xstrndup("leader!", 6); /* exactly n bytes, then a NUL */
+    ck_assert_str_eq(b, "leader");
+    void *z = rl_xmalloc(0), *zc = rl_xcalloc(0, 8);
+    ck_assert_ptr_nonnull(z);
+    ck_assert_ptr_nonnull(zc);
+    int *v = rl_xcalloc(4, sizeof(int));
+    ck_assert_int_eq(v[0] | v[1] | v[2] | v[3], 0);
+    v = rl_xrealloc(v, 1000 * sizeof(int));
+    v[999] = 7;
+    ck_assert_int_eq(v[999], 7);
+    free(a);
+    free(b);
+    free(z);
+    free(zc);
+    free(v);
+}
+END_TEST
+
+START_TEST(clocks_are_one_monotonic_clock)
+{
+    uint64_t ms = rl_clock_ms(), ns = rl_clock_ns(), us = rl_clock_us();
+    double s = rl_clock_s();
+    ck_assert_uint_ge(ns / 1000000u, ms);
+    ck_assert_uint_ge(us / 1000u, ns / 1000000u);
+    ck_assert(s * 1e3 >= (double)ms - 1.0);
+    ck_assert_uint_le(ns / 1000000u, rl_clock_ms());
+    ck_assert_uint_ge(rl_clock_ns(), ns);
+}
+END_TEST
+
+START_TEST(timespec_in_is_normalised)
+{
+    for (uint64_t ms = 0; ms < 3000; ms += 37) {
+        struct timespec now, t = rl_timespec_in(CLOCK_MONOTONIC, ms);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        ck_assert(t.tv_nsec >= 0 && t.tv_nsec < 1000000000L);
+        double left = (double)(t.tv_sec - now.tv_sec) * 1e3 +
+                      (double)(t.tv_nsec - now.tv_nsec) / 1e6;
+        ck_assert(left <= (double)ms && left > (double)ms - 1000.0);
+    }
+}
+END_TEST
+
+START_TEST(cond_wait_until_times_out_at_its_deadline)
+{
+    pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv;
+    rl_cond_init_monotonic(&cv);
+    pthread_mutex_lock(&mtx);
+    ck_assert_int_eq(rl_cond_wait_until(&cv, &mtx, rl_clock_ms() - 1), RL_ETIMEDOUT);
+    uint64_t t0 = rl_clock_ms(), deadline = t0 + 50;
+    int rv;
+    while ((rv = rl_cond_wait_until(&cv, &mtx, deadline)) == RL_OK) { /* spurious wake-ups */
+    }
+    ck_assert_int_eq(rv, RL_ETIMEDOUT);
+    ck_assert_uint_ge(rl_clock_ms(), deadline);
+    pthread_mutex_unlock(&mtx);
+    pthread_cond_destroy(&cv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("err");
@@ -60,6 +128,10 @@ int main(void)
     tcase_add_test(tc, names_and_texts_are_distinct);
     tcase_add_test(tc, detail_is_per_call_and_prefixable);
     tcase_add_test(tc, foreign_codes_convert);
+    tcase_add_test(tc, allocators_copy_and_never_return_null);
+    tcase_add_test(tc, clocks_are_one_monotonic_clock);
+    tcase_add_test(tc, timespec_in_is_normalised);
+    tcase_add_test(tc, cond_wait_until_times_out_at_its_deadline);
     suite_add_tcase(s, tc);
     return rlt_run_suite(s);
 }

@@ -1,6 +1,6 @@
 /*
  * test_json.c - the strict JSON reader (lib/json.c) and the run.json model
- * loader built on it (lib/model_io.c): valid documents, every kind of
+ * loader built on it (lib/run_json.c): valid documents, every kind of
  * malformed input with its LINE:COL, deep nesting refused, and every
  * truncation of a sample run.json refused (leak-free under ASan).
  */
@@ -13,6 +13,7 @@
 #include "json.h"
 #include "ringleader/err.h"
 #include "ringleader/model.h"
+#include "ringleader/run_json.h"
 #include "testutil.h"
 
 static rli_json *parse_ok(const char *text)
@@ -235,6 +236,64 @@ START_TEST(model_load_run_json)
 }
 END_TEST
 
+/* What rl_run_json_write writes, the readers read back; a failed run's
+ * record names its error and is refused as a model. */
+START_TEST(run_json_written_is_read_back)
+{
+    char *dir = rlt_tmpdir(), sub[512], path[600];
+    snprintf(sub, sizeof(sub), "%s/a/b", dir); /* parents are created */
+    snprintf(path, sizeof(path), "%s/run.json", sub);
+    rl_model m;
+    ck_assert_int_eq(rl_model_init(&m, RL_MODEL_SOFTMAX, 2, 3), RL_OK);
+    for (int k = 0; k < 6; k++) m.w[k] = k + 0.25;
+    for (int k = 0; k < 3; k++) m.b[k] = -k;
+    double mean[] = {1, 2}, std[] = {3, 4}, cms[] = {5.5, NAN};
+    uint32_t blocks[] = {0, 1};
+    rl_run_step steps[] = {{.step = 0, .ms = 2, .loss = 1, .compute_ms = cms, .n_compute = 2},
+                           {.step = 1, .ms = 4, .loss = NAN}};
+    rl_run_node nodes[] = {{.id = "n1", .state = "alive", .blocks = blocks, .n_blocks = 2},
+                           {.id = "n2", .state = "failed"}};
+    rl_run_event ev[] = {{.kind = "failed", .node = "n2", .detail = "a \"quote\"",
+                          .recovery_ms = -1}};
+    rl_run_report r = {.ok = true, .spec = "s.yaml", .model = &m, .mean = mean, .std = std,
+                       .final_loss = NAN, .steps = steps, .n_steps = 2, .nodes = nodes,
+                       .n_nodes = 2, .events = ev, .n_events = 1, .blocks_total = 2};
+    ck_assert_int_eq(rl_run_json_write(sub, &r), RL_OK);
+    rli_json *root = NULL;
+    ck_assert_int_eq(rli_json_load(path, &root), RL_OK);
+    ck_assert(rli_json_get(root, "final_loss")->kind == RLI_JSON_NULL);
+    ck_assert(rli_json_get(root, "D")->number == 2.0);
+    const rli_json *st = rli_json_get(root, "steps");
+    ck_assert(rli_json_get(rli_json_get(st->items[0], "compute_ms"), "n1")->number == 5.5);
+    ck_assert_ptr_null(rli_json_get(rli_json_get(st->items[0], "compute_ms"), "n2"));
+    ck_assert_ptr_null(rli_json_get(st->items[1], "compute_ms"));
+    const rli_json *e = rli_json_get(root, "events")->items[0];
+    ck_assert_str_eq(rli_json_get(e, "detail")->str, "a \"quote\"");
+    ck_assert(rli_json_get(e, "recovery_ms")->kind == RLI_JSON_NULL);
+    rli_json_free(root);
+
+    rl_model back;
+    double *bmean, *bstd, p50;
+    int nodes_n;
+    ck_assert_int_eq(rl_model_load_run_json(path, &back, &bmean, &bstd), RL_OK);
+    ck_assert(back.type == RL_MODEL_SOFTMAX && back.features == 2 && back.classes == 3);
+    ck_assert(back.w[5] == 5.25 && back.b[2] == -2 && bmean[1] == 2 && bstd[0] == 3);
+    ck_assert_int_eq(rl_run_json_step_ms(path, &p50, &nodes_n), RL_OK);
+    ck_assert(p50 == 2 && nodes_n == 2); /* nearest rank of {2, 4} */
+    rl_model_fini(&back);
+    free(bmean);
+    free(bstd);
+
+    r.ok = false;
+    r.error = "stopped";
+    ck_assert_int_eq(rl_run_json_write(sub, &r), RL_OK);
+    ck_assert_int_eq(rl_model_load_run_json(path, &back, &bmean, &bstd), RL_EPRECOND);
+    ck_assert_ptr_nonnull(strstr(rl_errdetail(), "(status \"failed\": stopped)"));
+    rl_model_fini(&m);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("json");
@@ -244,6 +303,7 @@ int main(void)
     tcase_add_test(tc, deep_nesting_refused);
     tcase_add_test(tc, every_truncation_fails);
     tcase_add_test(tc, model_load_run_json);
+    tcase_add_test(tc, run_json_written_is_read_back);
     suite_add_tcase(s, tc);
     return rlt_run_suite(s);
 }

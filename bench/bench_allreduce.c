@@ -1,5 +1,5 @@
 /*
- * cmd_bench.c - `ringleader bench allreduce`: N separate processes on
+ * bench_allreduce.c - `ringleader bench allreduce`: N separate processes on
  * loopback run the collective with the method of ../shared/bench/BASELINES.md
  * (its data pattern and exact check, barrier then time, iteration time = max
  * over ranks, median per round, the round with the lowest median reported),
@@ -20,7 +20,9 @@
 #include "cli.h"
 #include "ringleader/err.h"
 #include "ringleader/allreduce.h"
+#include "ringleader/clock.h"
 #include "ringleader/ring.h"
+#include "ringleader/stats.h"
 
 #define MAX_SIZES 32
 #define MAX_NODES 64
@@ -40,25 +42,24 @@ typedef struct ar_opts {
 
 static void ar_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: ringleader bench allreduce --nodes N --bytes S[,S...] [options]\n\n"
-            "Runs the ring all-reduce between N separate processes on loopback and prints\n"
-            "one line per size in the format of ../shared/bench/run-baselines.sh.\n\n"
-            "  --nodes N            processes (default 4)\n"
-            "  --bytes LIST         sizes, with K/M suffixes (default 4,4K,64K,1M,16M,64M)\n"
-            "  --iters K            timed iterations per size at most (default 50)\n"
-            "  --warmup K           untimed iterations at most (default 3)\n"
-            "  --rounds R           whole size list repeated R times (default 3)\n"
-            "  --budget SEC         time budget per size per round (default 1.5)\n"
-            "  --transport tcp|ipc  (default tcp)\n"
-            "  --chunk BYTES        pipeline chunk (default 1048576)\n"
-            "  --small BYTES        at or below: one-round algorithm (default: the library's)\n"
-            "  --spin US            busy-poll a link this long before sleeping; 0 = automatic\n"
-            "                       (the library's), -1 = never\n"
-            "  --yield US           poll a link, yielding the CPU, this long before sleeping;\n"
-            "                       0 = automatic (the library's), -1 = never\n"
-            "  --congestion NAME    TCP congestion control of the ring links: auto (the\n"
-            "                       library's, default), system (the host's), or a name\n");
+    fprintf(f, "usage: ringleader bench allreduce --nodes N --bytes S[,S...] [options]\n\n"
+               "Runs the ring all-reduce between N separate processes on loopback and prints\n"
+               "one line per size in the format of ../shared/bench/run-baselines.sh.\n\n"
+               "  --nodes N            processes (default 4)\n"
+               "  --bytes LIST         sizes, with K/M suffixes (default 4,4K,64K,1M,16M,64M)\n"
+               "  --iters K            timed iterations per size at most (default 50)\n"
+               "  --warmup K           untimed iterations at most (default 3)\n"
+               "  --rounds R           whole size list repeated R times (default 3)\n"
+               "  --budget SEC         time budget per size per round (default 1.5)\n"
+               "  --transport tcp|ipc  (default tcp)\n"
+               "  --chunk BYTES        pipeline chunk (default 1048576)\n"
+               "  --small BYTES        at or below: one-round algorithm (default: the library's)\n"
+               "  --spin US            busy-poll a link this long before sleeping; 0 = automatic\n"
+               "                       (the library's), -1 = never\n"
+               "  --yield US           poll a link, yielding the CPU, this long before sleeping;\n"
+               "                       0 = automatic (the library's), -1 = never\n"
+               "  --congestion NAME    TCP congestion control of the ring links: auto (the\n"
+               "                       library's, default), system (the host's), or a name\n");
 }
 
 static int parse_ar(int argc, char **argv, ar_opts *o)
@@ -80,18 +81,30 @@ static int parse_ar(int argc, char **argv, ar_opts *o)
             fprintf(stderr, "ringleader bench allreduce: %s needs a value\n", a);
             return -1;
         }
-        if (strcmp(a, "--nodes") == 0) o->nodes = atoi(v);
-        else if (strcmp(a, "--bytes") == 0) sizes = v;
-        else if (strcmp(a, "--iters") == 0) o->iters = atoi(v);
-        else if (strcmp(a, "--warmup") == 0) o->warmup = atoi(v);
-        else if (strcmp(a, "--rounds") == 0) o->rounds = atoi(v);
-        else if (strcmp(a, "--budget") == 0) o->budget_s = atof(v);
-        else if (strcmp(a, "--transport") == 0) o->transport = v;
-        else if (strcmp(a, "--chunk") == 0) o->chunk_bytes = bench_parse_size(v);
-        else if (strcmp(a, "--small") == 0) o->small_bytes = bench_parse_size(v);
-        else if (strcmp(a, "--spin") == 0) o->spin_us = atoi(v);
-        else if (strcmp(a, "--yield") == 0) o->yield_us = atoi(v);
-        else if (strcmp(a, "--congestion") == 0) o->congestion = v;
+        if (strcmp(a, "--nodes") == 0)
+            o->nodes = atoi(v);
+        else if (strcmp(a, "--bytes") == 0)
+            sizes = v;
+        else if (strcmp(a, "--iters") == 0)
+            o->iters = atoi(v);
+        else if (strcmp(a, "--warmup") == 0)
+            o->warmup = atoi(v);
+        else if (strcmp(a, "--rounds") == 0)
+            o->rounds = atoi(v);
+        else if (strcmp(a, "--budget") == 0)
+            o->budget_s = atof(v);
+        else if (strcmp(a, "--transport") == 0)
+            o->transport = v;
+        else if (strcmp(a, "--chunk") == 0)
+            o->chunk_bytes = bench_parse_size(v);
+        else if (strcmp(a, "--small") == 0)
+            o->small_bytes = bench_parse_size(v);
+        else if (strcmp(a, "--spin") == 0)
+            o->spin_us = atoi(v);
+        else if (strcmp(a, "--yield") == 0)
+            o->yield_us = atoi(v);
+        else if (strcmp(a, "--congestion") == 0)
+            o->congestion = v;
         else if (strcmp(a, "--rank") == 0) { /* worker only */
         } else {
             fprintf(stderr, "ringleader bench allreduce: unknown option %s\n", a);
@@ -100,8 +113,8 @@ static int parse_ar(int argc, char **argv, ar_opts *o)
         i++;
     }
     o->nsizes = bench_parse_size_list(sizes, o->sizes, MAX_SIZES);
-    if (o->nsizes <= 0 || o->nodes < 1 || o->nodes > MAX_NODES || o->iters < 1 ||
-        o->rounds < 1 || o->budget_s <= 0 ||
+    if (o->nsizes <= 0 || o->nodes < 1 || o->nodes > MAX_NODES || o->iters < 1 || o->rounds < 1 ||
+        o->budget_s <= 0 ||
         (strcmp(o->transport, "tcp") != 0 && strcmp(o->transport, "ipc") != 0)) {
         fprintf(stderr, "ringleader bench allreduce: bad options (see --help)\n");
         return -1;
@@ -116,31 +129,25 @@ static float pattern(int r, size_t i)
     return (float)((r + 1) * (int)((7 * i + 3) % 1021 + 1));
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* One measured iteration, as the peers do it (BASELINES.md, "Method"):
  * poison the output (0xff bytes are NaNs), barrier, time the all-reduce,
  * compare every element with the precomputed expected sums (memcmp, like
  * mpi_allreduce.c: a slower check would steal the CPU from ranks still in
  * their timed region on oversubscribed cores); then agree on {time,
  * elapsed, bad} with MAX so that every rank takes the same decisions. */
-static int one_iteration(rl_ring *ring, const float *in, float *out, const float *expect,
-                         size_t n, double since, double *dt_max, double *el_max, int *bad_total)
+static int one_iteration(rl_ring *ring, const float *in, float *out, const float *expect, size_t n,
+                         double since, double *dt_max, double *el_max, int *bad_total)
 {
     const uint64_t op_deadline_ms = 60000;
     memset(out, 0xff, n * sizeof(float));
     int rv = rl_barrier(ring, rl_clock_ms() + op_deadline_ms);
     if (rv != 0) return rv;
-    double t0 = bench_now_s();
+    double t0 = rl_clock_s();
     rv = rl_allreduce(ring, in, out, n, RL_F32, RL_OP_SUM, rl_clock_ms() + op_deadline_ms);
-    double t1 = bench_now_s();
+    double t1 = rl_clock_s();
     if (rv != 0) return rv;
     double bad = memcmp(out, expect, n * sizeof(float)) != 0;
-    double mine[3] = {t1 - t0, bench_now_s() - since, bad}, mx[3];
+    double mine[3] = {t1 - t0, rl_clock_s() - since, bad}, mx[3];
     rv = rl_allreduce(ring, mine, mx, 3, RL_F64, RL_OP_MAX, rl_clock_ms() + op_deadline_ms);
     if (rv != 0) return rv;
     *dt_max = mx[0];
@@ -183,9 +190,14 @@ static int run_worker(const ar_opts *o, int rank)
         mem[i].id = ids[i];
         mem[i].url = lines[i];
     }
-    rl_ring_config cfg = {.epoch = 1, .rank = rank, .size = o->nodes, .members = mem,
-                          .chunk_bytes = o->chunk_bytes, .small_bytes = o->small_bytes,
-                          .spin_us = o->spin_us, .yield_us = o->yield_us,
+    rl_ring_config cfg = {.epoch = 1,
+                          .rank = rank,
+                          .size = o->nodes,
+                          .members = mem,
+                          .chunk_bytes = o->chunk_bytes,
+                          .small_bytes = o->small_bytes,
+                          .spin_us = o->spin_us,
+                          .yield_us = o->yield_us,
                           .tcp_congestion = o->congestion};
     rl_ring *ring = NULL;
     int rv = rl_ring_form(ep, &cfg, rl_clock_ms() + 30000, &ring);
@@ -209,30 +221,33 @@ static int run_worker(const ar_opts *o, int rank)
         goto done;
     }
     double tri = (double)o->nodes * (o->nodes + 1) / 2.0;
-    for (size_t i = 0; i < maxn; i++) expect[i] = (float)((double)((7 * i + 3) % 1021 + 1) * tri);
-    for (int s = 0; s < o->nsizes; s++) res[s].ok = 1;
+    for (size_t i = 0; i < maxn; i++)
+        expect[i] = (float)((double)((7 * i + 3) % 1021 + 1) * tri);
+    for (int s = 0; s < o->nsizes; s++)
+        res[s].ok = 1;
 
     /* About 0.5 s of tiny all-reduces so connection set-up is over. */
-    double t_warm = bench_now_s();
+    double t_warm = rl_clock_s();
     float one = 1, got;
     while (rv == 0) {
         rv = rl_allreduce(ring, &one, &got, 1, RL_F32, RL_OP_SUM, rl_clock_ms() + op_deadline_ms);
-        double el = bench_now_s() - t_warm, mx = 0;
-        if (rv == 0) rv = rl_allreduce(ring, &el, &mx, 1, RL_F64, RL_OP_MAX,
-                                       rl_clock_ms() + op_deadline_ms);
+        double el = rl_clock_s() - t_warm, mx = 0;
+        if (rv == 0)
+            rv = rl_allreduce(ring, &el, &mx, 1, RL_F64, RL_OP_MAX, rl_clock_ms() + op_deadline_ms);
         if (mx >= 0.5) break;
     }
     for (int round = 0; round < o->rounds && rv == 0; round++) {
         for (int s = 0; s < o->nsizes && rv == 0; s++) {
             size_t n = o->sizes[s] / 4 ? o->sizes[s] / 4 : 1;
-            for (size_t i = 0; i < n; i++) in[i] = pattern(rank, i);
+            for (size_t i = 0; i < n; i++)
+                in[i] = pattern(rank, i);
             int timed = 0, bad_total = 0;
-            double dt = 0, el = 0, t_start = bench_now_s();
+            double dt = 0, el = 0, t_start = rl_clock_s();
             for (int w = 0; w < o->warmup && rv == 0; w++) {
                 if (w > 0 && el >= 0.3 * o->budget_s) break;
                 rv = one_iteration(ring, in, out, expect, n, t_start, &dt, &el, &bad_total);
             }
-            t_start = bench_now_s();
+            t_start = rl_clock_s();
             while (rv == 0) {
                 rv = one_iteration(ring, in, out, expect, n, t_start, &dt, &el, &bad_total);
                 if (rv != 0) break;
@@ -240,9 +255,8 @@ static int run_worker(const ar_opts *o, int rank)
                 if (timed >= o->iters || (timed >= 3 && el >= o->budget_s)) break;
             }
             if (rv != 0) break;
-            qsort(times, (size_t)timed, sizeof(double), cmp_double);
-            double med = timed % 2 ? times[timed / 2]
-                                   : (times[timed / 2 - 1] + times[timed / 2]) / 2;
+            rl_sort_doubles(times, (size_t)timed);
+            double med = rl_median_sorted(times, (size_t)timed);
             size_result *r = &res[s];
             if (round == 0 || med < r->best_median) {
                 r->best_median = med;
@@ -272,7 +286,8 @@ static int run_worker(const ar_opts *o, int rank)
     }
 done:;
     int all_ok = res != NULL;
-    for (int s = 0; res != NULL && s < o->nsizes; s++) all_ok &= res[s].ok;
+    for (int s = 0; res != NULL && s < o->nsizes; s++)
+        all_ok &= res[s].ok;
     free(in);
     free(out);
     free(expect);
@@ -312,7 +327,7 @@ int bench_allreduce(int argc, char **argv)
     }
     /* Collect each worker's URL, then give every worker the whole list. */
     char urls[MAX_NODES][300];
-    double deadline = bench_now_s() + 30;
+    double deadline = rl_clock_s() + 30;
     for (int r = 0; r < n; r++) {
         char line[300];
         if (bench_read_line(&procs[r], line, sizeof(line), deadline) != 0 ||
@@ -324,13 +339,14 @@ int bench_allreduce(int argc, char **argv)
         snprintf(urls[r], sizeof(urls[r]), "%s", line + 4);
     }
     for (int r = 0; r < n; r++) {
-        for (int k = 0; k < n; k++) dprintf(procs[r].in_fd, "%s\n", urls[k]);
+        for (int k = 0; k < n; k++)
+            dprintf(procs[r].in_fd, "%s\n", urls[k]);
         close(procs[r].in_fd);
         procs[r].in_fd = -1;
     }
     /* Relay rank 0's result lines until every worker has exited (bounded). */
     double budget = 120.0 + o.rounds * o.nsizes * (o.budget_s * 4 + 10);
-    rc = bench_relay_and_wait(procs, n, 0, bench_now_s() + budget);
+    rc = bench_relay_and_wait(procs, n, 0, rl_clock_s() + budget);
 stop:
     bench_stop_all(procs, n);
     return rc;

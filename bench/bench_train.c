@@ -1,5 +1,5 @@
 /*
- * cmd_bench_train.c - `ringleader bench train`: the single-node gradient
+ * bench_train.c - `ringleader bench train`: the single-node gradient
  * kernel (issue 4). Synthetic blocks covering ROWS rows are made once
  * (rl_block_synthetic), then full passes of rl_model_grad_block over every
  * block are timed: one untimed warm-up pass, then ITERS timed passes, the
@@ -30,6 +30,8 @@
 #include "ringleader/data.h"
 #include "ringleader/err.h"
 #include "ringleader/model.h"
+#include "ringleader/stats.h"
+#include "ringleader/clock.h"
 
 #define TRAIN_MAX_ROWS_LIST 16
 #define TRAIN_MAX_MODELS    3
@@ -185,17 +187,6 @@ static int parse_train(int argc, char **argv, train_opts *o)
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_sorted(const double *v, int n)
-{
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* memcpy bandwidth, the method of ../shared/bench/membw.c with one thread. */
 static int measure_memcpy(void)
 {
@@ -213,16 +204,16 @@ static int measure_memcpy(void)
     }
     double times[MEMCPY_REPS];
     for (int r = 0; r < MEMCPY_REPS + 1; r++) {
-        double t0 = bench_now_s();
+        double t0 = rl_clock_s();
         memcpy(dst, src, MEMCPY_BYTES);
-        double t1 = bench_now_s();
+        double t1 = rl_clock_s();
         if (r > 0) times[r - 1] = t1 - t0; /* the first copy is the warm-up */
     }
     double check = fd[MEMCPY_BYTES / sizeof(float) / 2];
     free(dst);
     free(src);
-    qsort(times, MEMCPY_REPS, sizeof(double), cmp_double);
-    double med = median_sorted(times, MEMCPY_REPS);
+    rl_sort_doubles(times, MEMCPY_REPS);
+    double med = rl_median_sorted(times, MEMCPY_REPS);
     printf("peer=memcpy bench=memcpy threads=1 bytes=%lu time_us=%.1f GBps=%.2f "
            "traffic_GBps=%.2f reps=%d check=%g\n",
            MEMCPY_BYTES, med * 1e6, (double)MEMCPY_BYTES / med / 1e9,
@@ -286,7 +277,7 @@ static int bench_one(const train_opts *o, rl_model_type type, int64_t rows)
         fprintf(stderr, "ringleader bench train: out of memory for the gradient\n");
         goto out;
     }
-    double t_gen = bench_now_s();
+    double t_gen = rl_clock_s();
     for (uint32_t i = 0; i < nblocks; i++) {
         if ((rv = rl_block_synthetic(&p, i, &blocks[i])) != RL_OK ||
             (rv = rl_model_check_labels(&m, &blocks[i])) != RL_OK) {
@@ -295,17 +286,17 @@ static int bench_one(const train_opts *o, rl_model_type type, int64_t rows)
             goto out;
         }
     }
-    t_gen = bench_now_s() - t_gen;
+    t_gen = rl_clock_s() - t_gen;
 
     double loss = 0.0;
     grad_pass(&m, blocks, nblocks, grad, grad_len, &loss); /* warm-up */
     for (int it = 0; it < o->iters; it++) {
-        double t0 = bench_now_s();
+        double t0 = rl_clock_s();
         grad_pass(&m, blocks, nblocks, grad, grad_len, &loss);
-        times[it] = bench_now_s() - t0;
+        times[it] = rl_clock_s() - t0;
     }
-    qsort(times, (size_t)o->iters, sizeof(double), cmp_double);
-    double med = median_sorted(times, o->iters);
+    rl_sort_doubles(times, (size_t)o->iters);
+    double med = rl_median_sorted(times, (size_t)o->iters);
     double bytes = (double)rows * o->features * sizeof(float);
     printf("peer=ringleader bench=train model=%s rows=%lld features=%d classes=%d dtype=f32 "
            "pass_ms=%.3f rows_per_s=%.4g GBps=%.3f iters=%d min_ms=%.3f max_ms=%.3f "

@@ -1,5 +1,5 @@
 /*
- * cmd_bench_rpc.c - `ringleader bench rpc`: the ECHO method between two
+ * bench_rpc.c - `ringleader bench rpc`: the ECHO method between two
  * processes on loopback, over an authenticated connection, measured as
  * ../shared/bench/rpc/ measures gRPC and raw NNG req/rep:
  *   concurrency 1: W untimed calls, then N timed calls one at a time;
@@ -18,8 +18,11 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "ringleader/clock.h"
 #include "ringleader/err.h"
+#include "ringleader/mem.h"
 #include "ringleader/rpc.h"
+#include "ringleader/stats.h"
 
 typedef struct rpc_opts {
     size_t payload;
@@ -31,34 +34,20 @@ typedef struct rpc_opts {
     const char *url;
 } rpc_opts;
 
-static uint64_t now_ns(void)
+/* Nearest-rank percentile of sorted latencies in ns, in us: the rule of the
+ * peer baselines. */
+static double pct_us(const double *v, size_t n, double p)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return rl_percentile_sorted(v, n, p) / 1000.0;
 }
 
-static int cmp_u64(const void *a, const void *b)
+/* lat: n call latencies in ns (whole numbers, exact as doubles). */
+static void report(const rpc_opts *o, double *lat, size_t n, double secs, long errors)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile, the rule of the peer baselines. */
-static double pct_us(const uint64_t *v, size_t n, double p)
-{
-    if (n == 0) return 0;
-    size_t rank = (size_t)(p * (double)n + 0.999999999);
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
-    return (double)v[rank - 1] / 1000.0;
-}
-
-static void report(const rpc_opts *o, uint64_t *lat, size_t n, double secs, long errors)
-{
-    qsort(lat, n, sizeof(lat[0]), cmp_u64);
+    rl_sort_doubles(lat, n);
     double sum = 0;
-    for (size_t i = 0; i < n; i++) sum += (double)lat[i];
+    for (size_t i = 0; i < n; i++)
+        sum += lat[i];
     double mean = n ? sum / (double)n / 1000.0 : 0;
     double cps = secs > 0 ? (double)n / secs : 0;
     printf("peer=ringleader payload=%zu concurrency=%d p50_us=%.1f p99_us=%.1f "
@@ -75,8 +64,11 @@ static int serve(void)
         fprintf(stderr, "bench rpc server: %s\n", rl_errdetail());
         return 1;
     }
-    rl_rpc_server_opts so = {.url = "tcp://127.0.0.1:0", .token = &tok, .name = "bench",
-                             .contexts = 64, .recv_max = 8u << 20};
+    rl_rpc_server_opts so = {.url = "tcp://127.0.0.1:0",
+                             .token = &tok,
+                             .name = "bench",
+                             .contexts = 64,
+                             .recv_max = 8u << 20};
     rl_rpc_server *s;
     if (rl_rpc_server_new(&so, &s) != 0 || rl_rpc_server_start(s) != 0) {
         fprintf(stderr, "bench rpc server: %s\n", rl_errdetail());
@@ -93,7 +85,7 @@ static int serve(void)
 
 static int run_latency(const rpc_opts *o, rl_rpc_client *c, const uint8_t *buf)
 {
-    uint64_t *lat = malloc(sizeof(uint64_t) * (size_t)(o->calls + 1));
+    double *lat = rl_xmalloc(sizeof(double) * (size_t)(o->calls + 1));
     long errors = 0;
     size_t n = 0;
     uint64_t ts = 0;
@@ -101,16 +93,16 @@ static int run_latency(const rpc_opts *o, rl_rpc_client *c, const uint8_t *buf)
     rl_msg_init(&req, RL_MSG_ECHO_REQ);
     req.u.echo_req.data = (rl_bytes){buf, o->payload};
     for (long i = 0; i < o->warmup_calls + o->calls; i++) {
-        if (i == o->warmup_calls) ts = now_ns();
-        uint64_t t0 = now_ns();
+        if (i == o->warmup_calls) ts = rl_clock_ns();
+        uint64_t t0 = rl_clock_ns();
         rl_rpc_reply rep;
         int rv = rl_rpc_call(c, &req, &rep, rl_clock_ms() + 10000);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = rl_clock_ns();
         if (rv != 0 || rep.msg.u.echo_resp.data.len != o->payload) errors++;
         rl_rpc_reply_fini(&rep);
-        if (i >= o->warmup_calls) lat[n++] = t1 - t0;
+        if (i >= o->warmup_calls) lat[n++] = (double)(t1 - t0);
     }
-    report(o, lat, n, (double)(now_ns() - ts) / 1e9, errors);
+    report(o, lat, n, (double)(rl_clock_ns() - ts) / 1e9, errors);
     free(lat);
     return errors ? 1 : 0;
 }
@@ -127,7 +119,7 @@ typedef struct tput {
 struct slot {
     tput *t;
     uint64_t t0;
-    uint64_t *lat;
+    double *lat; /* ns */
     size_t n, cap;
 };
 
@@ -136,15 +128,15 @@ static void slot_issue(slot *s);
 static void slot_done(void *arg, int err, rl_rpc_reply *rep)
 {
     slot *s = arg;
-    uint64_t t1 = now_ns();
+    uint64_t t1 = rl_clock_ns();
     if (err != 0 || rep->msg.u.echo_resp.data.len != s->t->o->payload)
         atomic_fetch_add(&s->t->errors, 1);
     else if (atomic_load(&s->t->phase) == 1) {
         if (s->n == s->cap) {
             s->cap = s->cap ? s->cap * 2 : 4096;
-            s->lat = realloc(s->lat, s->cap * sizeof(uint64_t));
+            s->lat = rl_xrealloc(s->lat, s->cap * sizeof(double));
         }
-        s->lat[s->n++] = t1 - s->t0;
+        s->lat[s->n++] = (double)(t1 - s->t0);
     }
     slot_issue(s);
 }
@@ -155,7 +147,7 @@ static void slot_issue(slot *s)
         atomic_fetch_sub(&s->t->active, 1);
         return;
     }
-    s->t0 = now_ns();
+    s->t0 = rl_clock_ns();
     if (rl_rpc_call_async(s->t->c, &s->t->req, rl_clock_ms() + 10000, slot_done, s) != 0) {
         atomic_fetch_add(&s->t->errors, 1);
         atomic_fetch_sub(&s->t->active, 1);
@@ -179,26 +171,30 @@ static int run_throughput(const rpc_opts *o, rl_rpc_client *c, const uint8_t *bu
     atomic_init(&t.phase, 0);
     atomic_init(&t.active, o->concurrency);
     atomic_init(&t.errors, 0);
-    slot *slots = calloc((size_t)o->concurrency, sizeof(*slots));
-    for (int i = 0; i < o->concurrency; i++) slots[i].t = &t;
-    for (int i = 0; i < o->concurrency; i++) slot_issue(&slots[i]);
+    slot *slots = rl_xcalloc((size_t)o->concurrency, sizeof(*slots));
+    for (int i = 0; i < o->concurrency; i++)
+        slots[i].t = &t;
+    for (int i = 0; i < o->concurrency; i++)
+        slot_issue(&slots[i]);
     sleep_s(o->warmup_s); /* the measured window is a fixed time span */
-    uint64_t ts = now_ns();
+    uint64_t ts = rl_clock_ns();
     atomic_store(&t.phase, 1);
     sleep_s(o->duration_s);
     atomic_store(&t.phase, 2);
-    uint64_t te = now_ns();
-    uint64_t limit = now_ns() + 15000000000ull; /* calls in flight end by their deadline */
-    while (atomic_load(&t.active) > 0 && now_ns() < limit) sleep_s(0.001);
+    uint64_t te = rl_clock_ns();
+    uint64_t limit = rl_clock_ns() + 15000000000ull; /* calls in flight end by their deadline */
+    while (atomic_load(&t.active) > 0 && rl_clock_ns() < limit)
+        sleep_s(0.001);
     if (atomic_load(&t.active) > 0) {
         fprintf(stderr, "bench rpc: %d calls did not finish\n", atomic_load(&t.active));
         return 1;
     }
     size_t total = 0, k = 0;
-    for (int i = 0; i < o->concurrency; i++) total += slots[i].n;
-    uint64_t *lat = malloc(sizeof(uint64_t) * (total + 1));
+    for (int i = 0; i < o->concurrency; i++)
+        total += slots[i].n;
+    double *lat = rl_xmalloc(sizeof(double) * (total + 1));
     for (int i = 0; i < o->concurrency; i++) {
-        memcpy(lat + k, slots[i].lat, slots[i].n * sizeof(uint64_t));
+        memcpy(lat + k, slots[i].lat, slots[i].n * sizeof(double));
         k += slots[i].n;
         free(slots[i].lat);
     }
@@ -211,8 +207,12 @@ static int run_throughput(const rpc_opts *o, rl_rpc_client *c, const uint8_t *bu
 
 int bench_rpc(int argc, char **argv)
 {
-    rpc_opts o = {.payload = 64, .concurrency = 1, .calls = -1, .warmup_calls = -1,
-                  .duration_s = 3, .warmup_s = 0.5};
+    rpc_opts o = {.payload = 64,
+                  .concurrency = 1,
+                  .calls = -1,
+                  .warmup_calls = -1,
+                  .duration_s = 3,
+                  .warmup_s = 0.5};
     int server = 0;
     if (cli_wants_help(argc, argv)) {
         printf("usage: ringleader bench rpc --payload BYTES --concurrency C [options]\n\n"
@@ -241,13 +241,20 @@ int bench_rpc(int argc, char **argv)
             fprintf(stderr, "ringleader bench rpc: %s needs a value\n", a);
             return RL_EXIT_USAGE;
         }
-        if (strcmp(a, "--payload") == 0) o.payload = bench_parse_size(v);
-        else if (strcmp(a, "--concurrency") == 0) o.concurrency = atoi(v);
-        else if (strcmp(a, "--calls") == 0) o.calls = atol(v);
-        else if (strcmp(a, "--warmup-calls") == 0) o.warmup_calls = atol(v);
-        else if (strcmp(a, "--duration") == 0) o.duration_s = atof(v);
-        else if (strcmp(a, "--warmup-s") == 0) o.warmup_s = atof(v);
-        else if (strcmp(a, "--window") == 0) o.window = atoi(v);
+        if (strcmp(a, "--payload") == 0)
+            o.payload = bench_parse_size(v);
+        else if (strcmp(a, "--concurrency") == 0)
+            o.concurrency = atoi(v);
+        else if (strcmp(a, "--calls") == 0)
+            o.calls = atol(v);
+        else if (strcmp(a, "--warmup-calls") == 0)
+            o.warmup_calls = atol(v);
+        else if (strcmp(a, "--duration") == 0)
+            o.duration_s = atof(v);
+        else if (strcmp(a, "--warmup-s") == 0)
+            o.warmup_s = atof(v);
+        else if (strcmp(a, "--window") == 0)
+            o.window = atoi(v);
         else {
             fprintf(stderr, "ringleader bench rpc: unknown option %s\n", a);
             return RL_EXIT_USAGE;
@@ -272,7 +279,8 @@ int bench_rpc(int argc, char **argv)
         return RL_EXIT_FAILED;
     }
     fclose(ur);
-    for (size_t i = 0; i < sizeof(raw); i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
     setenv("RINGLEADER_TOKEN", hex, 1);
 
     bench_proc srv;
@@ -285,21 +293,25 @@ int bench_rpc(int argc, char **argv)
     char line[300];
     int rc = RL_EXIT_FAILED;
     rl_rpc_client *c = NULL;
-    if (bench_read_line(&srv, line, sizeof(line), bench_now_s() + 20) != 0 ||
+    if (bench_read_line(&srv, line, sizeof(line), rl_clock_s() + 20) != 0 ||
         strncmp(line, "URL ", 4) != 0) {
         fprintf(stderr, "ringleader bench rpc: the server did not start\n");
         goto out;
     }
     rl_token tok;
     rl_token_load(NULL, &tok);
-    rl_rpc_client_opts co = {.url = line + 4, .token = &tok, .peer_id = "bench",
-                             .window = o.window, .no_batch = o.no_batch};
+    rl_rpc_client_opts co = {.url = line + 4,
+                             .token = &tok,
+                             .peer_id = "bench",
+                             .window = o.window,
+                             .no_batch = o.no_batch};
     if (rl_rpc_client_open(&co, rl_clock_ms() + 10000, &c) != 0) {
         fprintf(stderr, "ringleader bench rpc: %s\n", rl_errdetail());
         goto out;
     }
-    uint8_t *buf = malloc(o.payload);
-    for (size_t i = 0; i < o.payload; i++) buf[i] = (uint8_t)(i * 131u + 7u);
+    uint8_t *buf = rl_xmalloc(o.payload);
+    for (size_t i = 0; i < o.payload; i++)
+        buf[i] = (uint8_t)(i * 131u + 7u);
     rc = (o.concurrency == 1 ? run_latency(&o, c, buf) : run_throughput(&o, c, buf))
              ? RL_EXIT_FAILED
              : RL_EXIT_OK;

@@ -1,7 +1,9 @@
 /*
- * model_io.c - reads the trained model back from a run.json.
+ * run_json.c - run.json: the writer (rl_run_json_write, run_json.h) and the
+ * readers of the trained model and of a baseline's step time (model.h), so
+ * that every field is named and formatted here only.
  *
- * The writer is coordinator/report.c; the layout it writes is
+ * The model part of the layout is
  *   "status": "ok" | "failed", "error": "...",  (error only when failed)
  *   "model": {"type": "linear"|"logistic"|"softmax", "features": F,
  *             "classes": K (1 unless softmax), "weights": [K*F numbers],
@@ -11,14 +13,20 @@
  * expected means the run diverged: that is reported, not read as zero.
  * Every check names the member and its position in the file.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "ringleader/model.h"
+#include "ringleader/run_json.h"
+#include "ringleader/spec.h"
+#include "ringleader/stats.h"
 #include "rli.h"
 
 /* "PATH:LINE:COL: message" at value v (or at the file when v is NULL). */
@@ -217,4 +225,215 @@ int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double 
     }
     rli_json_free(root);
     return rc;
+}
+
+/* ---- Writer ------------------------------------------------------------------ */
+
+static void run_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* A number; a non-finite one as null (the readers report it as such). */
+static void run_json_num(FILE *f, double v)
+{
+    if (isfinite(v)) fprintf(f, "%.17g", v);
+    else fputs("null", f);
+}
+
+static void run_json_nums(FILE *f, const double *v, size_t n)
+{
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++) {
+        if (i) fputc(',', f);
+        run_json_num(f, v[i]);
+    }
+    fputc(']', f);
+}
+
+/* An array of n numbers, or null when v is NULL. */
+static void run_json_nums_or_null(FILE *f, const double *v, size_t n)
+{
+    if (v != NULL) run_json_nums(f, v, n);
+    else fputs("null", f);
+}
+
+static void run_json_model(FILE *f, const rl_model *m, const double *mean, const double *std)
+{
+    bool softmax = m->type == RL_MODEL_SOFTMAX;
+    size_t K = (size_t)m->classes, F = (size_t)m->features;
+    fprintf(f, ",\n  \"model\": {\"type\": \"%s\", \"features\": %zu, \"classes\": %zu, "
+               "\"weights\": ",
+            rl_model_type_name(m->type), F, softmax ? K : (size_t)1);
+    run_json_nums(f, m->w, K * F);
+    fputs(", \"bias\": ", f);
+    if (m->b == NULL) fputs("null", f);
+    else if (softmax) run_json_nums(f, m->b, K);
+    else run_json_num(f, m->b[0]);
+    fputs(", \"mean\": ", f);
+    run_json_nums_or_null(f, mean, F);
+    fputs(", \"std\": ", f);
+    run_json_nums_or_null(f, std, F);
+    fputc('}', f);
+}
+
+static void run_json_step(FILE *f, const rl_run_report *r, const rl_run_step *s, bool first)
+{
+    fprintf(f, "%s\n    {\"step\": %llu, \"t_ms\": ", first ? "" : ",",
+            (unsigned long long)s->step);
+    run_json_num(f, s->t_ms);
+    fputs(", \"loss\": ", f);
+    run_json_num(f, s->loss);
+    fputs(", \"ms\": ", f);
+    run_json_num(f, s->ms);
+    fputs(", \"allreduce_ms\": ", f);
+    run_json_num(f, s->allreduce_ms);
+    fputs(", \"compute_imbalance\": ", f);
+    run_json_num(f, s->compute_imbalance);
+    if (s->compute_ms != NULL) {
+        fputs(", \"compute_ms\": {", f);
+        int k = 0;
+        for (size_t q = 0; q < s->n_compute && q < r->n_nodes; q++) {
+            if (isnan(s->compute_ms[q])) continue;
+            fputs(k++ ? ", " : "", f);
+            run_json_str(f, r->nodes[q].id);
+            fputs(": ", f);
+            run_json_num(f, s->compute_ms[q]);
+        }
+        fputc('}', f);
+    }
+    fputc('}', f);
+}
+
+static void run_json_node(FILE *f, const rl_run_node *n, bool first)
+{
+    fprintf(f, "%s\n    {\"id\": ", first ? "" : ",");
+    run_json_str(f, n->id);
+    fprintf(f, ", \"state\": \"%s\", \"blocks\": [", n->state);
+    for (size_t b = 0; b < n->n_blocks; b++) fprintf(f, "%s%u", b ? "," : "", n->blocks[b]);
+    fprintf(f, "], \"rows\": %lld, \"compute_ms_p50\": ", (long long)n->rows);
+    run_json_num(f, n->compute_ms_p50);
+    fputs(", \"rows_per_s\": ", f);
+    run_json_num(f, n->rows_per_s);
+    fputc('}', f);
+}
+
+static void run_json_event(FILE *f, const rl_run_event *e, bool first)
+{
+    fprintf(f, "%s\n    {\"t_ms\": ", first ? "" : ",");
+    run_json_num(f, e->t_ms);
+    fprintf(f, ", \"step\": %lld, \"kind\": ", (long long)e->step);
+    run_json_str(f, e->kind);
+    fputs(", \"node\": ", f);
+    run_json_str(f, e->node);
+    fputs(", \"detail\": ", f);
+    run_json_str(f, e->detail);
+    if (strcmp(e->kind, "failed") == 0) {
+        fputs(", \"recovery_ms\": ", f);
+        if (e->recovery_ms >= 0) run_json_num(f, e->recovery_ms);
+        else fputs("null", f);
+    }
+    fputc('}', f);
+}
+
+/* "step_ms", "speedup" and "D", the figures derived from the lists. */
+static double run_json_step_p(const rl_run_report *r, double p)
+{
+    double *ms = rli_malloc((r->n_steps + 1) * sizeof(double));
+    for (size_t i = 0; i < r->n_steps; i++) ms[i] = r->steps[i].ms;
+    double v = rl_percentile(ms, r->n_steps, p);
+    free(ms);
+    return v;
+}
+
+static void run_json_body(FILE *f, const rl_run_report *r)
+{
+    fprintf(f, "{\n  \"status\": \"%s\",\n", r->ok ? "ok" : "failed");
+    if (!r->ok) {
+        fputs("  \"error\": ", f);
+        run_json_str(f, r->error);
+        fputs(",\n", f);
+    }
+    fputs("  \"spec\": ", f);
+    run_json_str(f, r->spec);
+    fprintf(f, ",\n  \"started_unix_ms\": %llu,\n  \"wall_s\": ",
+            (unsigned long long)r->started_unix_ms);
+    run_json_num(f, r->wall_s);
+    run_json_model(f, r->model, r->mean, r->std);
+    /* The saved weights are those after steps_completed steps. */
+    fprintf(f, ",\n  \"steps_completed\": %llu,\n  \"final_loss\": ",
+            (unsigned long long)r->steps_completed);
+    run_json_num(f, r->final_loss);
+    fputs(",\n  \"steps\": [", f);
+    for (size_t i = 0; i < r->n_steps; i++) run_json_step(f, r, &r->steps[i], i == 0);
+    double p50_ms = run_json_step_p(r, 0.50);
+    fprintf(f, "\n  ],\n  \"step_ms\": {\"p50\": ");
+    run_json_num(f, p50_ms);
+    fputs(", \"p99\": ", f);
+    run_json_num(f, run_json_step_p(r, 0.99));
+    fputs("},\n  \"nodes\": [", f);
+    int members = 0;
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        run_json_node(f, &r->nodes[i], i == 0);
+        members += r->nodes[i].n_blocks > 0;
+    }
+    fputs("\n  ],\n  \"events\": [", f);
+    for (size_t i = 0; i < r->n_events; i++) run_json_event(f, &r->events[i], i == 0);
+    fprintf(f, "\n  ],\n  \"coverage\": {\"steps_checked\": %llu, \"violations\": %llu},\n",
+            (unsigned long long)r->coverage_checked, (unsigned long long)r->coverage_violations);
+    if (r->baseline != NULL && r->n_steps > 0) {
+        /* The seed's T_s / T_p: the baseline run's median step over ours. */
+        fputs("  \"speedup\": ", f);
+        run_json_num(f, r->baseline_step_ms / p50_ms);
+        fputs(",\n  \"speedup_baseline\": {\"run\": ", f);
+        run_json_str(f, r->baseline);
+        fputs(", \"step_ms_p50\": ", f);
+        run_json_num(f, r->baseline_step_ms);
+        fprintf(f, ", \"nodes\": %d},\n", r->baseline_nodes);
+    }
+    fputs("  \"D\": ", f);
+    run_json_num(f, members ? (double)r->blocks_total / members : 0);
+    fprintf(f, ",\n  \"blocks_total\": %u,\n  \"epoch\": %llu\n}\n", r->blocks_total,
+            (unsigned long long)r->epoch);
+}
+
+static int run_json_mkdir_p(const char *dir)
+{
+    char tmp[RL_PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int rl_run_json_write(const char *dir, const rl_run_report *r)
+{
+    char path[RL_PATH_MAX + 32], tmp[RL_PATH_MAX + 48];
+    if (run_json_mkdir_p(dir) != 0)
+        return rli_err(RL_EIO, "cannot create %s: %s", dir, strerror(errno));
+    snprintf(path, sizeof(path), "%s/run.json", dir);
+    snprintf(tmp, sizeof(tmp), "%s/.run.json.%d", dir, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) return rli_err(RL_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    run_json_body(f, r);
+    int bad = ferror(f);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) bad = 1;
+    if (fclose(f) != 0) bad = 1;
+    if (bad || rename(tmp, path) != 0) {
+        int rc = rli_err(RL_EIO, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return rc;
+    }
+    return RL_OK;
 }

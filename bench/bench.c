@@ -11,13 +11,8 @@
 #include <unistd.h>
 
 #include "bench.h"
-
-double bench_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "ringleader/clock.h"
+#include "ringleader/mem.h"
 
 size_t bench_parse_size(const char *s)
 {
@@ -25,9 +20,12 @@ size_t bench_parse_size(const char *s)
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno != 0 || end == s) return 0;
-    if (*end == 'K' || *end == 'k') v <<= 10, end++;
-    else if (*end == 'M' || *end == 'm') v <<= 20, end++;
-    else if (*end == 'G' || *end == 'g') v <<= 30, end++;
+    if (*end == 'K' || *end == 'k')
+        v <<= 10, end++;
+    else if (*end == 'M' || *end == 'm')
+        v <<= 20, end++;
+    else if (*end == 'G' || *end == 'g')
+        v <<= 30, end++;
     if (*end == 'i') end++;
     if (*end == 'B') end++;
     return *end == '\0' || *end == ',' ? (size_t)v : 0;
@@ -67,12 +65,15 @@ int bench_spawn_self(int argc, char **argv, const char *const *extra, bench_proc
         close(out[0]);
         close(out[1]);
         int ne = 0;
-        while (extra[ne] != NULL) ne++;
-        char **av = calloc((size_t)(argc + ne + 3), sizeof(char *));
+        while (extra[ne] != NULL)
+            ne++;
+        char **av = rl_xcalloc((size_t)(argc + ne + 3), sizeof(char *));
         av[0] = "ringleader";
         av[1] = "bench";
-        for (int i = 0; i < argc; i++) av[2 + i] = argv[i];
-        for (int i = 0; i < ne; i++) av[2 + argc + i] = (char *)extra[i];
+        for (int i = 0; i < argc; i++)
+            av[2 + i] = argv[i];
+        for (int i = 0; i < ne; i++)
+            av[2 + argc + i] = (char *)extra[i];
         execv("/proc/self/exe", av);
         _exit(127);
     }
@@ -113,7 +114,7 @@ int bench_read_line(bench_proc *p, char *line, size_t cap, double deadline)
 {
     for (;;) {
         if (take_line(p, line, cap) == 0) return 0;
-        double left = deadline - bench_now_s();
+        double left = deadline - rl_clock_s();
         if (left <= 0) return -1;
         struct pollfd pf = {.fd = p->out_fd, .events = POLLIN};
         int r = poll(&pf, 1, (int)(left * 1000) + 1);
@@ -126,7 +127,7 @@ int bench_relay_and_wait(bench_proc *p, int n, int relay, double deadline)
 {
     int open_fds = n;
     while (open_fds > 0) {
-        double left = deadline - bench_now_s();
+        double left = deadline - rl_clock_s();
         if (left <= 0) {
             fprintf(stderr, "ringleader bench: workers still running at the deadline; killing "
                             "them\n");
@@ -168,7 +169,7 @@ int bench_relay_and_wait(bench_proc *p, int n, int relay, double deadline)
                 p[i].exited = 1;
                 break;
             }
-            if (bench_now_s() > deadline) {
+            if (rl_clock_s() > deadline) {
                 bench_stop_all(p, n);
                 return 1;
             }
@@ -194,4 +195,3 @@ void bench_stop_all(bench_proc *p, int n)
         }
     }
 }
-

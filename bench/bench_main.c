@@ -1,12 +1,9 @@
-/* `ringleader bench KIND`: the benchmark commands. */
+/* bench_main.c - `ringleader bench KIND`: dispatches to the benchmark commands. */
 #include <stdio.h>
 #include <string.h>
 
+#include "bench.h"
 #include "cli.h"
-
-int bench_allreduce(int argc, char **argv);
-int bench_rpc(int argc, char **argv);
-int bench_train(int argc, char **argv);
 
 int cmd_bench(int argc, char **argv)
 {

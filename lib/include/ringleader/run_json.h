@@ -1,0 +1,85 @@
+/*
+ * run.json - the record of one run, written by `ringleader run` and read by
+ * `ringleader predict` and `ringleader run --baseline`. lib/run_json.c
+ * holds both the writer (here) and the readers (rl_model_load_run_json and
+ * rl_run_json_step_ms, declared in model.h), so every field name and format
+ * is defined in one place. Users' scripts read these fields: keep them.
+ */
+#ifndef RINGLEADER_RUN_JSON_H
+#define RINGLEADER_RUN_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringleader/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One step of "steps". */
+typedef struct rl_run_step {
+    uint64_t step;
+    double t_ms, loss, ms, allreduce_ms, compute_imbalance;
+    /* Compute ms per node, indexed as rl_run_report.nodes (NaN: that node had
+     * none), or NULL to leave "compute_ms" out; n_compute entries. */
+    const double *compute_ms;
+    size_t n_compute;
+} rl_run_step;
+
+/* One node of "nodes". */
+typedef struct rl_run_node {
+    const char *id;
+    const char *state;      /* "alive", "failed", "left" or "never joined" */
+    const uint32_t *blocks; /* the blocks it held last, n_blocks of them */
+    size_t n_blocks;
+    int64_t rows;
+    double compute_ms_p50, rows_per_s;
+} rl_run_node;
+
+/* One event of "events". */
+typedef struct rl_run_event {
+    double t_ms;
+    int64_t step;
+    const char *kind, *node, *detail;
+    double recovery_ms; /* written for kind "failed" only; < 0 is null */
+} rl_run_event;
+
+/* Everything a run.json holds. Non-finite numbers are written as null. */
+typedef struct rl_run_report {
+    bool ok;           /* "status": "ok" or "failed" */
+    const char *error; /* written when !ok */
+    const char *spec;
+    uint64_t started_unix_ms;
+    double wall_s;
+    const rl_model *model; /* with its standardisation, or NULL mean and std */
+    const double *mean, *std;
+    uint64_t steps_completed;
+    double final_loss;        /* NaN: null */
+    const rl_run_step *steps; /* "step_ms" is their p50 and p99 */
+    size_t n_steps;
+    const rl_run_node *nodes; /* "D" is blocks_total over those holding blocks */
+    size_t n_nodes;
+    const rl_run_event *events;
+    size_t n_events;
+    uint64_t coverage_checked, coverage_violations;
+    /* The --baseline run (NULL: no "speedup"), its median step and nodes. */
+    const char *baseline;
+    double baseline_step_ms;
+    int baseline_nodes;
+    uint32_t blocks_total;
+    uint64_t epoch;
+} rl_run_report;
+
+/*
+ * Writes DIR/run.json atomically (a temporary file in DIR, fsync, rename),
+ * creating DIR and its parents. Returns RL_OK, or RL_EIO with rl_errdetail()
+ * "cannot create DIR: why" or "cannot write PATH: why".
+ */
+int rl_run_json_write(const char *dir, const rl_run_report *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
