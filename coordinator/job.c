@@ -335,7 +335,7 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
         if (j->waiting_plan[i] != NULL)
             rl_rpc_ctx_reply(j->waiting_plan[i], RL_ECANCELED, "superseded", NULL);
         j->waiting_plan[i] = call;
-        rv = RL_RPC_DEFERRED;
+        rl_rpc_ctx_defer(call);
     } else if (j->status == JOB_RUNNING && q->epoch < j->epoch && is_member(j, i) &&
                j->reg.nodes[i].state == NODE_JOINED) {
         mark_alive(j, i);
@@ -347,7 +347,7 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
         if (j->waiting_plan[i] != NULL) /* a retried call replaces the older one */
             rl_rpc_ctx_reply(j->waiting_plan[i], RL_ECANCELED, "superseded", NULL);
         j->waiting_plan[i] = call;
-        rv = RL_RPC_DEFERRED;
+        rl_rpc_ctx_defer(call);
     }
     pthread_mutex_unlock(&j->reg.mtx);
     return rv;

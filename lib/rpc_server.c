@@ -37,6 +37,7 @@ struct rl_rpc_ctx {
     rl_msg_type resp_type;
     int method;
     uint64_t t0_us;
+    bool *deferred; /* the dispatcher's flag, while the handler runs */
     char peer[RL_ID_MAX];
     uint8_t scratch[2 * RLI_MAC_LEN]; /* auth replies borrow from here */
     nng_msg *reply;                   /* a batched call's reply, until the batch's goes */
@@ -409,11 +410,16 @@ static void call_dispatch(rl_rpc_ctx *c, const void *frame, size_t len)
     rli_err(RL_OK, "%s", "");
     c->slot->state = CALL_BUSY;
     method_slot *slot = &s->slots[c->method];
+    /* The flag is ours, on this stack: once the handler defers, c may be
+     * answered and reused by another thread, so c is not read again. */
+    bool deferred = false;
+    c->deferred = &deferred;
     rv = slot->fn(slot->arg, c, &c->req, &resp);
-    if (rv == RL_RPC_DEFERRED) {
+    if (deferred) {
         rl_msg_fini(&resp);
         return; /* rl_rpc_ctx_reply will send */
     }
+    c->deferred = NULL;
     if (rv == RL_OK) {
         call_send(c, RL_STATUS_OK, NULL, &resp);
     } else {
@@ -475,6 +481,12 @@ static void slot_cb(void *arg)
         }
         if (rv != NNG_ECLOSED && !sl->s->stopping) slot_recv(sl);
     }
+}
+
+void rl_rpc_ctx_defer(rl_rpc_ctx *call)
+{
+    RL_ASSERT(call->deferred != NULL); /* only from inside a handler */
+    *call->deferred = true;
 }
 
 void rl_rpc_ctx_reply(rl_rpc_ctx *c, int err, const char *errmsg, rl_msg *resp)

@@ -44,16 +44,13 @@ int rl_token_load(const char *file, rl_token *out);
 typedef struct rl_rpc_server rl_rpc_server;
 typedef struct rl_rpc_ctx rl_rpc_ctx;
 
-/* Returned by a handler that will answer later with rl_rpc_ctx_reply. */
-#define RL_RPC_DEFERRED (-1)
-
 /*
  * A handler: req is the decoded request (its BIN fields borrow from the
  * request frame, valid until the call is answered); resp is initialised to
  * the method's response type, for the handler to fill (strings it sets are
  * freed by the server with rl_msg_fini, so give it heap copies). Returns
- * RL_OK, an rl_err (sent as the matching status, with rl_errdetail() as the
- * message), or RL_RPC_DEFERRED to keep the call open.
+ * RL_OK or an rl_err (sent as the matching status, with rl_errdetail() as the
+ * message), unless it called rl_rpc_ctx_defer: then the call stays open.
  */
 typedef int (*rl_rpc_handler)(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp);
 
@@ -83,6 +80,10 @@ void rl_rpc_server_on_disconnect(rl_rpc_server *s, rl_rpc_disconnect_fn fn, void
 /* Stops serving (deferred calls are dropped) and frees s. */
 void rl_rpc_server_free(rl_rpc_server *s);
 
+/* Keeps the call open: the handler's return value and resp are ignored and
+ * the call is answered later by rl_rpc_ctx_reply, which may run on another
+ * thread even before the handler returns. Only from inside the handler. */
+void rl_rpc_ctx_defer(rl_rpc_ctx *call);
 /* Answers a deferred call: err RL_OK sends resp, else the matching status.
  * resp (may be NULL on error) is consumed (rl_msg_fini). Any thread. */
 void rl_rpc_ctx_reply(rl_rpc_ctx *call, int err, const char *errmsg, rl_msg *resp);
@@ -155,8 +156,8 @@ int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64
  * queue, and the next message to leave carries all that queued (up to 64
  * calls, 64 KiB) as one BATCH, which the server answers call by call in one
  * reply. Every call keeps its own deadline, status and reply. A batch's reply
- * waits for its slowest call: a handler that may hold a call open (returns
- * RL_RPC_DEFERRED for long) belongs to a method whose BATCH column is 0. */
+ * waits for its slowest call: a handler that may hold a call open (defers it for
+ * long) belongs to a method whose BATCH column is 0. */
 typedef void (*rl_rpc_done)(void *arg, int err, rl_rpc_reply *reply);
 int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms, rl_rpc_done cb,
                       void *arg);
