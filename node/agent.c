@@ -12,7 +12,8 @@ const char *const agent_phase_names[] = {"waiting", "making-blocks", "forming-ri
 static void abort_ring(agent *a, uint64_t below, const char *why)
 {
     pthread_mutex_lock(&a->mtx);
-    if (a->ring != NULL && rl_ring_epoch(a->ring) < below) rl_ring_abort(a->ring, RL_ECANCELED, why);
+    if (a->ring != NULL && rl_ring_epoch(a->ring) < below)
+        rl_ring_abort(a->ring, RL_ECANCELED, why);
     pthread_mutex_unlock(&a->mtx);
 }
 
@@ -68,7 +69,10 @@ void *agent_heartbeat_main(void *arg)
         h->cpu_load = load;
         h->rss_bytes = rss_bytes();
         h->phase = (char *)agent_phase_names[atomic_load(&a->phase)];
-        h->has |= (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 8);
+        h->has |= RL_FIELD_BIT(heartbeat_req, step) | RL_FIELD_BIT(heartbeat_req, rows_per_s) |
+                  RL_FIELD_BIT(heartbeat_req, compute_ms) |
+                  RL_FIELD_BIT(heartbeat_req, allreduce_ms) |
+                  RL_FIELD_BIT(heartbeat_req, cpu_load) | RL_FIELD_BIT(heartbeat_req, rss_bytes);
         int rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + (uint64_t)a->heartbeat_ms * 2);
         if (rv == RL_OK) {
             last_ok = rl_clock_ms();

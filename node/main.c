@@ -117,7 +117,7 @@ int main(int argc, char **argv)
     req.u.join_req.node_id = (char *)o.id;
     req.u.join_req.listen = (char *)rl_endpoint_url(ep);
     req.u.join_req.pid = (uint64_t)getpid();
-    req.u.join_req.has |= 1u << 3;
+    RL_SET_FIELD(&req.u.join_req, join_req, pid);
     int rv = rl_rpc_call(c, &req, &rep, rl_clock_ms() + (uint64_t)o.join_timeout_ms);
     if (rv != 0) {
         rl_log_error("join refused by %s: %s", o.coordinator, rl_errdetail());
