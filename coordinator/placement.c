@@ -55,7 +55,8 @@ double placement_recent_compute_ms(const double *ring, size_t ring_len, uint64_t
     if (in_epoch < PLACEMENT_MIN_SAMPLES) return 0;
     size_t m = in_epoch < PLACEMENT_RECENT_SAMPLES ? (size_t)in_epoch : PLACEMENT_RECENT_SAMPLES;
     double last[PLACEMENT_RECENT_SAMPLES];
-    for (size_t q = 0; q < m; q++) last[q] = ring[(total - 1 - q) % ring_len];
+    for (size_t q = 0; q < m; q++)
+        last[q] = ring[(total - 1 - q) % ring_len];
     qsort(last, m, sizeof(double), placement_cmp_dbl);
     return last[m / 2];
 }
@@ -78,21 +79,23 @@ void placement_assign_by_weight(const placement_data *d, const int *members, int
                                 const double *weight, int *owner)
 {
     double total = 0;
-    for (int k = 0; k < n; k++) total += weight[k];
+    for (int k = 0; k < n; k++)
+        total += weight[k];
     uint32_t given = 0;
     for (int k = 0; k < n; k++) {
         double upto = 0;
-        for (int q = 0; q <= k; q++) upto += weight[q];
+        for (int q = 0; q <= k; q++)
+            upto += weight[q];
         double target = upto / total * (double)d->rows / (double)d->block_rows;
         uint32_t end = k == n - 1 ? d->n_blocks : (uint32_t)llround(target);
         if (end > d->n_blocks) end = d->n_blocks;
-        for (uint32_t b = given; b < end; b++) owner[b] = members[k];
+        for (uint32_t b = given; b < end; b++)
+            owner[b] = members[k];
         given = end > given ? end : given;
     }
 }
 
-void placement_expected_speeds(const double *measured, const double *capacity, int n,
-                               double *speed)
+void placement_expected_speeds(const double *measured, const double *capacity, int n, double *speed)
 {
     double sum = 0;
     int nm = 0;
@@ -196,7 +199,8 @@ rebalance_verdict placement_rebalance_rule(const placement_data *d, const placem
         double t = total * r->speed[k] / sum_speed;
         if (r->rows[k] > t) surplus += r->rows[k] - t;
     }
-    double cost = PLACEMENT_MOVE_STEPS * step_ms + PLACEMENT_REFORM_MS + placement_make_ms(d, surplus);
+    double cost =
+        PLACEMENT_MOVE_STEPS * step_ms + PLACEMENT_REFORM_MS + placement_make_ms(d, surplus);
     bool worth = v.max_ms > PLACEMENT_IMBALANCE_RATIO * mean &&
                  gain > PLACEMENT_MIN_GAIN_SHARE * v.max_ms &&
                  gain > PLACEMENT_MIN_GAIN_SHARE * step_ms && gain * (double)r->steps_left > cost;
@@ -221,8 +225,10 @@ int placement_rebalance(const placement_data *d, const int *members, int n, cons
     double rows[PLACEMENT_MAX_MEMBERS], target[PLACEMENT_MAX_MEMBERS];
     double total_rows = (double)d->rows, sum_speed = 0;
     int moved = 0;
-    for (int k = 0; k < n; k++) sum_speed += speed[k];
-    for (int k = 0; k < n; k++) target[k] = total_rows * speed[k] / sum_speed;
+    for (int k = 0; k < n; k++)
+        sum_speed += speed[k];
+    for (int k = 0; k < n; k++)
+        target[k] = total_rows * speed[k] / sum_speed;
     placement_member_rows(d, owner, members, n, rows);
     for (int k = 0; k < n; k++) {
         if (held[k] && target[k] > rows[k]) target[k] = rows[k];

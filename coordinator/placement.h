@@ -50,11 +50,11 @@
 #define PLACEMENT_REFORM_MS 20.0
 /* A node grows by at most this share of its load (or PLACEMENT_GROWTH_BLOCKS
  * blocks) per rebalance, so one that only looked fast costs little. */
-#define PLACEMENT_GROWTH_SHARE 0.5
+#define PLACEMENT_GROWTH_SHARE  0.5
 #define PLACEMENT_GROWTH_BLOCKS 2.0
 /* Making blocks, per value: synthetic data is generated, CSV rows copied. */
 #define PLACEMENT_SYNTHETIC_NS_PER_VALUE 45.0
-#define PLACEMENT_CSV_NS_PER_VALUE 2.0
+#define PLACEMENT_CSV_NS_PER_VALUE       2.0
 /* The members' wait allowance for making moved blocks: this x the slowest's estimate. */
 #define PLACEMENT_MAKE_ALLOWANCE 2.0
 
