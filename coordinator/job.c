@@ -543,6 +543,31 @@ static const char *status_name(job_status s)
     return "?";
 }
 
+/* v with `decimals` decimals, or "-" while it is not known (known false). */
+static const char *status_field(char *buf, size_t len, bool known, int decimals, double v)
+{
+    if (known) snprintf(buf, len, "%.*f", decimals, v);
+    else snprintf(buf, len, "-");
+    return buf;
+}
+
+/* One node's row of the STATUS table. Lock held. */
+static void status_node_line(const job *j, int i, FILE *f)
+{
+    const node_entry *e = &j->reg.nodes[i];
+    int nb = 0;
+    for (uint32_t b = 0; b < j->n_blocks; b++)
+        if (j->owner[b] == i) nb++;
+    bool heard = e->heartbeats > 0;
+    char rps[32], cms[32], cpu[32], rss[32];
+    fprintf(f, "%-12s %-9s %7d %12s %11s %9s %9s  %s\n", e->id, state_name(e->state), nb,
+            status_field(rps, sizeof(rps), e->rows_per_s > 0, 0, e->rows_per_s),
+            status_field(cms, sizeof(cms), e->compute_ms > 0, 3, e->compute_ms),
+            status_field(cpu, sizeof(cpu), heard, 2, e->cpu_load),
+            status_field(rss, sizeof(rss), heard, 1, (double)e->rss_bytes / 1048576.0),
+            e->phase[0] ? e->phase : "-");
+}
+
 static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
 {
     job *j = arg;
@@ -554,22 +579,15 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
     if (f == NULL) return RL_ENOMEM;
     pthread_mutex_lock(&j->reg.mtx);
     uint64_t last = j->steps_done ? j->steps_done - 1 : 0;
+    char loss[32] = "-"; /* not known before the first step */
+    if (j->steps_done) snprintf(loss, sizeof(loss), "%.9g", j->steps[last].loss);
     fprintf(f, "job %s: %s, step %llu/%d, epoch %llu, loss %s\n", j->spec->name,
             status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
-            (unsigned long long)j->epoch, "");
-    if (j->steps_done) fprintf(f, "last loss %.9g, step %.3f ms\n", j->steps[last].loss,
-                               j->steps[last].ms);
+            (unsigned long long)j->epoch, loss);
+    if (j->steps_done) fprintf(f, "last step %.3f ms\n", j->steps[last].ms);
     fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %s\n", "node", "state", "blocks", "rows/s",
             "compute_ms", "cpu", "rss_MiB", "doing");
-    for (int i = 0; i < j->reg.n; i++) {
-        node_entry *e = &j->reg.nodes[i];
-        int nb = 0;
-        for (uint32_t b = 0; b < j->n_blocks; b++)
-            if (j->owner[b] == i) nb++;
-        fprintf(f, "%-12s %-9s %7d %12.0f %11.3f %9.2f %9.1f  %s\n", e->id, state_name(e->state),
-                nb, e->rows_per_s, e->compute_ms, e->cpu_load, (double)e->rss_bytes / 1048576.0,
-                e->phase[0] ? e->phase : "-");
-    }
+    for (int i = 0; i < j->reg.n; i++) status_node_line(j, i, f);
     pthread_mutex_unlock(&j->reg.mtx);
     fclose(f);
     resp->u.status_resp.text = text;

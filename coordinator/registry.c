@@ -1,5 +1,6 @@
 /* registry.c - expected and joined nodes, heartbeats and their metrics. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,7 +18,11 @@ void registry_init(registry *r, const rl_spec *spec)
     pthread_cond_init(&r->cv, &ca);
     pthread_condattr_destroy(&ca);
     r->n = spec->n_nodes;
-    r->nodes = calloc((size_t)r->n, sizeof(node_entry));
+    r->nodes = calloc((size_t)r->n + 1, sizeof(node_entry));
+    if (r->nodes == NULL) { /* a few KiB per node: the coordinator cannot run without it */
+        fprintf(stderr, "ringleader: out of memory for %d nodes\n", r->n);
+        abort();
+    }
     for (int i = 0; i < r->n; i++) {
         snprintf(r->nodes[i].id, sizeof(r->nodes[i].id), "%s", spec->nodes[i].id);
         snprintf(r->nodes[i].listen, sizeof(r->nodes[i].listen), "%s", spec->nodes[i].listen);

@@ -48,11 +48,22 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The report's working copies are small: out of memory ends the program. */
+static void *report_malloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (p == NULL) {
+        fprintf(stderr, "ringleader: out of memory (%zu bytes)\n", size);
+        abort();
+    }
+    return p;
+}
+
 /* Nearest-rank percentile of n values (sorted copy). */
 static double pct(const double *v, size_t n, double p)
 {
     if (n == 0) return 0;
-    double *t = malloc(n * sizeof(double));
+    double *t = report_malloc(n * sizeof(double));
     memcpy(t, v, n * sizeof(double));
     qsort(t, n, sizeof(double), cmp_double);
     size_t rank = (size_t)(p * (double)n + 0.999999999);
@@ -127,7 +138,7 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         json_num(f, j->steps[j->model_step - 1].loss);
     else fputs("null", f);
     fputs(",\n  \"steps\": [", f);
-    double *ms = malloc(((size_t)s->steps + 1) * sizeof(double));
+    double *ms = report_malloc(((size_t)s->steps + 1) * sizeof(double));
     size_t nms = 0;
     for (uint64_t i = 0; i < (uint64_t)s->steps; i++) {
         step_rec *r = &j->steps[i];
@@ -158,10 +169,11 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         fputc('}', f);
     }
     fprintf(f, "\n  ],\n  \"step_ms\": {\"p50\": ");
-    double p50_ms = pct(ms, nms, 0.50);
+    /* null, not 0, until a step is known */
+    double p50_ms = nms ? pct(ms, nms, 0.50) : NAN;
     json_num(f, p50_ms);
     fputs(", \"p99\": ", f);
-    json_num(f, pct(ms, nms, 0.99));
+    json_num(f, nms ? pct(ms, nms, 0.99) : NAN);
     free(ms);
     fputs("},\n  \"nodes\": [", f);
     int members = 0;
@@ -186,9 +198,9 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         if (nb) members++;
         size_t ns = e->ncompute < 256 ? (size_t)e->ncompute : 256;
         fprintf(f, "], \"rows\": %lld, \"compute_ms_p50\": ", (long long)rows);
-        json_num(f, pct(e->compute_samples, ns, 0.50));
+        json_num(f, ns ? pct(e->compute_samples, ns, 0.50) : NAN); /* null: never measured */
         fputs(", \"rows_per_s\": ", f);
-        json_num(f, e->rows_per_s);
+        json_num(f, e->rows_per_s > 0 ? e->rows_per_s : NAN);
         fputc('}', f);
     }
     fputs("\n  ],\n  \"events\": [", f);
@@ -247,20 +259,22 @@ void job_progress(job *j, bool final)
     pthread_mutex_lock(&j->reg.mtx);
     uint64_t n = j->steps_done;
     int alive = 0;
-    double rps = 0;
     for (int i = 0; i < j->reg.n; i++)
-        if (j->reg.nodes[i].state == NODE_JOINED) {
-            alive++;
-            rps += j->reg.nodes[i].rows_per_s;
-        }
+        if (j->reg.nodes[i].state == NODE_JOINED) alive++;
     double loss = n ? j->steps[n - 1].loss : NAN, ms = n ? j->steps[n - 1].ms : NAN;
+    /* The last step's rows over its time: known from the step reports alone
+     * (the nodes' heartbeat rates may not have arrived in a short job). */
+    double rps = n && ms > 0 ? (double)j->dp.rows / (ms / 1e3) : NAN;
     pthread_mutex_unlock(&j->reg.mtx);
-    if (n == 0)
-        fprintf(stderr, "%sstep 0/%d  starting  nodes %d/%d%s", tty ? "\r\033[K" : "",
-                j->spec->steps, alive, j->reg.n, tty && !final ? "" : "\n");
-    else
-        fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %.3g rows/s  nodes %d/%d%s",
-                tty ? "\r\033[K" : "", (unsigned long long)n, j->spec->steps, loss, ms, rps,
-                alive, j->reg.n, tty && !final ? "" : "\n");
+    const char *start = tty ? "\r\033[K" : "", *end = tty && !final ? "" : "\n";
+    if (n == 0) {
+        fprintf(stderr, "%sstep 0/%d  starting  nodes %d/%d%s", start, j->spec->steps, alive,
+                j->reg.n, end);
+    } else {
+        char rate[32] = "-";
+        if (isfinite(rps)) snprintf(rate, sizeof(rate), "%.3g", rps);
+        fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %s rows/s  nodes %d/%d%s", start,
+                (unsigned long long)n, j->spec->steps, loss, ms, rate, alive, j->reg.n, end);
+    }
     fflush(stderr);
 }
