@@ -546,8 +546,10 @@ static const char *status_name(job_status s)
 /* v with `decimals` decimals, or "-" while it is not known (known false). */
 static const char *status_field(char *buf, size_t len, bool known, int decimals, double v)
 {
-    if (known) snprintf(buf, len, "%.*f", decimals, v);
-    else snprintf(buf, len, "-");
+    if (known)
+        snprintf(buf, len, "%.*f", decimals, v);
+    else
+        snprintf(buf, len, "-");
     return buf;
 }
 
@@ -767,7 +769,8 @@ static bool gather_round(job *j, member_figures *f)
         if (e->ncompute != e->evaluated) updated++;
     }
     if (fresh < n || updated < n) return false;
-    for (int k = 0; k < n; k++) j->reg.nodes[j->members[k]].evaluated = j->reg.nodes[j->members[k]].ncompute;
+    for (int k = 0; k < n; k++)
+        j->reg.nodes[j->members[k]].evaluated = j->reg.nodes[j->members[k]].ncompute;
     return true;
 }
 
@@ -804,7 +807,8 @@ static void rebalance_now(job *j, const member_figures *f, const rebalance_verdi
         }
     }
     bool *held = job_calloc((size_t)n + 1, sizeof(bool));
-    for (int k = 0; k < n; k++) held[k] = j->reg.nodes[j->members[k]].hold_until_ms > now;
+    for (int k = 0; k < n; k++)
+        held[k] = j->reg.nodes[j->members[k]].hold_until_ms > now;
     placement_data d = job_placement_data(j);
     int moved = placement_rebalance(&d, j->members, n, f->speed, held, j->owner);
     free(held);
@@ -832,8 +836,11 @@ static void check_balance(job *j, uint64_t now)
     apply_straggler_rule(j, f.compute_ms, median, now);
     if (!sp->rebalance) goto out;
     uint64_t done = j->model_step < (uint64_t)sp->steps ? j->model_step : 0;
-    placement_round r = {.n = n, .members = j->members, .compute_ms = f.compute_ms,
-                         .speed = f.speed, .rows = f.rows,
+    placement_round r = {.n = n,
+                         .members = j->members,
+                         .compute_ms = f.compute_ms,
+                         .speed = f.speed,
+                         .rows = f.rows,
                          .steps_left = (uint64_t)sp->steps - done,
                          .has_last_step = j->steps_done > 0,
                          .last_step_ms = j->steps_done ? j->steps[j->steps_done - 1].ms : 0};
