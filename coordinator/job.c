@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include "job.h"
+#include "placement.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/mem.h"
-#include "ringleader/stats.h"
 
+/* The coordinator's own records and replies are small: running out of
+ * memory for them ends the program, with a message. */
 static double job_t_ms(const job *j)
 {
     return (double)(rl_clock_ms() - j->t0_ms);
@@ -66,7 +68,7 @@ int job_init(job *j, const rl_spec *spec)
         }
     }
     j->n_blocks = rl_data_n_blocks(&j->dp);
-    j->owner = rl_xmalloc((j->n_blocks + 1) * sizeof(int));
+    j->owner = rl_xcalloc((size_t)j->n_blocks + 1, sizeof(int));
     for (uint32_t b = 0; b <= j->n_blocks; b++) j->owner[b] = -1;
     if ((rv = rl_model_init(&j->model, spec->model, j->dp.features, j->dp.classes)) != RL_OK)
         return rv;
@@ -100,6 +102,20 @@ static bool is_member(const job *j, int i)
     for (int k = 0; k < j->n_members; k++)
         if (j->members[k] == i) return true;
     return false;
+}
+
+/* The data as placement sees it. */
+static placement_data job_placement_data(const job *j)
+{
+    return (placement_data){.rows = j->dp.rows, .block_rows = j->dp.block_rows,
+                            .n_blocks = j->n_blocks, .features = j->dp.features,
+                            .synthetic = j->spec->source == RL_DATA_SYNTHETIC};
+}
+
+static int64_t block_rows_of(const job *j, uint32_t b)
+{
+    placement_data d = job_placement_data(j);
+    return placement_block_rows(&d, b);
 }
 
 static void request_replan(job *j, const char *why)
@@ -198,7 +214,7 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
         if (RL_HAS(h, 4) && h->rows_per_s > 0) {
             e->rows_per_s = h->rows_per_s;
             double v = h->rows_per_s / 1000.0; /* rows per compute-ms */
-            e->speed = e->speed > 0 ? 0.7 * e->speed + 0.3 * v : v;
+            e->speed = placement_smooth_speed(e->speed, v);
         }
         if (RL_HAS(h, 5) && h->compute_ms > 0 && h->epoch == j->epoch &&
             h->step > j->plan_start) {
@@ -499,6 +515,33 @@ static const char *status_name(job_status s)
     return "?";
 }
 
+/* v with `decimals` decimals, or "-" while it is not known (known false). */
+static const char *status_field(char *buf, size_t len, bool known, int decimals, double v)
+{
+    if (known)
+        snprintf(buf, len, "%.*f", decimals, v);
+    else
+        snprintf(buf, len, "-");
+    return buf;
+}
+
+/* One node's row of the STATUS table. Lock held. */
+static void status_node_line(const job *j, int i, FILE *f)
+{
+    const node_entry *e = &j->reg.nodes[i];
+    int nb = 0;
+    for (uint32_t b = 0; b < j->n_blocks; b++)
+        if (j->owner[b] == i) nb++;
+    bool heard = e->heartbeats > 0;
+    char rps[32], cms[32], cpu[32], rss[32];
+    fprintf(f, "%-12s %-9s %7d %12s %11s %9s %9s  %s\n", e->id, state_name(e->state), nb,
+            status_field(rps, sizeof(rps), e->rows_per_s > 0, 0, e->rows_per_s),
+            status_field(cms, sizeof(cms), e->compute_ms > 0, 3, e->compute_ms),
+            status_field(cpu, sizeof(cpu), heard, 2, e->cpu_load),
+            status_field(rss, sizeof(rss), heard, 1, (double)e->rss_bytes / 1048576.0),
+            e->phase[0] ? e->phase : "-");
+}
+
 static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
 {
     job *j = arg;
@@ -510,29 +553,20 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
     if (f == NULL) return RL_ENOMEM;
     pthread_mutex_lock(&j->reg.mtx);
     uint64_t last = j->steps_done ? j->steps_done - 1 : 0;
+    char loss[32] = "-"; /* not known before the first step */
+    if (j->steps_done) snprintf(loss, sizeof(loss), "%.9g", j->steps[last].loss);
     fprintf(f, "job %s: %s, step %llu/%d, epoch %llu, loss %s\n", j->spec->name,
             status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
-            (unsigned long long)j->epoch, "");
-    if (j->steps_done) fprintf(f, "last loss %.9g, step %.3f ms\n", j->steps[last].loss,
-                               j->steps[last].ms);
+            (unsigned long long)j->epoch, loss);
+    if (j->steps_done) fprintf(f, "last step %.3f ms\n", j->steps[last].ms);
     fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %s\n", "node", "state", "blocks", "rows/s",
             "compute_ms", "cpu", "rss_MiB", "doing");
-    for (int i = 0; i < j->reg.n; i++) {
-        node_entry *e = &j->reg.nodes[i];
-        int nb = 0;
-        for (uint32_t b = 0; b < j->n_blocks; b++)
-            if (j->owner[b] == i) nb++;
-        fprintf(f, "%-12s %-9s %7d %12.0f %11.3f %9.2f %9.1f  %s\n", e->id, state_name(e->state),
-                nb, e->rows_per_s, e->compute_ms, e->cpu_load, (double)e->rss_bytes / 1048576.0,
-                e->phase[0] ? e->phase : "-");
-    }
+    for (int i = 0; i < j->reg.n; i++) status_node_line(j, i, f);
     pthread_mutex_unlock(&j->reg.mtx);
     fclose(f);
     resp->u.status_resp.text = text;
     return RL_OK;
 }
-
-static int64_t block_rows_of(const job *j, uint32_t b);
 
 /* CSV rows for a node that has no copy of the file. At most ~1 MiB per
  * reply, so that no message nears the receive limit; the node asks again
@@ -576,87 +610,6 @@ int job_serve(job *j, rl_rpc_server *srv)
 
 /* ---- Placement and lifecycle ------------------------------------------------------ */
 
-/* Gives each member a share of the rows proportional to its weight, as
- * contiguous runs of blocks: each run ends at the block boundary nearest
- * its cumulative target in rows (the last block may be short, so counting
- * blocks instead would give one member a whole extra block's worth). */
-static void assign_blocks_by_weight(job *j, const double *weight)
-{
-    double total = 0;
-    for (int k = 0; k < j->n_members; k++) total += weight[k];
-    uint32_t given = 0;
-    for (int k = 0; k < j->n_members; k++) {
-        double upto = 0;
-        for (int q = 0; q <= k; q++) upto += weight[q];
-        double target = upto / total * (double)j->dp.rows / (double)j->dp.block_rows;
-        uint32_t end = k == j->n_members - 1 ? j->n_blocks : (uint32_t)llround(target);
-        if (end > j->n_blocks) end = j->n_blocks;
-        for (uint32_t b = given; b < end; b++) j->owner[b] = j->members[k];
-        given = end > given ? end : given;
-    }
-}
-
-/* A member's expected speed in rows per compute-ms: measured when it has
- * reported, else its capacity hint scaled by the measured members' mean. */
-static double member_speed(job *j, int i)
-{
-    double sum = 0;
-    int n = 0;
-    for (int k = 0; k < j->n_members; k++) {
-        node_entry *e = &j->reg.nodes[j->members[k]];
-        if (e->speed > 0) {
-            sum += e->speed / e->capacity;
-            n++;
-        }
-    }
-    node_entry *e = &j->reg.nodes[i];
-    if (e->speed > 0) return e->speed;
-    return e->capacity * (n ? sum / n : 1.0);
-}
-
-/* Time to make `rows` rows of blocks on a node: synthetic data is generated
- * (about 45 ns per value here), CSV rows are copied from the table. */
-static double block_make_ms(const job *j, double rows)
-{
-    double per_value_ns = j->spec->source == RL_DATA_SYNTHETIC ? 45.0 : 2.0;
-    return rows * (double)j->dp.features * per_value_ns * 1e-6;
-}
-
-static int64_t block_rows_of(const job *j, uint32_t b)
-{
-    int64_t left = j->dp.rows - (int64_t)b * j->dp.block_rows;
-    return left < j->dp.block_rows ? left : j->dp.block_rows;
-}
-
-/* Gives every block whose owner is not a member (a failed node's, or all of
- * them at the start) to the member that would finish it soonest, by speed:
- * blocks already on live members stay where they are. */
-static void assign_orphans_by_speed(job *j)
-{
-    double *load = calloc((size_t)j->reg.n + 1, sizeof(double));
-    bool *mem = calloc((size_t)j->reg.n + 1, sizeof(bool));
-    for (int k = 0; k < j->n_members; k++) mem[j->members[k]] = true;
-    for (uint32_t b = 0; b < j->n_blocks; b++)
-        if (j->owner[b] >= 0 && mem[j->owner[b]]) load[j->owner[b]] += (double)block_rows_of(j, b);
-    for (uint32_t b = 0; b < j->n_blocks; b++) {
-        if (j->owner[b] >= 0 && mem[j->owner[b]]) continue;
-        int best = -1;
-        double best_t = 0;
-        for (int k = 0; k < j->n_members; k++) {
-            int i = j->members[k];
-            double t = (load[i] + (double)block_rows_of(j, b)) / member_speed(j, i);
-            if (best < 0 || t < best_t) {
-                best = i;
-                best_t = t;
-            }
-        }
-        j->owner[b] = best;
-        load[best] += (double)block_rows_of(j, b);
-    }
-    free(load);
-    free(mem);
-}
-
 /* Ends the job as failed with j->error, already written: an event, and
  * every held PLAN call answered with stop. Lock held. */
 static void stop_failed_locked(job *j)
@@ -665,6 +618,30 @@ static void stop_failed_locked(job *j)
     job_event_add(j, "stopped", "", "%s", j->error);
     j->reg.stopping = true;
     answer_waiting_plans(j);
+}
+
+/* The first plan: capacity-weighted contiguous runs. Later plans: orphaned
+ * blocks go to the members by expected speed, the others stay. Lock held. */
+static void assign_members_blocks(job *j, bool first)
+{
+    int n = j->n_members;
+    placement_data d = job_placement_data(j);
+    double *capacity = rl_xcalloc((size_t)n + 1, sizeof(double));
+    double *measured = rl_xcalloc((size_t)n + 1, sizeof(double));
+    double *speed = rl_xcalloc((size_t)n + 1, sizeof(double));
+    for (int k = 0; k < n; k++) {
+        capacity[k] = j->reg.nodes[j->members[k]].capacity;
+        measured[k] = j->reg.nodes[j->members[k]].speed;
+    }
+    if (first) {
+        placement_assign_by_weight(&d, j->members, n, capacity, j->owner);
+    } else {
+        placement_expected_speeds(measured, capacity, n, speed);
+        placement_assign_orphans(&d, j->members, n, speed, j->owner);
+    }
+    free(capacity);
+    free(measured);
+    free(speed);
 }
 
 /* New epoch: members are the live nodes, orphaned blocks go to them, and
@@ -685,31 +662,17 @@ static void replan_locked(job *j, const char *reason)
         return;
     }
     int prev = j->n_members;
-    int *before = malloc((j->n_blocks + 1) * sizeof(int));
+    int *before = rl_xcalloc(j->n_blocks + 1, sizeof(int));
     memcpy(before, j->owner, (j->n_blocks + 1) * sizeof(int));
     j->n_members = 0;
     for (int i = 0; i < j->reg.n; i++)
         if (j->reg.nodes[i].state == NODE_JOINED) j->members[j->n_members++] = i;
-    if (prev == 0) { /* the first plan: capacity-weighted contiguous runs */
-        double *w = calloc((size_t)j->n_members + 1, sizeof(double));
-        for (int k = 0; k < j->n_members; k++) w[k] = j->reg.nodes[j->members[k]].capacity;
-        assign_blocks_by_weight(j, w);
-        free(w);
-    } else {
-        assign_orphans_by_speed(j);
-    }
+    assign_members_blocks(j, prev == 0);
     /* Members wait for each other while the slowest makes its new blocks. */
-    double most = 0;
-    for (int k = 0; k < j->n_members; k++) {
-        double in_rows = 0;
-        for (uint32_t b = 0; b < j->n_blocks; b++)
-            if (j->owner[b] == j->members[k] && before[b] != j->members[k])
-                in_rows += (double)block_rows_of(j, b);
-        double ms = block_make_ms(j, in_rows);
-        most = ms > most ? ms : most;
-    }
+    placement_data d = job_placement_data(j);
+    j->plan_make_ms =
+        (uint64_t)placement_make_allowance_ms(&d, before, j->owner, j->members, j->n_members);
     free(before);
-    j->plan_make_ms = (uint64_t)(2 * most);
     j->epoch++;
     j->last_plan_ms = rl_clock_ms();
     j->imbalance_streak = 0;
@@ -745,167 +708,122 @@ void job_start(job *j)
     pthread_mutex_unlock(&j->reg.mtx);
 }
 
-/* Moves blocks from members above their speed-proportional share to those
- * below it, fewest moves first (largest surplus gives to largest deficit).
- * Returns the number of blocks moved. Lock held. */
-static int rebalance_by_speed(job *j, const double *speed, uint64_t now)
+/* A straggler found: an event and a warning. Lock held. */
+static void report_straggler(job *j, const node_entry *e, double compute_ms, double median)
 {
-    int n = j->n_members, moved = 0;
-    double total_rows = (double)j->dp.rows, sum_speed = 0;
-    double *rows = calloc((size_t)n, sizeof(double)), *target = calloc((size_t)n, sizeof(double));
-    for (int k = 0; k < n; k++) sum_speed += speed[k];
-    for (int k = 0; k < n; k++) target[k] = total_rows * speed[k] / sum_speed;
-    for (uint32_t b = 0; b < j->n_blocks; b++)
-        for (int k = 0; k < n; k++)
-            if (j->owner[b] == j->members[k]) rows[k] += (double)block_rows_of(j, b);
-    /* A node that was slow a moment ago may only lose blocks: its fast
-     * readings may be stalls that landed outside its compute. */
-    /* Gains are taken in steps: a node grows by at most half its load (or
-     * two blocks) per rebalance, so a node that only looked fast costs
-     * little if it is still slow. */
-    for (int k = 0; k < n; k++) {
-        if (j->reg.nodes[j->members[k]].hold_until_ms > now && target[k] > rows[k])
-            target[k] = rows[k];
-        double cap = rows[k] + fmax(0.5 * rows[k], 2.0 * j->dp.block_rows);
-        if (target[k] > cap) target[k] = cap;
-    }
-    for (;;) {
-        int give = -1, take = -1;
-        for (int k = 0; k < n; k++) {
-            if (give < 0 || rows[k] - target[k] > rows[give] - target[give]) give = k;
-            if (take < 0 || rows[k] - target[k] < rows[take] - target[take]) take = k;
-        }
-        uint32_t pick = UINT32_MAX;
-        for (uint32_t b = j->n_blocks; b-- > 0;)
-            if (j->owner[b] == j->members[give]) {
-                pick = b;
-                break;
-            }
-        if (pick == UINT32_MAX) break;
-        double br = (double)block_rows_of(j, pick);
-        /* Move only if it brings both closer to their targets. */
-        if (rows[give] - target[give] < br / 2 || target[take] - rows[take] < br / 2) break;
-        j->owner[pick] = j->members[take];
-        rows[give] -= br;
-        rows[take] += br;
-        if (++moved > (int)j->n_blocks) break;
-    }
-    free(rows);
-    free(target);
-    return moved;
+    job_event_add(j, "straggler", e->id, "compute %.3f ms vs median %.3f ms", compute_ms, median);
+    rl_log_warn("node %s is a straggler: compute %.3f ms vs median %.3f ms", e->id, compute_ms,
+                median);
 }
 
-/* Load-aware placement: marks stragglers and, when the predicted step time
- * gain pays for the move, rebalances blocks by measured speed. Lock held. */
-static void check_balance(job *j, uint64_t now)
+/* One member's figures for placement, this round. */
+typedef struct member_figures {
+    double *compute_ms, *speed, *rows;
+} member_figures;
+
+/* Fills f for every member. true: every member is measured in this epoch
+ * and has reported since the last evaluation (placement decides once per
+ * round of fresh heartbeats from every member). Lock held. */
+static bool gather_round(job *j, member_figures *f)
 {
-    const rl_spec *sp = j->spec;
-    int n = j->n_members;
-    if (n < 2 || now - j->last_plan_ms < 3u * (uint64_t)sp->heartbeat_ms) return;
-    double *c = calloc((size_t)n, sizeof(double)), *speed = calloc((size_t)n, sizeof(double));
-    double *rows = calloc((size_t)n, sizeof(double));
-    int fresh = 0, updated = 0;
+    int n = j->n_members, fresh = 0, updated = 0;
+    placement_data d = job_placement_data(j);
+    placement_member_rows(&d, j->owner, j->members, n, f->rows);
     for (int k = 0; k < n; k++) {
         node_entry *e = &j->reg.nodes[j->members[k]];
-        for (uint32_t b = 0; b < j->n_blocks; b++)
-            if (j->owner[b] == j->members[k]) rows[k] += (double)block_rows_of(j, b);
-        if (e->compute_epoch == j->epoch && e->samples_epoch >= 2) {
-            /* The median of the epoch's last (up to) 5 samples: one noisy
-             * heartbeat on a shared machine must not move data. */
-            size_t m = e->samples_epoch < 5 ? (size_t)e->samples_epoch : 5;
-            double last[5];
-            for (size_t q = 0; q < m; q++) last[q] = e->compute_samples[(e->ncompute - 1 - q) % 256];
-            qsort(last, m, sizeof(double), rl_cmp_double);
-            c[k] = last[m / 2];
-            speed[k] = rows[k] > 0 && c[k] > 0 ? rows[k] / c[k] : e->speed;
+        uint64_t in_epoch = e->compute_epoch == j->epoch ? e->samples_epoch : 0;
+        double c = placement_recent_compute_ms(e->compute_samples, 256, e->ncompute, in_epoch);
+        if (c > 0) {
+            f->compute_ms[k] = c;
+            f->speed[k] = f->rows[k] > 0 ? f->rows[k] / c : e->speed;
             fresh++;
         }
         if (e->ncompute != e->evaluated) updated++;
     }
-    /* Decide once per round of fresh heartbeats from every member. */
-    if (fresh < n || updated < n) goto out;
-    for (int k = 0; k < n; k++) j->reg.nodes[j->members[k]].evaluated = j->reg.nodes[j->members[k]].ncompute;
-    if (fresh < n) goto out;
-    double *sorted = calloc((size_t)n, sizeof(double));
-    memcpy(sorted, c, (size_t)n * sizeof(double));
-    qsort(sorted, (size_t)n, sizeof(double), rl_cmp_double);
-    double median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-    free(sorted);
-    double mx = 0, mean = 0, sum_speed = 0;
-    int slowest = -1;
-    for (int k = 0; k < n; k++) {
+    if (fresh < n || updated < n) return false;
+    for (int k = 0; k < n; k++)
+        j->reg.nodes[j->members[k]].evaluated = j->reg.nodes[j->members[k]].ncompute;
+    return true;
+}
+
+/* The straggler rule for every member; an over-threshold member gets no
+ * blocks back for a while. Lock held. */
+static void apply_straggler_rule(job *j, const double *compute_ms, double median, uint64_t now)
+{
+    const rl_spec *sp = j->spec;
+    for (int k = 0; k < j->n_members; k++) {
         node_entry *e = &j->reg.nodes[j->members[k]];
-        if (c[k] > mx) {
-            mx = c[k];
-            slowest = j->members[k];
-        }
-        mean += c[k] / n;
-        sum_speed += speed[k];
-        bool over = c[k] > sp->straggler_factor * median;
-        e->slow_streak = over ? e->slow_streak + 1 : 0;
-        if (over) e->hold_until_ms = now + 20u * (uint64_t)sp->heartbeat_ms;
-        if (e->slow_streak >= 2 && !e->slow) {
+        straggler_state st = {e->slow_streak, e->slow};
+        straggler_verdict v =
+            placement_straggler_rule(st, compute_ms[k], median, sp->straggler_factor);
+        e->slow_streak = v.next.streak;
+        e->slow = v.next.slow;
+        if (v.over) e->hold_until_ms = now + PLACEMENT_HOLD_HEARTBEATS * (uint64_t)sp->heartbeat_ms;
+        if (v.flagged) report_straggler(j, e, compute_ms[k], median);
+    }
+}
+
+/* Moves blocks by measured speed; the node they are taken from, when over
+ * the threshold, is a straggler. Lock held. */
+static void rebalance_now(job *j, const member_figures *f, const rebalance_verdict *v,
+                          double median, uint64_t now)
+{
+    const rl_spec *sp = j->spec;
+    int n = j->n_members, s = v->slowest;
+    if (s >= 0) {
+        node_entry *e = &j->reg.nodes[j->members[s]];
+        if (placement_is_over(f->compute_ms[s], median, sp->straggler_factor) && !e->slow) {
             e->slow = true;
-            job_event_add(j, "straggler", e->id, "compute %.3f ms vs median %.3f ms", c[k],
-                          median);
-            rl_log_warn("node %s is a straggler: compute %.3f ms vs median %.3f ms", e->id, c[k],
-                        median);
-        } else if (!over && e->slow && c[k] < 1.1 * median) {
-            e->slow = false;
+            e->hold_until_ms = now + PLACEMENT_HOLD_HEARTBEATS * (uint64_t)sp->heartbeat_ms;
+            report_straggler(j, e, f->compute_ms[s], median);
         }
     }
-    if (!sp->rebalance || sum_speed <= 0) goto out;
-    /* Predicted slowest compute after balancing, and whether it pays: the
-     * gain over the remaining steps must beat the move (a step redone plus
-     * making the moved blocks), and be worth at least 10%. */
-    double ideal = (double)j->dp.rows / sum_speed;
-    uint64_t left = (uint64_t)sp->steps - (j->model_step < (uint64_t)sp->steps ? j->model_step : 0);
-    double gain = mx - ideal;
-    double step_ms = j->steps_done ? j->steps[j->steps_done - 1].ms : mx;
-    /* What the move costs: a step redone, re-forming the ring, and making
-     * the moved blocks where they land (the surplus rows above target). */
-    double surplus = 0;
-    for (int k = 0; k < n; k++) {
-        double t = (double)j->dp.rows * speed[k] / sum_speed;
-        if (rows[k] > t) surplus += rows[k] - t;
+    bool *held = rl_xcalloc((size_t)n + 1, sizeof(bool));
+    for (int k = 0; k < n; k++)
+        held[k] = j->reg.nodes[j->members[k]].hold_until_ms > now;
+    placement_data d = job_placement_data(j);
+    int moved = placement_rebalance(&d, j->members, n, f->speed, held, j->owner);
+    free(held);
+    if (moved > 0) {
+        char why[96];
+        snprintf(why, sizeof(why), "rebalance: %d blocks moved, slowest %.2f ms -> ~%.2f ms", moved,
+                 v->max_ms, v->ideal_ms);
+        request_replan(j, why);
     }
-    double cost = 2 * step_ms + 20.0 + block_make_ms(j, surplus);
-    /* Worth it: a real imbalance, a gain that is a real share of the step
-     * (not when the all-reduce dominates), paid back before the end, and the
-     * same node slowest in consecutive rounds (noise moves the maximum). */
-    bool worth = mx > 1.15 * mean && gain > 0.1 * mx && gain > 0.1 * step_ms &&
-                 gain * (double)left > cost;
-    if (worth && (j->imbalance_streak == 0 || j->imbalance_node == slowest)) {
-        j->imbalance_streak++;
-        j->imbalance_node = slowest;
-    } else {
-        j->imbalance_streak = 0;
-    }
-    if (j->imbalance_streak >= 2) {
-        for (int k = 0; k < n; k++) { /* the node blocks are taken from is a straggler */
-            node_entry *e = &j->reg.nodes[j->members[k]];
-            if (j->members[k] == slowest && c[k] > sp->straggler_factor * median && !e->slow) {
-                e->slow = true;
-                e->hold_until_ms = now + 20u * (uint64_t)sp->heartbeat_ms;
-                job_event_add(j, "straggler", e->id, "compute %.3f ms vs median %.3f ms", c[k],
-                              median);
-                rl_log_warn("node %s is a straggler: compute %.3f ms vs median %.3f ms", e->id,
-                            c[k], median);
-            }
-        }
-        int moved = rebalance_by_speed(j, speed, now);
-        if (moved > 0) {
-            char why[96];
-            snprintf(why, sizeof(why), "rebalance: %d blocks moved, slowest %.2f ms -> ~%.2f ms",
-                     moved, mx, ideal);
-            request_replan(j, why);
-        }
-        j->imbalance_streak = 0;
-    }
+}
+
+/* Load-aware placement (placement.h): marks stragglers and, when the
+ * predicted step time gain pays for the move, rebalances blocks by measured
+ * speed. Lock held. */
+static void check_balance(job *j, uint64_t now)
+{
+    const rl_spec *sp = j->spec;
+    int n = j->n_members;
+    if (n < 2 || now - j->last_plan_ms < PLACEMENT_SETTLE_HEARTBEATS * (uint64_t)sp->heartbeat_ms)
+        return;
+    double *all = rl_xcalloc(3 * (size_t)n, sizeof(double));
+    member_figures f = {all, all + n, all + 2 * n};
+    if (!gather_round(j, &f)) goto out;
+    double median = placement_median(f.compute_ms, n);
+    apply_straggler_rule(j, f.compute_ms, median, now);
+    if (!sp->rebalance) goto out;
+    uint64_t done = j->model_step < (uint64_t)sp->steps ? j->model_step : 0;
+    placement_round r = {.n = n,
+                         .members = j->members,
+                         .compute_ms = f.compute_ms,
+                         .speed = f.speed,
+                         .rows = f.rows,
+                         .steps_left = (uint64_t)sp->steps - done,
+                         .has_last_step = j->steps_done > 0,
+                         .last_step_ms = j->steps_done ? j->steps[j->steps_done - 1].ms : 0};
+    placement_data d = job_placement_data(j);
+    imbalance_state prev = {j->imbalance_streak, j->imbalance_node};
+    rebalance_verdict v = placement_rebalance_rule(&d, &r, prev);
+    j->imbalance_streak = v.next.streak;
+    j->imbalance_node = v.next.node;
+    if (v.move) rebalance_now(j, &f, &v, median, now);
 out:
-    free(c);
-    free(speed);
-    free(rows);
+    free(all);
 }
 
 /* A node failed and no step has completed since (its "failed" event still

@@ -52,7 +52,7 @@ static rl_run_node report_node(job *j, int i, uint32_t *blocks)
     rl_run_node n = {.id = e->id,
                      .state = report_state(e->state),
                      .blocks = blocks,
-                     .rows_per_s = e->rows_per_s};
+                     .rows_per_s = e->rows_per_s > 0 ? e->rows_per_s : NAN}; /* null: unknown */
     for (uint32_t b = 0; b < j->n_blocks; b++)
         if (j->owner[b] == i && j->status != JOB_WAITING) {
             blocks[n.n_blocks++] = b;
@@ -60,7 +60,7 @@ static rl_run_node report_node(job *j, int i, uint32_t *blocks)
             n.rows += left < j->dp.block_rows ? left : j->dp.block_rows;
         }
     size_t ns = e->ncompute < 256 ? (size_t)e->ncompute : 256;
-    n.compute_ms_p50 = rl_percentile(e->compute_samples, ns, 0.50);
+    n.compute_ms_p50 = ns ? rl_percentile(e->compute_samples, ns, 0.50) : NAN; /* null: never */
     return n;
 }
 
@@ -131,20 +131,22 @@ void job_progress(job *j, bool final)
     pthread_mutex_lock(&j->reg.mtx);
     uint64_t n = j->steps_done;
     int alive = 0;
-    double rps = 0;
     for (int i = 0; i < j->reg.n; i++)
-        if (j->reg.nodes[i].state == NODE_JOINED) {
-            alive++;
-            rps += j->reg.nodes[i].rows_per_s;
-        }
+        if (j->reg.nodes[i].state == NODE_JOINED) alive++;
     double loss = n ? j->steps[n - 1].loss : NAN, ms = n ? j->steps[n - 1].ms : NAN;
+    /* The last step's rows over its time: known from the step reports alone
+     * (the nodes' heartbeat rates may not have arrived in a short job). */
+    double rps = n && ms > 0 ? (double)j->dp.rows / (ms / 1e3) : NAN;
     pthread_mutex_unlock(&j->reg.mtx);
-    if (n == 0)
-        fprintf(stderr, "%sstep 0/%d  starting  nodes %d/%d%s", tty ? "\r\033[K" : "",
-                j->spec->steps, alive, j->reg.n, tty && !final ? "" : "\n");
-    else
-        fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %.3g rows/s  nodes %d/%d%s",
-                tty ? "\r\033[K" : "", (unsigned long long)n, j->spec->steps, loss, ms, rps, alive,
-                j->reg.n, tty && !final ? "" : "\n");
+    const char *start = tty ? "\r\033[K" : "", *end = tty && !final ? "" : "\n";
+    if (n == 0) {
+        fprintf(stderr, "%sstep 0/%d  starting  nodes %d/%d%s", start, j->spec->steps, alive,
+                j->reg.n, end);
+    } else {
+        char rate[32] = "-";
+        if (isfinite(rps)) snprintf(rate, sizeof(rate), "%.3g", rps);
+        fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %s rows/s  nodes %d/%d%s", start,
+                (unsigned long long)n, j->spec->steps, loss, ms, rate, alive, j->reg.n, end);
+    }
     fflush(stderr);
 }

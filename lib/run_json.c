@@ -344,8 +344,10 @@ static void run_json_event(FILE *f, const rl_run_event *e, bool first)
 }
 
 /* "step_ms", "speedup" and "D", the figures derived from the lists. */
+/* The step-time percentile, NaN (written null) when no step was timed. */
 static double run_json_step_p(const rl_run_report *r, double p)
 {
+    if (r->n_steps == 0) return NAN;
     double *ms = rli_malloc((r->n_steps + 1) * sizeof(double));
     for (size_t i = 0; i < r->n_steps; i++) ms[i] = r->steps[i].ms;
     double v = rl_percentile(ms, r->n_steps, p);

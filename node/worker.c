@@ -32,6 +32,12 @@
  * worker_run); at most 19. */
 #define WORKER_NICE 10
 
+/* Milliseconds, with the monotonic clock's full resolution, for step timing. */
+static double now_ms(void)
+{
+    return (double)rl_clock_ns() / 1e6;
+}
+
 /* The blocks this node holds, for one plan. */
 typedef struct held {
     rl_block *blocks;
@@ -98,8 +104,13 @@ static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_da
 {
     held nh = {0};
     nh.n = p->blocks.n;
-    nh.blocks = rl_xcalloc(nh.n + 1, sizeof(rl_block));
-    nh.ids = rl_xcalloc(nh.n + 1, sizeof(uint32_t));
+    nh.blocks = calloc(nh.n + 1, sizeof(rl_block));
+    nh.ids = calloc(nh.n + 1, sizeof(uint32_t));
+    if (nh.blocks == NULL || nh.ids == NULL) {
+        free(nh.blocks);
+        free(nh.ids);
+        return RL_ENOMEM;
+    }
     int rv = RL_OK;
     for (size_t i = 0; i < nh.n && rv == RL_OK; i++) {
         uint32_t id = p->blocks.v[i];
@@ -178,21 +189,29 @@ static void batch_free(batch *b)
     memset(b, 0, sizeof(*b));
 }
 
-static void batch_init(batch *b, size_t cap, size_t nb, size_t nm)
+/* Sizes the batch for cap records of nb blocks and nm members. RL_ENOMEM
+ * if the buffers cannot be had. */
+static int batch_init(batch *b, size_t cap, size_t nb, size_t nm)
 {
     batch_free(b);
     b->cap = cap;
     b->nb = nb;
     b->nm = nm;
-    b->steps = rl_xmalloc(cap * sizeof(uint32_t));
-    b->cov = rl_xmalloc(cap * nb * sizeof(uint32_t) + 1);
-    b->loss = rl_xmalloc(cap * sizeof(double));
-    b->ms = rl_xmalloc(cap * sizeof(double));
-    b->compute = rl_xmalloc(cap * sizeof(double));
-    b->ar = rl_xmalloc(cap * sizeof(double));
-    b->rows = rl_xmalloc(cap * sizeof(double));
-    b->ncomp = rl_xmalloc(cap * nm * sizeof(double) + 1);
-    b->done_ms = rl_xmalloc(cap * sizeof(double));
+    b->steps = malloc(cap * sizeof(uint32_t));
+    b->cov = malloc(cap * nb * sizeof(uint32_t) + 1);
+    b->loss = malloc(cap * sizeof(double));
+    b->ms = malloc(cap * sizeof(double));
+    b->compute = malloc(cap * sizeof(double));
+    b->ar = malloc(cap * sizeof(double));
+    b->rows = malloc(cap * sizeof(double));
+    b->ncomp = malloc(cap * nm * sizeof(double) + 1);
+    b->done_ms = malloc(cap * sizeof(double));
+    if (!b->steps || !b->cov || !b->loss || !b->ms || !b->compute || !b->ar || !b->rows ||
+        !b->ncomp || !b->done_ms) {
+        batch_free(b);
+        return RL_ENOMEM;
+    }
+    return RL_OK;
 }
 
 /* Sends the batch; the model (w, b of kf and K values, or NULL after a
@@ -220,7 +239,7 @@ static void batch_flush(agent *a, batch *b, uint64_t epoch, const rl_model *m, b
     }
     /* How long ago each step completed: the coordinator dates the steps
      * by its own clock (clocks of different hosts are not compared). */
-    double now = (double)rl_clock_ns() / 1e6;
+    double now = now_ms();
     for (size_t e = 0; e < b->k; e++) b->done_ms[e] = now - b->done_ms[e];
     if (b->k > 1) {
         q->batch_age_ms = (rl_f64list){b->done_ms, b->k};
@@ -245,22 +264,45 @@ static void batch_flush(agent *a, batch *b, uint64_t epoch, const rl_model *m, b
     }
 }
 
-int worker_run(agent *a)
+/* Where each part of the all-reduced payload sits: G gradient sums, the
+ * loss sum, the row count, one count per block (the coverage proof), and
+ * one compute-time slot per member (the others add 0, so rank 0 can report
+ * them). */
+typedef struct payload {
+    size_t G, nb, nm, len;
+} payload;
+
+#define PAYLOAD_LOSS(pl)       ((pl)->G)
+#define PAYLOAD_ROWS(pl)       ((pl)->G + 1)
+#define PAYLOAD_BLOCK(pl, b)   ((pl)->G + 2 + (b))
+#define PAYLOAD_COMPUTE(pl, r) ((pl)->G + 2 + (pl)->nb + (r))
+
+/* The worker's state across plans. */
+typedef struct worker {
+    agent *a;
+    uint64_t epoch, step_done;
+    char failure[300]; /* told to the coordinator with the next PLAN request */
+    held h;
+    rl_table *table;
+    rl_model m;
+    payload pl;
+    double *buf, *red; /* the payload, before and after the all-reduce */
+    batch rb;
+} worker;
+
+/* What the worker does after a plan. */
+typedef enum { WORKER_NEXT_PLAN, WORKER_STOP, WORKER_FAIL } worker_next;
+
+/* One step's clock readings: start, compute done, all-reduce done, update done. */
+typedef struct step_times {
+    double t0, t1, t2, t3;
+} step_times;
+
+/* Lowers this thread's priority below the node's other threads (heartbeats,
+ * RPC): on a node short of CPU its compute would otherwise delay the
+ * heartbeats until the live node is failed; see docs/performance.md. */
+static void worker_lower_priority(void)
 {
-    uint64_t epoch = 0, step_done = 0;
-    char failure[300] = "";
-    held h = {0};
-    rl_table *table = NULL;
-    rl_model m = {0};
-    double *buf = NULL, *red = NULL;
-    batch rb = {0};
-    int code = 0;
-    /* Below the node's other threads (heartbeats, RPC, nng's): on a node
-     * short of CPU (a cgroup quota, a crowded host) this thread's compute
-     * would otherwise take the quota first and stall every hand-off of a
-     * heartbeat to the next period, and the live node would be failed
-     * (test_faults.sh case 5c: at 3% of a CPU, heartbeats lapsed in 6 of 6
-     * runs, 2 of 7 with this). Linux applies it to this thread only. */
     id_t tid = (id_t)syscall(SYS_gettid);
     errno = 0;
     int nice_now = getpriority(PRIO_PROCESS, tid); /* -1 is a valid value: errno tells */
@@ -269,223 +311,323 @@ int worker_run(agent *a)
         if (want != nice_now && setpriority(PRIO_PROCESS, tid, want) != 0)
             rl_log_warn("worker priority: %s", strerror(errno));
     }
+}
 
+static rl_data_params plan_data_params(const rl_msg_plan_resp *p)
+{
+    return (rl_data_params){.rows = (int64_t)p->rows,
+                            .features = (int)p->features,
+                            .classes = (int)p->classes,
+                            .model = (rl_model_type)p->model,
+                            .noise = p->noise,
+                            .seed = p->seed,
+                            .block_rows = (int)p->block_rows};
+}
+
+/* Loads the CSV table when this node has the file, and makes the model:
+ * once. Then takes the plan's weights. */
+static worker_next worker_take_model(worker *w, const rl_msg_plan_resp *p)
+{
+    if (p->source == RL_DATA_CSV && w->table == NULL && !p->csv_fetch &&
+        access(p->csv_path, R_OK) == 0 &&
+        rl_csv_load(p->csv_path, p->csv_label, &w->table) != RL_OK) {
+        rl_log_error("%s", rl_errdetail());
+        snprintf(w->failure, sizeof(w->failure), "data: %s", rl_errdetail());
+        return WORKER_FAIL;
+    }
+    rl_model *m = &w->m;
+    if (m->w == NULL &&
+        rl_model_init(m, (rl_model_type)p->model, (int)p->features, (int)p->classes) != 0) {
+        rl_log_error("model: %s", rl_errdetail());
+        return WORKER_FAIL;
+    }
+    size_t K = (size_t)m->classes, F = (size_t)m->features;
+    if (p->weights.n != K * F || p->bias.n != K) {
+        rl_log_error("plan carries a model of the wrong shape");
+        return WORKER_FAIL;
+    }
+    memcpy(m->w, p->weights.v, K * F * sizeof(double));
+    memcpy(m->b, p->bias.v, K * sizeof(double));
+    return WORKER_NEXT_PLAN;
+}
+
+/* Makes the plan's blocks (keeping those held). */
+static worker_next worker_take_blocks(worker *w, const rl_msg_plan_resp *p,
+                                      const rl_data_params *dp)
+{
+    agent *a = w->a;
+    atomic_store(&a->phase, PHASE_MAKING_BLOCKS);
+    int rv = held_update(a, &w->h, p, dp, w->table, &w->m);
+    atomic_store(&a->phase, PHASE_FORMING_RING);
+    if (atomic_load(&a->stop)) return WORKER_STOP; /* while making blocks */
+    if (rv != RL_OK) {
+        snprintf(w->failure, sizeof(w->failure), "blocks: %s",
+                 rv == RL_ENOMEM ? rl_strerror(rv) : rl_errdetail());
+        rl_log_error("%s", w->failure);
+        return WORKER_FAIL;
+    }
+    return WORKER_NEXT_PLAN;
+}
+
+/* Sizes the payload and the report batch for the plan. RL_ENOMEM if the
+ * buffers cannot be had. */
+static int worker_size_buffers(worker *w, const rl_msg_plan_resp *p)
+{
+    payload *pl = &w->pl;
+    pl->G = rl_model_grad_len(&w->m);
+    pl->nb = (size_t)p->n_blocks;
+    pl->nm = p->member_ids.n;
+    pl->len = pl->G + 2 + pl->nb + pl->nm;
+    free(w->buf);
+    free(w->red);
+    w->buf = malloc(pl->len * sizeof(double));
+    w->red = malloc(pl->len * sizeof(double));
+    if (w->buf == NULL || w->red == NULL) return RL_ENOMEM;
+    return batch_init(&w->rb, 64, pl->nb, pl->nm);
+}
+
+/* Forms the ring of the plan's epoch (the worker's epoch becomes the
+ * plan's whatever the outcome) and publishes it for the agent to abort.
+ * *ready_deadline: by when the members must be ready. */
+static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms,
+                            uint64_t *ready_deadline, rl_ring **out)
+{
+    agent *a = w->a;
+    size_t nm = p->member_ids.n;
+    rl_ring_member *mem = rl_xcalloc(nm + 1, sizeof(*mem)); /* a few pointers per member */
+    for (size_t i = 0; i < nm; i++) {
+        mem[i].id = p->member_ids.v[i];
+        mem[i].url = p->member_urls.v[i];
+    }
+    /* No yielding while waiting (yield_us -1): between steps the node's other
+     * threads and the coordinator want the CPU; see docs/performance.md. */
+    rl_ring_config cfg = {.epoch = p->epoch,
+                          .rank = (int)p->rank,
+                          .size = (int)nm,
+                          .members = mem,
+                          .chunk_bytes = p->chunk_bytes,
+                          .small_bytes = SIZE_MAX,
+                          .yield_us = -1,
+                          .tcp_congestion = p->tcp_congestion};
+    /* Peers may still be making their blocks, and a member short of CPU
+     * takes many times the coordinator's estimate. It is alive, so wait for
+     * it: one that dies or stops is failed by the coordinator, whose new
+     * epoch fences this wait (agent.c); this deadline is only the backstop. */
+    *ready_deadline = rl_clock_ms() + 2 * op_ms + READY_BACKSTOP_MS;
+    int rv = rl_ring_form(a->ep, &cfg, *ready_deadline, out);
+    free(mem);
+    w->epoch = p->epoch;
+    atomic_store(&a->epoch, w->epoch);
+    if (rv != RL_OK) {
+        snprintf(w->failure, sizeof(w->failure), "ring epoch %llu: %s",
+                 (unsigned long long)w->epoch, rl_errdetail());
+        rl_log_warn("%s", w->failure);
+        return rv;
+    }
+    pthread_mutex_lock(&a->mtx);
+    a->ring = *out;
+    pthread_mutex_unlock(&a->mtx);
+    return RL_OK;
+}
+
+/* Starts every member's first step together: a peer still making new
+ * blocks would otherwise time out the others' first collective. A stop seen
+ * here was set before the agent could abort this ring (it sets stop first,
+ * then aborts a->ring under a->mtx). */
+static int worker_wait_for_members(worker *w, rl_ring *ring, uint64_t ready_deadline)
+{
+    if (atomic_load(&w->a->stop)) return RL_ECANCELED;
+    int rv = rl_barrier(ring, ready_deadline);
+    if (rv != RL_OK) {
+        snprintf(w->failure, sizeof(w->failure),
+                 "ring epoch %llu: waiting for every member's blocks: %s",
+                 (unsigned long long)w->epoch, rl_errdetail());
+        rl_log_warn("%s", w->failure);
+    }
+    return rv;
+}
+
+/* Fills the payload with this node's gradient sums, rows and block counts
+ * and its compute time in its rank's slot. Returns the rows. */
+static int64_t worker_compute(worker *w, uint64_t rank, step_times *t)
+{
+    const payload *pl = &w->pl;
+    double *buf = w->buf;
+    t->t0 = now_ms();
+    memset(buf, 0, pl->len * sizeof(double));
+    int64_t rows = 0;
+    for (size_t i = 0; i < w->h.n; i++) {
+        rl_model_grad_block(&w->m, &w->h.blocks[i], buf, &buf[PAYLOAD_LOSS(pl)]);
+        rows += w->h.blocks[i].rows;
+        buf[PAYLOAD_BLOCK(pl, w->h.ids[i])] += 1.0;
+    }
+    buf[PAYLOAD_ROWS(pl)] = (double)rows;
+    t->t1 = now_ms();
+    buf[PAYLOAD_COMPUTE(pl, rank)] = t->t1 - t->t0;
+    return rows;
+}
+
+/* The coverage proof on the reduced payload: every block counted exactly
+ * once and every row. Writes the counts to cov. */
+static bool worker_check_coverage(worker *w, uint64_t s, int64_t total_rows, uint32_t *cov)
+{
+    const payload *pl = &w->pl;
+    const double *red = w->red;
+    bool ok = (int64_t)red[PAYLOAD_ROWS(pl)] == total_rows;
+    for (size_t b = 0; b < pl->nb; b++) {
+        double c = red[PAYLOAD_BLOCK(pl, b)];
+        cov[b] = c < 0 ? 0 : (uint32_t)c;
+        if (c != 1.0) ok = false;
+    }
+    if (!ok) {
+        snprintf(w->failure, sizeof(w->failure),
+                 "step %llu: coverage violation (rows %.0f of %lld)", (unsigned long long)s,
+                 red[PAYLOAD_ROWS(pl)], (long long)total_rows);
+        rl_log_error("%s", w->failure);
+    }
+    return ok;
+}
+
+/* Publishes the step's figures for the agent's heartbeats. */
+static void worker_publish(agent *a, uint64_t s, int64_t rows, const step_times *t)
+{
+    double compute = t->t1 - t->t0;
+    atomic_store(&a->compute_ms, compute);
+    pthread_mutex_lock(&a->acc_mtx);
+    a->acc_compute_ms += compute;
+    a->acc_rows += (double)rows;
+    a->acc_steps++;
+    pthread_mutex_unlock(&a->acc_mtx);
+    atomic_store(&a->allreduce_ms, t->t2 - t->t1);
+    atomic_store(&a->rows_per_s, t->t1 > t->t0 ? (double)rows / (compute / 1e3) : 0);
+    atomic_store(&a->step, s + 1);
+}
+
+/* Files the step in the report batch (its coverage counts are already at
+ * the batch's next slot) and sends the batch when it is due: now after a
+ * violation or the plan's last step (synchronously: the coordinator must
+ * have the model before we go), its first (so a recovery is timed to the
+ * step), a full batch, or report_ms since the oldest record. */
+static void worker_record(worker *w, const rl_msg_plan_resp *p, uint64_t s, bool ok, double loss,
+                          const step_times *t)
+{
+    batch *rb = &w->rb;
+    const payload *pl = &w->pl;
+    size_t k = rb->k++;
+    if (k == 0) rb->first_ms = t->t3;
+    rb->steps[k] = (uint32_t)s;
+    rb->loss[k] = loss;
+    rb->ms[k] = t->t3 - t->t0;
+    rb->compute[k] = t->t1 - t->t0;
+    rb->ar[k] = t->t2 - t->t1;
+    rb->rows[k] = w->red[PAYLOAD_ROWS(pl)];
+    rb->done_ms[k] = t->t3;
+    memcpy(rb->ncomp + k * pl->nm, &w->red[PAYLOAD_COMPUTE(pl, 0)], pl->nm * sizeof(double));
+    bool last = s + 1 == p->end_step;
+    if (!ok || last)
+        batch_flush(w->a, rb, w->epoch, ok ? &w->m : NULL, true);
+    else if (s == p->start_step || rb->k == rb->cap || t->t3 - rb->first_ms >= (double)p->report_ms)
+        batch_flush(w->a, rb, w->epoch, &w->m, false);
+}
+
+/* One training step: gradient, all-reduce, coverage check, update, report.
+ * RL_OK and *ok false: a coverage violation (no update). */
+static int worker_step(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint64_t s,
+                       uint64_t op_ms, int64_t total_rows, bool *ok)
+{
+    const payload *pl = &w->pl;
+    step_times t;
+    int64_t rows = worker_compute(w, p->rank, &t);
+    int rv = rl_allreduce(ring, w->buf, w->red, pl->len, RL_F64, RL_OP_SUM, rl_clock_ms() + op_ms);
+    t.t2 = now_ms();
+    if (rv != RL_OK) {
+        snprintf(w->failure, sizeof(w->failure), "step %llu: %s", (unsigned long long)s,
+                 rl_errdetail());
+        rl_log_warn("%s", w->failure);
+        return rv;
+    }
+    *ok = worker_check_coverage(w, s, total_rows, w->rb.cov + w->rb.k * pl->nb);
+    double loss = 0;
+    if (*ok)
+        rl_model_step(&w->m, w->red, w->red[PAYLOAD_LOSS(pl)], (int64_t)w->red[PAYLOAD_ROWS(pl)],
+                      p->learning_rate, p->l2, &loss);
+    t.t3 = now_ms();
+    worker_publish(w->a, s, rows, &t);
+    if (p->rank == 0 || !*ok) worker_record(w, p, s, *ok, loss, &t);
+    return RL_OK;
+}
+
+/* Runs the plan's steps on the formed ring (rv: the barrier's outcome),
+ * then reports what is left and detaches the ring. */
+static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint64_t op_ms,
+                             int rv)
+{
+    agent *a = w->a;
+    int64_t total_rows = (int64_t)p->rows;
+    atomic_store(&a->phase, PHASE_STEPPING);
+    for (uint64_t s = p->start_step; rv == RL_OK && s < p->end_step && !atomic_load(&a->stop);
+         s++) {
+        bool ok = true;
+        rv = worker_step(w, p, ring, s, op_ms, total_rows, &ok);
+        if (rv != RL_OK || !ok) break;
+        w->step_done = s + 1;
+    }
+    /* Steps done but not yet reported: the coordinator restarts from the
+     * last model it has, so tell it before asking for a new plan. */
+    batch_flush(a, &w->rb, w->epoch, &w->m, true);
+    pthread_mutex_lock(&a->mtx);
+    a->ring = NULL;
+    pthread_mutex_unlock(&a->mtx);
+}
+
+/* Carries out one plan: the model and blocks, the ring, the steps. */
+static worker_next worker_follow_plan(worker *w, const rl_msg_plan_resp *p)
+{
+    if (p->stop) return WORKER_STOP;
+    rl_data_params dp = plan_data_params(p);
+    worker_next next = worker_take_model(w, p);
+    if (next == WORKER_NEXT_PLAN) next = worker_take_blocks(w, p, &dp);
+    if (next != WORKER_NEXT_PLAN) return next;
+    if (worker_size_buffers(w, p) != RL_OK) {
+        snprintf(w->failure, sizeof(w->failure), "step buffers: %s", rl_strerror(RL_ENOMEM));
+        rl_log_error("%s", w->failure);
+        return WORKER_FAIL;
+    }
+    rl_ring *ring = NULL;
+    uint64_t op_ms = p->deadline_ms ? p->deadline_ms : 5000, ready_deadline;
+    if (worker_form_ring(w, p, op_ms, &ready_deadline, &ring) != RL_OK) return WORKER_NEXT_PLAN;
+    int rv = worker_wait_for_members(w, ring, ready_deadline);
+    worker_run_steps(w, p, ring, op_ms, rv);
+    rl_ring_free(ring);
+    return atomic_load(&w->a->stop) ? WORKER_STOP : WORKER_NEXT_PLAN;
+}
+
+int worker_run(agent *a)
+{
+    worker w = {.a = a};
+    int code = 0;
+    worker_lower_priority();
     for (;;) {
         rl_rpc_reply rep;
         atomic_store(&a->phase, PHASE_WAITING);
-        int rv = ask_plan(a, epoch, step_done, failure[0] ? failure : NULL, &rep);
-        failure[0] = '\0';
-        if (rv != RL_OK) {
-            if (rv != RL_ECANCELED) {
-                rl_log_error("no plan from the coordinator: %s", rl_errdetail());
-                code = 1;
-            }
-            rl_rpc_reply_fini(&rep);
-            break;
+        int rv = ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL, &rep);
+        w.failure[0] = '\0';
+        worker_next next = WORKER_STOP;
+        if (rv == RL_OK) {
+            next = worker_follow_plan(&w, &rep.msg.u.plan_resp);
+        } else if (rv != RL_ECANCELED) {
+            rl_log_error("no plan from the coordinator: %s", rl_errdetail());
+            next = WORKER_FAIL;
         }
-        const rl_msg_plan_resp *p = &rep.msg.u.plan_resp;
-        if (p->stop) {
-            rl_rpc_reply_fini(&rep);
-            break;
-        }
-        rl_data_params dp = {.rows = (int64_t)p->rows, .features = (int)p->features,
-                             .classes = (int)p->classes, .model = (rl_model_type)p->model,
-                             .noise = p->noise, .seed = p->seed, .block_rows = (int)p->block_rows};
-        if (p->source == RL_DATA_CSV && table == NULL && !p->csv_fetch &&
-            access(p->csv_path, R_OK) == 0) {
-            if ((rv = rl_csv_load(p->csv_path, p->csv_label, &table)) != RL_OK) {
-                rl_log_error("%s", rl_errdetail());
-                snprintf(failure, sizeof(failure), "data: %s", rl_errdetail());
-                rl_rpc_reply_fini(&rep);
-                code = 1;
-                break;
-            }
-        }
-        if (m.w == NULL &&
-            rl_model_init(&m, (rl_model_type)p->model, (int)p->features, (int)p->classes) != 0) {
-            rl_log_error("model: %s", rl_errdetail());
-            rl_rpc_reply_fini(&rep);
-            code = 1;
-            break;
-        }
-        size_t G = rl_model_grad_len(&m), K = (size_t)m.classes, F = (size_t)m.features;
-        if (p->weights.n != K * F || p->bias.n != K) {
-            rl_log_error("plan carries a model of the wrong shape");
-            rl_rpc_reply_fini(&rep);
-            code = 1;
-            break;
-        }
-        memcpy(m.w, p->weights.v, K * F * sizeof(double));
-        memcpy(m.b, p->bias.v, K * sizeof(double));
-        atomic_store(&a->phase, PHASE_MAKING_BLOCKS);
-        rv = held_update(a, &h, p, &dp, table, &m);
-        atomic_store(&a->phase, PHASE_FORMING_RING);
-        if (atomic_load(&a->stop)) { /* while making blocks */
-            rl_rpc_reply_fini(&rep);
-            break;
-        }
-        if (rv != RL_OK) {
-            snprintf(failure, sizeof(failure), "blocks: %s", rl_errdetail());
-            rl_log_error("%s", failure);
-            rl_rpc_reply_fini(&rep);
-            code = 1;
-            break;
-        }
-        /* The all-reduced payload: gradient sums, loss sum, row count, one
-         * count per block (the coverage proof), and one slot per member for
-         * its compute time (the others add 0), so rank 0 can report them. */
-        size_t nm_slots = p->member_ids.n;
-        size_t nb = (size_t)p->n_blocks, plen = G + 2 + nb + nm_slots;
-        free(buf);
-        free(red);
-        buf = rl_xmalloc(plen * sizeof(double));
-        red = rl_xmalloc(plen * sizeof(double));
-        batch_init(&rb, 64, nb, nm_slots);
-        double report_ms = p->report_ms;
-
-        /* Form the ring of this epoch. */
-        size_t nm = p->member_ids.n;
-        rl_ring_member *mem = rl_xcalloc(nm + 1, sizeof(*mem));
-        for (size_t i = 0; i < nm; i++) {
-            mem[i].id = p->member_ids.v[i];
-            mem[i].url = p->member_urls.v[i];
-        }
-        rl_ring_config cfg = {.epoch = p->epoch, .rank = (int)p->rank, .size = (int)nm,
-                              .members = mem, .chunk_bytes = p->chunk_bytes,
-                              .small_bytes = SIZE_MAX, .yield_us = -1,
-                              .tcp_congestion = p->tcp_congestion};
-        /* No yielding while waiting (rl_ring_config.yield_us): between
-         * training steps members reach the collective apart, and the node's
-         * other threads (and the coordinator) want the CPU; measured on the
-         * 4-node 50k x 32 job here, 5 interleaved runs each, step p50
-         * 0.249-0.341 ms with the automatic yield against 0.218-0.256 ms
-         * without. The collective alone (bench allreduce) gains from it. */
-        rl_ring *ring = NULL;
-        uint64_t op_ms = p->deadline_ms ? p->deadline_ms : 5000;
-        /* Peers may still be making their blocks, and a member short of CPU
-         * (throttled, or crowded) takes many times the coordinator's
-         * estimate. It is alive, so wait for it: a member that dies or
-         * stops is failed by the coordinator, whose new epoch fences this
-         * wait (agent.c), so this long deadline is only the backstop. */
-        uint64_t ready_deadline = rl_clock_ms() + 2 * op_ms + READY_BACKSTOP_MS;
-        rv = rl_ring_form(a->ep, &cfg, ready_deadline, &ring);
-        free(mem);
-        epoch = p->epoch;
-        atomic_store(&a->epoch, epoch);
-        if (rv != RL_OK) {
-            snprintf(failure, sizeof(failure), "ring epoch %llu: %s", (unsigned long long)epoch,
-                     rl_errdetail());
-            rl_log_warn("%s", failure);
-            rl_rpc_reply_fini(&rep);
-            continue;
-        }
-        pthread_mutex_lock(&a->mtx);
-        a->ring = ring;
-        pthread_mutex_unlock(&a->mtx);
-        /* A member waits in forming only for the lower ranks to dial it
-         * (rank 0 for none), and endpoints accept on their own, so without
-         * this the first step's collective started its clock while a peer
-         * that had gained many blocks still made them: it timed out on the
-         * members waiting for that peer, and the step was redone under a
-         * new epoch. The barrier starts every member's first step together.
-         * A stop seen here was set before the agent could abort this ring
-         * (it sets stop first, then aborts a->ring under a->mtx). */
-        if (atomic_load(&a->stop))
-            rv = RL_ECANCELED;
-        else if ((rv = rl_barrier(ring, ready_deadline)) != RL_OK) {
-            snprintf(failure, sizeof(failure), "ring epoch %llu: waiting for every member's "
-                     "blocks: %s", (unsigned long long)epoch, rl_errdetail());
-            rl_log_warn("%s", failure);
-        }
-
-        int64_t total_rows = dp.rows;
-        bool rank0 = p->rank == 0;
-        atomic_store(&a->phase, PHASE_STEPPING);
-        for (uint64_t s = p->start_step;
-             rv == RL_OK && s < p->end_step && !atomic_load(&a->stop); s++) {
-            double t0 = (double)rl_clock_ns() / 1e6;
-            memset(buf, 0, plen * sizeof(double));
-            int64_t rows = 0;
-            for (size_t i = 0; i < h.n; i++) {
-                rl_model_grad_block(&m, &h.blocks[i], buf, &buf[G]);
-                rows += h.blocks[i].rows;
-                buf[G + 2 + h.ids[i]] += 1.0;
-            }
-            buf[G + 1] = (double)rows;
-            double t1 = (double)rl_clock_ns() / 1e6;
-            buf[G + 2 + nb + p->rank] = t1 - t0;
-            rv = rl_allreduce(ring, buf, red, plen, RL_F64, RL_OP_SUM, rl_clock_ms() + op_ms);
-            double t2 = (double)rl_clock_ns() / 1e6;
-            if (rv != RL_OK) {
-                snprintf(failure, sizeof(failure), "step %llu: %s", (unsigned long long)s,
-                         rl_errdetail());
-                rl_log_warn("%s", failure);
-                break;
-            }
-            /* Coverage: every block counted exactly once, or no update. */
-            uint32_t *cov = rb.cov + rb.k * nb;
-            bool ok = (int64_t)red[G + 1] == total_rows;
-            for (size_t b = 0; b < nb; b++) {
-                cov[b] = red[G + 2 + b] < 0 ? 0 : (uint32_t)red[G + 2 + b];
-                if (red[G + 2 + b] != 1.0) ok = false;
-            }
-            if (!ok) {
-                snprintf(failure, sizeof(failure), "step %llu: coverage violation (rows %.0f of "
-                         "%lld)", (unsigned long long)s, red[G + 1], (long long)total_rows);
-                rl_log_error("%s", failure);
-            }
-            double loss = 0;
-            if (ok) rl_model_step(&m, red, red[G], (int64_t)red[G + 1], p->learning_rate, p->l2,
-                                  &loss);
-            double t3 = (double)rl_clock_ns() / 1e6;
-            atomic_store(&a->compute_ms, t1 - t0);
-            pthread_mutex_lock(&a->acc_mtx);
-            a->acc_compute_ms += t1 - t0;
-            a->acc_rows += (double)rows;
-            a->acc_steps++;
-            pthread_mutex_unlock(&a->acc_mtx);
-            atomic_store(&a->allreduce_ms, t2 - t1);
-            atomic_store(&a->rows_per_s, t1 > t0 ? (double)rows / ((t1 - t0) / 1e3) : 0);
-            atomic_store(&a->step, s + 1);
-            if (rank0 || !ok) {
-                size_t k = rb.k++;
-                if (k == 0) rb.first_ms = t3;
-                rb.steps[k] = (uint32_t)s;
-                rb.loss[k] = loss;
-                rb.ms[k] = t3 - t0;
-                rb.compute[k] = t1 - t0;
-                rb.ar[k] = t2 - t1;
-                rb.rows[k] = red[G + 1];
-                rb.done_ms[k] = t3;
-                memcpy(rb.ncomp + k * nm_slots, &red[G + 2 + nb], nm_slots * sizeof(double));
-                /* Now: a violation, the plan's last step (synchronously: the
-                 * coordinator must have the model before we go), its first
-                 * (so a recovery is timed to the step), a full batch, or
-                 * report_ms since the oldest record. */
-                bool last = s + 1 == p->end_step;
-                if (!ok || last)
-                    batch_flush(a, &rb, epoch, ok ? &m : NULL, true);
-                else if (s == p->start_step || rb.k == rb.cap || t3 - rb.first_ms >= report_ms)
-                    batch_flush(a, &rb, epoch, &m, false);
-            }
-            if (!ok) break;
-            step_done = s + 1;
-        }
-        /* Steps done but not yet reported: the coordinator restarts from
-         * the last model it has, so tell it before asking for a new plan. */
-        batch_flush(a, &rb, epoch, &m, true);
-        pthread_mutex_lock(&a->mtx);
-        a->ring = NULL;
-        pthread_mutex_unlock(&a->mtx);
-        rl_ring_free(ring);
         rl_rpc_reply_fini(&rep);
-        if (atomic_load(&a->stop)) break;
+        if (next == WORKER_FAIL) code = 1;
+        if (next != WORKER_NEXT_PLAN) break;
     }
-    held_free(&h);
-    batch_free(&rb);
-    rl_table_free(table);
-    rl_model_fini(&m);
-    free(buf);
-    free(red);
+    held_free(&w.h);
+    batch_free(&w.rb);
+    rl_table_free(w.table);
+    rl_model_fini(&w.m);
+    free(w.buf);
+    free(w.red);
     return code;
 }
