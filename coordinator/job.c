@@ -210,13 +210,13 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
         node_entry *e = &j->reg.nodes[i];
         mark_alive(j, i);
         e->heartbeats++;
-        if (RL_HAS(h, 3)) e->step = h->step;
-        if (RL_HAS(h, 4) && h->rows_per_s > 0) {
+        if (RL_HAS_FIELD(h, heartbeat_req, step)) e->step = h->step;
+        if (RL_HAS_FIELD(h, heartbeat_req, rows_per_s) && h->rows_per_s > 0) {
             e->rows_per_s = h->rows_per_s;
             double v = h->rows_per_s / 1000.0; /* rows per compute-ms */
             e->speed = placement_smooth_speed(e->speed, v);
         }
-        if (RL_HAS(h, 5) && h->compute_ms > 0 && h->epoch == j->epoch &&
+        if (RL_HAS_FIELD(h, heartbeat_req, compute_ms) && h->compute_ms > 0 && h->epoch == j->epoch &&
             h->step > j->plan_start) {
             if (e->compute_epoch != j->epoch) e->samples_epoch = 0;
             e->compute_ms = h->compute_ms;
@@ -224,9 +224,9 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
             e->samples_epoch++;
             e->compute_samples[e->ncompute++ % 256] = h->compute_ms;
         }
-        if (RL_HAS(h, 6)) e->allreduce_ms = h->allreduce_ms;
-        if (RL_HAS(h, 7)) e->cpu_load = h->cpu_load;
-        if (RL_HAS(h, 8)) e->rss_bytes = h->rss_bytes;
+        if (RL_HAS_FIELD(h, heartbeat_req, allreduce_ms)) e->allreduce_ms = h->allreduce_ms;
+        if (RL_HAS_FIELD(h, heartbeat_req, cpu_load)) e->cpu_load = h->cpu_load;
+        if (RL_HAS_FIELD(h, heartbeat_req, rss_bytes)) e->rss_bytes = h->rss_bytes;
         if (h->phase != NULL) snprintf(e->phase, sizeof(e->phase), "%s", h->phase);
     }
     bool stop = j->reg.stopping;
@@ -235,7 +235,7 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
     if (i < 0) return RL_ENOTFOUND;
     resp->u.heartbeat_resp.epoch = epoch;
     resp->u.heartbeat_resp.stop = stop;
-    resp->u.heartbeat_resp.has |= 1u << 2;
+    RL_SET_FIELD(&resp->u.heartbeat_resp, heartbeat_resp, stop);
     return RL_OK;
 }
 
@@ -250,7 +250,7 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     if (j->status != JOB_RUNNING || rank < 0) {
         /* Not (or no longer) part of the job: go home. */
         p->stop = true;
-        p->has |= 1u << 10;
+        RL_SET_FIELD(p, plan_resp, stop);
         p->member_ids = (rl_strlist){rl_xcalloc(1, sizeof(char *)), 0};
         p->member_urls = (rl_strlist){rl_xcalloc(1, sizeof(char *)), 0};
         p->blocks = (rl_u32list){rl_xcalloc(1, sizeof(uint32_t)), 0};
@@ -294,7 +294,7 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     if (s->source == RL_DATA_CSV) {
         p->csv_path = rl_xstrdup(s->csv_path);
         p->csv_fetch = s->csv_fetch != 0;
-        p->has |= 1ull << 28;
+        RL_SET_FIELD(p, plan_resp, csv_fetch);
         p->csv_label = rl_xstrdup(s->csv_label);
         if (j->mean != NULL) {
             size_t f = (size_t)j->dp.features;
@@ -311,7 +311,7 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     p->n_blocks = j->n_blocks;
     p->deadline_ms = (uint64_t)s->failure_timeout_ms + j->plan_make_ms;
     p->report_ms = (uint64_t)s->report_ms;
-    p->has |= 1ull << 29;
+    RL_SET_FIELD(p, plan_resp, report_ms);
 }
 
 /* Answers every held PLAN call. Lock held. */
@@ -488,7 +488,7 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
     }
     resp->u.step_report_resp.epoch = j->epoch;
     resp->u.step_report_resp.stop = j->reg.stopping;
-    resp->u.step_report_resp.has |= 1u << 2;
+    RL_SET_FIELD(&resp->u.step_report_resp, step_report_resp, stop);
     pthread_mutex_unlock(&j->reg.mtx);
     return RL_OK;
 }

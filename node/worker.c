@@ -144,7 +144,7 @@ static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure
     req.u.plan_req.step = step;
     if (failure != NULL) {
         req.u.plan_req.failed = true;
-        req.u.plan_req.has |= 1u << 4;
+        RL_SET_FIELD(&req.u.plan_req, plan_req, failed);
         req.u.plan_req.error = (char *)failure;
     }
     /* The coordinator answers when it has a plan for us: wait in slices so a
