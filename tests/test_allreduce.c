@@ -404,6 +404,34 @@ START_TEST(congestion_choice_follows_the_config)
 }
 END_TEST
 
+/* The rest of the ring's tuning policy (ring_tune.c), from what every member sees. */
+START_TEST(tuning_follows_the_members_per_host)
+{
+    char *urls[4] = {"tcp://a:1", "tcp://b:2", "tcp://a:3", "ipc:///tmp/x"};
+    int mine, most;
+    rli_host_counts(urls, 4, 0, &mine, &most);
+    ck_assert_int_eq(mine, 2);
+    ck_assert_int_eq(most, 2);
+    rli_host_counts(urls, 4, 3, &mine, &most);
+    ck_assert_int_eq(mine, 1);
+    /* spin while members do not outnumber CPUs; yield when they fill them twice */
+    ck_assert_int_eq(rli_tune_spin_us(0, 2, 2), 50);
+    ck_assert_int_eq(rli_tune_spin_us(0, 3, 2), 0);
+    ck_assert_int_eq(rli_tune_spin_us(-1, 1, 8), 0);
+    ck_assert_int_eq(rli_tune_spin_us(30, 9, 2), 30);
+    ck_assert_int_eq(rli_tune_spin_us(5000, 1, 2), 1000);
+    ck_assert_int_eq(rli_tune_yield_us(0, 4, 2), 200);
+    ck_assert_int_eq(rli_tune_yield_us(0, 3, 2), 0);
+    ck_assert_int_eq(rli_tune_yield_us(-1, 8, 2), 0);
+    /* halves of a segment only with the default chunk and <= 2 members per host */
+    ck_assert_uint_eq(rli_tune_chunk_bytes(0), 1048576);
+    ck_assert_uint_eq(rli_tune_chunk_bytes(10), 64);
+    ck_assert(rli_tune_split_segments(rli_tune_chunk_bytes(0), 2));
+    ck_assert(!rli_tune_split_segments(rli_tune_chunk_bytes(0), 3));
+    ck_assert(!rli_tune_split_segments(4096, 1));
+}
+END_TEST
+
 typedef struct cc_member {
     int rank;
     const char *cc;
@@ -577,6 +605,7 @@ Suite *suite(void)
     tc = tcase_create("congestion");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, congestion_choice_follows_the_config);
+    tcase_add_test(tc, tuning_follows_the_members_per_host);
     tcase_add_test(tc, named_congestion_is_set_on_tcp_links);
     tcase_add_test(tc, named_congestion_is_set_on_tls_links);
     tcase_add_test(tc, system_congestion_leaves_the_host_default);
