@@ -38,6 +38,7 @@ typedef struct ar_opts {
     int yield_us;
     const char *transport;
     const char *congestion;
+    rl_allreduce_algorithm algorithm;
 } ar_opts;
 
 static void ar_usage(FILE *f)
@@ -53,6 +54,8 @@ static void ar_usage(FILE *f)
                "  --budget SEC         time budget per size per round (default 1.5)\n"
                "  --transport tcp|ipc  (default tcp)\n"
                "  --chunk BYTES        pipeline chunk (default 1048576)\n"
+               "  --algorithm NAME     auto (default: chosen by size and members), ring,\n"
+               "                       direct, doubling or halving\n"
                "  --small BYTES        at or below: one-round algorithm (default: the library's)\n"
                "  --spin US            busy-poll a link this long before sleeping; 0 = automatic\n"
                "                       (the library's), -1 = never\n"
@@ -99,6 +102,13 @@ static int parse_ar(int argc, char **argv, ar_opts *o)
             o->chunk_bytes = bench_parse_size(v);
         else if (strcmp(a, "--small") == 0)
             o->small_bytes = bench_parse_size(v);
+        else if (strcmp(a, "--algorithm") == 0) {
+            if (rl_allreduce_algorithm_parse(v, &o->algorithm) != RL_OK) {
+                fprintf(stderr, "ringleader bench allreduce: --algorithm %s: want auto, ring, "
+                                "direct, doubling or halving\n", v);
+                return -1;
+            }
+        }
         else if (strcmp(a, "--spin") == 0)
             o->spin_us = atoi(v);
         else if (strcmp(a, "--yield") == 0)
@@ -196,6 +206,7 @@ static int run_worker(const ar_opts *o, int rank)
                           .members = mem,
                           .chunk_bytes = o->chunk_bytes,
                           .small_bytes = o->small_bytes,
+                          .algorithm = o->algorithm,
                           .spin_us = o->spin_us,
                           .yield_us = o->yield_us,
                           .tcp_congestion = o->congestion};

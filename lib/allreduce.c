@@ -17,6 +17,9 @@
  * Direct (small buffers): one round; every member sends its whole input to
  * every other, and each reduces the N inputs in rank order.
  *
+ * Which of them runs is rli_allreduce_choose's decision, from the size and
+ * rl_ring_config.algorithm (allreduce.h).
+ *
  * Every frame names (epoch, seq, phase, step, chunk, src_rank); a frame
  * that is not exactly the one expected next on its link is dropped and
  * counted, never reduced.
@@ -58,8 +61,8 @@ static int mod(int a, int n)
 /*
  * Frames of the one-round algorithm up to this size are written from the
  * caller's thread and waited for there (rli_link_send_now), which saves a
- * task-thread wake per frame (64 KiB at N=4: 540 -> 270 us here). Why this
- * cannot deadlock: a member blocks in such a send only while the peer's
+ * task-thread wake per frame (see docs/performance.md). Why this cannot
+ * deadlock: a member blocks in such a send only while the peer's
  * kernel cannot take the frame. The member furthest behind (collective k)
  * has at most its frame k unread on any link (a peer at k+1 has read it,
  * a peer at k has read k-1), and a frame this size fits what a TCP
@@ -415,6 +418,90 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
     return rv;
 }
 
+/* ---- Which algorithm ------------------------------------------------------ */
+
+/* The largest buffers direct and halving carry: direct sends the whole
+ * buffer in one frame, halving half of it at most. */
+#define DIRECT_FRAME_MAX  (RL_PROTO_MAX_FRAME / 2)
+#define HALVING_FRAME_MAX RL_PROTO_MAX_FRAME
+/* Auto's limits (allreduce.h); the figures behind them are in docs/performance.md. */
+#define AUTO_DIRECT_MAX      (512u << 10) /* one round: at most this... */
+#define AUTO_DIRECT_SENT_MAX (2u << 20)   /* ...and at most this sent per member */
+#define AUTO_DOUBLING_MAX    65536u
+#define AUTO_HALVING_MAX     (4u << 20) /* above, the ring is as fast with smaller frames */
+
+static const char *const algorithm_names[] = {
+#define ALGORITHM_NAME(N, name) name,
+    RL_ALLREDUCE_ALGORITHM_LIST(ALGORITHM_NAME)
+#undef ALGORITHM_NAME
+};
+
+const char *rl_allreduce_algorithm_name(rl_allreduce_algorithm a)
+{
+    return (unsigned)a < RL_ALLREDUCE_ALGORITHM_COUNT ? algorithm_names[a] : "?";
+}
+
+int rl_allreduce_algorithm_parse(const char *name, rl_allreduce_algorithm *out)
+{
+    for (int a = 0; name != NULL && a < RL_ALLREDUCE_ALGORITHM_COUNT; a++)
+        if (strcmp(name, algorithm_names[a]) == 0) {
+            *out = (rl_allreduce_algorithm)a;
+            return RL_OK;
+        }
+    return rli_err(RL_EINVAL, "no all-reduce algorithm is called \"%s\" (auto, ring, direct, "
+                   "doubling, halving)", name != NULL ? name : "");
+}
+
+static bool is_pow2(int n)
+{
+    return (n & (n - 1)) == 0;
+}
+
+/* Auto (allreduce.h): doubling for the smallest buffers from N = 4, halving
+ * up to 4 MiB for N a power of two, direct up to small_bytes, the ring above. */
+static rl_allreduce_algorithm choose_auto(size_t small_bytes, int size, size_t bytes)
+{
+    size_t direct_max = small_bytes;
+    if (small_bytes == SIZE_MAX) {
+        direct_max = AUTO_DIRECT_SENT_MAX / (size_t)(size > 1 ? size - 1 : 1);
+        if (direct_max > AUTO_DIRECT_MAX) direct_max = AUTO_DIRECT_MAX;
+    }
+    size_t doubling_max = direct_max < AUTO_DOUBLING_MAX ? direct_max : AUTO_DOUBLING_MAX;
+    if (size >= 4 && bytes <= doubling_max && bytes <= DIRECT_INLINE_MAX)
+        return RL_ALLREDUCE_DOUBLING;
+    if (size >= 4 && is_pow2(size) && small_bytes != 0 && bytes <= AUTO_HALVING_MAX)
+        return RL_ALLREDUCE_HALVING;
+    if (bytes <= direct_max && bytes <= DIRECT_FRAME_MAX) return RL_ALLREDUCE_DIRECT;
+    return RL_ALLREDUCE_RING;
+}
+
+rl_allreduce_algorithm rli_allreduce_choose(rl_allreduce_algorithm want, size_t small_bytes,
+                                            int size, size_t bytes)
+{
+    switch (want) {
+    case RL_ALLREDUCE_RING: return RL_ALLREDUCE_RING;
+    case RL_ALLREDUCE_DIRECT:
+        return bytes <= DIRECT_FRAME_MAX ? RL_ALLREDUCE_DIRECT : RL_ALLREDUCE_RING;
+    case RL_ALLREDUCE_DOUBLING:
+        return bytes <= DIRECT_INLINE_MAX ? RL_ALLREDUCE_DOUBLING : RL_ALLREDUCE_RING;
+    case RL_ALLREDUCE_HALVING:
+        return is_pow2(size) && bytes <= HALVING_FRAME_MAX ? RL_ALLREDUCE_HALVING
+                                                           : RL_ALLREDUCE_RING;
+    default: return choose_auto(small_bytes, size, bytes);
+    }
+}
+
+static int run_algorithm(coll *c, rl_allreduce_algorithm a, const uint8_t *in, uint8_t *out,
+                         size_t count)
+{
+    switch (a) {
+    case RL_ALLREDUCE_DOUBLING: return allreduce_doubling(c, in, out, count);
+    case RL_ALLREDUCE_HALVING: return allreduce_halving(c, in, out, count);
+    case RL_ALLREDUCE_DIRECT: return allreduce_direct(c, in, out, count);
+    default: return allreduce_ring(c, in, out, count);
+    }
+}
+
 int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt, rl_op op,
                  uint64_t deadline_ms)
 {
@@ -435,14 +522,10 @@ int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype d
         size_t bytes = count * c.es;
         if (r->size == 1 || count == 0) {
             if (out != in && bytes > 0) memmove(out, in, bytes);
-        } else if (bytes <= r->doubling_bytes && bytes <= DIRECT_INLINE_MAX) {
-            rv = allreduce_doubling(&c, in, out, count);
-        } else if (bytes <= r->halving_bytes && bytes <= RL_PROTO_MAX_FRAME) {
-            rv = allreduce_halving(&c, in, out, count);
-        } else if (bytes <= r->small_bytes && bytes <= RL_PROTO_MAX_FRAME / 2) {
-            rv = allreduce_direct(&c, in, out, count);
         } else {
-            rv = allreduce_ring(&c, in, out, count);
+            rv = run_algorithm(&c, rli_allreduce_choose(r->algorithm, r->small_bytes, r->size,
+                                                        bytes),
+                               in, out, count);
         }
         rli_ring_settle(r);
     }

@@ -31,7 +31,7 @@ void rli_auth_server_proof(const rl_token *t, const uint8_t *nc, const uint8_t *
 void rli_auth_client_proof(const rl_token *t, const uint8_t *ns, const uint8_t *nc,
                            const char *peer_id, uint8_t out[RLI_MAC_LEN]);
 /*
- * Ring links of endpoints that hold the token (lib/ring.c):
+ * Ring links of endpoints that hold the token (lib/ring_endpoint.c, lib/ring_form.c):
  *   acceptor -> RING_CHALLENGE {Na}                      (fresh per connection)
  *   dialer   -> RING_HELLO {epoch, rank, id, Nd, HMAC(T, "rl1-ring-hello" | Na | Nd | epoch | rank | id)}
  *   acceptor -> RING_WELCOME {HMAC(T, "rl1-ring-welcome" | Nd | Na | epoch | rank)}

@@ -24,11 +24,10 @@
  *    by the above all three agree bitwise, so nodes with different CPUs
  *    compute the same gradients (checked over every model type and 1..70
  *    features when the AVX-512 clone went in). The AVX-512 clone keeps
- *    GCC's default 256-bit vector preference: on the Zen 4 machine of the
- *    README it is ~10% faster than the AVX2 clone at 32 features, while
- *    512-bit vectors were ~30% slower.
+ *    GCC's default 256-bit vector preference, which was the faster of the
+ *    two (docs/performance.md, "Gradient pass").
  * `-fopt-info-vec` on this file reports the dot and axpy loops vectorised
- * in every kernel (see README, "The model kernels").
+ * in every kernel (see docs/architecture.md, "The model kernels").
  */
 #include <math.h>
 #include <stdlib.h>
@@ -195,8 +194,8 @@ static void model_grad_linear(const double *restrict w, double b, const float *r
  * model_grad_linear (8 partial sums per dot, lanes l and l+4 first; the
  * 4-row update row after row; no FMA: -ffp-contract=off and separate mul
  * and add), so it is bitwise the portable kernel (tests/test_model.c checks
- * it against rli_model_simd = false) and ~10% faster than its AVX-512 clone
- * (50k x 32 on the README's machine).
+ * it against rli_model_simd = false) and faster than its AVX-512 clone
+ * (docs/performance.md, "Gradient pass").
  */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

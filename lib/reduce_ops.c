@@ -5,7 +5,7 @@
  * these loops only at -O3 or with -ftree-vectorize. Pointers are accessed
  * through 1-byte-aligned typedefs because frames land at any offset in a
  * receive buffer; x86 vector loads do not need alignment, so the loops stay
- * vectorised (see README, "The collective").
+ * vectorised (see docs/architecture.md, "The collective").
  */
 #include <stdint.h>
 

@@ -1,6 +1,12 @@
 /*
- * ring_internal.h - the parts of the ring shared by ring.c (endpoint, links,
- * framing) and allreduce.c (the algorithms). Internal to lib/.
+ * ring_internal.h - the parts of the ring shared by its files and
+ * allreduce.c (the algorithms). Internal to lib/.
+ *
+ *   ring_link.c      a framed link: receive buffer, send queue, waiting
+ *   ring_socket.c    the socket under an nng stream
+ *   ring_endpoint.c  the endpoint, its accepting side of the hello, fencing
+ *   ring_form.c      rl_ring_form (dialing side of the hello), the ring's life
+ *   ring_tune.c      tuning policy: chunking, spin, yield, congestion control
  *
  * Framing on a link: a 4-byte little-endian length, then one proto frame
  * (proto/messages.def) of that length. RING_CHUNK frames carry their bulk
@@ -11,7 +17,7 @@
  * every link's send queue and flags. On a formed ring's plain TCP links
  * ("direct", l->direct) the collective's own thread writes the queue with
  * non-blocking sendmsg(2) and, whenever it waits, polls those sockets for
- * room (ring_poll in ring.c); no nng send is ever posted on them. Other
+ * room (ring_poll in ring_link.c); no nng send is ever posted on them. Other
  * links (TLS, IPC, and every link while a ring forms) send callback-driven:
  * nng 1.5.2 runs an aio's callback on its task threads, never inline in
  * nng_stream_send, so that is called with the mutex held and the callbacks
@@ -23,7 +29,7 @@
  * in nng_stream_recv itself when bytes are already there), so a frame
  * reaches the collective with one thread hand-off instead of two (poller,
  * task thread, caller). On a plain TCP link the thread first sleeps in
- * poll(2) on the link's own socket (link_wait_readable in ring.c), so that
+ * poll(2) on the link's own socket (link_wait_readable in ring_link.c), so that
  * the receive it then posts completes inside nng_stream_recv: no hand-off
  * at all, one wake-up per frame. rl_ring_abort only closes the streams,
  * which ends a pending receive with NNG_ECLOSED and wakes a poll at once
@@ -117,7 +123,9 @@ struct rl_ring {
     rl_endpoint *ep;
     uint64_t epoch;
     int rank, size;
-    size_t chunk_bytes, small_bytes;
+    size_t chunk_bytes;
+    rl_allreduce_algorithm algorithm; /* as configured: rli_allreduce_choose decides */
+    size_t small_bytes;               /* as configured (SIZE_MAX: the default) */
     /* Cut a ring segment smaller than two chunks in two (allreduce_ring);
      * decided from the chunk size and the member list, which every member
      * shares, so every member cuts alike. */
@@ -126,8 +134,6 @@ struct rl_ring {
     int yield_us; /* poll and sched_yield before sleeping on a link; 0: none */
     struct pollfd *pfd; /* ring_poll's scratch, size + 1 entries (collective's thread) */
     rli_link **pwho;
-    size_t doubling_bytes; /* at or below (and N >= 4): recursive doubling; tests may zero it */
-    size_t halving_bytes;  /* at or below (N a power of two >= 4): recursive halving */
     char **ids;
     char **urls;
     rli_link **links; /* links[peer rank], NULL for self */
@@ -198,6 +204,64 @@ int rli_ring_sends_state(rl_ring *r);
 /* The first link error on r as an rl_err with detail, or RL_OK. */
 int rli_ring_link_error(rl_ring *r);
 
+/* ---- ring_link.c: a link's life and its receive buffer -------------------- */
+
+/* A link on stream s (taken) with an rcap-byte receive buffer. hello_cb, if
+ * not NULL, is the callback of its hello aio (haio: accepted links only).
+ * Aborts if nng cannot allocate an aio. */
+rli_link *rli_link_new(rl_endpoint *ep, nng_stream *s, size_t rcap, void (*hello_cb)(void *));
+/* Closes and frees l (NULL is fine). The endpoint mutex must NOT be held
+ * (callbacks take it). */
+void rli_link_free(rli_link *l);
+/* What is left until deadline_ms (rl_clock_ms), as an nng timeout: 0 when
+ * past, at most INT32_MAX (nng's negative durations mean "infinite"). */
+nng_duration rli_until(uint64_t deadline_ms);
+/* Posts a receive of the free tail [rlen, rcap) of l's buffer on aio. The
+ * tail only: frames before rlen may be in use. */
+void rli_link_post(rli_link *l, nng_aio *aio, nng_duration timeout);
+/* Makes room for a frame of `need` bytes (prefix included): compacts the
+ * unread bytes to the front and grows the buffer. No receive may be pending. */
+void rli_link_make_room(rli_link *l, size_t need);
+/* 1 and the frame (*p, *n) if one is complete, 0 if not (and the size
+ * needed in *need), or RL_EPROTO if the length prefix is impossible. */
+int rli_link_peek(rli_link *l, const uint8_t **p, size_t *n, size_t *need);
+
+/* ---- ring_socket.c: what nng does not tell about a stream ----------------- */
+
+/*
+ * The socket under a TCP stream (plain or TLS), or -1 (IPC, or not found).
+ * A TLS stream's socket is for socket options only: nng's TLS layer does
+ * its reads and writes. Scans /proc/self/fd: call once per link.
+ */
+int rli_stream_fd(nng_stream *s);
+/* Is s a TLS stream? */
+bool rli_stream_is_tls(nng_stream *s);
+/* Is s a TCP connection to itself (the same local and peer address)? */
+bool rli_stream_is_self(nng_stream *s);
+
+/* ---- ring_endpoint.c ------------------------------------------------------ */
+
+/* Lock held; released while waiting. Waits on ep's condition variable (any
+ * link or endpoint event) until deadline_ms; returns RL_OK or RL_ETIMEDOUT. */
+int rli_endpoint_wait(rl_endpoint *ep, uint64_t deadline_ms);
+
+/* ---- ring_tune.c: tuning policy, pure but for rli_ncpu -------------------- */
+
+/* rl_ring_config.chunk_bytes as used: 0 = the default (1 MiB), at least 64. */
+size_t rli_tune_chunk_bytes(size_t cfg_chunk_bytes);
+/* Cut a ring segment under two chunks in two halves (see rl_ring_config
+ * chunk_bytes)? most: the members on the most crowded host. */
+bool rli_tune_split_segments(size_t chunk_bytes, int most);
+/* rl_ring_config.spin_us and yield_us as used, on a host running `local`
+ * of the ring's members with `ncpu` CPUs (see ring.h). */
+int rli_tune_spin_us(int cfg_spin_us, int local, int ncpu);
+int rli_tune_yield_us(int cfg_yield_us, int local, int ncpu);
+/* Of the n members at urls, those on the host of urls[self] (*mine) and on
+ * the most crowded host (*most), by the host part of the URLs. */
+void rli_host_counts(char *const *urls, int n, int self, int *mine, int *most);
+/* The CPUs this process may run on (its affinity mask), at least 1. */
+int rli_ncpu(void);
+
 /*
  * What rl_ring_config.tcp_congestion (cfg) asks of a TCP link now using the
  * algorithm `current`, on a host running `local` of the ring's members with
@@ -205,15 +269,9 @@ int rli_ring_link_error(rl_ring *r);
  */
 #define RLI_CONGESTION_NAME_MAX 15 /* the kernel's TCP_CA_NAME_MAX, less the NUL */
 /*
- * TCP_NOTSENT_LOWAT of a link whose algorithm the ring chooses: the socket
- * takes new data only while less than this is unsent. Without it cubic on
- * loopback here fell into a slow regime in 9 of 26 runs (N=2, 16 MiB:
- * 6.6-11.5 ms against about 5): a socket holding
- * more than its window sends the rest when acknowledgements come in, from
- * the peer's CPU, whose backlog delivers it after segments this CPU sent
- * later; the reordering looks like loss (hundreds of retransmissions per
- * run), which halves the window and keeps more data waiting. With 512 KiB
- * there were 0-18 retransmissions per run against 9-1674 without.
+ * TCP_NOTSENT_LOWAT of a link whose algorithm the ring chooses: a socket
+ * holding more than its window unsent sends the rest out of order with later
+ * segments, which looks like loss and halves the window. See docs/performance.md.
  */
 #define RLI_NOTSENT_LOWAT (512 * 1024)
 typedef struct rli_congestion_plan {
@@ -224,5 +282,15 @@ typedef struct rli_congestion_plan {
 } rli_congestion_plan;
 void rli_congestion_choose(const char *cfg, int local, int ncpu, const char *current,
                            rli_congestion_plan *p);
+
+/* ---- allreduce.c ---------------------------------------------------------- */
+
+/*
+ * The algorithm rl_allreduce runs for a buffer of `bytes` > 0 on a ring of
+ * size >= 2 members configured with `want` and `small_bytes`
+ * (rl_ring_config): never RL_ALLREDUCE_AUTO. Pure, for the tests.
+ */
+rl_allreduce_algorithm rli_allreduce_choose(rl_allreduce_algorithm want, size_t small_bytes,
+                                            int size, size_t bytes);
 
 #endif

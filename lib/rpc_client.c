@@ -864,7 +864,7 @@ void rl_rpc_client_close(rl_rpc_client *c)
     /* Exchanges in flight get DRAIN_MS to end by themselves (their replies
      * usually arrive within milliseconds): nng 1.5.2's nng_close can hang for
      * good when it meets replies still arriving on the connection (nng's
-     * tracker has such close hangs, e.g. #1543 and #1813; README "Limits").
+     * tracker has such close hangs, e.g. #1543 and #1813; docs/operations.md, "Limits").
      * Then every aio is stopped, which ends what is left (RL_ECANCELED) and
      * waits for its callback, and only then the socket closes. */
     until = rl_timespec_in(CLOCK_REALTIME, DRAIN_MS);

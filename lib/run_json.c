@@ -30,9 +30,9 @@
 #include "rli.h"
 
 /* "PATH:LINE:COL: message" at value v (or at the file when v is NULL). */
-static int model_io_bad(const char *path, const rli_json *v, const char *fmt, ...)
+static int run_json_bad(const char *path, const rli_json *v, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int model_io_bad(const char *path, const rli_json *v, const char *fmt, ...)
+static int run_json_bad(const char *path, const rli_json *v, const char *fmt, ...)
 {
     char msg[384];
     va_list ap;
@@ -44,24 +44,24 @@ static int model_io_bad(const char *path, const rli_json *v, const char *fmt, ..
 }
 
 /* The member key of object obj, which must be present (reported at obj). */
-static int model_io_member(const char *path, const rli_json *obj, const char *where,
+static int run_json_member(const char *path, const rli_json *obj, const char *where,
                            const char *key, const rli_json **out)
 {
     *out = rli_json_get(obj, key);
-    if (*out == NULL) return model_io_bad(path, obj, "%s has no \"%s\"", where, key);
+    if (*out == NULL) return run_json_bad(path, obj, "%s has no \"%s\"", where, key);
     return RL_OK;
 }
 
 /* A whole number in [lo, hi]. */
-static int model_io_int(const char *path, const rli_json *v, const char *what, long lo, long hi,
-                        long *out)
+static int run_json_read_int(const char *path, const rli_json *v, const char *what, long lo,
+                             long hi, long *out)
 {
     if (v->kind != RLI_JSON_NUMBER || v->number != floor(v->number) || v->number < (double)lo ||
         v->number > (double)hi) {
         if (v->kind == RLI_JSON_NUMBER)
-            return model_io_bad(path, v, "%s is %.17g: want a whole number in %ld..%ld", what,
+            return run_json_bad(path, v, "%s is %.17g: want a whole number in %ld..%ld", what,
                                 v->number, lo, hi);
-        return model_io_bad(path, v, "%s is %s: want a whole number in %ld..%ld", what,
+        return run_json_bad(path, v, "%s is %s: want a whole number in %ld..%ld", what,
                             rli_json_kind_name(v->kind), lo, hi);
     }
     *out = (long)v->number;
@@ -70,22 +70,21 @@ static int model_io_int(const char *path, const rli_json *v, const char *what, l
 
 /* An array of exactly n numbers into out. need says why n ("features 4 x
  * classes 3"). */
-static int model_io_numbers(const char *path, const rli_json *v, const char *what, size_t n,
-                            const char *need, double *out)
+static int run_json_read_numbers(const char *path, const rli_json *v, const char *what, size_t n,
+                                 const char *need, double *out)
 {
     if (v->kind != RLI_JSON_ARRAY)
-        return model_io_bad(path, v, "%s is %s: want an array of %zu numbers", what,
+        return run_json_bad(path, v, "%s is %s: want an array of %zu numbers", what,
                             rli_json_kind_name(v->kind), n);
     if (v->len != n)
-        return model_io_bad(path, v, "%s has %zu numbers; %s needs %zu", what, v->len, need, n);
+        return run_json_bad(path, v, "%s has %zu numbers; %s needs %zu", what, v->len, need, n);
     for (size_t k = 0; k < n; k++) {
         const rli_json *e = v->items[k];
         if (e->kind == RLI_JSON_NULL)
-            return model_io_bad(path, e,
-                                "%s[%zu] is null: the run wrote a non-finite value (diverged?)",
-                                what, k);
+            return run_json_bad(
+                path, e, "%s[%zu] is null: the run wrote a non-finite value (diverged?)", what, k);
         if (e->kind != RLI_JSON_NUMBER)
-            return model_io_bad(path, e, "%s[%zu] is %s: want a number", what, k,
+            return run_json_bad(path, e, "%s[%zu] is %s: want a number", what, k,
                                 rli_json_kind_name(e->kind));
         out[k] = e->number;
     }
@@ -93,13 +92,13 @@ static int model_io_numbers(const char *path, const rli_json *v, const char *wha
 }
 
 /* The "status" check: only a finished run has a model worth using. */
-static int model_io_status(const char *path, const rli_json *root)
+static int run_json_read_status(const char *path, const rli_json *root)
 {
     const rli_json *st;
-    int rc = model_io_member(path, root, "run.json", "status", &st);
+    int rc = run_json_member(path, root, "run.json", "status", &st);
     if (rc != RL_OK) return rc;
     if (st->kind != RLI_JSON_STRING)
-        return model_io_bad(path, st, "\"status\" is %s: want \"ok\" or \"failed\"",
+        return run_json_bad(path, st, "\"status\" is %s: want \"ok\" or \"failed\"",
                             rli_json_kind_name(st->kind));
     if (strcmp(st->str, "ok") == 0) return RL_OK;
     const rli_json *err = rli_json_get(root, "error");
@@ -111,16 +110,16 @@ static int model_io_status(const char *path, const rli_json *root)
 }
 
 /* Reads the "model" object into m (initialised here) and the stats. */
-static int model_io_model(const char *path, const rli_json *mo, rl_model *m, double **mean,
-                          double **std)
+static int run_json_read_model(const char *path, const rli_json *mo, rl_model *m, double **mean,
+                               double **std)
 {
     const rli_json *type, *features, *classes, *weights, *bias, *jmean, *jstd;
     int rc;
-    if ((rc = model_io_member(path, mo, "\"model\"", "type", &type)) != RL_OK ||
-        (rc = model_io_member(path, mo, "\"model\"", "features", &features)) != RL_OK ||
-        (rc = model_io_member(path, mo, "\"model\"", "classes", &classes)) != RL_OK ||
-        (rc = model_io_member(path, mo, "\"model\"", "weights", &weights)) != RL_OK ||
-        (rc = model_io_member(path, mo, "\"model\"", "bias", &bias)) != RL_OK)
+    if ((rc = run_json_member(path, mo, "\"model\"", "type", &type)) != RL_OK ||
+        (rc = run_json_member(path, mo, "\"model\"", "features", &features)) != RL_OK ||
+        (rc = run_json_member(path, mo, "\"model\"", "classes", &classes)) != RL_OK ||
+        (rc = run_json_member(path, mo, "\"model\"", "weights", &weights)) != RL_OK ||
+        (rc = run_json_member(path, mo, "\"model\"", "bias", &bias)) != RL_OK)
         return rc;
     jmean = rli_json_get(mo, "mean");
     jstd = rli_json_get(mo, "std");
@@ -130,44 +129,48 @@ static int model_io_model(const char *path, const rli_json *mo, rl_model *m, dou
         for (int k = RL_MODEL_LINEAR; k <= RL_MODEL_SOFTMAX; k++)
             if (strcmp(type->str, rl_model_type_name((rl_model_type)k)) == 0) t = k;
     if (t < 0)
-        return model_io_bad(path, type, "model.type: want \"linear\", \"logistic\" or \"softmax\"");
+        return run_json_bad(path, type, "model.type: want \"linear\", \"logistic\" or \"softmax\"");
     long f = 0, k = 0;
-    if ((rc = model_io_int(path, features, "model.features", 1, RL_DATA_MAX_FEATURES, &f)) !=
+    if ((rc = run_json_read_int(path, features, "model.features", 1, RL_DATA_MAX_FEATURES, &f)) !=
         RL_OK)
         return rc;
-    if (t == RL_MODEL_SOFTMAX) rc = model_io_int(path, classes, "model.classes", 2, 100000, &k);
-    else rc = model_io_int(path, classes, "model.classes", 1, 1, &k);
+    if (t == RL_MODEL_SOFTMAX)
+        rc = run_json_read_int(path, classes, "model.classes", 2, 100000, &k);
+    else
+        rc = run_json_read_int(path, classes, "model.classes", 1, 1, &k);
     if (rc != RL_OK) return rc;
     char need[96];
     snprintf(need, sizeof(need), "features %ld x classes %ld", f, k);
     /* The shape is checked before the model is allocated from it. */
     if (weights->kind != RLI_JSON_ARRAY || weights->len != (size_t)(f * k))
-        return model_io_numbers(path, weights, "model.weights", (size_t)(f * k), need, NULL);
+        return run_json_read_numbers(path, weights, "model.weights", (size_t)(f * k), need, NULL);
     if ((rc = rl_model_init(m, (rl_model_type)t, (int)f, (int)k)) != RL_OK) return rc;
-    rc = model_io_numbers(path, weights, "model.weights", (size_t)(f * k), need, m->w);
+    rc = run_json_read_numbers(path, weights, "model.weights", (size_t)(f * k), need, m->w);
     if (rc == RL_OK && t == RL_MODEL_SOFTMAX) {
         snprintf(need, sizeof(need), "classes %ld", k);
-        rc = model_io_numbers(path, bias, "model.bias", (size_t)k, need, m->b);
+        rc = run_json_read_numbers(path, bias, "model.bias", (size_t)k, need, m->b);
     } else if (rc == RL_OK) {
-        if (bias->kind == RLI_JSON_NUMBER) m->b[0] = bias->number;
-        else rc = model_io_bad(path, bias, "model.bias is %s: want a number%s",
-                               rli_json_kind_name(bias->kind),
-                               bias->kind == RLI_JSON_NULL ? " (the run diverged?)" : "");
+        if (bias->kind == RLI_JSON_NUMBER)
+            m->b[0] = bias->number;
+        else
+            rc = run_json_bad(path, bias, "model.bias is %s: want a number%s",
+                              rli_json_kind_name(bias->kind),
+                              bias->kind == RLI_JSON_NULL ? " (the run diverged?)" : "");
     }
     int has_mean = jmean != NULL && jmean->kind != RLI_JSON_NULL;
     int has_std = jstd != NULL && jstd->kind != RLI_JSON_NULL;
     if (rc == RL_OK && has_mean != has_std)
-        rc = model_io_bad(path, has_mean ? jmean : jstd,
+        rc = run_json_bad(path, has_mean ? jmean : jstd,
                           "model.mean and model.std must both be arrays or both null");
     if (rc == RL_OK && has_mean) {
         *mean = rli_calloc((size_t)f, sizeof(double));
         *std = rli_calloc((size_t)f, sizeof(double));
         snprintf(need, sizeof(need), "features %ld", f);
-        rc = model_io_numbers(path, jmean, "model.mean", (size_t)f, need, *mean);
-        if (rc == RL_OK) rc = model_io_numbers(path, jstd, "model.std", (size_t)f, need, *std);
+        rc = run_json_read_numbers(path, jmean, "model.mean", (size_t)f, need, *mean);
+        if (rc == RL_OK) rc = run_json_read_numbers(path, jstd, "model.std", (size_t)f, need, *std);
         for (long j = 0; rc == RL_OK && j < f; j++)
             if ((*std)[j] < 0)
-                rc = model_io_bad(path, jstd->items[j], "model.std[%ld] is negative", j);
+                rc = run_json_bad(path, jstd->items[j], "model.std[%ld] is negative", j);
     }
     if (rc != RL_OK) {
         rl_model_fini(m);
@@ -185,16 +188,16 @@ int rl_run_json_step_ms(const char *path, double *p50_ms, int *nodes)
     if (rc != RL_OK) return rc;
     const rli_json *st, *p50, *no;
     if (root->kind != RLI_JSON_OBJECT) {
-        rc = model_io_bad(path, root, "a run.json is an object, this is %s",
+        rc = run_json_bad(path, root, "a run.json is an object, this is %s",
                           rli_json_kind_name(root->kind));
-    } else if ((rc = model_io_status(path, root)) == RL_OK &&
-               (rc = model_io_member(path, root, "run.json", "step_ms", &st)) == RL_OK &&
-               (rc = model_io_member(path, root, "run.json", "nodes", &no)) == RL_OK) {
+    } else if ((rc = run_json_read_status(path, root)) == RL_OK &&
+               (rc = run_json_member(path, root, "run.json", "step_ms", &st)) == RL_OK &&
+               (rc = run_json_member(path, root, "run.json", "nodes", &no)) == RL_OK) {
         p50 = rli_json_get(st, "p50");
         if (p50 == NULL || p50->kind != RLI_JSON_NUMBER || !(p50->number > 0))
-            rc = model_io_bad(path, p50 ? p50 : st, "step_ms.p50 is not a positive number");
+            rc = run_json_bad(path, p50 ? p50 : st, "step_ms.p50 is not a positive number");
         else if (no->kind != RLI_JSON_ARRAY || no->len == 0)
-            rc = model_io_bad(path, no, "\"nodes\" is not a non-empty list");
+            rc = run_json_bad(path, no, "\"nodes\" is not a non-empty list");
         else {
             *p50_ms = p50->number;
             *nodes = (int)no->len;
@@ -213,15 +216,15 @@ int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double 
     if (rc != RL_OK) return rc;
     const rli_json *mo;
     if (root->kind != RLI_JSON_OBJECT) {
-        rc = model_io_bad(path, root, "a run.json is an object, this is %s",
+        rc = run_json_bad(path, root, "a run.json is an object, this is %s",
                           rli_json_kind_name(root->kind));
-    } else if ((rc = model_io_status(path, root)) == RL_OK &&
-               (rc = model_io_member(path, root, "run.json", "model", &mo)) == RL_OK) {
+    } else if ((rc = run_json_read_status(path, root)) == RL_OK &&
+               (rc = run_json_member(path, root, "run.json", "model", &mo)) == RL_OK) {
         if (mo->kind != RLI_JSON_OBJECT)
-            rc = model_io_bad(path, mo, "\"model\" is %s: want an object",
+            rc = run_json_bad(path, mo, "\"model\" is %s: want an object",
                               rli_json_kind_name(mo->kind));
         else
-            rc = model_io_model(path, mo, m, mean, std);
+            rc = run_json_read_model(path, mo, m, mean, std);
     }
     rli_json_free(root);
     return rc;
@@ -234,9 +237,12 @@ static void run_json_str(FILE *f, const char *s)
     fputc('"', f);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
     }
     fputc('"', f);
 }
@@ -244,8 +250,10 @@ static void run_json_str(FILE *f, const char *s)
 /* A number; a non-finite one as null (the readers report it as such). */
 static void run_json_num(FILE *f, double v)
 {
-    if (isfinite(v)) fprintf(f, "%.17g", v);
-    else fputs("null", f);
+    if (isfinite(v))
+        fprintf(f, "%.17g", v);
+    else
+        fputs("null", f);
 }
 
 static void run_json_nums(FILE *f, const double *v, size_t n)
@@ -261,22 +269,28 @@ static void run_json_nums(FILE *f, const double *v, size_t n)
 /* An array of n numbers, or null when v is NULL. */
 static void run_json_nums_or_null(FILE *f, const double *v, size_t n)
 {
-    if (v != NULL) run_json_nums(f, v, n);
-    else fputs("null", f);
+    if (v != NULL)
+        run_json_nums(f, v, n);
+    else
+        fputs("null", f);
 }
 
 static void run_json_model(FILE *f, const rl_model *m, const double *mean, const double *std)
 {
     bool softmax = m->type == RL_MODEL_SOFTMAX;
     size_t K = (size_t)m->classes, F = (size_t)m->features;
-    fprintf(f, ",\n  \"model\": {\"type\": \"%s\", \"features\": %zu, \"classes\": %zu, "
-               "\"weights\": ",
+    fprintf(f,
+            ",\n  \"model\": {\"type\": \"%s\", \"features\": %zu, \"classes\": %zu, "
+            "\"weights\": ",
             rl_model_type_name(m->type), F, softmax ? K : (size_t)1);
     run_json_nums(f, m->w, K * F);
     fputs(", \"bias\": ", f);
-    if (m->b == NULL) fputs("null", f);
-    else if (softmax) run_json_nums(f, m->b, K);
-    else run_json_num(f, m->b[0]);
+    if (m->b == NULL)
+        fputs("null", f);
+    else if (softmax)
+        run_json_nums(f, m->b, K);
+    else
+        run_json_num(f, m->b[0]);
     fputs(", \"mean\": ", f);
     run_json_nums_or_null(f, mean, F);
     fputs(", \"std\": ", f);
@@ -317,7 +331,8 @@ static void run_json_node(FILE *f, const rl_run_node *n, bool first)
     fprintf(f, "%s\n    {\"id\": ", first ? "" : ",");
     run_json_str(f, n->id);
     fprintf(f, ", \"state\": \"%s\", \"blocks\": [", n->state);
-    for (size_t b = 0; b < n->n_blocks; b++) fprintf(f, "%s%u", b ? "," : "", n->blocks[b]);
+    for (size_t b = 0; b < n->n_blocks; b++)
+        fprintf(f, "%s%u", b ? "," : "", n->blocks[b]);
     fprintf(f, "], \"rows\": %lld, \"compute_ms_p50\": ", (long long)n->rows);
     run_json_num(f, n->compute_ms_p50);
     fputs(", \"rows_per_s\": ", f);
@@ -337,8 +352,10 @@ static void run_json_event(FILE *f, const rl_run_event *e, bool first)
     run_json_str(f, e->detail);
     if (strcmp(e->kind, "failed") == 0) {
         fputs(", \"recovery_ms\": ", f);
-        if (e->recovery_ms >= 0) run_json_num(f, e->recovery_ms);
-        else fputs("null", f);
+        if (e->recovery_ms >= 0)
+            run_json_num(f, e->recovery_ms);
+        else
+            fputs("null", f);
     }
     fputc('}', f);
 }
@@ -349,7 +366,8 @@ static double run_json_step_p(const rl_run_report *r, double p)
 {
     if (r->n_steps == 0) return NAN;
     double *ms = rli_malloc((r->n_steps + 1) * sizeof(double));
-    for (size_t i = 0; i < r->n_steps; i++) ms[i] = r->steps[i].ms;
+    for (size_t i = 0; i < r->n_steps; i++)
+        ms[i] = r->steps[i].ms;
     double v = rl_percentile(ms, r->n_steps, p);
     free(ms);
     return v;
@@ -374,7 +392,8 @@ static void run_json_body(FILE *f, const rl_run_report *r)
             (unsigned long long)r->steps_completed);
     run_json_num(f, r->final_loss);
     fputs(",\n  \"steps\": [", f);
-    for (size_t i = 0; i < r->n_steps; i++) run_json_step(f, r, &r->steps[i], i == 0);
+    for (size_t i = 0; i < r->n_steps; i++)
+        run_json_step(f, r, &r->steps[i], i == 0);
     double p50_ms = run_json_step_p(r, 0.50);
     fprintf(f, "\n  ],\n  \"step_ms\": {\"p50\": ");
     run_json_num(f, p50_ms);
@@ -387,7 +406,8 @@ static void run_json_body(FILE *f, const rl_run_report *r)
         members += r->nodes[i].n_blocks > 0;
     }
     fputs("\n  ],\n  \"events\": [", f);
-    for (size_t i = 0; i < r->n_events; i++) run_json_event(f, &r->events[i], i == 0);
+    for (size_t i = 0; i < r->n_events; i++)
+        run_json_event(f, &r->events[i], i == 0);
     fprintf(f, "\n  ],\n  \"coverage\": {\"steps_checked\": %llu, \"violations\": %llu},\n",
             (unsigned long long)r->coverage_checked, (unsigned long long)r->coverage_violations);
     if (r->baseline != NULL && r->n_steps > 0) {

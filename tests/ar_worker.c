@@ -105,8 +105,9 @@ static int run_once(rl_endpoint *ep, uint64_t epoch, int rank, int n, char urls[
         mem[i].id = ids[i];
         mem[i].url = urls[i];
     }
+    /* The ring algorithm: the fault points name its phases. */
     rl_ring_config cfg = {.epoch = epoch, .rank = rank, .size = n, .members = mem,
-                          .yield_us = g_yield_us};
+                          .algorithm = RL_ALLREDUCE_RING, .yield_us = g_yield_us};
     rl_ring *ring = NULL;
     int rv = rl_ring_form(ep, &cfg, rl_clock_ms() + 10000, &ring);
     if (rv != RL_OK) {

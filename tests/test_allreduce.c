@@ -2,7 +2,8 @@
  * test_allreduce.c - the collective against a serial reference: N = 1..8
  * members as threads, each with its own endpoint on ipc:// (the ring also
  * on tcp://, N = 2..4), every dtype x op
- * x count in {0, 1, N-1, N+1, 1000003}, with both algorithms; determinism.
+ * x count in {0, 1, N-1, N+1, 1000003}, with each algorithm; which algorithm
+ * runs for which size; determinism.
  * The fencing of stale, foreign, duplicated and malformed frames is in
  * test_allreduce_fencing.c, members that die or stall in
  * test_allreduce_faults.c.
@@ -80,8 +81,7 @@ static void reference(void *out, size_t n, rl_dtype dt, rl_op op, int nmembers)
 typedef struct member {
     int rank, n;
     size_t chunk_bytes, small_bytes;
-    bool no_doubling; /* the one-round algorithm even at N >= 4 */
-    bool all_halving; /* recursive halving for every count above 0 (N a power of 2) */
+    rl_allreduce_algorithm algorithm;
     const char **urls;
     rl_endpoint *ep;
     int failures;
@@ -102,7 +102,8 @@ static void *member_main(void *arg)
         mem[i].url = m->urls[i];
     }
     rl_ring_config cfg = {.epoch = 1, .rank = m->rank, .size = m->n, .members = mem,
-                          .chunk_bytes = m->chunk_bytes, .small_bytes = m->small_bytes};
+                          .chunk_bytes = m->chunk_bytes, .small_bytes = m->small_bytes,
+                          .algorithm = m->algorithm};
     rl_ring *ring = NULL;
     pthread_barrier_wait(&open_barrier);
     int rv = rl_ring_form(m->ep, &cfg, rl_clock_ms() + 20000, &ring);
@@ -110,11 +111,6 @@ static void *member_main(void *arg)
         snprintf(m->msg, sizeof(m->msg), "form: %s", rl_errdetail());
         m->failures++;
         return NULL;
-    }
-    if (m->no_doubling) ring->doubling_bytes = ring->halving_bytes = 0;
-    if (m->all_halving) {
-        ring->doubling_bytes = 0;
-        ring->halving_bytes = RL_PROTO_MAX_FRAME;
     }
     size_t counts[5] = {0, 1, (size_t)(m->n - 1), (size_t)(m->n + 1), BIG};
     uint8_t *in = malloc(BIG * 8), *out = malloc(BIG * 8), *want = malloc(BIG * 8);
@@ -171,8 +167,8 @@ done:
 
 static const char *members_transport = "ipc";
 
-static void run_members(int n, size_t chunk_bytes, size_t small_bytes, bool no_doubling,
-                        bool all_halving, uint64_t *hash_out)
+static void run_members(int n, size_t chunk_bytes, rl_allreduce_algorithm algorithm,
+                        size_t small_bytes, uint64_t *hash_out)
 {
     member ms[MAXN];
     pthread_t th[MAXN];
@@ -194,8 +190,7 @@ static void run_members(int n, size_t chunk_bytes, size_t small_bytes, bool no_d
         ms[r].n = n;
         ms[r].chunk_bytes = chunk_bytes;
         ms[r].small_bytes = small_bytes;
-        ms[r].no_doubling = no_doubling;
-        ms[r].all_halving = all_halving;
+        ms[r].algorithm = algorithm;
         ms[r].urls = up;
         pthread_create(&th[r], NULL, member_main, &ms[r]);
     }
@@ -213,7 +208,7 @@ static void run_members(int n, size_t chunk_bytes, size_t small_bytes, bool no_d
 /* Ring algorithm for everything above 0 bytes, small chunks (many chunks). */
 START_TEST(ring_matches_reference)
 {
-    run_members(_i, 4096, 0, false, false, NULL);
+    run_members(_i, 4096, RL_ALLREDUCE_RING, SIZE_MAX, NULL);
 }
 END_TEST
 
@@ -222,15 +217,15 @@ END_TEST
 START_TEST(ring_over_tcp_matches_reference)
 {
     members_transport = "tcp";
-    run_members(_i, 4096, 0, false, false, NULL);
+    run_members(_i, 4096, RL_ALLREDUCE_RING, SIZE_MAX, NULL);
     members_transport = "ipc";
 }
 END_TEST
 
-/* Direct (one-round) algorithm for small counts, default chunks. */
+/* Direct (one-round) algorithm for every count, default chunks. */
 START_TEST(direct_matches_reference)
 {
-    run_members(_i, 0, 64, true, false, NULL);
+    run_members(_i, 0, RL_ALLREDUCE_DIRECT, SIZE_MAX, NULL);
 }
 END_TEST
 
@@ -238,7 +233,7 @@ END_TEST
  * folded in when N is not a power of two), direct below 4 members. */
 START_TEST(doubling_matches_reference)
 {
-    run_members(_i, 0, 65536, false, false, NULL);
+    run_members(_i, 0, RL_ALLREDUCE_AUTO, 65536, NULL);
 }
 END_TEST
 
@@ -246,15 +241,15 @@ END_TEST
  * counts below N, where some members' ranges are empty. */
 START_TEST(halving_matches_reference)
 {
-    run_members(_i, 0, 65536, false, true, NULL);
+    run_members(_i, 0, RL_ALLREDUCE_HALVING, SIZE_MAX, NULL);
 }
 END_TEST
 
 START_TEST(results_are_deterministic)
 {
     uint64_t h1, h2;
-    run_members(4, 65536, 0, false, false, &h1);
-    run_members(4, 65536, 0, false, false, &h2);
+    run_members(4, 65536, RL_ALLREDUCE_RING, SIZE_MAX, &h1);
+    run_members(4, 65536, RL_ALLREDUCE_RING, SIZE_MAX, &h2);
     ck_assert_uint_eq(h1, h2);
 }
 END_TEST
@@ -274,6 +269,104 @@ START_TEST(kernels_cover_every_dtype_and_op)
     memcpy(raw + 1, y, sizeof(y));
     rli_reduce(RL_F64, RL_OP_SUM, z, x, raw + 1, 4);
     ck_assert(z[3] == 44.0);
+}
+END_TEST
+
+/* ---- Which algorithm runs (rl_ring_config.algorithm) ---- */
+
+/* rli_allreduce_choose(want, small_bytes, N, bytes) must be `got`. */
+#define EXPECT_CHOICE(want, small, n, bytes, got)                                                  \
+    ck_assert_msg(rli_allreduce_choose(RL_ALLREDUCE_##want, (small), (n), (bytes)) ==             \
+                      RL_ALLREDUCE_##got,                                                          \
+                  "%s, small %zu, N=%d, %zu bytes: %s, want %s", #want, (size_t)(small), (n),     \
+                  (size_t)(bytes),                                                                 \
+                  rl_allreduce_algorithm_name(                                                     \
+                      rli_allreduce_choose(RL_ALLREDUCE_##want, (small), (n), (bytes))),           \
+                  #got)
+
+START_TEST(auto_choice_follows_size_and_members)
+{
+    /* N = 2, 3: direct up to the default 512 KiB, the ring above */
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 2, 4, DIRECT);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 2, 512 << 10, DIRECT);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 2, (512 << 10) + 1, RING);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 3, 512 << 10, DIRECT);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 3, 600 << 10, RING);
+    /* N a power of two >= 4: doubling up to 64 KiB, halving up to 4 MiB, the ring above */
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 4, 4, DOUBLING);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 4, 65536, DOUBLING);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 4, 65537, HALVING);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 8, 4 << 20, HALVING);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 8, (4 << 20) + 1, RING);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 16, 65537, HALVING);
+    /* other N >= 4: doubling, then direct while at most 2 MiB goes out per member */
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 6, 65536, DOUBLING);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 6, 65537, DIRECT);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 6, (2 << 20) / 5, DIRECT);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 6, (2 << 20) / 5 + 1, RING);
+    EXPECT_CHOICE(AUTO, SIZE_MAX, 12, (2 << 20) / 11 + 1, RING);
+    /* small_bytes: direct's limit, and doubling's below 64 KiB; 0 = the ring only */
+    EXPECT_CHOICE(AUTO, 64, 3, 64, DIRECT);
+    EXPECT_CHOICE(AUTO, 64, 3, 65, RING);
+    EXPECT_CHOICE(AUTO, 64, 4, 64, DOUBLING);
+    EXPECT_CHOICE(AUTO, 64, 4, 65, HALVING);
+    EXPECT_CHOICE(AUTO, 64, 6, 65, RING);
+    EXPECT_CHOICE(AUTO, 1 << 20, 3, 1 << 20, DIRECT);
+    EXPECT_CHOICE(AUTO, 0, 2, 1, RING);
+    EXPECT_CHOICE(AUTO, 0, 4, 1, RING);
+    EXPECT_CHOICE(AUTO, 0, 8, 1 << 20, RING);
+}
+END_TEST
+
+START_TEST(a_named_algorithm_runs_wherever_it_can)
+{
+    EXPECT_CHOICE(RING, SIZE_MAX, 2, 4, RING);
+    EXPECT_CHOICE(RING, SIZE_MAX, 8, 1 << 30, RING);
+    /* direct: the whole buffer in one frame */
+    EXPECT_CHOICE(DIRECT, SIZE_MAX, 8, 8 << 20, DIRECT);
+    EXPECT_CHOICE(DIRECT, SIZE_MAX, 8, RL_PROTO_MAX_FRAME / 2, DIRECT);
+    EXPECT_CHOICE(DIRECT, SIZE_MAX, 8, RL_PROTO_MAX_FRAME / 2 + 1, RING);
+    /* doubling: frames the caller's thread sends itself */
+    EXPECT_CHOICE(DOUBLING, SIZE_MAX, 3, 65536, DOUBLING);
+    EXPECT_CHOICE(DOUBLING, SIZE_MAX, 3, 65537, RING);
+    /* halving: N a power of two */
+    EXPECT_CHOICE(HALVING, SIZE_MAX, 8, RL_PROTO_MAX_FRAME, HALVING);
+    EXPECT_CHOICE(HALVING, SIZE_MAX, 8, RL_PROTO_MAX_FRAME + 1, RING);
+    EXPECT_CHOICE(HALVING, SIZE_MAX, 2, 4, HALVING);
+    EXPECT_CHOICE(HALVING, SIZE_MAX, 6, 4, RING);
+    /* small_bytes is auto's only */
+    EXPECT_CHOICE(DIRECT, 0, 4, 4, DIRECT);
+    EXPECT_CHOICE(DOUBLING, 0, 4, 4, DOUBLING);
+}
+END_TEST
+
+START_TEST(algorithm_names_round_trip)
+{
+    for (int a = 0; a < RL_ALLREDUCE_ALGORITHM_COUNT; a++) {
+        rl_allreduce_algorithm got = RL_ALLREDUCE_ALGORITHM_COUNT;
+        ck_assert_int_eq(rl_allreduce_algorithm_parse(rl_allreduce_algorithm_name(a), &got),
+                         RL_OK);
+        ck_assert_int_eq(got, a);
+    }
+    rl_allreduce_algorithm keep = RL_ALLREDUCE_RING;
+    ck_assert_int_eq(rl_allreduce_algorithm_parse("fastest", &keep), RL_EINVAL);
+    ck_assert_int_eq(keep, RL_ALLREDUCE_RING);
+    ck_assert_str_eq(rl_allreduce_algorithm_name(RL_ALLREDUCE_ALGORITHM_COUNT), "?");
+}
+END_TEST
+
+/* A ring refuses an algorithm that is not in the list. */
+START_TEST(an_unknown_algorithm_fails_the_ring)
+{
+    rl_endpoint *ep;
+    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &ep), RL_OK);
+    rl_ring_member mem[1] = {{"a0", rl_endpoint_url(ep)}};
+    rl_ring_config cfg = {.epoch = 1, .rank = 0, .size = 1, .members = mem,
+                          .algorithm = RL_ALLREDUCE_ALGORITHM_COUNT};
+    rl_ring *ring = NULL;
+    ck_assert_int_eq(rl_ring_form(ep, &cfg, rl_clock_ms() + 1000, &ring), RL_EINVAL);
+    ck_assert_ptr_null(ring);
+    rl_endpoint_close(ep);
 }
 END_TEST
 
@@ -308,6 +401,34 @@ START_TEST(congestion_choice_follows_the_config)
     ck_assert_str_eq(p.cand[0], "reno");
     ck_assert(p.required);
     ck_assert_int_eq(p.notsent_lowat, RLI_NOTSENT_LOWAT);
+}
+END_TEST
+
+/* The rest of the ring's tuning policy (ring_tune.c), from what every member sees. */
+START_TEST(tuning_follows_the_members_per_host)
+{
+    char *urls[4] = {"tcp://a:1", "tcp://b:2", "tcp://a:3", "ipc:///tmp/x"};
+    int mine, most;
+    rli_host_counts(urls, 4, 0, &mine, &most);
+    ck_assert_int_eq(mine, 2);
+    ck_assert_int_eq(most, 2);
+    rli_host_counts(urls, 4, 3, &mine, &most);
+    ck_assert_int_eq(mine, 1);
+    /* spin while members do not outnumber CPUs; yield when they fill them twice */
+    ck_assert_int_eq(rli_tune_spin_us(0, 2, 2), 50);
+    ck_assert_int_eq(rli_tune_spin_us(0, 3, 2), 0);
+    ck_assert_int_eq(rli_tune_spin_us(-1, 1, 8), 0);
+    ck_assert_int_eq(rli_tune_spin_us(30, 9, 2), 30);
+    ck_assert_int_eq(rli_tune_spin_us(5000, 1, 2), 1000);
+    ck_assert_int_eq(rli_tune_yield_us(0, 4, 2), 200);
+    ck_assert_int_eq(rli_tune_yield_us(0, 3, 2), 0);
+    ck_assert_int_eq(rli_tune_yield_us(-1, 8, 2), 0);
+    /* halves of a segment only with the default chunk and <= 2 members per host */
+    ck_assert_uint_eq(rli_tune_chunk_bytes(0), 1048576);
+    ck_assert_uint_eq(rli_tune_chunk_bytes(10), 64);
+    ck_assert(rli_tune_split_segments(rli_tune_chunk_bytes(0), 2));
+    ck_assert(!rli_tune_split_segments(rli_tune_chunk_bytes(0), 3));
+    ck_assert(!rli_tune_split_segments(4096, 1));
 }
 END_TEST
 
@@ -469,6 +590,10 @@ Suite *suite(void)
     TCase *tc = tcase_create("threads");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, kernels_cover_every_dtype_and_op);
+    tcase_add_test(tc, auto_choice_follows_size_and_members);
+    tcase_add_test(tc, a_named_algorithm_runs_wherever_it_can);
+    tcase_add_test(tc, algorithm_names_round_trip);
+    tcase_add_test(tc, an_unknown_algorithm_fails_the_ring);
     tcase_add_loop_test(tc, ring_matches_reference, 1, MAXN + 1);
     tcase_add_loop_test(tc, ring_over_tcp_matches_reference, 2, 5);
     tcase_add_loop_test(tc, direct_matches_reference, 1, MAXN + 1);
@@ -480,6 +605,7 @@ Suite *suite(void)
     tc = tcase_create("congestion");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, congestion_choice_follows_the_config);
+    tcase_add_test(tc, tuning_follows_the_members_per_host);
     tcase_add_test(tc, named_congestion_is_set_on_tcp_links);
     tcase_add_test(tc, named_congestion_is_set_on_tls_links);
     tcase_add_test(tc, system_congestion_leaves_the_host_default);

@@ -7,7 +7,7 @@
  * rank 0 is played by the test over a raw nng_stream dialed to rank 1's
  * endpoint (in a ring, the lower rank dials), so it can put anything on the
  * wire: a correct RING_HELLO, then, before and between the genuine frames of
- * one ring all-reduce (small_bytes = 0), frames of another epoch, of an
+ * one ring all-reduce (algorithm ring), frames of another epoch, of an
  * earlier collective, of the wrong phase, step or sender, undecodable bytes,
  * a chunk of the wrong size and a duplicated genuine chunk.
  *
@@ -181,7 +181,8 @@ static void *lib_member_main(void *arg)
     lib_member *lm = arg;
     /* Rank 0's URL is never dialed: the lower rank dials the higher. */
     rl_ring_member mem[2] = {{"t0", "tcp://127.0.0.1:1"}, {"l1", rl_endpoint_url(lm->ep)}};
-    rl_ring_config cfg = {.epoch = EPOCH, .rank = 1, .size = 2, .members = mem, .small_bytes = 0};
+    rl_ring_config cfg = {.epoch = EPOCH, .rank = 1, .size = 2, .members = mem,
+                          .algorithm = RL_ALLREDUCE_RING};
     rl_ring *ring = NULL;
     lm->form_rv = rl_ring_form(lm->ep, &cfg, rl_clock_ms() + IO_TIMEOUT_MS, &ring);
     lm->rv = lm->form_rv;

@@ -545,9 +545,9 @@ END_TEST
 
 /* Closing with replies still arriving (400 echo calls issued, then close at
  * once), where nng 1.5.2's nng_close can hang for good (cf. nng issues #1543,
- * #1813; 3 of 10 runs of this loop hung when close stopped the calls at once): close
- * lets the exchanges in flight end first, returns promptly, and every call
- * has had exactly one callback, its reply or an error. */
+ * #1813; see docs/operations.md): close lets the exchanges in flight end
+ * first, returns promptly, and every call has had exactly one callback, its
+ * reply or an error. */
 START_TEST(close_returns_while_replies_arrive)
 {
     rl_token tok = make_token(TOKEN);

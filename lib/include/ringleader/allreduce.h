@@ -1,12 +1,23 @@
 /*
  * allreduce.h - in-place or out-of-place all-reduce over an rl_ring.
  *
- * Algorithms: above cfg.small_bytes, reduce-scatter then all-gather around
- * the ring, cut into pipelined chunks (each member sends and receives
- * 2(N-1)/N of the buffer); at or below it, one round in which every member
- * sends its buffer to every other and each reduces all N in rank order.
- * Both give every member bitwise-identical results, and the same result run
- * to run for a fixed membership and order; for integer data the two
+ * Four algorithms (rl_ring_config.algorithm names one, or auto chooses by
+ * buffer size S and members N):
+ *   ring: reduce-scatter then all-gather around the ring, cut into
+ *     pipelined chunks; each member sends and receives 2(N-1)/N of S. Any
+ *     size; auto's choice above the others' limits.
+ *   direct: one round in which every member sends its buffer to every other
+ *     and each reduces all N in rank order: one hop, (N-1) x S sent. Auto's
+ *     choice at or below small_bytes (default: 512 KiB and at most 2 MiB
+ *     sent per member) where the next two do not apply.
+ *   doubling (recursive doubling): log2 rounds of pairwise swaps of the
+ *     whole buffer, fewer messages than direct. Auto's choice from N = 4 up
+ *     to the lesser of 64 KiB and small_bytes.
+ *   halving (recursive halving then doubling, Rabenseifner): the ring's
+ *     traffic in 2 log2(N) hops instead of 2(N-1). N a power of two only;
+ *     auto's choice from N = 4 up to 4 MiB, unless small_bytes is 0.
+ * All give every member bitwise-identical results, and the same result run
+ * to run for a fixed membership, order and algorithm; for integer data all
  * algorithms agree bitwise too.
  */
 #ifndef RINGLEADER_ALLREDUCE_H
@@ -49,6 +60,12 @@ typedef enum rl_op {
 size_t rl_dtype_size(rl_dtype dt);
 const char *rl_dtype_name(rl_dtype dt);
 const char *rl_op_name(rl_op op);
+
+/* The name of an algorithm ("auto", "ring", "direct", "doubling",
+ * "halving"), or "?" for a value not in RL_ALLREDUCE_ALGORITHM_LIST. */
+const char *rl_allreduce_algorithm_name(rl_allreduce_algorithm a);
+/* Sets *out to the algorithm called name: RL_OK, or RL_EINVAL (*out untouched). */
+int rl_allreduce_algorithm_parse(const char *name, rl_allreduce_algorithm *out);
 
 /*
  * Reduces count elements of dtype dt with op across every member of r and

@@ -1,10 +1,10 @@
 /*
- * clock.h - the monotonic clock at every precision, and deadlines for
- * condition variables.
+ * clock.h - the one clock of Ringleader's API, and deadlines for condition
+ * variables.
  *
- * rl_clock_ms (ring.h) is the clock of every deadline in the API; the
- * functions here read the same CLOCK_MONOTONIC at finer precision, for
- * measurements. CPU time and wall-clock dates are other clocks: use
+ * Every deadline a function takes is an absolute value of rl_clock_ms
+ * (CLOCK_MONOTONIC). rl_clock_ns/us/s read the same clock at finer precision,
+ * for measurements. CPU time and wall-clock dates are other clocks: use
  * clock_gettime with CLOCK_PROCESS_CPUTIME_ID or CLOCK_REALTIME for those.
  */
 #ifndef RINGLEADER_CLOCK_H
@@ -18,8 +18,9 @@
 extern "C" {
 #endif
 
-/* Monotonic time in nanoseconds, microseconds, and seconds (a double), on the
- * clock of rl_clock_ms. Thread-safe, never fail. */
+/* Monotonic milliseconds, nanoseconds, microseconds and seconds (a double),
+ * all on one clock. Thread-safe, never fail. */
+uint64_t rl_clock_ms(void);
 uint64_t rl_clock_ns(void);
 uint64_t rl_clock_us(void);
 double rl_clock_s(void);

@@ -19,15 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h" /* rl_clock_ms: deadlines in this API are absolute values of it */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct rl_endpoint rl_endpoint;
 typedef struct rl_ring rl_ring;
-
-/* Monotonic milliseconds; deadlines in this API are absolute values of it. */
-uint64_t rl_clock_ms(void);
 
 /* TLS material for tls+tcp:// URLs (PEM file paths). NULL: plain TCP only. */
 typedef struct rl_tls_files {
@@ -64,6 +63,26 @@ typedef struct rl_ring_member {
     const char *url; /* that member's endpoint URL */
 } rl_ring_member;
 
+/*
+ * Which all-reduce algorithm rl_allreduce runs on a ring (allreduce.h
+ * describes each and when auto picks it). A named algorithm is used for
+ * every buffer it can carry (the ring for the rest), so that tests and
+ * benchmarks can compare them.
+ */
+#define RL_ALLREDUCE_ALGORITHM_LIST(X)                                                             \
+    X(AUTO, "auto")                                                                                \
+    X(RING, "ring")                                                                                \
+    X(DIRECT, "direct")                                                                            \
+    X(DOUBLING, "doubling")                                                                        \
+    X(HALVING, "halving")
+
+typedef enum rl_allreduce_algorithm {
+#define RL_ALLREDUCE_ALGORITHM_ENUM(N, name) RL_ALLREDUCE_##N,
+    RL_ALLREDUCE_ALGORITHM_LIST(RL_ALLREDUCE_ALGORITHM_ENUM)
+#undef RL_ALLREDUCE_ALGORITHM_ENUM
+        RL_ALLREDUCE_ALGORITHM_COUNT
+} rl_allreduce_algorithm;
+
 typedef struct rl_ring_config {
     uint64_t epoch;                /* > every epoch formed before on this endpoint */
     int rank;                      /* this member's index in members */
@@ -74,7 +93,12 @@ typedef struct rl_ring_config {
      * at least 64 KiB when no host runs more than two members (by URL host);
      * any other value is used as is. */
     size_t chunk_bytes;
-    size_t small_bytes;            /* at or below: the one-round algorithm; SIZE_MAX = default */
+    /* The all-reduce algorithm: RL_ALLREDUCE_AUTO (0) chooses by size and
+     * members; rl_ring_form fails (RL_EINVAL) on a value not in the list. */
+    rl_allreduce_algorithm algorithm;
+    /* With algorithm auto: at or below, the one-round (direct) algorithm;
+     * 0 = the ring only; SIZE_MAX = the default (allreduce.h). */
+    size_t small_bytes;
     /* Microseconds a collective busy-polls a TCP link for data before it
      * sleeps: 0 = automatic (50 when the members on this host, by URL host,
      * are no more than the CPUs this process may run on, else none), < 0 =
@@ -93,9 +117,8 @@ typedef struct rl_ring_config {
      *     are no more than the CPUs this process may run on, a link that
      *     uses bbr gets "cubic" ("reno" where cubic is not permitted), and
      *     every link TCP_NOTSENT_LOWAT 512 KiB; else links stay as they are.
-     *     bbr paces every send with a kernel timer, with which the
-     *     collective took 1.8 times as long at 16 MiB between two members
-     *     here; see README, "The collective";
+     *     bbr paces every send with a kernel timer, which slows the
+     *     collective where each member has a CPU (see docs/performance.md);
      *   "system": links stay as they are (net.ipv4.tcp_congestion_control);
      *   any other name: that algorithm and TCP_NOTSENT_LOWAT 512 KiB, or
      *     rl_ring_form fails (RL_EINVAL) if the kernel refuses it (unknown,

@@ -1,4 +1,4 @@
-/* time.c - the library's monotonic clock (every rl_clock_* and rli_now_*
+/* clock.c - the library's monotonic clock (every rl_clock_* and rli_now_*
  * reads it here) and deadline conversions for condition variables. */
 #include <errno.h>
 
@@ -17,6 +17,11 @@ uint64_t rl_clock_us(void)
     return rl_clock_ns() / 1000u;
 }
 
+uint64_t rl_clock_ms(void)
+{
+    return rl_clock_ns() / 1000000u;
+}
+
 double rl_clock_s(void)
 {
     return (double)rl_clock_ns() * 1e-9;
@@ -29,7 +34,7 @@ uint64_t rli_now_us(void)
 
 uint64_t rli_now_ms(void)
 {
-    return rl_clock_ns() / 1000000u;
+    return rl_clock_ms();
 }
 
 struct timespec rl_timespec_in(clockid_t clock, uint64_t ms)
