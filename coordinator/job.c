@@ -708,11 +708,12 @@ void job_start(job *j)
     pthread_mutex_unlock(&j->reg.mtx);
 }
 
-/* A straggler found: an event and a warning. Lock held. */
+/* A straggler found: an event and an info line (a rebalance is routine;
+ * failures are the warnings). Lock held. */
 static void report_straggler(job *j, const node_entry *e, double compute_ms, double median)
 {
     job_event_add(j, "straggler", e->id, "compute %.3f ms vs median %.3f ms", compute_ms, median);
-    rl_log_warn("node %s is a straggler: compute %.3f ms vs median %.3f ms", e->id, compute_ms,
+    rl_log_info("node %s is a straggler: compute %.3f ms vs median %.3f ms", e->id, compute_ms,
                 median);
 }
 
