@@ -51,7 +51,10 @@ static int predict_parse(int argc, char **argv, predict_opts *o)
                           : strcmp(a, "--out") == 0   ? &o->out
                                                       : NULL;
         if (slot == NULL) {
-            fprintf(stderr, "ringleader predict: unknown argument '%s'\n", a);
+            if (a[0] == '-')
+                fprintf(stderr, "ringleader predict: unknown option %s\n", a);
+            else
+                fprintf(stderr, "ringleader predict: unknown argument '%s'\n", a);
             return -1;
         }
         if (v == NULL) {

@@ -29,10 +29,12 @@ static void on_interrupt(int sig)
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: ringleader run SPEC [--out DIR] [--baseline RUN_JSON]\n\n"
+    fprintf(f, "usage: ringleader run SPEC [--nodes N] [--out DIR] [--baseline RUN_JSON]\n\n"
                "Runs the job described by SPEC as its coordinator. With `launch: local` it\n"
                "starts one ringleader-node per spec node on this machine; with `launch: manual`\n"
                "it waits up to cluster.join_timeout_ms for the listed nodes to join.\n"
+               "--nodes N (launch: local only): instead of the spec's nodes, N nodes n1..nN on\n"
+               "this machine, each on a free port.\n"
                "Writes DIR/run.json (default: output.dir of the spec).\n"
                "--baseline: the run.json of the same job on 1 node (or any baseline); run.json\n"
                "then carries speedup = its median step time / this run's.\n"
@@ -65,28 +67,68 @@ static void follow(job *j, job_status while_status, uint64_t deadline, launched 
     }
 }
 
-int cmd_run(int argc, char **argv)
+typedef struct run_opts {
+    const char *spec_path, *out_dir, *baseline;
+    int nodes; /* --nodes N; 0: the spec's nodes */
+} run_opts;
+
+/* Parses argv; on a mistake says what (naming the option) and returns -1. */
+static int run_parse(int argc, char **argv, run_opts *o)
 {
-    const char *spec_path = NULL, *out_dir = NULL, *baseline = NULL;
+    memset(o, 0, sizeof(*o));
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            run_usage(stdout);
-            return RL_EXIT_OK;
-        } else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
-            out_dir = argv[++i];
-        } else if (strcmp(argv[i], "--baseline") == 0 && i + 1 < argc) {
-            baseline = argv[++i];
-        } else if (argv[i][0] == '-' || spec_path != NULL) {
-            run_usage(stderr);
-            return RL_EXIT_USAGE;
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] != '-') {
+            if (o->spec_path != NULL) {
+                fprintf(stderr, "ringleader run: one SPEC only ('%s' and '%s')\n", o->spec_path, a);
+                return -1;
+            }
+            o->spec_path = a;
+            continue;
+        }
+        if (strcmp(a, "--out") != 0 && strcmp(a, "--baseline") != 0 && strcmp(a, "--nodes") != 0) {
+            fprintf(stderr, "ringleader run: unknown option %s\n", a);
+            return -1;
+        }
+        if (v == NULL) {
+            fprintf(stderr, "ringleader run: %s needs a value\n", a);
+            return -1;
+        }
+        i++;
+        if (strcmp(a, "--out") == 0) {
+            o->out_dir = v;
+        } else if (strcmp(a, "--baseline") == 0) {
+            o->baseline = v;
         } else {
-            spec_path = argv[i];
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end != '\0' || end == v || n < 1 || n > RL_SPEC_MAX_NODES) {
+                fprintf(stderr, "ringleader run: --nodes wants 1..%d, not '%s'\n",
+                        RL_SPEC_MAX_NODES, v);
+                return -1;
+            }
+            o->nodes = (int)n;
         }
     }
-    if (spec_path == NULL) {
+    if (o->spec_path == NULL) {
+        fprintf(stderr, "ringleader run: the SPEC is required\n");
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        run_usage(stdout);
+        return RL_EXIT_OK;
+    }
+    run_opts o;
+    if (run_parse(argc, argv, &o) != 0) {
         run_usage(stderr);
         return RL_EXIT_USAGE;
     }
+    const char *spec_path = o.spec_path, *out_dir = o.out_dir, *baseline = o.baseline;
     double base_ms = 0;
     int base_nodes = 0;
     if (baseline != NULL && rl_run_json_step_ms(baseline, &base_ms, &base_nodes) != RL_OK) {
@@ -95,6 +137,11 @@ int cmd_run(int argc, char **argv)
     }
     rl_spec *spec = NULL;
     if (rl_spec_load(spec_path, &spec, stderr) != 0) return RL_EXIT_USAGE;
+    if (o.nodes > 0 && rl_spec_set_local_nodes(spec, o.nodes) != RL_OK) {
+        fprintf(stderr, "ringleader run: %s\n", rl_errdetail());
+        rl_spec_free(spec);
+        return RL_EXIT_USAGE;
+    }
     if (out_dir == NULL) out_dir = spec->out_dir;
     rl_log_set_tag("coord");
     signal(SIGPIPE, SIG_IGN);
@@ -123,11 +170,12 @@ int cmd_run(int argc, char **argv)
         return RL_EXIT_USAGE;
     }
     rl_tls_files tls = {spec->tls_cert, spec->tls_key, spec->tls_ca};
-    rl_rpc_server_opts so = {.url = spec->coordinator, .tls = spec->tls_cert[0] ? &tls : NULL,
-                             .token = &token, .name = spec->name};
+    rl_rpc_server_opts so = {.url = spec->coordinator,
+                             .tls = spec->tls_cert[0] ? &tls : NULL,
+                             .token = &token,
+                             .name = spec->name};
     if (rl_rpc_server_new(&so, &srv) == 0) rl_rpc_server_on_disconnect(srv, job_on_disconnect, &j);
-    if (srv == NULL || job_serve(&j, srv) != 0 ||
-        rl_rpc_server_start(srv) != 0) {
+    if (srv == NULL || job_serve(&j, srv) != 0 || rl_rpc_server_start(srv) != 0) {
         fprintf(stderr, "ringleader run: coordinator cannot serve %s: %s\n", spec->coordinator,
                 rl_errdetail());
         job_finish(&j, JOB_FAILED, rl_errdetail());
@@ -189,8 +237,7 @@ stop:
     }
     rl_rpc_server_free(srv);
 report:
-    if (job_write_report(&j, out_dir, spec_path, (double)(rl_clock_ms() - t_start) / 1e3) ==
-        RL_OK)
+    if (job_write_report(&j, out_dir, spec_path, (double)(rl_clock_ms() - t_start) / 1e3) == RL_OK)
         printf("%s: %s/run.json\n", j.status == JOB_DONE ? "trained" : "failed", out_dir);
     if (j.status == JOB_DONE) {
         rc = RL_EXIT_OK;

@@ -1,6 +1,8 @@
 /*
- * cmd_status.c - `ringleader status URL`: asks a running coordinator for its
- * job's state (the STATUS method) and prints the text it answers.
+ * cmd_status.c - `ringleader status URL|SPEC`: asks a running coordinator for
+ * its job's state (the STATUS method) and prints the text it answers. Given
+ * a spec, the coordinator's URL, the token file and the TLS files come from
+ * it (options still override them).
  *
  * STATUS is an authenticated method, so this client proves the cluster
  * token like a node does (peer id "status-cli"). Connecting, the
@@ -16,20 +18,23 @@
 #include "ringleader/log.h"
 #include "ringleader/ring.h"
 #include "ringleader/rpc.h"
+#include "ringleader/spec.h"
 
 static void status_usage(FILE *f)
 {
-    fprintf(f, "usage: ringleader status URL [--token-file F] [--timeout-ms MS]\n"
-               "                         [--tls-cert F --tls-key F --tls-ca F]\n\n"
+    fprintf(f, "usage: ringleader status URL|SPEC [--token-file F] [--timeout-ms MS]\n"
+               "                              [--tls-cert F --tls-key F --tls-ca F]\n\n"
                "Prints the state of the job run by the coordinator at URL (the spec's\n"
                "cluster.coordinator): its status, step and loss, and every node with its\n"
-               "state, blocks and load. The cluster token comes from --token-file or\n"
-               "$RINGLEADER_TOKEN. Gives up after --timeout-ms (default 3000).\n"
+               "state, blocks, load and ring endpoint. The cluster token comes from\n"
+               "--token-file or $RINGLEADER_TOKEN. Given a SPEC file instead of a URL, the URL,\n"
+               "token file and TLS files are the spec's (the options override them).\n"
+               "Gives up after --timeout-ms (default 3000).\n"
                "Exit codes: 0 ok, 1 unreachable, refused or timed out, 2 bad usage or token.\n");
 }
 
 typedef struct status_opts {
-    const char *url, *token_file;
+    const char *url, *token_file; /* url: a URL, or a spec's path */
     rl_tls_files tls;
     long timeout_ms;
 } status_opts;
@@ -42,11 +47,17 @@ static int status_parse(int argc, char **argv, status_opts *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (a[0] != '-') {
             if (o->url != NULL) {
-                fprintf(stderr, "ringleader status: one URL only ('%s')\n", a);
+                fprintf(stderr, "ringleader status: one URL or SPEC only ('%s')\n", a);
                 return -1;
             }
             o->url = a;
             continue;
+        }
+        if (strcmp(a, "--token-file") != 0 && strcmp(a, "--tls-cert") != 0 &&
+            strcmp(a, "--tls-key") != 0 && strcmp(a, "--tls-ca") != 0 &&
+            strcmp(a, "--timeout-ms") != 0) {
+            fprintf(stderr, "ringleader status: unknown option %s\n", a);
+            return -1;
         }
         if (v == NULL) {
             fprintf(stderr, "ringleader status: %s needs a value\n", a);
@@ -64,34 +75,48 @@ static int status_parse(int argc, char **argv, status_opts *o)
             char *end;
             o->timeout_ms = strtol(v, &end, 10);
             if (*end != '\0' || o->timeout_ms <= 0 || o->timeout_ms > 3600000) {
-                fprintf(stderr, "ringleader status: --timeout-ms wants 1..3600000, not '%s'\n",
-                        v);
+                fprintf(stderr, "ringleader status: --timeout-ms wants 1..3600000, not '%s'\n", v);
                 return -1;
             }
-        } else {
-            fprintf(stderr, "ringleader status: unknown option %s\n", a);
-            return -1;
         }
         i++;
     }
     if (o->url == NULL) {
-        fprintf(stderr, "ringleader status: the coordinator's URL is required\n");
+        fprintf(stderr,
+                "ringleader status: the coordinator's URL (or the job's SPEC) is required\n");
         return -1;
     }
     return 0;
 }
 
-int cmd_status(int argc, char **argv)
+/* An argument with "://" is a URL; anything else names a spec. */
+static int status_is_url(const char *a)
 {
-    if (cli_wants_help(argc, argv)) {
-        status_usage(stdout);
-        return RL_EXIT_OK;
+    return strstr(a, "://") != NULL;
+}
+
+/* Takes the URL, and what the options leave unset, from the spec at o->url.
+ * The spec is kept in *spec (its strings back o) until the caller frees it. */
+static int status_from_spec(status_opts *o, rl_spec **spec)
+{
+    if (rl_spec_load(o->url, spec, stderr) != RL_OK) {
+        fprintf(stderr, "ringleader status: %s: not a URL, and not a valid spec\n", o->url);
+        return -1;
     }
-    status_opts o;
-    if (status_parse(argc, argv, &o) != 0) {
-        status_usage(stderr);
-        return RL_EXIT_USAGE;
+    const rl_spec *s = *spec;
+    o->url = s->coordinator;
+    if (o->token_file == NULL && s->token_file[0] != '\0') o->token_file = s->token_file;
+    if (o->tls.cert == NULL && s->tls_cert[0] != '\0') {
+        o->tls.cert = s->tls_cert;
+        if (o->tls.key == NULL) o->tls.key = s->tls_key;
+        if (o->tls.ca == NULL) o->tls.ca = s->tls_ca;
     }
+    return 0;
+}
+
+/* Connects, calls STATUS and prints the answer; an exit code. */
+static int status_query(status_opts o)
+{
     rl_token token;
     if (rl_token_load(o.token_file, &token) != RL_OK) {
         fprintf(stderr, "ringleader status: %s\n", rl_errdetail());
@@ -99,8 +124,8 @@ int cmd_status(int argc, char **argv)
     }
     rl_log_set_tag("status");
     uint64_t deadline = rl_clock_ms() + (uint64_t)o.timeout_ms;
-    rl_rpc_client_opts co = {.url = o.url, .tls = o.tls.cert ? &o.tls : NULL, .token = &token,
-                             .peer_id = "status-cli"};
+    rl_rpc_client_opts co = {
+        .url = o.url, .tls = o.tls.cert ? &o.tls : NULL, .token = &token, .peer_id = "status-cli"};
     rl_rpc_client *c = NULL;
     int rv = rl_rpc_client_open(&co, deadline, &c);
     if (rv == RL_EAUTH) {
@@ -133,5 +158,23 @@ int cmd_status(int argc, char **argv)
     }
     rl_rpc_reply_fini(&rep);
     rl_rpc_client_close(c);
+    return rc;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        status_usage(stdout);
+        return RL_EXIT_OK;
+    }
+    status_opts o;
+    if (status_parse(argc, argv, &o) != 0) {
+        status_usage(stderr);
+        return RL_EXIT_USAGE;
+    }
+    rl_spec *spec = NULL;
+    if (!status_is_url(o.url) && status_from_spec(&o, &spec) != 0) return RL_EXIT_USAGE;
+    int rc = status_query(o);
+    rl_spec_free(spec);
     return rc;
 }

@@ -30,7 +30,20 @@ int cmd_validate(int argc, char **argv)
         rl_spec_print_keys_markdown(stdout);
         return RL_EXIT_OK;
     }
-    if (argc != 2 || argv[1][0] == '-') {
+    int keys = argc >= 2 && strcmp(argv[1], "--keys") == 0;
+    for (int i = 1; i < argc; i++) {
+        int known = keys && (i == 1 || (i == 2 && strcmp(argv[i], "--markdown") == 0));
+        if (argv[i][0] == '-' && !known) {
+            fprintf(stderr, "ringleader validate: unknown option %s\n", argv[i]);
+            validate_usage(stderr);
+            return RL_EXIT_USAGE;
+        }
+    }
+    if (argc != 2 || keys) {
+        fprintf(stderr, "ringleader validate: %s\n",
+                keys       ? "--keys takes no SPEC"
+                : argc < 2 ? "the SPEC is required"
+                           : "one SPEC only");
         validate_usage(stderr);
         return RL_EXIT_USAGE;
     }

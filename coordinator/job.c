@@ -534,12 +534,12 @@ static void status_node_line(const job *j, int i, FILE *f)
         if (j->owner[b] == i) nb++;
     bool heard = e->heartbeats > 0;
     char rps[32], cms[32], cpu[32], rss[32];
-    fprintf(f, "%-12s %-9s %7d %12s %11s %9s %9s  %s\n", e->id, state_name(e->state), nb,
+    fprintf(f, "%-12s %-9s %7d %12s %11s %9s %9s  %-21s  %s\n", e->id, state_name(e->state), nb,
             status_field(rps, sizeof(rps), e->rows_per_s > 0, 0, e->rows_per_s),
             status_field(cms, sizeof(cms), e->compute_ms > 0, 3, e->compute_ms),
             status_field(cpu, sizeof(cpu), heard, 2, e->cpu_load),
             status_field(rss, sizeof(rss), heard, 1, (double)e->rss_bytes / 1048576.0),
-            e->phase[0] ? e->phase : "-");
+            e->listen, e->phase[0] ? e->phase : "-");
 }
 
 static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
@@ -559,8 +559,8 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
             status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
             (unsigned long long)j->epoch, loss);
     if (j->steps_done) fprintf(f, "last step %.3f ms\n", j->steps[last].ms);
-    fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %s\n", "node", "state", "blocks", "rows/s",
-            "compute_ms", "cpu", "rss_MiB", "doing");
+    fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %-21s  %s\n", "node", "state", "blocks",
+            "rows/s", "compute_ms", "cpu", "rss_MiB", "endpoint", "doing");
     for (int i = 0; i < j->reg.n; i++) status_node_line(j, i, f);
     pthread_mutex_unlock(&j->reg.mtx);
     fclose(f);
@@ -708,11 +708,12 @@ void job_start(job *j)
     pthread_mutex_unlock(&j->reg.mtx);
 }
 
-/* A straggler found: an event and a warning. Lock held. */
+/* A straggler found: an event and an info line (a rebalance is routine;
+ * failures are the warnings). Lock held. */
 static void report_straggler(job *j, const node_entry *e, double compute_ms, double median)
 {
     job_event_add(j, "straggler", e->id, "compute %.3f ms vs median %.3f ms", compute_ms, median);
-    rl_log_warn("node %s is a straggler: compute %.3f ms vs median %.3f ms", e->id, compute_ms,
+    rl_log_info("node %s is a straggler: compute %.3f ms vs median %.3f ms", e->id, compute_ms,
                 median);
 }
 

@@ -55,7 +55,10 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "ringleader: unknown command '%s'\n", argv[1]);
+    if (argv[1][0] == '-')
+        fprintf(stderr, "ringleader: unknown option %s (options follow the command)\n", argv[1]);
+    else
+        fprintf(stderr, "ringleader: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return RL_EXIT_USAGE;
 }

@@ -1,8 +1,12 @@
 /* log.c - leveled logging to stderr, one write per line so that lines from
- * several threads and processes do not interleave. */
+ * several threads and processes do not interleave. Each line starts with
+ * the wall-clock time in UTC, so that the lines of the coordinator and of
+ * every node sort into one story (see docs/operations.md). */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ringleader/log.h"
@@ -10,7 +14,6 @@
 
 static int log_level = -1;
 static char log_tag[32] = "rl";
-static uint64_t log_t0;
 
 static void log_init(void)
 {
@@ -21,7 +24,6 @@ static void log_init(void)
         else if (strcasecmp(e, "warn") == 0) log_level = RL_LOG_WARN;
         else if (strcasecmp(e, "debug") == 0) log_level = RL_LOG_DEBUG;
     }
-    log_t0 = rli_now_us();
 }
 
 void rl_log_set_level(rl_log_level lvl)
@@ -41,17 +43,34 @@ void rl_log_set_tag(const char *tag)
     snprintf(log_tag, sizeof(log_tag), "%s", tag);
 }
 
+const char *rl_log_format_time(int64_t unix_ms, char *buf, size_t size)
+{
+    int64_t ms = unix_ms % 1000, secs = unix_ms / 1000;
+    if (ms < 0) ms += 1000, secs -= 1; /* before 1970: floor, not truncate */
+    time_t t = (time_t)secs;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL) {
+        snprintf(buf, size, "%" PRId64 "ms", unix_ms);
+        return buf;
+    }
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)ms);
+    return buf;
+}
+
 void rl_log(rl_log_level lvl, const char *fmt, ...)
 {
     static const char *names[] = {"error", "warn", "info", "debug"};
-    char line[1024];
+    char line[1024], when[RL_LOG_TIME_LEN];
+    struct timespec now;
     va_list ap;
     int n;
 
     if (log_level < 0) log_init();
     if ((int)lvl > log_level) return;
-    uint64_t t = rli_now_us() - log_t0;
-    n = snprintf(line, sizeof(line), "[%6.3f %s %s] ", (double)t / 1e6, log_tag, names[lvl]);
+    clock_gettime(CLOCK_REALTIME, &now);
+    rl_log_format_time((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, when, sizeof(when));
+    n = snprintf(line, sizeof(line), "[%s %s %s] ", when, log_tag, names[lvl]);
     va_start(ap, fmt);
     n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);

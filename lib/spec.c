@@ -22,6 +22,7 @@
 #include <nng/nng.h>
 
 #include "diag.h"
+#include "hostfile.h"
 #include "ringleader/spec.h"
 #include "rli.h"
 #include "yaml_tree.h"
@@ -40,6 +41,7 @@
     X(STR, "text", "text")                                                                         \
     X(ID, "name", "a name (letters, digits, '.', '_' and '-')")                                    \
     X(URL, "URL", "a URL tcp://HOST:PORT or tls+tcp://HOST:PORT")                                  \
+    X(LISTEN, "URL", "a URL tcp://HOST:PORT or tls+tcp://HOST:PORT")                               \
     X(FILE, "file", "a file name")                                                                 \
     X(DIR, "directory", "a directory name")                                                        \
     X(INT, "integer", "an integer")                                                                \
@@ -55,6 +57,7 @@
 #define SPEC_CTYPE_STR    char *
 #define SPEC_CTYPE_ID     char *
 #define SPEC_CTYPE_URL    char *
+#define SPEC_CTYPE_LISTEN char *
 #define SPEC_CTYPE_FILE   char *
 #define SPEC_CTYPE_DIR    char *
 #define SPEC_CTYPE_INT    int
@@ -117,8 +120,8 @@ static const char *const *spec_enum_names(spec_type t, int *count)
 
 static int spec_type_is_string(spec_type t)
 {
-    return t == SPEC_T_STR || t == SPEC_T_ID || t == SPEC_T_URL || t == SPEC_T_FILE ||
-           t == SPEC_T_DIR;
+    return t == SPEC_T_STR || t == SPEC_T_ID || t == SPEC_T_URL || t == SPEC_T_LISTEN ||
+           t == SPEC_T_FILE || t == SPEC_T_DIR;
 }
 
 /* ---- Sections and keys, from spec_keys.def ------------------------------ */
@@ -445,11 +448,13 @@ static int spec_host_ok(const char *host, int bracketed)
 
 /*
  * Checks a tcp:// or tls+tcp:// URL with nng's parser plus our own rules
- * (host present, numeric port 1..65535, nothing else). On success writes the
- * endpoint "host:port" (lower case, port without leading zeros) if endpoint
- * is not NULL; two URLs with the same endpoint would bind the same socket.
+ * (host present, numeric port 1..65535, or 0 if any_port, nothing else). On
+ * success writes the endpoint "host:port" (port without leading zeros) if
+ * endpoint is not NULL; two URLs with the same endpoint (and a port other
+ * than 0) would bind the same socket.
  */
-static int spec_check_url(const char *s, char *endpoint, size_t esize, char *why, size_t size)
+static int spec_check_url(const char *s, int any_port, char *endpoint, size_t esize, char *why,
+                          size_t size)
 {
     nng_url *u = NULL;
     char q[96];
@@ -473,9 +478,12 @@ static int spec_check_url(const char *s, char *endpoint, size_t esize, char *why
         snprintf(why, size, "'%s' has no port (tcp://HOST:PORT)", q);
     } else {
         const char *p = u->u_port;
-        unsigned long port = 0;
+        unsigned long port = 99999;
         if (strspn(p, "0123456789") == strlen(p) && strlen(p) <= 5) port = strtoul(p, NULL, 10);
-        if (port < 1 || port > 65535) {
+        if (port == 0 && any_port) {
+            if (endpoint != NULL) snprintf(endpoint, esize, "%s:0", u->u_hostname);
+            rc = 0;
+        } else if (port < 1 || port > 65535) {
             snprintf(why, size, "'%s': port '%s' is not a number from 1 to 65535", q,
                      rli_diag_quote(p, strlen(p), h, sizeof(h)));
         } else {
@@ -558,7 +566,8 @@ static int spec_convert(const char *dir, const spec_key *k, const rli_yaml_node 
         snprintf(why, size, "'%s' is not a valid name (use letters, digits, '.', '_' and '-')", q);
         return -1;
     case SPEC_T_URL:
-        return spec_check_url(str, NULL, 0, why, size);
+    case SPEC_T_LISTEN:
+        return spec_check_url(str, k->type == SPEC_T_LISTEN, NULL, 0, why, size);
     case SPEC_T_FILE:
         if (spec_resolve(dir, n->text, str, RL_PATH_MAX) != 0) {
             snprintf(why, size, "'%s' is too long once joined to '%s'", q, dir);
@@ -959,6 +968,62 @@ static void spec_check_tls_url(spec_ctx *c, const char *url, const char *name, r
                     name);
 }
 
+/* The scheme nodes get when the spec does not list them: the coordinator's. */
+static const char *spec_node_scheme(const rl_spec *s)
+{
+    return strncmp(s->coordinator, "tls+tcp://", 10) == 0 ? "tls+tcp" : "tcp";
+}
+
+/* Fills s->nodes from the hostfile: HOST-1..HOST-K for a host of K slots,
+ * each listening on port 0 of its host. */
+static void spec_nodes_from_hostfile(spec_ctx *c)
+{
+    rl_spec *s = c->spec;
+    rli_hostfile hf;
+    rli_pos at = spec_where_key(c, SPEC_K_cluster_nodes_file, 0, 0);
+    if (rli_hostfile_load(s->nodes_file, &hf) != RL_OK) {
+        for (int i = 0; i < hf.n_errors && i < RLI_HOSTFILE_MAX_ERRORS; i++)
+            rli_diag_at(&c->diags, at, "cluster.nodes_file: %s", hf.errors[i]);
+        if (hf.n_errors > RLI_HOSTFILE_MAX_ERRORS)
+            rli_diag_at(&c->diags, at, "cluster.nodes_file: ... and %d more problems",
+                        hf.n_errors - RLI_HOSTFILE_MAX_ERRORS);
+        rli_hostfile_fini(&hf);
+        return;
+    }
+    s->nodes = rli_calloc((size_t)hf.total_slots, sizeof(s->nodes[0]));
+    for (size_t h = 0; h < hf.n; h++) {
+        for (int k = 1; k <= hf.hosts[h].slots; k++) {
+            rl_spec_node *nd = &s->nodes[s->n_nodes++];
+            spec_apply_defaults(SPEC_S_cluster_nodes, nd);
+            /* Both fit: a host is at most RLI_HOSTFILE_HOST_MAX, k at most 1024. */
+            spec_fmt(nd->id, sizeof(nd->id), "%s-%d", hf.hosts[h].name, k);
+            spec_fmt(nd->listen, sizeof(nd->listen), "%s://%s:0", spec_node_scheme(s),
+                     hf.hosts[h].name);
+        }
+    }
+    rli_hostfile_fini(&hf);
+}
+
+/* Exactly one of cluster.nodes and cluster.nodes_file; the hostfile read. */
+static void spec_check_node_source(spec_ctx *c)
+{
+    const rli_yaml_node *cluster = rli_yaml_map_get(c->top, "cluster", NULL);
+    if (cluster == NULL || cluster->kind != RLI_YAML_MAP) return; /* reported already */
+    int listed = rli_yaml_map_get(cluster, "nodes", NULL) != NULL;
+    int file = c->state[SPEC_K_cluster_nodes_file] != SPEC_UNSET;
+    if (listed && file)
+        rli_diag_at(&c->diags, spec_where_key(c, SPEC_K_cluster_nodes_file, 0, 1),
+                    "cluster.nodes_file and cluster.nodes are exclusive: list the nodes in one "
+                    "of them (nodes at line %zu)",
+                    spec_where(c, SPEC_S_cluster, 0, "nodes", 1).line + 1);
+    else if (!listed && !file)
+        rli_diag_at(&c->diags, cluster->pos,
+                    "missing required key 'nodes' in cluster (or name a hostfile in "
+                    "cluster.nodes_file)");
+    else if (file && c->state[SPEC_K_cluster_nodes_file] == SPEC_GIVEN)
+        spec_nodes_from_hostfile(c);
+}
+
 /* Node ids unique; listen addresses unique and not the coordinator's. */
 static void spec_check_nodes(spec_ctx *c)
 {
@@ -968,7 +1033,7 @@ static void spec_check_nodes(spec_ctx *c)
     rli_pos coord_pos = spec_where_key(c, SPEC_K_cluster_coordinator, 0, 0);
 
     if (c->state[SPEC_K_cluster_coordinator] == SPEC_GIVEN) {
-        spec_check_url(s->coordinator, coord, sizeof(coord), why, sizeof(why));
+        spec_check_url(s->coordinator, 0, coord, sizeof(coord), why, sizeof(why));
         spec_check_tls_url(c, s->coordinator, "cluster.coordinator", coord_pos);
     }
     for (int i = 0; i < s->n_nodes; i++) {
@@ -986,8 +1051,11 @@ static void spec_check_nodes(spec_ctx *c)
         if (nd->listen[0] == '\0') continue;
         rli_pos at = spec_where_key(c, SPEC_K_cluster_nodes_listen, i, 0);
         snprintf(name, sizeof(name), "cluster.nodes[%d].listen", i);
-        spec_check_url(nd->listen, ep[i], sizeof(ep[i]), why, sizeof(why));
+        spec_check_url(nd->listen, 1, ep[i], sizeof(ep[i]), why, sizeof(why));
         spec_check_tls_url(c, nd->listen, name, at);
+        size_t elen = strlen(ep[i]);
+        if (elen >= 2 && strcmp(ep[i] + elen - 2, ":0") == 0)
+            continue; /* any port: never a clash */
         if (coord[0] != '\0' && strcmp(ep[i], coord) == 0) {
             rli_diag_at(&c->diags, at, "%s: %s is also the coordinator's address (line %zu)", name,
                         ep[i], coord_pos.line + 1);
@@ -1143,6 +1211,7 @@ static void spec_check_rules(spec_ctx *c)
 {
     rl_spec *s = c->spec;
 
+    spec_check_node_source(c);
     spec_check_nodes(c);
 
     /* Keys given where they have no effect. */
@@ -1309,6 +1378,62 @@ int rl_spec_find_node(const rl_spec *spec, const char *id)
     for (int i = 0; i < spec->n_nodes; i++)
         if (strcmp(spec->nodes[i].id, id) == 0) return i;
     return -1;
+}
+
+/* The host of a tcp:// or tls+tcp:// URL into host (RL_URL_MAX), or -1. */
+static int spec_url_host(const char *url, char *host, char *port, char *scheme)
+{
+    nng_url *u = NULL;
+    if (nng_url_parse(&u, url) != 0) return -1;
+    snprintf(host, RL_URL_MAX, "%s", u->u_hostname);
+    if (port != NULL) snprintf(port, 16, "%s", u->u_port);
+    if (scheme != NULL) snprintf(scheme, 16, "%s", u->u_scheme);
+    nng_url_free(u);
+    return 0;
+}
+
+int rl_spec_set_local_nodes(rl_spec *s, int n)
+{
+    if (n < 1 || n > RL_SPEC_MAX_NODES)
+        return rli_err(RL_EINVAL, "--nodes %d: must be from 1 to %d", n, RL_SPEC_MAX_NODES);
+    if (s->launch != RL_LAUNCH_LOCAL)
+        return rli_err(RL_EINVAL,
+                       "--nodes starts the nodes on this machine, but %s has launch: %s (you "
+                       "start its nodes yourself, as cluster.%s lists them)",
+                       s->path, rl_launch_name(s->launch),
+                       s->nodes_file[0] ? "nodes_file" : "nodes");
+    if (s->min_nodes > n)
+        return rli_err(RL_EINVAL, "--nodes %d is fewer than cluster.min_nodes (%d) in %s", n,
+                       s->min_nodes, s->path);
+    char host[RL_URL_MAX] = "";
+    if (spec_url_host(s->coordinator, host, NULL, NULL) != 0 || host[0] == '\0' ||
+        strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || strcmp(host, "*") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    int v6 = strchr(host, ':') != NULL;
+    rl_spec_node *nodes = rli_calloc((size_t)n, sizeof(nodes[0]));
+    for (int i = 0; i < n; i++) {
+        spec_apply_defaults(SPEC_S_cluster_nodes, &nodes[i]);
+        snprintf(nodes[i].id, sizeof(nodes[i].id), "n%d", i + 1);
+        spec_fmt(nodes[i].listen, sizeof(nodes[i].listen), "%s://%s%s%s:0", spec_node_scheme(s),
+                 v6 ? "[" : "", host, v6 ? "]" : "");
+    }
+    free(s->nodes);
+    s->nodes = nodes;
+    s->n_nodes = n;
+    s->nodes_file[0] = '\0';
+    return RL_OK;
+}
+
+int rl_spec_listen_matches(const char *listen, const char *joined)
+{
+    char h1[RL_URL_MAX], h2[RL_URL_MAX], p1[16], p2[16], s1[16], s2[16];
+    if (spec_url_host(listen, h1, p1, s1) != 0 || spec_url_host(joined, h2, p2, s2) != 0) return 0;
+    if (strcmp(s1, s2) != 0 || strcasecmp(h1, h2) != 0) return 0;
+    if (p1[strspn(p1, "0123456789")] != '\0' || p2[strspn(p2, "0123456789")] != '\0' ||
+        p1[0] == '\0' || p2[0] == '\0')
+        return 0;
+    unsigned long a = strtoul(p1, NULL, 10), b = strtoul(p2, NULL, 10);
+    return a == 0 ? b >= 1 && b <= 65535 : a == b;
 }
 
 const char *rl_launch_name(rl_launch l)

@@ -357,6 +357,16 @@ static const struct {
      "t.yaml:2:16: cluster.coordinator: 'tcp://h:0': port '0' is not a number from 1 to 65535"},
     {"cluster:\n  coordinator: tcp://h:65536\n  nodes: [{id: a, listen: tcp://h:2}]\n",
      "port '65536' is not a number from 1 to 65535"},
+    {"cluster:\n  coordinator: tcp://h:1\n  nodes: [{id: a, listen: tcp://h:65536}]\n",
+     "t.yaml:3:27: cluster.nodes[0].listen: 'tcp://h:65536': port '65536' is not a number from 1 "
+     "to 65535"},
+    /* cluster.nodes or cluster.nodes_file, never both */
+    {"cluster:\n  coordinator: tcp://h:1\n  nodes_file: hosts\n"
+     "  nodes: [{id: a, listen: tcp://h:2}]\n",
+     "t.yaml:3:3: cluster.nodes_file and cluster.nodes are exclusive: list the nodes in one of "
+     "them (nodes at line 4)"},
+    {"cluster:\n  coordinator: tcp://h:1\n  nodes_file: hosts\n",
+     "t.yaml:3:15: cluster.nodes_file: file 'hosts' does not exist"},
     {"cluster:\n  coordinator: udp://h:1\n  nodes: [{id: a, listen: tcp://h:2}]\n",
      "t.yaml:2:16: cluster.coordinator: 'udp://h:1' has scheme 'udp' (use tcp:// or tls+tcp://)"},
     {"cluster:\n  coordinator: localhost:7700\n  nodes: [{id: a, listen: tcp://h:2}]\n",
@@ -548,6 +558,134 @@ START_TEST(relative_paths_resolve_against_the_spec)
     ck_assert_int_eq(load_text(MINIMAL "security: { token_file: tok }\n", NULL, &s), RL_OK);
     ck_assert_str_eq(s->token_file, "tok");
     rl_spec_free(s);
+    free(tmp);
+}
+END_TEST
+
+/* Port 0: any free port on that host, bound by the node and reported
+ * when it joins; several nodes may say it on one host. Not the
+ * coordinator's: nodes dial that one. */
+START_TEST(listen_port_zero_is_any_port)
+{
+    rl_spec *s = NULL;
+    char *msgs = NULL;
+    ck_assert_int_eq(load_text("cluster:\n  coordinator: tcp://127.0.0.1:7700\n  nodes:\n"
+                               "    - { id: a, listen: tcp://127.0.0.1:0 }\n"
+                               "    - { id: b, listen: tcp://127.0.0.1:0 }\n",
+                               NULL, &s),
+                     RL_OK);
+    ck_assert_str_eq(s->nodes[1].listen, "tcp://127.0.0.1:0");
+    rl_spec_free(s);
+    ck_assert_int_eq(load_text("cluster:\n  coordinator: tcp://127.0.0.1:0\n  nodes:\n"
+                               "    - { id: a, listen: tcp://127.0.0.1:0 }\n",
+                               &msgs, NULL),
+                     RL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(msgs, "port '0' is not a number from 1 to 65535"));
+    free(msgs);
+
+    /* How a joined ring endpoint is compared with the spec's listen. */
+    ck_assert(rl_spec_listen_matches("tcp://10.0.0.2:0", "tcp://10.0.0.2:41234"));
+    ck_assert(rl_spec_listen_matches("tcp://Host.A:7701", "tcp://host.a:7701"));
+    ck_assert(!rl_spec_listen_matches("tcp://10.0.0.2:7701", "tcp://10.0.0.2:7702"));
+    ck_assert(!rl_spec_listen_matches("tcp://10.0.0.2:0", "tcp://127.0.0.1:41234"));
+    ck_assert(!rl_spec_listen_matches("tcp://10.0.0.2:0", "tls+tcp://10.0.0.2:41234"));
+    ck_assert(!rl_spec_listen_matches("tcp://10.0.0.2:0", "tcp://10.0.0.2:0"));
+    ck_assert(!rl_spec_listen_matches("tcp://10.0.0.2:0", "not a url"));
+}
+END_TEST
+
+/* `run SPEC --nodes N`: N nodes n1..nN on the coordinator's host, port 0. */
+START_TEST(local_nodes_replace_the_list)
+{
+    rl_spec *s = NULL;
+    ck_assert_int_eq(load_text(MINIMAL, NULL, &s), RL_OK);
+    ck_assert_int_eq(rl_spec_set_local_nodes(s, 3), RL_OK);
+    ck_assert_int_eq(s->n_nodes, 3);
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "n%d", i + 1);
+        ck_assert_str_eq(s->nodes[i].id, id);
+        ck_assert_str_eq(s->nodes[i].listen, "tcp://127.0.0.1:0");
+        ck_assert_double_eq(s->nodes[i].capacity, 1.0);
+    }
+    ck_assert_int_eq(rl_spec_set_local_nodes(s, 0), RL_EINVAL);
+    ck_assert_int_eq(rl_spec_set_local_nodes(s, RL_SPEC_MAX_NODES + 1), RL_EINVAL);
+    ck_assert_int_eq(s->n_nodes, 3);
+    rl_spec_free(s);
+
+    /* A wildcard coordinator address: the nodes listen on loopback. */
+    ck_assert_int_eq(
+        load_text("cluster:\n  coordinator: tcp://0.0.0.0:7700\n  min_nodes: 2\n"
+                  "  nodes: [{id: a, listen: tcp://h:1}, {id: b, listen: tcp://h:2}]\n",
+                  NULL, &s),
+        RL_OK);
+    ck_assert_int_eq(rl_spec_set_local_nodes(s, 1), RL_EINVAL); /* below min_nodes */
+    ck_assert_ptr_nonnull(strstr(rl_errdetail(), "fewer than cluster.min_nodes (2)"));
+    ck_assert_int_eq(rl_spec_set_local_nodes(s, 2), RL_OK);
+    ck_assert_str_eq(s->nodes[0].listen, "tcp://127.0.0.1:0");
+    rl_spec_free(s);
+
+    /* launch: manual: the nodes are started by hand, so --nodes is refused. */
+    ck_assert_int_eq(load_text(MINIMAL "  launch: manual\n", NULL, &s), RL_OK);
+    ck_assert_int_eq(rl_spec_set_local_nodes(s, 2), RL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(rl_errdetail(), "launch: manual"));
+    ck_assert_int_eq(s->n_nodes, 1);
+    rl_spec_free(s);
+}
+END_TEST
+
+/* cluster.nodes_file: each host of K slots gives nodes HOST-1..HOST-K on
+ * port 0 of that host; the hostfile's problems carry FILE:LINE. */
+START_TEST(nodes_file_lists_the_nodes)
+{
+    char *tmp = rlt_tmpdir(), *msgs = NULL;
+    rl_spec *s = NULL;
+    ck_assert_int_eq(chdir(tmp), 0);
+    rlt_write_file("hosts", "# two lines, one host\n127.0.0.1 slots=2\n\n127.0.0.1 slots=2\n",
+                   strlen("# two lines, one host\n127.0.0.1 slots=2\n\n127.0.0.1 slots=2\n"));
+    rlt_write_file("more", "alpha slots=2\nbeta\n", strlen("alpha slots=2\nbeta\n"));
+    ck_assert_int_eq(load_text("cluster:\n  coordinator: tcp://127.0.0.1:7700\n"
+                               "  nodes_file: hosts\n  min_nodes: 4\n",
+                               NULL, &s),
+                     RL_OK);
+    ck_assert_str_eq(s->nodes_file, "hosts");
+    ck_assert_int_eq(s->n_nodes, 4);
+    for (int i = 0; i < 4; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "127.0.0.1-%d", i + 1);
+        ck_assert_str_eq(s->nodes[i].id, id);
+        ck_assert_str_eq(s->nodes[i].listen, "tcp://127.0.0.1:0");
+    }
+    rl_spec_free(s);
+    ck_assert_int_eq(load_text("cluster:\n  coordinator: tcp://127.0.0.1:7700\n"
+                               "  launch: manual\n  nodes_file: more\n",
+                               NULL, &s),
+                     RL_OK);
+    ck_assert_int_eq(s->n_nodes, 3);
+    ck_assert_str_eq(s->nodes[1].id, "alpha-2");
+    ck_assert_str_eq(s->nodes[2].id, "beta-1");
+    ck_assert_str_eq(s->nodes[2].listen, "tcp://beta:0");
+    rl_spec_free(s);
+
+    /* min_nodes counts the hostfile's nodes. */
+    ck_assert_int_eq(load_text("cluster:\n  coordinator: tcp://127.0.0.1:7700\n"
+                               "  nodes_file: more\n  min_nodes: 4\n",
+                               &msgs, NULL),
+                     RL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(msgs, "cluster.min_nodes: 4 is more than the 3 nodes listed"));
+    free(msgs);
+
+    rlt_write_file("bad", "ok\nbad:22\n\nx slots=0\n", strlen("ok\nbad:22\n\nx slots=0\n"));
+    ck_assert_int_eq(load_text("cluster:\n  coordinator: tcp://127.0.0.1:7700\n"
+                               "  nodes_file: bad\n",
+                               &msgs, NULL),
+                     RL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(msgs, "t.yaml:3:15: cluster.nodes_file: bad:2: 'bad:22': write "
+                                       "a host name or an IPv4 address (no port, no IPv6)"));
+    ck_assert_ptr_nonnull(strstr(msgs, "t.yaml:3:15: cluster.nodes_file: bad:4: 'slots=0': slots "
+                                       "must be a number from 1 to 1024"));
+    ck_assert_int_eq(count_problems(msgs), 2);
+    free(msgs);
     free(tmp);
 }
 END_TEST
@@ -788,6 +926,8 @@ int main(void)
     tcase_add_test(tc, defaults_apply);
     tcase_add_test(tc, values_in_other_spellings);
     tcase_add_test(tc, key_reference_lists_every_section);
+    tcase_add_test(tc, listen_port_zero_is_any_port);
+    tcase_add_test(tc, local_nodes_replace_the_list);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
@@ -801,6 +941,7 @@ int main(void)
     tc = tcase_create("files");
     tcase_add_test(tc, relative_paths_resolve_against_the_spec);
     tcase_add_test(tc, csv_header_is_checked);
+    tcase_add_test(tc, nodes_file_lists_the_nodes);
     tcase_add_test(tc, files_that_cannot_be_read);
     suite_add_tcase(s, tc);
 

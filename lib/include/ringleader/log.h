@@ -1,9 +1,14 @@
 /*
  * log.h - leveled logging to stderr. One line per event, prefixed with the
- * time since start, the level and the program's role ("coord", "n2").
+ * wall-clock time (UTC, milliseconds), the program's role ("coord", "n2")
+ * and the level:
+ *     [2026-12-02T17:03:37.123Z coord info] node n1 joined (...)
  */
 #ifndef RINGLEADER_LOG_H
 #define RINGLEADER_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -16,6 +21,16 @@ void rl_log_set_level(rl_log_level lvl);
 void rl_log_set_tag(const char *tag);
 rl_log_level rl_log_get_level(void);
 
+/* Bytes that rl_log_format_time needs: "2026-12-02T17:03:37.123Z" and a NUL. */
+#define RL_LOG_TIME_LEN 32
+
+/*
+ * Writes unix_ms (milliseconds since 1970-01-01 UTC) into buf as ISO-8601
+ * UTC with milliseconds, "YYYY-MM-DDTHH:MM:SS.mmmZ", cut to size. Returns buf.
+ */
+const char *rl_log_format_time(int64_t unix_ms, char *buf, size_t size);
+
+/* Writes one line to stderr if lvl is at or above the level set. */
 void rl_log(rl_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define rl_log_error(...) rl_log(RL_LOG_ERROR, __VA_ARGS__)

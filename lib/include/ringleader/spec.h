@@ -29,8 +29,8 @@ typedef enum { RL_MODEL_LINEAR = 0, RL_MODEL_LOGISTIC = 1, RL_MODEL_SOFTMAX = 2 
 
 typedef struct rl_spec_node {
     char id[RL_ID_MAX];
-    char listen[RL_URL_MAX];
-    double capacity; /* relative speed hint, > 0; default 1.0 */
+    char listen[RL_URL_MAX]; /* port 0: any port on that host (rl_spec_listen_matches) */
+    double capacity;         /* relative speed hint, > 0; default 1.0 */
 } rl_spec_node;
 
 typedef struct rl_spec {
@@ -44,7 +44,8 @@ typedef struct rl_spec {
     int min_nodes;
     int join_timeout_ms; /* manual launch: how long to wait for nodes (default 30000) */
     int n_nodes;
-    rl_spec_node *nodes; /* n_nodes entries, owned */
+    rl_spec_node *nodes;          /* n_nodes entries, owned: cluster.nodes or the hostfile's */
+    char nodes_file[RL_PATH_MAX]; /* the hostfile, resolved; "" if the nodes are listed */
 
     /* security */
     char token_file[RL_PATH_MAX]; /* resolved against dir; "" if none */
@@ -126,6 +127,25 @@ void rl_spec_print_keys_markdown(FILE *out);
 
 /* Index of the node with this id, or -1. */
 int rl_spec_find_node(const rl_spec *spec, const char *id);
+
+/*
+ * `ringleader run SPEC --nodes N`: replaces the spec's nodes with n nodes
+ * "n1".."nN" on the coordinator's host (127.0.0.1 if it listens on a
+ * wildcard address), each listening on port 0 with the coordinator's
+ * scheme. Returns RL_OK, or RL_EINVAL (rl_errdetail() says why) if n is
+ * not from 1 to RL_SPEC_MAX_NODES, the spec has launch: manual (its nodes
+ * are started by hand, so the coordinator cannot invent them) or
+ * cluster.min_nodes is more than n; the spec is then unchanged.
+ */
+int rl_spec_set_local_nodes(rl_spec *spec, int n);
+
+/*
+ * True if a node that joined with ring endpoint `joined` (its bound URL)
+ * listens where the spec's `listen` says: the same scheme and host (host
+ * compared without case), and the same port, or any port if the spec's is
+ * 0. False if either is not a tcp:// or tls+tcp:// URL.
+ */
+int rl_spec_listen_matches(const char *listen, const char *joined);
 
 /* Names for the enums ("local", "csv", "softmax"). */
 const char *rl_launch_name(rl_launch l);
