@@ -923,6 +923,21 @@ void job_finish(job *j, job_status st, const char *error)
     pthread_mutex_unlock(&j->reg.mtx);
 }
 
+void job_interrupt(job *j)
+{
+    pthread_mutex_lock(&j->reg.mtx);
+    if (j->status != JOB_DONE && j->status != JOB_FAILED) {
+        j->status = JOB_FAILED;
+        j->interrupted = true;
+        snprintf(j->error, sizeof(j->error), "interrupted at step %llu of %d",
+                 (unsigned long long)j->model_step, j->spec->steps);
+    }
+    j->reg.stopping = true;
+    answer_waiting_plans(j);
+    pthread_cond_broadcast(&j->reg.cv);
+    pthread_mutex_unlock(&j->reg.mtx);
+}
+
 void job_check_complete(job *j, uint64_t grace_ms)
 {
     pthread_mutex_lock(&j->reg.mtx);
