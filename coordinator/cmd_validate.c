@@ -61,8 +61,8 @@ int cmd_validate(int argc, char **argv)
     int bad = spec->source == RL_DATA_CSV && validate_csv(spec, &t) != 0;
     if (!bad) rl_spec_describe(spec, stdout);
     if (t != NULL)
-        printf("csv              %s: %lld rows, %d features, labels valid for %s\n",
-               spec->csv_path, (long long)t->rows, t->features, rl_model_type_name(spec->model));
+        printf("csv              %s: %lld rows, %d features, labels valid for %s\n", spec->csv_path,
+               (long long)t->rows, t->features, rl_model_type_name(spec->model));
     rl_table_free(t);
     rl_spec_free(spec);
     return bad ? RL_EXIT_USAGE : RL_EXIT_OK;

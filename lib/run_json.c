@@ -141,8 +141,8 @@ static int run_json_read_names(const char *path, const rli_json *mo, long f, cha
                                 k, rli_json_kind_name(v->items[k]->kind));
         for (size_t e = 0; e < k; e++)
             if (strcmp(v->items[e]->str, v->items[k]->str) == 0)
-                return run_json_bad(path, v->items[k], "model.feature_names[%zu] repeats [%zu]",
-                                    k, e);
+                return run_json_bad(path, v->items[k], "model.feature_names[%zu] repeats [%zu]", k,
+                                    e);
     }
     *names = rli_calloc(v->len + 1, sizeof(char *));
     for (size_t k = 0; k < v->len; k++)
@@ -154,8 +154,7 @@ static int run_json_read_names(const char *path, const rli_json *mo, long f, cha
 static uint64_t run_json_count(const rli_json *root, const char *key)
 {
     const rli_json *v = rli_json_get(root, key);
-    if (v == NULL || v->kind != RLI_JSON_NUMBER || !(v->number >= 0) || v->number > 9e15)
-        return 0;
+    if (v == NULL || v->kind != RLI_JSON_NUMBER || !(v->number >= 0) || v->number > 9e15) return 0;
     return (uint64_t)v->number;
 }
 
@@ -268,9 +267,8 @@ static int run_json_load(const char *path, bool allow_interrupted, rl_run_model 
     if (root->kind != RLI_JSON_OBJECT) {
         rc = run_json_bad(path, root, "a run.json is an object, this is %s",
                           rli_json_kind_name(root->kind));
-    } else if ((rc = run_json_read_status_of(path, root,
-                                             allow_interrupted ? &out->interrupted : NULL)) ==
-                   RL_OK &&
+    } else if ((rc = run_json_read_status_of(
+                    path, root, allow_interrupted ? &out->interrupted : NULL)) == RL_OK &&
                (rc = run_json_member(path, root, "run.json", "model", &mo)) == RL_OK) {
         if (mo->kind != RLI_JSON_OBJECT)
             rc = run_json_bad(path, mo, "\"model\" is %s: want an object",
@@ -474,7 +472,9 @@ static double run_json_step_p(const rl_run_report *r, double p)
 static void run_json_body(FILE *f, const rl_run_report *r)
 {
     fprintf(f, "{\n  \"status\": \"%s\",\n",
-            r->ok ? "ok" : r->interrupted ? "interrupted" : "failed");
+            r->ok            ? "ok"
+            : r->interrupted ? "interrupted"
+                             : "failed");
     if (!r->ok) {
         fputs("  \"error\": ", f);
         run_json_str(f, r->error);

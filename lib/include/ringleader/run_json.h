@@ -60,8 +60,8 @@ typedef struct rl_run_report {
      * in order (model->features of them), or NULL (synthetic data): null. */
     const char *const *feature_names;
     uint64_t steps_completed, steps_total; /* "steps_total": the spec's training.steps */
-    double final_loss;        /* NaN: null */
-    const rl_run_step *steps; /* "step_ms" is their p50 and p99 */
+    double final_loss;                     /* NaN: null */
+    const rl_run_step *steps;              /* "step_ms" is their p50 and p99 */
     size_t n_steps;
     const rl_run_node *nodes; /* "D" is blocks_total over those holding blocks */
     size_t n_nodes;
