@@ -2,12 +2,14 @@
  * cmd_predict.c - `ringleader predict --model RUN.json --data CSV [--label
  * COL] [--out PRED.csv]`: applies a trained model to the rows of a CSV.
  *
- * The model, and the standardisation the run applied to its training data,
- * come from the run.json (rl_model_load_run_json). run.json does not record
- * feature names, so features are matched by position: the CSV's feature
- * columns, in file order, must be the model's. With --label the named
- * column holds labels and the run is scored (mse or accuracy on stderr);
- * without it every column is a feature.
+ * The model, the standardisation the run applied to its training data and
+ * the names of its feature columns come from the run.json
+ * (rl_run_json_load_model). Columns are matched by name, in any order, and
+ * others are ignored; by position only when the run recorded no names
+ * (synthetic data, older files) or the CSV has no header row. With --label
+ * the named column holds labels and the run is scored (mse or accuracy on
+ * stderr). A run interrupted after its first step is usable, with a note.
+ * See docs/operations.md.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include "ringleader/data.h"
 #include "ringleader/err.h"
 #include "ringleader/model.h"
+#include "ringleader/run_json.h"
 
 #define PREDICT_CHUNK_ROWS (1 << 16) /* rows standardised and checked at a time */
 
@@ -27,8 +30,10 @@ static void predict_usage(FILE *f)
             "usage: ringleader predict --model RUN.json --data CSV [--label COL] [--out PRED.csv]\n"
             "\n"
             "Applies the model a run trained (RUN.json, or the directory holding it) to the\n"
-            "rows of CSV, with the run's standardisation. Features are matched by position:\n"
-            "the CSV's columns other than COL, in file order, must be the model's features.\n"
+            "rows of CSV, with the run's standardisation. Columns are matched by name to the\n"
+            "feature names the run recorded (any order; other columns are ignored); by\n"
+            "position when the run recorded none or CSV has no header row (a note says so).\n"
+            "A run interrupted after its first step is usable (a note gives its step).\n"
             "Prints one line per row: linear the value; logistic `probability,class`;\n"
             "softmax the class. --out writes them to a CSV file with a header instead.\n"
             "With --label COL the column holds the true labels and a summary goes to\n"
@@ -87,6 +92,48 @@ static int predict_check_shape(const predict_opts *o, const rl_model *m, const r
                 o->data, t->features, o->label ? " (besides the label '" : "",
                 o->label ? o->label : "", o->label ? "')" : "", model_path, m->features);
     return -1;
+}
+
+/* Lists on stderr the columns of t that are not among the model's names:
+ * ignored (the label column is not one of t's features). */
+static void predict_note_ignored(const rl_table *t, const rl_run_model *rm)
+{
+    int n = 0;
+    for (int c = 0; c < t->features; c++) {
+        bool used = false;
+        for (int j = 0; j < rm->model.features && !used; j++)
+            used = strcmp(t->names[c], rm->feature_names[j]) == 0;
+        if (used) continue;
+        fprintf(stderr, "%s'%s'", n++ ? ", " : "ringleader predict: note: ignored in ", t->names[c]);
+    }
+    if (n > 0) fprintf(stderr, " (not among the model's features)\n");
+}
+
+/* Makes t's feature columns the model's: by name when both the run and the
+ * CSV have names, else by position (with a note). Returns 0, or -1 after
+ * printing why. */
+static int predict_match_columns(const predict_opts *o, const rl_run_model *rm, rl_table *t)
+{
+    if (rm->feature_names == NULL) {
+        fprintf(stderr,
+                "ringleader predict: note: the run recorded no feature names (synthetic data or "
+                "an older run.json): columns are matched by position\n");
+        return 0;
+    }
+    if (!t->header) {
+        fprintf(stderr,
+                "ringleader predict: note: %s has no header row: columns are matched by "
+                "position to the model's features\n",
+                o->data);
+        return 0;
+    }
+    predict_note_ignored(t, rm);
+    if (rl_table_select(t, o->data, (const char *const *)rm->feature_names,
+                        rm->model.features) != RL_OK) {
+        fprintf(stderr, "ringleader predict: %s\n", rl_errdetail());
+        return -1;
+    }
+    return 0;
 }
 
 /* Running score over the labelled rows. */
@@ -184,20 +231,28 @@ int cmd_predict(int argc, char **argv)
         snprintf(model_path, sizeof(model_path), "%s", o.model);
 
     int rc = RL_EXIT_USAGE;
-    rl_model m = {0};
-    double *mean = NULL, *std = NULL;
+    rl_run_model rm;
+    const rl_model *mp = &rm.model;
     rl_table *t = NULL;
     FILE *out = stdout;
     predict_score score = {0};
-    if (rl_model_load_run_json(model_path, &m, &mean, &std) != RL_OK) {
+    if (rl_run_json_load_model(model_path, &rm) != RL_OK) {
         fprintf(stderr, "ringleader predict: %s\n", rl_errdetail());
         goto done;
     }
-    if (rl_csv_load(o.data, o.label, &t) != RL_OK) {
+    if (rm.interrupted)
+        fprintf(stderr,
+                "ringleader predict: note: %s holds the model of an interrupted run, at step "
+                "%llu of %llu\n",
+                model_path, (unsigned long long)rm.steps_completed,
+                (unsigned long long)rm.steps_total);
+    rl_csv_opts co = {.label = o.label, .header_optional = o.label == NULL};
+    if (rl_csv_load_opts(o.data, &co, &t) != RL_OK) {
         fprintf(stderr, "ringleader predict: %s\n", rl_errdetail());
         goto done;
     }
-    if (predict_check_shape(&o, &m, t, model_path) != 0) goto done;
+    if (predict_match_columns(&o, &rm, t) != 0) goto done;
+    if (predict_check_shape(&o, mp, t, model_path) != 0) goto done;
     if (o.out != NULL) {
         out = fopen(o.out, "w");
         if (out == NULL) {
@@ -206,19 +261,19 @@ int cmd_predict(int argc, char **argv)
             rc = RL_EXIT_FAILED;
             goto done;
         }
-        fputs(m.type == RL_MODEL_LINEAR     ? "prediction\n"
-              : m.type == RL_MODEL_LOGISTIC ? "probability,class\n"
-                                            : "class\n",
+        fputs(mp->type == RL_MODEL_LINEAR     ? "prediction\n"
+              : mp->type == RL_MODEL_LOGISTIC ? "probability,class\n"
+                                              : "class\n",
               out);
     }
-    if (predict_rows(&o, &m, mean, std, t, out, &score) != 0) goto done;
+    if (predict_rows(&o, mp, rm.mean, rm.std, t, out, &score) != 0) goto done;
     rc = RL_EXIT_OK;
     if (fflush(out) != 0 || ferror(out)) {
         perror(o.out ? o.out : "stdout");
         rc = RL_EXIT_FAILED;
     }
     if (rc == RL_EXIT_OK && score.rows > 0) {
-        if (m.type == RL_MODEL_LINEAR)
+        if (mp->type == RL_MODEL_LINEAR)
             fprintf(stderr, "rows=%lld mse=%.9g\n", score.rows, score.sq_err / (double)score.rows);
         else
             fprintf(stderr, "rows=%lld accuracy=%.6f\n", score.rows,
@@ -230,8 +285,6 @@ done:
         rc = RL_EXIT_FAILED;
     }
     rl_table_free(t);
-    rl_model_fini(&m);
-    free(mean);
-    free(std);
+    rl_run_model_fini(&rm);
     return rc;
 }

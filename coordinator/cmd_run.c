@@ -196,7 +196,7 @@ int cmd_run(int argc, char **argv)
     }
     follow(&j, JOB_WAITING, rl_clock_ms() + (uint64_t)spec->join_timeout_ms, &nodes);
     if (interrupted) {
-        job_finish(&j, JOB_FAILED, "interrupted");
+        job_interrupt(&j);
         goto stop;
     }
     if (registry_count(&j.reg, NODE_JOINED) < spec->n_nodes) {
@@ -221,7 +221,7 @@ int cmd_run(int argc, char **argv)
     fflush(stdout);
     job_start(&j);
     follow(&j, JOB_RUNNING, UINT64_MAX, &nodes);
-    if (interrupted) job_finish(&j, JOB_FAILED, "interrupted");
+    if (interrupted) job_interrupt(&j);
     job_progress(&j, true);
 stop:
     job_finish(&j, JOB_FAILED, "stopped");
@@ -237,10 +237,18 @@ stop:
     }
     rl_rpc_server_free(srv);
 report:
-    if (job_write_report(&j, out_dir, spec_path, (double)(rl_clock_ms() - t_start) / 1e3) == RL_OK)
-        printf("%s: %s/run.json\n", j.status == JOB_DONE ? "trained" : "failed", out_dir);
+    if (job_write_report(&j, out_dir, spec_path, (double)(rl_clock_ms() - t_start) / 1e3) ==
+        RL_OK)
+        printf("%s: %s/run.json\n",
+               j.status == JOB_DONE ? "trained"
+               : j.interrupted      ? "interrupted"
+                                    : "failed",
+               out_dir);
     if (j.status == JOB_DONE) {
         rc = RL_EXIT_OK;
+    } else if (j.interrupted) {
+        fprintf(stderr, "ringleader run: %s; run.json keeps the model of that step%s\n", j.error,
+                j.model_step > 0 ? " (predict can use it)" : "");
     } else {
         fprintf(stderr, "ringleader run: job failed: %s\n", j.error);
     }

@@ -58,7 +58,11 @@ int job_init(job *j, const rl_spec *spec)
     int rv = rl_data_params_from_spec(spec, &j->dp);
     if (rv != RL_OK) return rv;
     if (spec->source == RL_DATA_CSV) {
-        if ((rv = rl_csv_load(spec->csv_path, spec->csv_label, &j->table)) != RL_OK) return rv;
+        /* Every label is checked here, once, with its position: a data
+         * error fails the job before any node starts (docs/operations.md). */
+        rl_csv_opts o = {.label = spec->csv_label, .check_labels = true, .model = spec->model,
+                         .classes = j->dp.classes};
+        if ((rv = rl_csv_load_opts(spec->csv_path, &o, &j->table)) != RL_OK) return rv;
         j->dp.rows = j->table->rows;
         j->dp.features = j->table->features;
         if (spec->standardize) {
@@ -329,6 +333,8 @@ static void answer_waiting_plans(job *j)
     }
 }
 
+static void stop_failed_locked(job *j);
+
 static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
 {
     job *j = arg;
@@ -338,6 +344,15 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
     int i = node_index(j, q->node_id);
     if (i < 0) {
         rv = RL_ENOTFOUND;
+    } else if (RL_HAS_FIELD(q, plan_req, data_error) && q->data_error && j->status == JOB_RUNNING) {
+        /* Bad data is the same on every try and every node: no re-plan can
+         * help, so the job ends with the node's error. */
+        mark_alive(j, i);
+        snprintf(j->error, sizeof(j->error), "data error on node %s: %s", q->node_id,
+                 q->error ? q->error : "no detail");
+        rl_log_error("%s", j->error);
+        stop_failed_locked(j);
+        fill_plan(j, i, resp); /* stop */
     } else if (q->failed && j->status == JOB_RUNNING && q->epoch == j->epoch &&
                j->reg.nodes[i].state == NODE_JOINED && is_member(j, i)) {
         /* A member's collective failed: a peer died or stalls. The tick
@@ -902,6 +917,21 @@ void job_finish(job *j, job_status st, const char *error)
     if (j->status != JOB_DONE && j->status != JOB_FAILED) {
         j->status = st;
         if (error != NULL) snprintf(j->error, sizeof(j->error), "%s", error);
+    }
+    j->reg.stopping = true;
+    answer_waiting_plans(j);
+    pthread_cond_broadcast(&j->reg.cv);
+    pthread_mutex_unlock(&j->reg.mtx);
+}
+
+void job_interrupt(job *j)
+{
+    pthread_mutex_lock(&j->reg.mtx);
+    if (j->status != JOB_DONE && j->status != JOB_FAILED) {
+        j->status = JOB_FAILED;
+        j->interrupted = true;
+        snprintf(j->error, sizeof(j->error), "interrupted at step %llu of %d",
+                 (unsigned long long)j->model_step, j->spec->steps);
     }
     j->reg.stopping = true;
     answer_waiting_plans(j);

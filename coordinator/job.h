@@ -39,6 +39,7 @@ typedef struct job {
     const rl_spec *spec;
     registry reg; /* reg.mtx guards everything below */
     job_status status;
+    bool interrupted; /* JOB_FAILED by the user (job_interrupt): run.json "interrupted" */
     char error[512];
     /* --baseline: a 1-node (or any) run's median step time, for `speedup` */
     const char *baseline_path;
@@ -91,6 +92,10 @@ int job_serve(job *j, rl_rpc_server *srv);
 /* Assigns blocks to the joined nodes (capacity-weighted), bumps the epoch and
  * answers the nodes' held PLAN calls. Lock NOT held. */
 void job_start(job *j);
+/* Ends a job not yet done or failed as interrupted by the user (SIGINT,
+ * SIGTERM): failed, with run.json status "interrupted" and the model of the
+ * last completed step kept for predict. */
+void job_interrupt(job *j);
 /* Ends the job with status st (and error text); held PLAN calls get stop. */
 void job_finish(job *j, job_status st, const char *error);
 /* The coordinator's heartbeat of decisions (call every few ms): fails nodes

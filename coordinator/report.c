@@ -73,6 +73,7 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
     uint32_t *blocks = rl_xcalloc((size_t)j->n_blocks + 1, sizeof(uint32_t)); /* one owner each */
     rl_run_report r = {
         .ok = j->status == JOB_DONE,
+        .interrupted = j->interrupted,
         .error = j->error[0] ? j->error : "the job did not complete",
         .spec = spec_path,
         .started_unix_ms = j->started_unix_ms,
@@ -80,7 +81,11 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         .model = &j->model,
         .mean = j->mean,
         .std = j->std,
+        /* csv: the names of the columns the model was trained on (predict
+         * matches by them); synthetic data has none. */
+        .feature_names = j->table != NULL ? (const char *const *)j->table->names : NULL,
         .steps_completed = j->model_step,
+        .steps_total = (uint64_t)j->spec->steps,
         .final_loss = j->model_step && j->steps[j->model_step - 1].seen
                           ? j->steps[j->model_step - 1].loss
                           : NAN,

@@ -7,6 +7,7 @@
  * RL_CSV_MAX_LINE bytes is an error, not an allocation.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,12 +131,60 @@ void rl_table_free(rl_table *t)
     free(t);
 }
 
-/* Reads the header line: the feature names and the label's position. */
-static int csv_header(csv_reader *r, const char *path, const char *label, rl_table *t, int *n_cols)
+/* Whether every field of line (len bytes, not modified) is a finite number:
+ * then a first line is data, not a header. */
+static bool csv_all_numbers(const char *line, size_t len)
 {
+    char *copy = rli_malloc(len + 1);
+    memcpy(copy, line, len);
+    copy[len] = '\0';
+    bool numbers = true;
+    int more = 1;
+    for (char *p = copy; more && numbers;) {
+        char *s = csv_field(&p, &more), *end;
+        float v = strtof(s, &end);
+        numbers = end != s && *end == '\0' && isfinite(v);
+    }
+    free(copy);
+    return numbers;
+}
+
+/* Adds a feature name to t (cap: the names array's size, grown by doubling). */
+static void csv_add_name(rl_table *t, int *cap, const char *name)
+{
+    if (t->features == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        t->names = rli_realloc(t->names, (size_t)*cap * sizeof(char *));
+    }
+    t->names[t->features++] = rli_strdup(name);
+}
+
+/* A file without a header: its n_cols columns are named "1", "2", ... */
+static void csv_number_columns(rl_table *t, int n_cols)
+{
+    for (int j = 0; j < t->features; j++)
+        free(t->names[j]);
+    t->features = 0;
+    int cap = 0;
+    char name[16];
+    for (int j = 0; j < n_cols; j++) {
+        snprintf(name, sizeof(name), "%d", j + 1);
+        csv_add_name(t, &cap, name);
+    }
+    t->header = false;
+}
+
+/* Reads the header line: the feature names and the label's position. With
+ * o->header_optional a first line of numbers is data: it is left in
+ * *data_line (valid until the next line is read), else *data_line is NULL. */
+static int csv_header(csv_reader *r, const char *path, const rl_csv_opts *o, rl_table *t,
+                      int *n_cols, char **data_line, int *data_nl)
+{
+    const char *label = o->label;
     char *line, q[256], q2[64];
     size_t len;
     int had_nl;
+    *data_line = NULL;
     int rc = csv_next_line(r, path, &line, &len, &had_nl);
     if (rc != RL_OK) return rc;
     if (line == NULL)
@@ -146,15 +195,25 @@ static int csv_header(csv_reader *r, const char *path, const char *label, rl_tab
     }
     rli_diag_quote(line, len, q, sizeof(q)); /* before splitting writes NULs into it */
     if (len == 0) return rli_err(RL_EDATA, "%s:1: empty header row", path);
+    bool headerless = o->header_optional && label == NULL && csv_all_numbers(line, len);
+    char *names_line = line;
+    if (headerless) { /* keep the line intact: it is parsed as data */
+        names_line = rli_malloc(len + 1);
+        memcpy(names_line, line, len + 1);
+    }
 
     int cols = 0, more = 1, cap = 0;
     t->label_col = -1;
-    for (char *p = line; more;) {
+    t->header = true;
+    for (char *p = names_line; more;) {
         char *name = csv_field(&p, &more);
         cols++;
-        if (cols > RL_DATA_MAX_FEATURES + (label != NULL))
-            return rli_err(RL_EDATA, "%s:1: more than %d columns", path,
-                           RL_DATA_MAX_FEATURES + (label != NULL));
+        if (cols > RL_DATA_MAX_FEATURES + (label != NULL)) {
+            rc = rli_err(RL_EDATA, "%s:1: more than %d columns", path,
+                         RL_DATA_MAX_FEATURES + (label != NULL));
+            break;
+        }
+        if (headerless) continue;
         if (name[0] == '\0')
             return rli_err(RL_EDATA, "%s:1:%d: column %d has no name", path, cols, cols);
         int dup = label != NULL && strcmp(name, label) == 0 && t->label_col >= 0;
@@ -168,12 +227,16 @@ static int csv_header(csv_reader *r, const char *path, const char *label, rl_tab
             t->label = rli_strdup(name);
             continue;
         }
-        if (t->features == cap) {
-            cap = cap ? cap * 2 : 16;
-            t->names = rli_realloc(t->names, (size_t)cap * sizeof(char *));
-        }
-        t->names[t->features++] = rli_strdup(name);
+        csv_add_name(t, &cap, name);
     }
+    if (headerless) {
+        free(names_line);
+        if (rc != RL_OK) return rc;
+        csv_number_columns(t, cols);
+        *data_line = line;
+        *data_nl = had_nl;
+    }
+    if (rc != RL_OK) return rc;
     if (label == NULL) {
         *n_cols = cols;
         return RL_OK;
@@ -215,9 +278,22 @@ static const char *csv_col_name(const rl_table *t, int c)
     return t->names[t->label_col < 0 || c < t->label_col ? c : c - 1];
 }
 
+/* A label the model cannot train on, at its position. */
+static int csv_bad_label(const char *path, int64_t line_no, int col, const char *qname, float v,
+                         const rl_csv_opts *o)
+{
+    if (o->model == RL_MODEL_SOFTMAX)
+        return rli_err(RL_EDATA,
+                       "%s:%lld:%d: column '%s': label %g is not a class index 0 .. %d "
+                       "(softmax, %d classes)",
+                       path, (long long)line_no, col, qname, (double)v, o->classes - 1, o->classes);
+    return rli_err(RL_EDATA, "%s:%lld:%d: column '%s': label %g is not %s", path,
+                   (long long)line_no, col, qname, (double)v, rl_label_rule(o->model));
+}
+
 /* Parses one data line into row t->rows. */
 static int csv_row(const char *path, int64_t line_no, char *line, int had_nl, int n_cols,
-                   rl_table *t)
+                   const rl_csv_opts *o, rl_table *t)
 {
     char q[64], qn[64];
     float *x = t->x + (size_t)t->rows * (size_t)t->features;
@@ -244,6 +320,8 @@ static int csv_row(const char *path, int64_t line_no, char *line, int had_nl, in
                            c + 1, qn,
                            errno == ERANGE ? "out of the range of a float" : "not a finite number",
                            rli_diag_quote(s, strlen(s), q, sizeof(q)));
+        if (c == t->label_col && o->check_labels && !rl_label_valid(o->model, o->classes, v))
+            return csv_bad_label(path, line_no, c + 1, qn, v, o);
         if (c == t->label_col)
             t->y[t->rows] = v;
         else
@@ -262,7 +340,15 @@ static int csv_row(const char *path, int64_t line_no, char *line, int had_nl, in
 
 int rl_csv_load(const char *path, const char *label_column, rl_table **out)
 {
+    rl_csv_opts o = {.label = label_column};
+    return rl_csv_load_opts(path, &o, out);
+}
+
+int rl_csv_load_opts(const char *path, const rl_csv_opts *opts, rl_table **out)
+{
     *out = NULL;
+    static const rl_csv_opts no_opts = {0};
+    const rl_csv_opts *o = opts != NULL ? opts : &no_opts;
     csv_reader r = {0};
     rl_table *t = rli_calloc(1, sizeof(*t));
     int64_t cap_rows = 0;
@@ -279,17 +365,21 @@ int rl_csv_load(const char *path, const char *label_column, rl_table **out)
         rc = rli_err(RL_ENOMEM, "%s: line buffer", path);
         goto out;
     }
-    rc = csv_header(&r, path, label_column, t, &n_cols);
+    char *line;
+    int had_nl;
+    rc = csv_header(&r, path, o, t, &n_cols, &line, &had_nl);
     if (rc != RL_OK) goto out;
+    if (line != NULL) { /* no header: the first line is a row */
+        if ((rc = csv_reserve(t, &cap_rows, path)) != RL_OK) goto out;
+        if ((rc = csv_row(path, r.line_no, line, had_nl, n_cols, o, t)) != RL_OK) goto out;
+    }
     for (;;) {
-        char *line;
         size_t len;
-        int had_nl;
         if ((rc = csv_next_line(&r, path, &line, &len, &had_nl)) != RL_OK) goto out;
         if (line == NULL) break;
         if (len == 0) continue; /* blank line */
         if ((rc = csv_reserve(t, &cap_rows, path)) != RL_OK) goto out;
-        if ((rc = csv_row(path, r.line_no, line, had_nl, n_cols, t)) != RL_OK) goto out;
+        if ((rc = csv_row(path, r.line_no, line, had_nl, n_cols, o, t)) != RL_OK) goto out;
     }
     if (t->rows == 0) {
         rc = rli_err(RL_EDATA, "%s: no data rows after the header", path);
@@ -309,4 +399,59 @@ out:
     free(r.buf);
     rl_table_free(t);
     return rc;
+}
+
+/* Appends "'name'" to a list in buf for a message, while it fits. */
+static void csv_list_name(char *buf, size_t cap, size_t *off, const char *name)
+{
+    char q[64];
+    if (*off >= cap - 1) return;
+    int n = snprintf(buf + *off, cap - *off, "%s'%s'", *off ? ", " : "",
+                     rli_diag_quote(name, strlen(name), q, sizeof(q)));
+    *off += n > 0 ? (size_t)n : 0;
+}
+
+int rl_table_select(rl_table *t, const char *path, const char *const *names, int n)
+{
+    int *from = rli_malloc(((size_t)n + 1) * sizeof(int));
+    char missing[512] = "";
+    size_t off = 0;
+    int n_missing = 0;
+    for (int j = 0; j < n; j++) {
+        from[j] = -1;
+        for (int c = 0; c < t->features && from[j] < 0; c++)
+            if (strcmp(t->names[c], names[j]) == 0) from[j] = c;
+        if (from[j] < 0) {
+            n_missing++;
+            csv_list_name(missing, sizeof(missing), &off, names[j]);
+        }
+    }
+    if (n_missing > 0) {
+        free(from);
+        return rli_err(RL_EDATA, "%s lacks the model's feature column%s %s", path,
+                       n_missing == 1 ? "" : "s", missing);
+    }
+    float *x = malloc(((size_t)t->rows * (size_t)n + 1) * sizeof(float));
+    if (x == NULL) {
+        free(from);
+        return rli_err(RL_ENOMEM, "%s: %lld rows of %d features", path, (long long)t->rows, n);
+    }
+    for (int64_t i = 0; i < t->rows; i++) {
+        const float *src = t->x + (size_t)i * (size_t)t->features;
+        float *dst = x + (size_t)i * (size_t)n;
+        for (int j = 0; j < n; j++)
+            dst[j] = src[from[j]];
+    }
+    char **kept = rli_calloc((size_t)n + 1, sizeof(char *));
+    for (int j = 0; j < n; j++)
+        kept[j] = rli_strdup(names[j]);
+    for (int c = 0; c < t->features; c++)
+        free(t->names[c]);
+    free(t->names);
+    free(t->x);
+    free(from);
+    t->names = kept;
+    t->x = x;
+    t->features = n;
+    return RL_OK;
 }

@@ -89,6 +89,25 @@ int rl_data_params_from_spec(const rl_spec *spec, rl_data_params *p)
     return rc == RL_OK ? RL_OK : rli_err_prefix(RL_ECONFIG, "spec %s", spec->path);
 }
 
+bool rl_label_valid(rl_model_type type, int classes, float y)
+{
+    switch (type) {
+    case RL_MODEL_LINEAR:
+        return isfinite(y);
+    case RL_MODEL_LOGISTIC:
+        return y == 0.0f || y == 1.0f;
+    default:
+        return y >= 0.0f && y < (float)classes && y == floorf(y);
+    }
+}
+
+const char *rl_label_rule(rl_model_type type)
+{
+    return type == RL_MODEL_LINEAR     ? "a finite number"
+           : type == RL_MODEL_LOGISTIC ? "0 or 1 (logistic)"
+                                       : "a class index 0 .. classes-1";
+}
+
 uint32_t rl_data_n_blocks(const rl_data_params *p)
 {
     RL_ASSERT(p->block_rows >= 1 && p->rows >= 0);

@@ -117,27 +117,11 @@ size_t rl_model_grad_len(const rl_model *m)
 
 int rl_model_check_labels(const rl_model *m, const rl_block *blk)
 {
-    for (int i = 0; i < blk->rows; i++) {
-        float y = blk->y[i];
-        int ok;
-        switch (m->type) {
-        case RL_MODEL_LINEAR:
-            ok = isfinite(y);
-            break;
-        case RL_MODEL_LOGISTIC:
-            ok = y == 0.0f || y == 1.0f;
-            break;
-        default:
-            ok = y >= 0.0f && y < (float)m->classes && y == floorf(y);
-            break;
-        }
-        if (!ok)
+    for (int i = 0; i < blk->rows; i++)
+        if (!rl_label_valid(m->type, m->classes, blk->y[i]))
             return rli_err(RL_EDATA, "row %lld: label %g is not %s",
-                           (long long)(blk->first_row + i), (double)y,
-                           m->type == RL_MODEL_LINEAR     ? "a finite number"
-                           : m->type == RL_MODEL_LOGISTIC ? "0 or 1 (logistic)"
-                                                          : "a class index 0 .. classes-1");
-    }
+                           (long long)(blk->first_row + i), (double)blk->y[i],
+                           rl_label_rule(m->type));
     return RL_OK;
 }
 

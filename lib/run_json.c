@@ -4,11 +4,13 @@
  * that every field is named and formatted here only.
  *
  * The model part of the layout is
- *   "status": "ok" | "failed", "error": "...",  (error only when failed)
+ *   "status": "ok" | "failed" | "interrupted", "error": "...",  (error unless ok)
  *   "model": {"type": "linear"|"logistic"|"softmax", "features": F,
  *             "classes": K (1 unless softmax), "weights": [K*F numbers],
  *             "bias": number (linear, logistic) | [K numbers] (softmax),
- *             "mean": null | [F numbers], "std": null | [F numbers]}
+ *             "mean": null | [F numbers], "std": null | [F numbers],
+ *             "feature_names": null | [F strings]},  (absent in older files)
+ *   "steps_completed": S, "steps_total": N  (steps_total absent in older files)
  * and a non-finite number is written as null, so a null where a number is
  * expected means the run diverged: that is reported, not read as zero.
  * Every check names the member and its position in the file.
@@ -91,22 +93,69 @@ static int run_json_read_numbers(const char *path, const rli_json *v, const char
     return RL_OK;
 }
 
-/* The "status" check: only a finished run has a model worth using. */
-static int run_json_read_status(const char *path, const rli_json *root)
+/* The "status" check: only a finished run has a model worth using, or,
+ * when *interrupted is not NULL, an interrupted run that completed a step
+ * (then *interrupted is set). */
+static int run_json_read_status_of(const char *path, const rli_json *root, bool *interrupted)
 {
     const rli_json *st;
     int rc = run_json_member(path, root, "run.json", "status", &st);
     if (rc != RL_OK) return rc;
     if (st->kind != RLI_JSON_STRING)
-        return run_json_bad(path, st, "\"status\" is %s: want \"ok\" or \"failed\"",
+        return run_json_bad(path, st,
+                            "\"status\" is %s: want \"ok\", \"failed\" or \"interrupted\"",
                             rli_json_kind_name(st->kind));
     if (strcmp(st->str, "ok") == 0) return RL_OK;
+    const rli_json *done = rli_json_get(root, "steps_completed");
+    if (interrupted != NULL && strcmp(st->str, "interrupted") == 0 && done != NULL &&
+        done->kind == RLI_JSON_NUMBER && done->number >= 1) {
+        *interrupted = true;
+        return RL_OK;
+    }
     const rli_json *err = rli_json_get(root, "error");
     return rli_err(RL_EPRECOND,
                    "%s: the run did not finish (status \"%.32s\": %.300s): it holds no trained "
                    "model; train again and predict with the new run.json",
                    path, st->str,
                    err != NULL && err->kind == RLI_JSON_STRING ? err->str : "no error recorded");
+}
+
+static int run_json_read_status(const char *path, const rli_json *root)
+{
+    return run_json_read_status_of(path, root, NULL);
+}
+
+/* "model.feature_names": absent or null leaves *names NULL; else an array
+ * of f distinct strings, copied into a new array. */
+static int run_json_read_names(const char *path, const rli_json *mo, long f, char ***names)
+{
+    const rli_json *v = rli_json_get(mo, "feature_names");
+    *names = NULL;
+    if (v == NULL || v->kind == RLI_JSON_NULL) return RL_OK;
+    if (v->kind != RLI_JSON_ARRAY || v->len != (size_t)f)
+        return run_json_bad(path, v, "model.feature_names: want null or an array of %ld strings",
+                            f);
+    for (size_t k = 0; k < v->len; k++) {
+        if (v->items[k]->kind != RLI_JSON_STRING)
+            return run_json_bad(path, v->items[k], "model.feature_names[%zu] is %s: want a string",
+                                k, rli_json_kind_name(v->items[k]->kind));
+        for (size_t e = 0; e < k; e++)
+            if (strcmp(v->items[e]->str, v->items[k]->str) == 0)
+                return run_json_bad(path, v->items[k], "model.feature_names[%zu] repeats [%zu]", k,
+                                    e);
+    }
+    *names = rli_calloc(v->len + 1, sizeof(char *));
+    for (size_t k = 0; k < v->len; k++)
+        (*names)[k] = rli_strdup(v->items[k]->str);
+    return RL_OK;
+}
+
+/* A whole number member of root, or 0 when absent or not one. */
+static uint64_t run_json_count(const rli_json *root, const char *key)
+{
+    const rli_json *v = rli_json_get(root, key);
+    if (v == NULL || v->kind != RLI_JSON_NUMBER || !(v->number >= 0) || v->number > 9e15) return 0;
+    return (uint64_t)v->number;
 }
 
 /* Reads the "model" object into m (initialised here) and the stats. */
@@ -207,10 +256,10 @@ int rl_run_json_step_ms(const char *path, double *p50_ms, int *nodes)
     return rc;
 }
 
-int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double **std)
+/* Loads path's model into out; interrupted runs only if allow_interrupted. */
+static int run_json_load(const char *path, bool allow_interrupted, rl_run_model *out)
 {
-    memset(m, 0, sizeof(*m));
-    *mean = *std = NULL;
+    memset(out, 0, sizeof(*out));
     rli_json *root = NULL;
     int rc = rli_json_load(path, &root);
     if (rc != RL_OK) return rc;
@@ -218,15 +267,50 @@ int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double 
     if (root->kind != RLI_JSON_OBJECT) {
         rc = run_json_bad(path, root, "a run.json is an object, this is %s",
                           rli_json_kind_name(root->kind));
-    } else if ((rc = run_json_read_status(path, root)) == RL_OK &&
+    } else if ((rc = run_json_read_status_of(
+                    path, root, allow_interrupted ? &out->interrupted : NULL)) == RL_OK &&
                (rc = run_json_member(path, root, "run.json", "model", &mo)) == RL_OK) {
         if (mo->kind != RLI_JSON_OBJECT)
             rc = run_json_bad(path, mo, "\"model\" is %s: want an object",
                               rli_json_kind_name(mo->kind));
         else
-            rc = run_json_read_model(path, mo, m, mean, std);
+            rc = run_json_read_model(path, mo, &out->model, &out->mean, &out->std);
+        if (rc == RL_OK)
+            rc = run_json_read_names(path, mo, out->model.features, &out->feature_names);
+        out->steps_completed = run_json_count(root, "steps_completed");
+        out->steps_total = run_json_count(root, "steps_total");
     }
     rli_json_free(root);
+    if (rc != RL_OK) rl_run_model_fini(out);
+    return rc;
+}
+
+int rl_run_json_load_model(const char *path, rl_run_model *out)
+{
+    return run_json_load(path, true, out);
+}
+
+void rl_run_model_fini(rl_run_model *m)
+{
+    rl_model_fini(&m->model);
+    free(m->mean);
+    free(m->std);
+    for (int j = 0; m->feature_names != NULL && j < m->model.features; j++)
+        free(m->feature_names[j]);
+    free(m->feature_names);
+    memset(m, 0, sizeof(*m));
+}
+
+int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double **std)
+{
+    rl_run_model rm;
+    int rc = run_json_load(path, false, &rm);
+    *m = rm.model;
+    *mean = rm.mean;
+    *std = rm.std;
+    rm.model = (rl_model){0};
+    rm.mean = rm.std = NULL;
+    rl_run_model_fini(&rm);
     return rc;
 }
 
@@ -275,7 +359,8 @@ static void run_json_nums_or_null(FILE *f, const double *v, size_t n)
         fputs("null", f);
 }
 
-static void run_json_model(FILE *f, const rl_model *m, const double *mean, const double *std)
+static void run_json_model(FILE *f, const rl_model *m, const double *mean, const double *std,
+                           const char *const *names)
 {
     bool softmax = m->type == RL_MODEL_SOFTMAX;
     size_t K = (size_t)m->classes, F = (size_t)m->features;
@@ -295,6 +380,17 @@ static void run_json_model(FILE *f, const rl_model *m, const double *mean, const
     run_json_nums_or_null(f, mean, F);
     fputs(", \"std\": ", f);
     run_json_nums_or_null(f, std, F);
+    fputs(", \"feature_names\": ", f);
+    if (names == NULL) {
+        fputs("null", f);
+    } else {
+        fputc('[', f);
+        for (size_t j = 0; j < F; j++) {
+            if (j) fputs(", ", f);
+            run_json_str(f, names[j]);
+        }
+        fputc(']', f);
+    }
     fputc('}', f);
 }
 
@@ -375,7 +471,10 @@ static double run_json_step_p(const rl_run_report *r, double p)
 
 static void run_json_body(FILE *f, const rl_run_report *r)
 {
-    fprintf(f, "{\n  \"status\": \"%s\",\n", r->ok ? "ok" : "failed");
+    fprintf(f, "{\n  \"status\": \"%s\",\n",
+            r->ok            ? "ok"
+            : r->interrupted ? "interrupted"
+                             : "failed");
     if (!r->ok) {
         fputs("  \"error\": ", f);
         run_json_str(f, r->error);
@@ -386,10 +485,10 @@ static void run_json_body(FILE *f, const rl_run_report *r)
     fprintf(f, ",\n  \"started_unix_ms\": %llu,\n  \"wall_s\": ",
             (unsigned long long)r->started_unix_ms);
     run_json_num(f, r->wall_s);
-    run_json_model(f, r->model, r->mean, r->std);
+    run_json_model(f, r->model, r->mean, r->std, r->feature_names);
     /* The saved weights are those after steps_completed steps. */
-    fprintf(f, ",\n  \"steps_completed\": %llu,\n  \"final_loss\": ",
-            (unsigned long long)r->steps_completed);
+    fprintf(f, ",\n  \"steps_completed\": %llu,\n  \"steps_total\": %llu,\n  \"final_loss\": ",
+            (unsigned long long)r->steps_completed, (unsigned long long)r->steps_total);
     run_json_num(f, r->final_loss);
     fputs(",\n  \"steps\": [", f);
     for (size_t i = 0; i < r->n_steps; i++)

@@ -135,7 +135,7 @@ static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_da
 }
 
 static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure,
-                    rl_rpc_reply *rep)
+                    bool data_error, rl_rpc_reply *rep)
 {
     rl_msg req;
     rl_msg_init(&req, RL_MSG_PLAN_REQ);
@@ -146,6 +146,10 @@ static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure
         req.u.plan_req.failed = true;
         RL_SET_FIELD(&req.u.plan_req, plan_req, failed);
         req.u.plan_req.error = (char *)failure;
+        if (data_error) { /* the coordinator ends the job with it */
+            req.u.plan_req.data_error = true;
+            RL_SET_FIELD(&req.u.plan_req, plan_req, data_error);
+        }
     }
     /* The coordinator answers when it has a plan for us: wait in slices so a
      * lost coordinator is noticed. */
@@ -282,6 +286,8 @@ typedef struct worker {
     agent *a;
     uint64_t epoch, step_done;
     char failure[300]; /* told to the coordinator with the next PLAN request */
+    bool data_error;   /* failure is in the data: told as such, then the node exits 1 */
+    bool told_data_error;
     held h;
     rl_table *table;
     rl_model m;
@@ -324,17 +330,26 @@ static rl_data_params plan_data_params(const rl_msg_plan_resp *p)
                             .block_rows = (int)p->block_rows};
 }
 
+/* A data error (bad CSV, bad label): no re-plan can help, so it is told to
+ * the coordinator with the next PLAN request, flagged, and ends the job
+ * (docs/operations.md). */
+static worker_next worker_data_error(worker *w, const char *what)
+{
+    snprintf(w->failure, sizeof(w->failure), "%s", what);
+    rl_log_error("data error: %s", w->failure);
+    w->data_error = true;
+    return WORKER_NEXT_PLAN;
+}
+
 /* Loads the CSV table when this node has the file, and makes the model:
  * once. Then takes the plan's weights. */
 static worker_next worker_take_model(worker *w, const rl_msg_plan_resp *p)
 {
+    rl_csv_opts o = {.label = p->csv_label, .check_labels = true,
+                     .model = (rl_model_type)p->model, .classes = (int)p->classes};
     if (p->source == RL_DATA_CSV && w->table == NULL && !p->csv_fetch &&
-        access(p->csv_path, R_OK) == 0 &&
-        rl_csv_load(p->csv_path, p->csv_label, &w->table) != RL_OK) {
-        rl_log_error("%s", rl_errdetail());
-        snprintf(w->failure, sizeof(w->failure), "data: %s", rl_errdetail());
-        return WORKER_FAIL;
-    }
+        access(p->csv_path, R_OK) == 0 && rl_csv_load_opts(p->csv_path, &o, &w->table) != RL_OK)
+        return worker_data_error(w, rl_errdetail());
     rl_model *m = &w->m;
     if (m->w == NULL &&
         rl_model_init(m, (rl_model_type)p->model, (int)p->features, (int)p->classes) != 0) {
@@ -360,6 +375,7 @@ static worker_next worker_take_blocks(worker *w, const rl_msg_plan_resp *p,
     int rv = held_update(a, &w->h, p, dp, w->table, &w->m);
     atomic_store(&a->phase, PHASE_FORMING_RING);
     if (atomic_load(&a->stop)) return WORKER_STOP; /* while making blocks */
+    if (rv == RL_EDATA) return worker_data_error(w, rl_errdetail());
     if (rv != RL_OK) {
         snprintf(w->failure, sizeof(w->failure), "blocks: %s",
                  rv == RL_ENOMEM ? rl_strerror(rv) : rl_errdetail());
@@ -586,8 +602,8 @@ static worker_next worker_follow_plan(worker *w, const rl_msg_plan_resp *p)
     if (p->stop) return WORKER_STOP;
     rl_data_params dp = plan_data_params(p);
     worker_next next = worker_take_model(w, p);
-    if (next == WORKER_NEXT_PLAN) next = worker_take_blocks(w, p, &dp);
-    if (next != WORKER_NEXT_PLAN) return next;
+    if (next == WORKER_NEXT_PLAN && !w->data_error) next = worker_take_blocks(w, p, &dp);
+    if (next != WORKER_NEXT_PLAN || w->data_error) return next;
     if (worker_size_buffers(w, p) != RL_OK) {
         snprintf(w->failure, sizeof(w->failure), "step buffers: %s", rl_strerror(RL_ENOMEM));
         rl_log_error("%s", w->failure);
@@ -610,8 +626,11 @@ int worker_run(agent *a)
     for (;;) {
         rl_rpc_reply rep;
         atomic_store(&a->phase, PHASE_WAITING);
-        int rv = ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL, &rep);
+        int rv = ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL, w.data_error,
+                          &rep);
         w.failure[0] = '\0';
+        w.told_data_error |= w.data_error;
+        w.data_error = false;
         worker_next next = WORKER_STOP;
         if (rv == RL_OK) {
             next = worker_follow_plan(&w, &rep.msg.u.plan_resp);
@@ -620,7 +639,7 @@ int worker_run(agent *a)
             next = WORKER_FAIL;
         }
         rl_rpc_reply_fini(&rep);
-        if (next == WORKER_FAIL) code = 1;
+        if (next == WORKER_FAIL || w.told_data_error) code = 1;
         if (next != WORKER_NEXT_PLAN) break;
     }
     held_free(&w.h);

@@ -288,6 +288,75 @@ START_TEST(csv_missing_file_and_long_line)
 }
 END_TEST
 
+/* A label the model cannot train on is reported where it is, as the job
+ * and `validate` report it (docs/operations.md). */
+START_TEST(csv_bad_labels_name_their_position)
+{
+    const char *path = csv_file("lab.csv", "a,y,b\n1,1,2\n\n3,2,4\n");
+    rl_table *t = (rl_table *)0x1;
+    rl_csv_opts o = {.label = "y", .check_labels = true, .model = RL_MODEL_LOGISTIC, .classes = 1};
+    ck_assert_int_eq(rl_csv_load_opts(path, &o, &t), RL_EDATA);
+    ck_assert_ptr_null(t);
+    char want[1024];
+    snprintf(want, sizeof(want), "%s:4:2: column 'y': label 2 is not 0 or 1 (logistic)", path);
+    ck_assert_str_eq(rl_errdetail(), want);
+    o.model = RL_MODEL_SOFTMAX;
+    o.classes = 2;
+    ck_assert_int_eq(rl_csv_load_opts(path, &o, &t), RL_EDATA);
+    snprintf(want, sizeof(want), "%s:4:2: column 'y': label 2 is not a class index 0 .. 1", path);
+    ck_assert_msg(strstr(rl_errdetail(), want) != NULL, "%s", rl_errdetail());
+    o.classes = 3; /* 1 and 2 are classes of 3 */
+    ck_assert_int_eq(rl_csv_load_opts(path, &o, &t), RL_OK);
+    rl_table_free(t);
+    o.check_labels = false; /* as rl_csv_load: any number */
+    o.model = RL_MODEL_LOGISTIC;
+    ck_assert_int_eq(rl_csv_load_opts(path, &o, &t), RL_OK);
+    rl_table_free(t);
+    ck_assert(rl_label_valid(RL_MODEL_LINEAR, 1, -3.5f) && !rl_label_valid(RL_MODEL_LINEAR, 1, NAN));
+    ck_assert(!rl_label_valid(RL_MODEL_SOFTMAX, 3, 1.5f) && !rl_label_valid(RL_MODEL_SOFTMAX, 3, -1));
+}
+END_TEST
+
+/* A first line of numbers is data when the header is optional; the columns
+ * are then named by number. */
+START_TEST(csv_optional_header)
+{
+    const char *path = csv_file("nohdr.csv", "1,2\n3,4\n");
+    rl_table *t;
+    rl_csv_opts o = {.header_optional = true};
+    ck_assert_int_eq(rl_csv_load_opts(path, &o, &t), RL_OK);
+    ck_assert(!t->header && t->rows == 2 && t->features == 2);
+    ck_assert(t->x[0] == 1 && t->x[3] == 4);
+    ck_assert_str_eq(t->names[1], "2");
+    rl_table_free(t);
+    path = csv_file("hdr.csv", "a,2\n3,4\n"); /* one name makes it a header */
+    ck_assert_int_eq(rl_csv_load_opts(path, &o, &t), RL_OK);
+    ck_assert(t->header && t->rows == 1 && strcmp(t->names[0], "a") == 0);
+    rl_table_free(t);
+}
+END_TEST
+
+/* Columns are picked by name into the model's order; missing ones are all
+ * named and leave the table as it was. */
+START_TEST(table_select_matches_names)
+{
+    const char *path = csv_file("sel.csv", "c,y,a,b\n3,9,1,2\n6,9,4,5\n");
+    rl_table *t;
+    ck_assert_int_eq(rl_csv_load(path, "y", &t), RL_OK);
+    const char *missing[] = {"a", "q", "b", "r"};
+    ck_assert_int_eq(rl_table_select(t, "sel.csv", missing, 4), RL_EDATA);
+    ck_assert_str_eq(rl_errdetail(), "sel.csv lacks the model's feature columns 'q', 'r'");
+    ck_assert(t->features == 3 && t->x[0] == 3);
+    const char *want[] = {"a", "b"};
+    ck_assert_int_eq(rl_table_select(t, "sel.csv", want, 2), RL_OK);
+    ck_assert(t->features == 2 && t->rows == 2);
+    ck_assert(t->x[0] == 1 && t->x[1] == 2 && t->x[2] == 4 && t->x[3] == 5);
+    ck_assert_str_eq(t->names[0], "a");
+    ck_assert(t->y[1] == 9);
+    rl_table_free(t);
+}
+END_TEST
+
 START_TEST(standardisation_matches_a_hand_computation)
 {
     /* Column a: 1,2,3,6 -> mean 3, population var (4+1+0+9)/4 = 3.5.
@@ -359,6 +428,9 @@ int main(void)
     tcase_add_loop_test(tc, csv_bad_files_name_their_position, 0,
                         (int)(sizeof(bad_csv) / sizeof(bad_csv[0])));
     tcase_add_test(tc, csv_missing_file_and_long_line);
+    tcase_add_test(tc, csv_bad_labels_name_their_position);
+    tcase_add_test(tc, csv_optional_header);
+    tcase_add_test(tc, table_select_matches_names);
     tcase_add_test(tc, standardisation_matches_a_hand_computation);
     tcase_add_test(tc, order_statistics_of_measurements);
     suite_add_tcase(s, tc);

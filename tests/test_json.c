@@ -294,6 +294,52 @@ START_TEST(run_json_written_is_read_back)
 }
 END_TEST
 
+/* An interrupted run keeps its model for predict (with its step), a failed
+ * one does not; the feature names come back in order. */
+START_TEST(run_json_interrupted_and_feature_names)
+{
+    char *dir = rlt_tmpdir(), path[600];
+    snprintf(path, sizeof(path), "%s/run.json", dir);
+    rl_model m;
+    ck_assert_int_eq(rl_model_init(&m, RL_MODEL_LOGISTIC, 2, 1), RL_OK);
+    m.w[1] = 0.5;
+    const char *names[] = {"height", "we\"ight"};
+    rl_run_report r = {.ok = false, .interrupted = true, .error = "interrupted at step 7 of 20",
+                       .spec = "s.yaml", .model = &m, .feature_names = names,
+                       .steps_completed = 7, .steps_total = 20, .final_loss = NAN};
+    ck_assert_int_eq(rl_run_json_write(dir, &r), RL_OK);
+    rl_run_model rm;
+    ck_assert_int_eq(rl_run_json_load_model(path, &rm), RL_OK);
+    ck_assert(rm.interrupted && rm.steps_completed == 7 && rm.steps_total == 20);
+    ck_assert(rm.model.w[1] == 0.5 && rm.mean == NULL);
+    ck_assert_str_eq(rm.feature_names[0], "height");
+    ck_assert_str_eq(rm.feature_names[1], "we\"ight");
+    rl_run_model_fini(&rm);
+    /* The older reader still wants a finished run. */
+    rl_model back;
+    double *bmean, *bstd;
+    ck_assert_int_eq(rl_model_load_run_json(path, &back, &bmean, &bstd), RL_EPRECOND);
+    /* Interrupted before its first step, or failed: no model. */
+    r.steps_completed = 0;
+    ck_assert_int_eq(rl_run_json_write(dir, &r), RL_OK);
+    ck_assert_int_eq(rl_run_json_load_model(path, &rm), RL_EPRECOND);
+    ck_assert_ptr_nonnull(strstr(rl_errdetail(), "status \"interrupted\""));
+    r.steps_completed = 7;
+    r.interrupted = false;
+    ck_assert_int_eq(rl_run_json_write(dir, &r), RL_OK);
+    ck_assert_int_eq(rl_run_json_load_model(path, &rm), RL_EPRECOND);
+    /* A finished synthetic run: names null. */
+    r.ok = true;
+    r.feature_names = NULL;
+    ck_assert_int_eq(rl_run_json_write(dir, &r), RL_OK);
+    ck_assert_int_eq(rl_run_json_load_model(path, &rm), RL_OK);
+    ck_assert(!rm.interrupted && rm.feature_names == NULL);
+    rl_run_model_fini(&rm);
+    rl_model_fini(&m);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("json");
@@ -304,6 +350,7 @@ int main(void)
     tcase_add_test(tc, every_truncation_fails);
     tcase_add_test(tc, model_load_run_json);
     tcase_add_test(tc, run_json_written_is_read_back);
+    tcase_add_test(tc, run_json_interrupted_and_feature_names);
     suite_add_tcase(s, tc);
     return rlt_run_suite(s);
 }

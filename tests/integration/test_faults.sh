@@ -358,7 +358,7 @@ elif [ -w /sys/fs/cgroup/cpu ]; then
   /usr/bin/python3 - "$RL_TMP/thr/run.json" <<'PY' || fail "throttle"
 import json, sys
 r = json.load(open(sys.argv[1]))
-assert r["coverage"]["violations"] == 0 and r["error"] == "interrupted", r.get("error")
+assert r["coverage"]["violations"] == 0 and r["status"] == "interrupted", r.get("error")
 for e in r["events"]:
     if e["kind"] != "join": print("  event", e["t_ms"], e["kind"], e["node"], e["detail"])
 PY

@@ -73,7 +73,14 @@ expect2 'trunc\.json:[0-9]+:[0-9]+: unexpected end of input' \
   --model "$RL_TMP/trunc.json" --data "$RL_TMP/iris.csv" --label species
 expect2 'has 4 feature columns.*has 8 features' \
   --model "$RL_TMP/lin/run.json" --data "$RL_TMP/iris.csv" --label species
-expect2 'has 5 columns.*4 features.*--label' --model "$RL_TMP/iris" --data "$RL_TMP/iris.csv"
+# Columns match by name (docs/operations.md): the label column of a CSV
+# without --label is ignored, with a note. By position (a CSV without a
+# header row), an extra column is a count mismatch with the --label hint.
+"$RL" predict --model "$RL_TMP/iris" --data "$RL_TMP/iris.csv" >/dev/null 2>"$RL_TMP/p4.err" ||
+  fail "predict without --label on a named run: $(cat "$RL_TMP/p4.err")"
+grep -q "ignored in 'species'" "$RL_TMP/p4.err" || fail "no note on the ignored label: $(cat "$RL_TMP/p4.err")"
+tail -n +2 "$RL_TMP/iris.csv" > "$RL_TMP/iris-nohdr.csv"
+expect2 'has 5 columns.*4 features.*--label' --model "$RL_TMP/iris" --data "$RL_TMP/iris-nohdr.csv"
 expect2 'cannot open' --model "$RL_TMP/none.json" --data "$RL_TMP/iris.csv"
 printf 'a,b,c,d,species\n1,2,x,4,0\n' > "$RL_TMP/badrow.csv"
 expect2 'badrow\.csv:2:3: column .c.: not a number' \

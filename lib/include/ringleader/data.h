@@ -12,6 +12,7 @@
 #ifndef RINGLEADER_DATA_H
 #define RINGLEADER_DATA_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "spec.h"
@@ -102,10 +103,32 @@ typedef struct rl_table {
     int features;
     float *x;      /* rows * features, row-major */
     float *y;      /* rows labels; NULL if loaded without a label column */
-    char **names;  /* features names, in column order */
+    char **names;  /* features names, in column order ("1", "2", ... without a header) */
     char *label;   /* the label column's name; NULL without one */
     int label_col; /* its position in the file, 0-based; -1 without one */
+    bool header;   /* false: the file had no header row (rl_csv_opts.header_optional) */
 } rl_table;
+
+/*
+ * Whether y is a label a model of this type can train on: linear any finite
+ * value; logistic 0 or 1; softmax an integer 0 .. classes-1. The single
+ * definition of valid labels (rl_model_check_labels and the CSV check use it).
+ */
+bool rl_label_valid(rl_model_type type, int classes, float y);
+
+/* What rl_label_valid wants, for messages: "0 or 1 (logistic)", ... */
+const char *rl_label_rule(rl_model_type type);
+
+/* How rl_csv_load_opts reads a file. Zero-initialised: as rl_csv_load with
+ * no label column. */
+typedef struct rl_csv_opts {
+    const char *label;    /* the label column's name; NULL: every column is a feature */
+    bool check_labels;    /* every label must be rl_label_valid(model, classes, y) */
+    rl_model_type model;  /* with check_labels */
+    int classes;          /* with check_labels, softmax */
+    bool header_optional; /* a first line of numbers only is data, not a header;
+                             needs label NULL; the table's names are "1", "2", ... */
+} rl_csv_opts;
 
 /*
  * Reads the CSV file at path: a header row of column names (required), then
@@ -131,6 +154,24 @@ typedef struct rl_table {
  * Numbers are parsed in the C locale's format (strtof).
  */
 int rl_csv_load(const char *path, const char *label_column, rl_table **out);
+
+/*
+ * rl_csv_load with options (o NULL: as rl_csv_load(path, NULL, out)). With
+ * o->check_labels a label the model cannot train on is an RL_EDATA error at
+ * its position: "PATH:LINE:COLUMN: column 'NAME': label 2 is not 0 or 1
+ * (logistic)". With o->header_optional a file whose first line holds only
+ * numbers is read as data from line 1 (table->header false).
+ */
+int rl_csv_load_opts(const char *path, const rl_csv_opts *o, rl_table **out);
+
+/*
+ * Keeps only the feature columns named in names (n of them), in that order:
+ * t->x, t->names and t->features are rewritten; other columns are dropped.
+ * Matching is by exact name. Returns RL_OK, or RL_EDATA with the detail
+ * "PATH lacks the model's feature column(s) 'a', 'b'" naming every missing
+ * one (path is only used in that message); t is unchanged then. RL_ENOMEM.
+ */
+int rl_table_select(rl_table *t, const char *path, const char *const *names, int n);
 
 /* Frees a table (NULL is fine). */
 void rl_table_free(rl_table *t);

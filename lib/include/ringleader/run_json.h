@@ -48,16 +48,20 @@ typedef struct rl_run_event {
 
 /* Everything a run.json holds. Non-finite numbers are written as null. */
 typedef struct rl_run_report {
-    bool ok;           /* "status": "ok" or "failed" */
+    bool ok;           /* "status": "ok", else "failed" or "interrupted" */
+    bool interrupted;  /* with !ok: stopped by the user (SIGINT, SIGTERM), "interrupted" */
     const char *error; /* written when !ok */
     const char *spec;
     uint64_t started_unix_ms;
     double wall_s;
     const rl_model *model; /* with its standardisation, or NULL mean and std */
     const double *mean, *std;
-    uint64_t steps_completed;
-    double final_loss;        /* NaN: null */
-    const rl_run_step *steps; /* "step_ms" is their p50 and p99 */
+    /* "model.feature_names": the CSV header names of the model's features,
+     * in order (model->features of them), or NULL (synthetic data): null. */
+    const char *const *feature_names;
+    uint64_t steps_completed, steps_total; /* "steps_total": the spec's training.steps */
+    double final_loss;                     /* NaN: null */
+    const rl_run_step *steps;              /* "step_ms" is their p50 and p99 */
     size_t n_steps;
     const rl_run_node *nodes; /* "D" is blocks_total over those holding blocks */
     size_t n_nodes;
@@ -78,6 +82,29 @@ typedef struct rl_run_report {
  * "cannot create DIR: why" or "cannot write PATH: why".
  */
 int rl_run_json_write(const char *dir, const rl_run_report *r);
+
+/* A trained model as `predict` reads it from a run.json. */
+typedef struct rl_run_model {
+    rl_model model;
+    double *mean, *std;   /* the run's standardisation, or both NULL */
+    char **feature_names; /* model.features names in order, or NULL (synthetic data,
+                             or a run.json written before names were recorded) */
+    bool interrupted;     /* "status" "interrupted": the model after steps_completed */
+    uint64_t steps_completed, steps_total; /* steps_total 0: not recorded */
+} rl_run_model;
+
+/*
+ * Loads the model of a run.json into *out (overwritten; release it with
+ * rl_run_model_fini, also after an error). Like rl_model_load_run_json
+ * (same errors), but a run with "status" "interrupted" that completed at
+ * least one step is accepted (out->interrupted says so): its model is the
+ * consistent one after steps_completed steps. A failed run, or one
+ * interrupted before its first step, is RL_EPRECOND.
+ */
+int rl_run_json_load_model(const char *path, rl_run_model *out);
+
+/* Releases what rl_run_json_load_model allocated (a zeroed struct is fine). */
+void rl_run_model_fini(rl_run_model *m);
 
 #ifdef __cplusplus
 }
