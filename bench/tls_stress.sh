@@ -129,10 +129,8 @@ for run in $(seq 1 "$RUNS"); do
   if [ "$hung" -eq 1 ]; then
     for who in c a b; do
       pid=${!who}
-      if alive "$pid"; then
-        tail -3 "$D/$who.err" | sed "s/^/#   $who: /"
-        stacks "$pid" "$who"
-      fi
+      tail -3 "$D/$who.err" | sed "s/^/#   $who: /"
+      if alive "$pid"; then stacks "$pid" "$who"; fi
     done
   fi
   for p in "$c" "$a" "$b"; do kill -KILL "$p" 2>/dev/null || true; done
