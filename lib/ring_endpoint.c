@@ -148,6 +148,7 @@ static void accept_cb(void *arg)
         rli_link_free(reap);
         reap = next;
     }
+    rli_endpoint_reap_retired(ep, false); /* those whose peer closed */
 }
 
 int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out)
@@ -215,6 +216,7 @@ const char *rl_endpoint_url(const rl_endpoint *ep)
 void rl_endpoint_close(rl_endpoint *ep)
 {
     if (ep == NULL) return;
+    rli_endpoint_reap_retired(ep, true);
     pthread_mutex_lock(&ep->mtx);
     ep->closing = true;
     rli_link *w = ep->waiting;

@@ -342,6 +342,7 @@ static int form_fence(rl_ring *r)
 {
     rl_endpoint *ep = r->ep;
     rli_link *reap = NULL;
+    rli_endpoint_reap_retired(ep, true); /* the rings they served are over */
     pthread_mutex_lock(&ep->mtx);
     int stale = ring_fence_err(r);
     if (stale != RL_OK) {
@@ -546,8 +547,18 @@ void rl_ring_free(rl_ring *r)
 {
     if (r == NULL) return;
     pthread_mutex_lock(&r->ep->mtx);
-    for (int p = 0; p < r->size; p++)
-        if (r->links[p] != NULL) nng_stream_close(r->links[p]->stream);
+    for (int p = 0; p < r->size; p++) {
+        rli_link *l = r->links[p];
+        if (l == NULL) continue;
+        /* A healthy TLS link may still hold our last frame in nng's TLS
+         * buffer: it stays open until the peer closes (ring_internal.h). */
+        if (r->err == 0 && l->tls && !l->closed && l->serr == 0 && l->rerr == 0) {
+            rli_link_retire(l);
+            r->links[p] = NULL;
+        } else {
+            nng_stream_close(l->stream);
+        }
+    }
     pthread_mutex_unlock(&r->ep->mtx);
     for (int p = 0; p < r->size; p++)
         rli_link_free(r->links[p]);

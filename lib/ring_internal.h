@@ -35,6 +35,22 @@
  * which ends a pending receive with NNG_ECLOSED and wakes a poll at once
  * (nng shuts the socket down); a receive is never posted on a link once it
  * is marked closed.
+ *
+ * TLS links. nng 1.5.2's TLS layer does not honour an operation's timeout
+ * once its connection has failed (the peer closed or reset it, or an
+ * earlier timeout or cancel, which shut the whole connection): the
+ * operation stays queued for good, and nng_aio_wait with it. So on a TLS
+ * link the receive and the caller's own sends use aios with a callback, the
+ * collective waits on the endpoint's condition variable until its own
+ * deadline, and at the deadline it closes the stream, which is what ends
+ * such an operation (link_tls_wait in ring_link.c). For the same reason a
+ * read-ahead is never cancelled on a TLS link (a cancel would shut the
+ * connection); it stays posted into the next collective. And a TLS send is
+ * complete once nng has copied it, not written it: a ring freed right after
+ * its last collective would drop its last frame with the stream, so a
+ * healthy ring's TLS links are retired into the endpoint (rli_link_retire)
+ * and closed when the peer closes, at the next ring formed, or with the
+ * endpoint. See docs/operations.md ("TLS links, exits and signals").
  */
 #ifndef RINGLEADER_RING_INTERNAL_H
 #define RINGLEADER_RING_INTERNAL_H
@@ -72,6 +88,7 @@ struct rli_link {
     bool direct; /* written by the collective's thread itself: see link_direct_write */
     int peer_rank;
     uint64_t hello_epoch;
+    bool tls;    /* a TLS stream: its waits are bounded by the link (link_tls_wait) */
     bool dialed;     /* we dialed it (else accepted) */
     bool hello_done; /* accepted link: the hello has been read */
     bool closed;
@@ -84,6 +101,7 @@ struct rli_link {
     uint8_t *rbuf;
     size_t rcap, rlen, rpos;
     bool rpending;
+    bool rdone; /* TLS links: raio's callback ran since its last post */
     int rerr; /* nng error that ended receiving, 0 if none */
 
     /* sending: a FIFO of frames, up to 4 in flight in one aio (8 iovs) */
@@ -93,12 +111,14 @@ struct rli_link {
     rli_sframe *sfree; /* spare frames */
     /* a small frame written from the caller's thread (rli_link_send_now) */
     nng_aio *daio;
+    bool ddone; /* TLS links: daio's callback ran since its last send */
     rli_sframe dframe;
     size_t s_done; /* bytes of the in-flight batch already written */
     bool spending;
     int serr;
 
-    rli_link *next; /* endpoint's list of waiting links */
+    bool retired; /* in the endpoint's retired list (rli_link_retire) */
+    rli_link *next; /* endpoint's list of waiting or retired links */
 };
 
 struct rl_endpoint {
@@ -112,6 +132,7 @@ struct rl_endpoint {
     bool closing;
     uint64_t fence_epoch; /* links announcing an older epoch are refused */
     rli_link *waiting;    /* accepted links not yet claimed by a ring */
+    rli_link *retired;    /* TLS links of freed rings, open until their peer closes */
     uint64_t refused_stale;
     bool has_token; /* rl_endpoint_set_token: links are authenticated */
     rl_token token;
@@ -225,6 +246,14 @@ void rli_link_make_room(rli_link *l, size_t need);
 /* 1 and the frame (*p, *n) if one is complete, 0 if not (and the size
  * needed in *need), or RL_EPROTO if the length prefix is impossible. */
 int rli_link_peek(rli_link *l, const uint8_t **p, size_t *n, size_t *need);
+
+/* Lock held. Hands l, a healthy TLS link of a ring being freed, to its
+ * endpoint: it stays open, its pending sends still flowing, until the peer
+ * closes it (a receive stays posted to see that), the next rl_ring_form on
+ * the endpoint, or rl_endpoint_close. */
+void rli_link_retire(rli_link *l);
+/* Lock NOT held. Frees the retired links (all, or only the closed ones). */
+void rli_endpoint_reap_retired(rl_endpoint *ep, bool all);
 
 /* ---- ring_socket.c: what nng does not tell about a stream ----------------- */
 

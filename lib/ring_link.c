@@ -21,7 +21,30 @@
 #include "wire.h"
 
 static void link_send_cb(void *arg);
+static void link_retired_recv(rli_link *l);
 static bool ring_poll(rl_ring *r, rli_link *in, int slice_ms, uint64_t deadline_ms);
+
+/* TLS links: the collective's receive ended (link_tls_wait), or a retired
+ * link's (rli_link_retire). */
+static void link_tls_recv_cb(void *arg)
+{
+    rli_link *l = arg;
+    pthread_mutex_lock(&l->ep->mtx);
+    l->rdone = true;
+    if (l->retired) link_retired_recv(l);
+    pthread_cond_broadcast(&l->ep->cv);
+    pthread_mutex_unlock(&l->ep->mtx);
+}
+
+/* TLS links: the caller's own send ended (rli_link_send_now). */
+static void link_tls_send_now_cb(void *arg)
+{
+    rli_link *l = arg;
+    pthread_mutex_lock(&l->ep->mtx);
+    l->ddone = true;
+    pthread_cond_broadcast(&l->ep->cv);
+    pthread_mutex_unlock(&l->ep->mtx);
+}
 
 rli_link *rli_link_new(rl_endpoint *ep, nng_stream *s, size_t rcap, void (*hello_cb)(void *))
 {
@@ -31,10 +54,14 @@ rli_link *rli_link_new(rl_endpoint *ep, nng_stream *s, size_t rcap, void (*hello
     l->fd = l->sock = -1; /* found when a ring claims the link (rl_ring_form) */
     l->lowat = 1;
     l->peer_rank = -1;
+    l->tls = rli_stream_is_tls(s);
     l->rcap = rcap;
     l->rbuf = rli_malloc(rcap);
-    if (nng_aio_alloc(&l->haio, hello_cb, l) != 0 || nng_aio_alloc(&l->raio, NULL, NULL) != 0 ||
-        nng_aio_alloc(&l->daio, NULL, NULL) != 0 || nng_aio_alloc(&l->saio, link_send_cb, l) != 0) {
+    /* TLS: callbacks, so that the waits are the link's own (ring_internal.h) */
+    void (*rcb)(void *) = l->tls ? link_tls_recv_cb : NULL;
+    void (*dcb)(void *) = l->tls ? link_tls_send_now_cb : NULL;
+    if (nng_aio_alloc(&l->haio, hello_cb, l) != 0 || nng_aio_alloc(&l->raio, rcb, l) != 0 ||
+        nng_aio_alloc(&l->daio, dcb, l) != 0 || nng_aio_alloc(&l->saio, link_send_cb, l) != 0) {
         fprintf(stderr, "ringleader: cannot allocate nng aio\n");
         abort();
     }
@@ -78,8 +105,13 @@ void rli_link_post(rli_link *l, nng_aio *aio, nng_duration timeout)
 {
     nng_iov iov = {.iov_buf = l->rbuf + l->rlen, .iov_len = l->rcap - l->rlen};
     nng_aio_set_iov(aio, 1, &iov);
-    nng_aio_set_timeout(aio, timeout);
+    /* A TLS link's own wait bounds its receive (link_tls_wait): an nng
+     * timeout there would shut the connection, even under a read-ahead
+     * that outlives the collective which posted it. */
+    bool own_wait = aio == l->raio && l->tls;
+    nng_aio_set_timeout(aio, own_wait ? NNG_DURATION_INFINITE : timeout);
     l->rpending = true;
+    if (aio == l->raio) l->rdone = false;
     nng_stream_recv(l->stream, aio);
 }
 
@@ -217,6 +249,40 @@ static void link_wait_readable(rli_link *l, size_t missing, uint64_t deadline_ms
     pthread_mutex_unlock(&ep->mtx);
 }
 
+/*
+ * TLS links, lock NOT held: waits until *done (set by aio's callback) or
+ * deadline_ms. At the deadline it closes the stream, which ends the
+ * operation whatever state nng's TLS layer is in (its own timeout does not,
+ * once the connection has failed: ring_internal.h), and returns
+ * RL_ETIMEDOUT. Either way the aio is idle on return.
+ */
+static int link_tls_wait(rli_link *l, nng_aio *aio, const bool *done, uint64_t deadline_ms)
+{
+    rl_endpoint *ep = l->ep;
+    pthread_mutex_lock(&ep->mtx);
+    while (!*done && rli_endpoint_wait(ep, deadline_ms) == RL_OK) {
+    }
+    bool late = !*done;
+    if (late) l->closed = true;
+    pthread_mutex_unlock(&ep->mtx);
+    if (late) nng_stream_close(l->stream);
+    nng_aio_wait(aio);
+    return late ? RL_ETIMEDOUT : RL_OK;
+}
+
+/* Waits for the collective's receive on l (posted) until deadline_ms. */
+static void link_recv_wait(rli_link *l, uint64_t deadline_ms)
+{
+    if (!l->tls) {
+        nng_aio_wait(l->raio); /* plain TCP and IPC honour the aio's timeout */
+        link_recv_done(l);
+        return;
+    }
+    int rv = link_tls_wait(l, l->raio, &l->rdone, deadline_ms);
+    link_recv_done(l);
+    if (rv == RL_ETIMEDOUT) l->rerr = NNG_ETIMEDOUT;
+}
+
 int rli_link_recv(rli_link *l, const uint8_t **p, size_t *n, uint64_t deadline_ms, bool read_ahead)
 {
     for (;;) {
@@ -262,8 +328,7 @@ int rli_link_recv(rli_link *l, const uint8_t **p, size_t *n, uint64_t deadline_m
                 continue;
             }
         }
-        nng_aio_wait(l->raio);
-        link_recv_done(l);
+        link_recv_wait(l, deadline_ms);
     }
 }
 
@@ -278,7 +343,9 @@ void rli_ring_settle(rl_ring *r)
 {
     for (int p = 0; p < r->size; p++) {
         rli_link *l = r->links[p];
-        if (l == NULL || !l->rpending) continue;
+        /* A TLS read-ahead stays posted: nng 1.5.2 would shut the whole
+         * connection to cancel it (ring_internal.h). */
+        if (l == NULL || !l->rpending || l->tls) continue;
         nng_aio_cancel(l->raio);
         nng_aio_wait(l->raio);
         link_recv_done(l);
@@ -603,9 +670,13 @@ int rli_link_send_now(rli_link *l, const rl_msg *m, uint64_t deadline_ms)
             iov[niov++] = (nng_iov){.iov_buf = (void *)(uintptr_t)(f->data + doff),
                                     .iov_len = f->data_len - doff};
         nng_aio_set_iov(l->daio, niov, iov);
-        nng_aio_set_timeout(l->daio, rli_until(deadline_ms));
+        nng_aio_set_timeout(l->daio, l->tls ? NNG_DURATION_INFINITE : rli_until(deadline_ms));
+        l->ddone = false;
         nng_stream_send(l->stream, l->daio);
-        nng_aio_wait(l->daio);
+        if (l->tls && link_tls_wait(l, l->daio, &l->ddone, deadline_ms) == RL_ETIMEDOUT)
+            return rli_err(RL_ETIMEDOUT, "link to rank %d: send not finished before the deadline",
+                           l->peer_rank);
+        if (!l->tls) nng_aio_wait(l->daio);
         if ((rv = nng_aio_result(l->daio)) != 0) {
             pthread_mutex_lock(&ep->mtx);
             l->serr = rv;
@@ -621,6 +692,58 @@ int rli_link_send_now(rli_link *l, const rl_msg *m, uint64_t deadline_ms)
         pthread_mutex_unlock(&ep->mtx);
     }
     return RL_OK;
+}
+
+/* ---- Retired TLS links ---------------------------------------------------- */
+
+/* A retired link's receive ended (lock held): bytes are dropped and another
+ * receive posted; the peer closing (or anything else ending it) closes the
+ * link for rli_endpoint_reap_retired. */
+static void link_retired_recv(rli_link *l)
+{
+    l->rpending = false;
+    if (nng_aio_result(l->raio) != 0 || l->closed) {
+        l->closed = true;
+        nng_stream_close(l->stream);
+        return;
+    }
+    l->rlen = l->rpos = 0;
+    rli_link_post(l, l->raio, NNG_DURATION_INFINITE);
+}
+
+void rli_link_retire(rli_link *l)
+{
+    rl_endpoint *ep = l->ep;
+    l->ring = NULL;
+    l->retired = true;
+    l->next = ep->retired;
+    ep->retired = l;
+    if (!l->rpending) /* else the read-ahead's callback sees `retired` */
+        rli_link_post(l, l->raio, NNG_DURATION_INFINITE);
+    else if (l->rdone) /* ended, not yet accounted */
+        link_retired_recv(l);
+}
+
+void rli_endpoint_reap_retired(rl_endpoint *ep, bool all)
+{
+    rli_link *reap = NULL;
+    pthread_mutex_lock(&ep->mtx);
+    for (rli_link **pp = &ep->retired; *pp != NULL;) {
+        rli_link *w = *pp;
+        if (all || w->closed) {
+            *pp = w->next;
+            w->next = reap;
+            reap = w;
+        } else {
+            pp = &w->next;
+        }
+    }
+    pthread_mutex_unlock(&ep->mtx);
+    while (reap != NULL) { /* without the lock: their callbacks take it */
+        rli_link *next = reap->next;
+        rli_link_free(reap);
+        reap = next;
+    }
 }
 
 /* ---- The ring's links as a whole (allreduce.c) ---------------------------- */

@@ -17,6 +17,13 @@ static void abort_ring(agent *a, uint64_t below, const char *why)
     pthread_mutex_unlock(&a->mtx);
 }
 
+void agent_stop_now(agent *a, const char *why)
+{
+    atomic_store(&a->stop, true);
+    rl_endpoint_fence(a->ep, UINT64_MAX);
+    abort_ring(a, UINT64_MAX, why);
+}
+
 static double cpu_seconds(void)
 {
     struct timespec ts;
@@ -90,8 +97,12 @@ void *agent_heartbeat_main(void *arg)
                 abort_ring(a, rep.msg.u.heartbeat_resp.epoch, "a newer epoch was planned");
             }
         } else if (rl_clock_ms() - last_ok > (uint64_t)a->failure_timeout_ms) {
-            rl_log_error("coordinator gone for more than %d ms (%s); leaving",
-                         a->failure_timeout_ms, rl_errdetail());
+            /* After the job's last step the coordinator ending is the job's end. */
+            if (atomic_load(&a->job_done))
+                rl_log_info("the coordinator closed after the job's last step; leaving");
+            else
+                rl_log_error("coordinator gone for more than %d ms (%s); leaving",
+                             a->failure_timeout_ms, rl_errdetail());
             atomic_store(&a->coord_lost, true);
             atomic_store(&a->stop, true);
             abort_ring(a, UINT64_MAX, "coordinator lost");

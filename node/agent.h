@@ -23,6 +23,7 @@ typedef struct agent {
     rl_ring *ring;            /* the ring in use, so that a stop can abort it */
     atomic_bool stop;         /* the job ended, or we were told to leave */
     atomic_bool coord_lost;   /* no answer from the coordinator for too long */
+    atomic_bool job_done;     /* the worker completed the job's last step */
     atomic_uint_fast64_t epoch, step;
     atomic_int phase; /* what the worker is doing: an index into agent_phase_names */
     /* metrics of the last step (doubles stored as bits) */
@@ -37,6 +38,10 @@ typedef struct agent {
 /* The worker's phases, as heartbeats (and `ringleader status`) name them. */
 enum { PHASE_WAITING = 0, PHASE_MAKING_BLOCKS, PHASE_FORMING_RING, PHASE_STEPPING };
 extern const char *const agent_phase_names[];
+
+/* Stops the node now (a signal): sets stop, fences the endpoint (a ring
+ * forming ends) and aborts the ring in use (a collective ends). Any thread. */
+void agent_stop_now(agent *a, const char *why);
 
 /* Heartbeat thread body: every heartbeat_ms until stop. */
 void *agent_heartbeat_main(void *arg);

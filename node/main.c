@@ -3,6 +3,7 @@
  * ring endpoint, and sends heartbeats with its load metrics until the job
  * ends or the coordinator has been gone longer than the failure timeout.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,19 +13,73 @@
 
 #include "agent.h"
 #include "ringleader/allreduce.h"
+#include "ringleader/clock.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/ring.h"
 #include "ringleader/rpc.h"
 
-static agent *volatile g_agent;
+/* How long a signalled node may take to stop by itself before it exits
+ * anyway: a second at most in all (docs/operations.md, "TLS links, exits and
+ * signals"). */
+#define STOP_GRACE_MS 700
 
-/* SIGINT/SIGTERM: stop at the next step boundary (atomics only). */
-static void on_signal(int sig)
+/* The agent while the worker runs, and the signal's name once one came. */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static agent *g_agent;
+static const char *g_stopping;
+
+/* Publishes a (or NULL) for signal_main; a signal already taken stops it. */
+static void publish_agent(agent *a)
 {
-    (void)sig;
-    agent *a = g_agent;
-    if (a != NULL) atomic_store(&a->stop, true);
+    pthread_mutex_lock(&g_lock);
+    g_agent = a;
+    if (a != NULL && g_stopping != NULL) agent_stop_now(a, g_stopping);
+    pthread_mutex_unlock(&g_lock);
+}
+
+/*
+ * SIGINT/SIGTERM, on a thread of their own (blocked in every other thread):
+ * the first breaks whatever the node waits in (the ring forming or in a
+ * collective: fence and abort) so that it winds down by itself; if it has
+ * not exited STOP_GRACE_MS later (an RPC call or block making cannot be
+ * broken from outside), or at a second signal, the process exits here.
+ */
+static void *signal_main(void *arg)
+{
+    sigset_t *set = arg;
+    int sig = 0;
+    if (sigwait(set, &sig) != 0) return NULL;
+    const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    rl_log_info("%s: stopping", name);
+    pthread_mutex_lock(&g_lock);
+    g_stopping = name;
+    if (g_agent != NULL) agent_stop_now(g_agent, name);
+    pthread_mutex_unlock(&g_lock);
+    siginfo_t info;
+    uint64_t until = rl_clock_ms() + STOP_GRACE_MS;
+    for (uint64_t now; (now = rl_clock_ms()) < until;) {
+        uint64_t ms = until - now;
+        struct timespec left = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        if (sigtimedwait(set, &info, &left) >= 0) break; /* a second signal */
+    }
+    rl_log_info("still stopping after %d ms; exiting now", STOP_GRACE_MS);
+    fflush(stderr);
+    _exit(0);
+    return NULL;
+}
+
+/* Blocks SIGINT and SIGTERM in this thread and every thread started after
+ * it (nng's too), and starts signal_main to take them. */
+static void signals_start(void)
+{
+    static sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_t th;
+    if (pthread_create(&th, NULL, signal_main, &set) == 0) pthread_detach(th);
 }
 
 static void usage(FILE *f)
@@ -89,8 +144,7 @@ int main(int argc, char **argv)
     if (parse(argc, argv, &o) != 0) return 2;
     rl_log_set_tag(o.id);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    signals_start(); /* before any other thread */
 
     rl_token token;
     if (rl_token_load(o.token_file, &token) != 0) {
@@ -140,12 +194,13 @@ int main(int argc, char **argv)
     pthread_mutex_init(&a.acc_mtx, NULL);
     pthread_t hb;
     pthread_create(&hb, NULL, agent_heartbeat_main, &a);
-    g_agent = &a;
+    publish_agent(&a);
     int exit_code = worker_run(&a);
-    if (atomic_load(&a.coord_lost)) exit_code = 1;
+    /* A coordinator gone after the job's last step ended the job: no failure. */
+    if (atomic_load(&a.coord_lost) && !atomic_load(&a.job_done)) exit_code = 1;
     atomic_store(&a.stop, true);
     pthread_join(hb, NULL);
-    g_agent = NULL;
+    publish_agent(NULL);
     pthread_mutex_destroy(&a.mtx);
     pthread_mutex_destroy(&a.acc_mtx);
     rl_rpc_client_close(c);

@@ -588,6 +588,9 @@ static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring
         if (rv != RL_OK || !ok) break;
         w->step_done = s + 1;
     }
+    /* The job's last step done: the coordinator may end (and close) from
+     * now on, which is then no failure (worker_run, agent.c). */
+    if (rv == RL_OK && w->step_done == p->end_step) atomic_store(&a->job_done, true);
     /* Steps done but not yet reported: the coordinator restarts from the
      * last model it has, so tell it before asking for a new plan. */
     batch_flush(a, &w->rb, w->epoch, &w->m, true);
@@ -600,6 +603,7 @@ static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring
 static worker_next worker_follow_plan(worker *w, const rl_msg_plan_resp *p)
 {
     if (p->stop) return WORKER_STOP;
+    atomic_store(&w->a->job_done, false); /* steps to run again */
     rl_data_params dp = plan_data_params(p);
     worker_next next = worker_take_model(w, p);
     if (next == WORKER_NEXT_PLAN && !w->data_error) next = worker_take_blocks(w, p, &dp);
@@ -634,6 +638,10 @@ int worker_run(agent *a)
         worker_next next = WORKER_STOP;
         if (rv == RL_OK) {
             next = worker_follow_plan(&w, &rep.msg.u.plan_resp);
+        } else if (rv != RL_ECANCELED && atomic_load(&a->job_done)) {
+            /* The coordinator ended after our last step: the job's end. */
+            rl_log_info("the coordinator closed after the job's last step (%s); leaving",
+                        rl_errdetail());
         } else if (rv != RL_ECANCELED) {
             rl_log_error("no plan from the coordinator: %s", rl_errdetail());
             next = WORKER_FAIL;
