@@ -20,7 +20,8 @@
 static void status_usage(FILE *f)
 {
     fprintf(f, "usage: ringleader status URL [--token-file F] [--timeout-ms MS]\n"
-               "                         [--tls-cert F --tls-key F --tls-ca F]\n\n"
+               "                         [--tls-cert F --tls-key F --tls-ca F]\n"
+               "                         [--tls-verify-hostname true|false]\n\n"
                "Prints the state of the job run by the coordinator at URL (the spec's\n"
                "cluster.coordinator): its status, step and loss, and every node with its\n"
                "state, blocks and load. The cluster token comes from --token-file or\n"
@@ -60,6 +61,9 @@ static int status_parse(int argc, char **argv, status_opts *o)
             o->tls.key = v;
         } else if (strcmp(a, "--tls-ca") == 0) {
             o->tls.ca = v;
+        } else if (strcmp(a, "--tls-verify-hostname") == 0 &&
+                   (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)) {
+            o->tls.skip_hostname_check = strcmp(v, "false") == 0;
         } else if (strcmp(a, "--timeout-ms") == 0) {
             char *end;
             o->timeout_ms = strtol(v, &end, 10);
@@ -108,6 +112,10 @@ int cmd_status(int argc, char **argv)
                 "ringleader status: authentication with %s failed (is the token the "
                 "cluster's?): %s\n",
                 o.url, rl_errdetail());
+        return RL_EXIT_FAILED;
+    }
+    if (rv == RL_ECONFIG) { /* e.g. a certificate not for the host dialled */
+        fprintf(stderr, "ringleader status: %s\n", rl_errdetail());
         return RL_EXIT_FAILED;
     }
     if (rv != RL_OK) {

@@ -98,7 +98,14 @@ static int dialer_open(rl_ring *r, int peer, nng_stream_dialer **d, nng_aio **ai
     if (rli_url_is_tls(url)) {
         if (r->ep->tls_client == NULL)
             return rli_err(RL_ECONFIG, "%s is tls+tcp but this member has no TLS config", url);
-        nng_stream_dialer_set_ptr(*d, NNG_OPT_TLS_CONFIG, r->ep->tls_client);
+        /* A config naming this peer's host; the dialer holds its own
+         * reference. */
+        nng_tls_config *cfg = NULL;
+        if ((rv = rli_tls_client_config(r->ep->tls_client, url, &cfg)) != RL_OK) return rv;
+        rv = nng_stream_dialer_set_ptr(*d, NNG_OPT_TLS_CONFIG, cfg);
+        nng_tls_config_free(cfg);
+        if (rv != 0)
+            return rli_err(rli_err_from_nng(rv), "TLS dialer %s: %s", url, nng_strerror(rv));
     }
     nng_stream_dialer_set_bool(*d, NNG_OPT_TCP_NODELAY, true);
     if (nng_aio_alloc(aio, NULL, NULL) != 0) return rli_err(RL_ENOMEM, "no aio");
@@ -144,6 +151,8 @@ static int dial_until_accepted(rl_ring *r, int peer, nng_stream_dialer *d, nng_a
             *out = nng_aio_get_output(aio, 0);
             return RL_OK;
         }
+        if (rv == NNG_EPEERAUTH && rli_tls_explain(r->ep->tls_client, url, 2000) != RL_OK)
+            return RL_ECONFIG; /* the certificate's fault, named by rli_tls_explain */
         if (rv != NNG_ECONNREFUSED && rv != NNG_ETIMEDOUT)
             return rli_err(rli_err_from_nng(rv), "dial %s (rank %d) at %s: %s", r->ids[peer], peer,
                            url, nng_strerror(rv));

@@ -796,7 +796,7 @@ START_TEST(call_over_tls_with_a_test_ca)
              "-days 2 -subj /CN=rltest-ca >/dev/null 2>&1 && "
              "openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr "
              "-subj /CN=127.0.0.1 >/dev/null 2>&1 && "
-             "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext.cnf && "
+             "printf 'subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost\\n' > ext.cnf && "
              "openssl x509 -req -in node.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
              "-out node.crt -days 2 -extfile ext.cnf >/dev/null 2>&1",
              dir);
