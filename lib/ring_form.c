@@ -151,14 +151,14 @@ static int dial_until_accepted(rl_ring *r, int peer, nng_stream_dialer *d, nng_a
             *out = nng_aio_get_output(aio, 0);
             return RL_OK;
         }
-        if (rv == NNG_EPEERAUTH && rli_tls_explain(r->ep->tls_client, url, 2000) != RL_OK)
-            return RL_ECONFIG; /* the certificate's fault, named by rli_tls_explain */
         if (rv != NNG_ECONNREFUSED && rv != NNG_ETIMEDOUT)
             return rli_err(rli_err_from_nng(rv), "dial %s (rank %d) at %s: %s", r->ids[peer], peer,
                            url, nng_strerror(rv));
         nng_msleep(RING_DIAL_RETRY_MS); /* the peer is not listening yet */
     }
 }
+
+#define RING_TLS_PROBE_MS 2000 /* bound on the look at a refused certificate */
 
 /* Sends m, the hello, on the dialed link l and waits until it is written. */
 static int send_hello(rl_ring *r, rli_link *l, int peer, const rl_msg *m, uint64_t deadline_ms)
@@ -168,13 +168,20 @@ static int send_hello(rl_ring *r, rli_link *l, int peer, const rl_msg *m, uint64
     int rv = rli_link_send(l, m);
     while (rv == RL_OK && l->sq_count > 0 && l->serr == 0)
         rv = rli_endpoint_wait(ep, deadline_ms);
-    if (rv == RL_OK && l->serr != 0)
-        rv = rli_err(rli_err_from_nng(l->serr), "hello to %s (rank %d): %s", r->ids[peer], peer,
-                     nng_strerror(l->serr));
-    else if (rv == RL_ETIMEDOUT)
-        rv = rli_err(RL_ETIMEDOUT, "hello to %s (rank %d) not sent before the deadline",
-                     r->ids[peer], peer);
+    int serr = l->serr;
     pthread_mutex_unlock(&ep->mtx);
+    if (rv == RL_OK && serr != 0) {
+        /* The TLS handshake runs with the first send: a refused certificate
+         * shows here, and rli_tls_explain names it. */
+        if ((serr == NNG_ECRYPTO || serr == NNG_EPEERAUTH) &&
+            rli_tls_explain(ep->tls_client, r->urls[peer], RING_TLS_PROBE_MS) != RL_OK)
+            return RL_ECONFIG;
+        return rli_err(rli_err_from_nng(serr), "hello to %s (rank %d): %s", r->ids[peer], peer,
+                       nng_strerror(serr));
+    }
+    if (rv == RL_ETIMEDOUT)
+        return rli_err(RL_ETIMEDOUT, "hello to %s (rank %d) not sent before the deadline",
+                       r->ids[peer], peer);
     return rv;
 }
 

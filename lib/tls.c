@@ -185,6 +185,15 @@ static int probe_connect(const char *host, const char *port, int timeout_ms)
     return fd;
 }
 
+/* True if name is an item of the list "a, b, c". */
+static bool list_has(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p++)
+        if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ',')) return true;
+    return false;
+}
+
 /* Appends the names crt holds ("127.0.0.1, localhost"); sets *ip_only when
  * host is among them as an IP address but not as a DNS name. */
 static void cert_names(const mbedtls_x509_crt *crt, const char *host, char *out, size_t cap,
@@ -207,7 +216,8 @@ static void cert_names(const mbedtls_x509_crt *crt, const char *host, char *out,
         } else {
             continue;
         }
-        if (len < cap) len += (size_t)snprintf(out + len, cap - len, "%s%s", len ? ", " : "", name);
+        if (len < cap && !list_has(out, name)) /* IP:x and DNS:x read as one x */
+            len += (size_t)snprintf(out + len, cap - len, "%s%s", len ? ", " : "", name);
     }
     if (out[0] == '\0') { /* no subjectAltName: the subject's CN */
         for (const mbedtls_x509_name *n = &crt->subject; n != NULL; n = n->next)
