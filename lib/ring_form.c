@@ -37,6 +37,19 @@ static size_t ring_rbuf_size(const rl_ring *r, int peer)
     return 65536;
 }
 
+#define RING_TLS_PROBE_MS 2000 /* bound on the look at a refused certificate */
+
+/* True if l failed because the TLS handshake refused peer's certificate (it
+ * runs with a link's first send or receive); rli_tls_explain has named it. */
+static bool link_tls_refused(rl_ring *r, rli_link *l, int peer)
+{
+    pthread_mutex_lock(&r->ep->mtx);
+    int e = l->rerr != 0 ? l->rerr : l->serr;
+    pthread_mutex_unlock(&r->ep->mtx);
+    return (e == NNG_ECRYPTO || e == NNG_EPEERAUTH) &&
+           rli_tls_explain(r->ep->tls_client, r->urls[peer], RING_TLS_PROBE_MS) != RL_OK;
+}
+
 /* Receives the one authentication frame of `type` (a challenge's nonce or a
  * welcome's proof, 32 bytes each) on a dialed link, before any ring uses
  * it, into val. Called without the lock. */
@@ -47,6 +60,7 @@ static int link_recv_auth(rl_ring *r, rli_link *l, int peer, rl_msg_type type, u
     size_t n;
     const char *what = type == RL_MSG_RING_CHALLENGE ? "challenge" : "welcome";
     int rv = rli_link_recv(l, &p, &n, deadline_ms, false);
+    if (rv != RL_OK && link_tls_refused(r, l, peer)) return RL_ECONFIG;
     if (rv != RL_OK)
         return rli_err(rv == RL_ETIMEDOUT ? RL_ETIMEDOUT : RL_EAUTH,
                        "ring epoch %llu: no %s from %s (rank %d) at %s: %s (does it hold the "
@@ -158,8 +172,6 @@ static int dial_until_accepted(rl_ring *r, int peer, nng_stream_dialer *d, nng_a
     }
 }
 
-#define RING_TLS_PROBE_MS 2000 /* bound on the look at a refused certificate */
-
 /* Sends m, the hello, on the dialed link l and waits until it is written. */
 static int send_hello(rl_ring *r, rli_link *l, int peer, const rl_msg *m, uint64_t deadline_ms)
 {
@@ -171,11 +183,7 @@ static int send_hello(rl_ring *r, rli_link *l, int peer, const rl_msg *m, uint64
     int serr = l->serr;
     pthread_mutex_unlock(&ep->mtx);
     if (rv == RL_OK && serr != 0) {
-        /* The TLS handshake runs with the first send: a refused certificate
-         * shows here, and rli_tls_explain names it. */
-        if ((serr == NNG_ECRYPTO || serr == NNG_EPEERAUTH) &&
-            rli_tls_explain(ep->tls_client, r->urls[peer], RING_TLS_PROBE_MS) != RL_OK)
-            return RL_ECONFIG;
+        if (link_tls_refused(r, l, peer)) return RL_ECONFIG;
         return rli_err(rli_err_from_nng(serr), "hello to %s (rank %d): %s", r->ids[peer], peer,
                        nng_strerror(serr));
     }
