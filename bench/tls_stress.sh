@@ -62,8 +62,8 @@ done
   openssl req -x509 -new -key ca-key.pem -sha256 -days 2 -subj "/CN=tls_stress CA" -out ca.pem
   openssl ecparam -name prime256v1 -genkey -noout -out key.pem
   openssl req -new -key key.pem -subj "/CN=$IP1" -out cert.csr
-  printf 'subjectAltName=IP:%s,IP:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' \
-    "$IP1" "$IP2" > ext.cnf
+  printf 'subjectAltName=IP:%s,DNS:%s,IP:%s,DNS:%s,IP:127.0.0.1,DNS:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' \
+    "$IP1" "$IP1" "$IP2" "$IP2" > ext.cnf
   openssl x509 -req -in cert.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
     -sha256 -extfile ext.cnf -out cert.pem
 ) >/dev/null 2>&1

@@ -23,7 +23,8 @@
 static void status_usage(FILE *f)
 {
     fprintf(f, "usage: ringleader status URL|SPEC [--token-file F] [--timeout-ms MS]\n"
-               "                              [--tls-cert F --tls-key F --tls-ca F]\n\n"
+               "                              [--tls-cert F --tls-key F --tls-ca F]\n"
+               "                              [--tls-verify-hostname true|false]\n\n"
                "Prints the state of the job run by the coordinator at URL (the spec's\n"
                "cluster.coordinator): its status, step and loss, and every node with its\n"
                "state, blocks, load and ring endpoint. The cluster token comes from\n"
@@ -37,6 +38,7 @@ typedef struct status_opts {
     const char *url, *token_file; /* url: a URL, or a spec's path */
     rl_tls_files tls;
     long timeout_ms;
+    bool verify_given; /* --tls-verify-hostname was given (else the spec's, or true) */
 } status_opts;
 
 static int status_parse(int argc, char **argv, status_opts *o)
@@ -55,7 +57,7 @@ static int status_parse(int argc, char **argv, status_opts *o)
         }
         if (strcmp(a, "--token-file") != 0 && strcmp(a, "--tls-cert") != 0 &&
             strcmp(a, "--tls-key") != 0 && strcmp(a, "--tls-ca") != 0 &&
-            strcmp(a, "--timeout-ms") != 0) {
+            strcmp(a, "--timeout-ms") != 0 && strcmp(a, "--tls-verify-hostname") != 0) {
             fprintf(stderr, "ringleader status: unknown option %s\n", a);
             return -1;
         }
@@ -71,6 +73,14 @@ static int status_parse(int argc, char **argv, status_opts *o)
             o->tls.key = v;
         } else if (strcmp(a, "--tls-ca") == 0) {
             o->tls.ca = v;
+        } else if (strcmp(a, "--tls-verify-hostname") == 0) {
+            if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+                fprintf(stderr, "ringleader status: --tls-verify-hostname wants true or false, "
+                                "not '%s'\n", v);
+                return -1;
+            }
+            o->tls.skip_hostname_check = strcmp(v, "false") == 0;
+            o->verify_given = true;
         } else if (strcmp(a, "--timeout-ms") == 0) {
             char *end;
             o->timeout_ms = strtol(v, &end, 10);
@@ -111,6 +121,7 @@ static int status_from_spec(status_opts *o, rl_spec **spec)
         if (o->tls.key == NULL) o->tls.key = s->tls_key;
         if (o->tls.ca == NULL) o->tls.ca = s->tls_ca;
     }
+    if (!o->verify_given) o->tls.skip_hostname_check = !s->tls_verify_hostname;
     return 0;
 }
 
@@ -133,6 +144,10 @@ static int status_query(status_opts o)
                 "ringleader status: authentication with %s failed (is the token the "
                 "cluster's?): %s\n",
                 o.url, rl_errdetail());
+        return RL_EXIT_FAILED;
+    }
+    if (rv == RL_ECONFIG) { /* e.g. a certificate not for the host dialled */
+        fprintf(stderr, "ringleader status: %s\n", rl_errdetail());
         return RL_EXIT_FAILED;
     }
     if (rv != RL_OK) {

@@ -37,6 +37,16 @@ static void validate_usage(FILE *f)
                "with --markdown, as the tables of docs/spec.md (that file's exact content).\n");
 }
 
+/* Settings that are valid but unsafe outside a lab: one line each. */
+static void validate_warn(const rl_spec *spec, FILE *f)
+{
+    if (spec->tls_cert[0] != '\0' && !spec->tls_verify_hostname)
+        fprintf(f, "%s: warning: security.tls.verify_hostname is false: a peer's certificate "
+                   "is not checked against the host dialled (any certificate from the CA "
+                   "passes); for labs only\n",
+                spec->path);
+}
+
 int cmd_validate(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -77,6 +87,7 @@ int cmd_validate(int argc, char **argv)
         printf("csv              %s: %lld rows, %d features, labels valid for %s\n", spec->csv_path,
                (long long)t->rows, t->features, rl_model_type_name(spec->model));
     rl_table_free(t);
+    validate_warn(spec, stderr);
     rl_spec_free(spec);
     return bad ? RL_EXIT_USAGE : RL_EXIT_OK;
 }

@@ -70,6 +70,10 @@ int launch_nodes(const rl_spec *spec, const char *node_bin, launched *out)
             argv[k++] = spec->tls_key;
             argv[k++] = "--tls-ca";
             argv[k++] = spec->tls_ca;
+            if (!spec->tls_verify_hostname) {
+                argv[k++] = "--tls-verify-hostname";
+                argv[k++] = "false";
+            }
         }
         argv[k] = NULL;
         pid_t pid = fork();

@@ -3,11 +3,24 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 
 #include <mbedtls/md.h>
 
 #include "auth.h"
+#include "ringleader/log.h"
 #include "rli.h"
+
+/* A token others can read is a shared secret no more: a warning, not an
+ * error (see docs/operations.md, "Certificates and tokens for your own hosts"). */
+static void token_check_mode(FILE *f, const char *file)
+{
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0)
+        rl_log_warn("token file %s is readable by %s (mode %04o); chmod 600 %s", file,
+                    (st.st_mode & S_IROTH) ? "every user" : "its group",
+                    (unsigned)(st.st_mode & 07777), file);
+}
 
 int rl_token_load(const char *file, rl_token *out)
 {
@@ -20,6 +33,7 @@ int rl_token_load(const char *file, rl_token *out)
         if (f == NULL)
             return rli_err(rli_err_from_errno(errno), "token file %s: %s", file,
                            strerror(errno));
+        token_check_mode(f, file);
         n = fread(buf, 1, sizeof(buf) - 1, f);
         int big = !feof(f) && fgetc(f) != EOF;
         fclose(f);

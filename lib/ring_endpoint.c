@@ -164,8 +164,8 @@ int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out
         goto fail;
     }
     if (rli_url_is_tls(url)) {
-        if ((rv = rli_tls_config_new(tls, true, &ep->tls_server)) != 0 ||
-            (rv = rli_tls_config_new(tls, false, &ep->tls_client)) != 0)
+        if ((rv = rli_tls_config_new(tls, true, NULL, &ep->tls_server)) != 0 ||
+            (rv = rli_tls_client_new(tls, &ep->tls_client)) != 0)
             goto fail;
         nng_stream_listener_set_ptr(ep->listener, NNG_OPT_TLS_CONFIG, ep->tls_server);
     }
@@ -193,7 +193,7 @@ int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out
 fail:
     if (ep->listener) nng_stream_listener_free(ep->listener);
     if (ep->tls_server) nng_tls_config_free(ep->tls_server);
-    if (ep->tls_client) nng_tls_config_free(ep->tls_client);
+    rli_tls_client_free(ep->tls_client);
     pthread_mutex_destroy(&ep->mtx);
     pthread_cond_destroy(&ep->cv);
     free(ep);
@@ -232,7 +232,7 @@ void rl_endpoint_close(rl_endpoint *ep)
         w = next;
     }
     if (ep->tls_server) nng_tls_config_free(ep->tls_server);
-    if (ep->tls_client) nng_tls_config_free(ep->tls_client);
+    rli_tls_client_free(ep->tls_client);
     pthread_mutex_destroy(&ep->mtx);
     pthread_cond_destroy(&ep->cv);
     free(ep);

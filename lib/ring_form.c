@@ -37,6 +37,19 @@ static size_t ring_rbuf_size(const rl_ring *r, int peer)
     return 65536;
 }
 
+#define RING_TLS_PROBE_MS 2000 /* bound on the look at a refused certificate */
+
+/* True if l failed because the TLS handshake refused peer's certificate (it
+ * runs with a link's first send or receive); rli_tls_explain has named it. */
+static bool link_tls_refused(rl_ring *r, rli_link *l, int peer)
+{
+    pthread_mutex_lock(&r->ep->mtx);
+    int e = l->rerr != 0 ? l->rerr : l->serr;
+    pthread_mutex_unlock(&r->ep->mtx);
+    return (e == NNG_ECRYPTO || e == NNG_EPEERAUTH) &&
+           rli_tls_explain(r->ep->tls_client, r->urls[peer], RING_TLS_PROBE_MS) != RL_OK;
+}
+
 /* Receives the one authentication frame of `type` (a challenge's nonce or a
  * welcome's proof, 32 bytes each) on a dialed link, before any ring uses
  * it, into val. Called without the lock. */
@@ -47,6 +60,7 @@ static int link_recv_auth(rl_ring *r, rli_link *l, int peer, rl_msg_type type, u
     size_t n;
     const char *what = type == RL_MSG_RING_CHALLENGE ? "challenge" : "welcome";
     int rv = rli_link_recv(l, &p, &n, deadline_ms, false);
+    if (rv != RL_OK && link_tls_refused(r, l, peer)) return RL_ECONFIG;
     if (rv != RL_OK)
         return rli_err(rv == RL_ETIMEDOUT ? RL_ETIMEDOUT : RL_EAUTH,
                        "ring epoch %llu: no %s from %s (rank %d) at %s: %s (does it hold the "
@@ -98,7 +112,14 @@ static int dialer_open(rl_ring *r, int peer, nng_stream_dialer **d, nng_aio **ai
     if (rli_url_is_tls(url)) {
         if (r->ep->tls_client == NULL)
             return rli_err(RL_ECONFIG, "%s is tls+tcp but this member has no TLS config", url);
-        nng_stream_dialer_set_ptr(*d, NNG_OPT_TLS_CONFIG, r->ep->tls_client);
+        /* A config naming this peer's host; the dialer holds its own
+         * reference. */
+        nng_tls_config *cfg = NULL;
+        if ((rv = rli_tls_client_config(r->ep->tls_client, url, &cfg)) != RL_OK) return rv;
+        rv = nng_stream_dialer_set_ptr(*d, NNG_OPT_TLS_CONFIG, cfg);
+        nng_tls_config_free(cfg);
+        if (rv != 0)
+            return rli_err(rli_err_from_nng(rv), "TLS dialer %s: %s", url, nng_strerror(rv));
     }
     nng_stream_dialer_set_bool(*d, NNG_OPT_TCP_NODELAY, true);
     if (nng_aio_alloc(aio, NULL, NULL) != 0) return rli_err(RL_ENOMEM, "no aio");
@@ -159,13 +180,16 @@ static int send_hello(rl_ring *r, rli_link *l, int peer, const rl_msg *m, uint64
     int rv = rli_link_send(l, m);
     while (rv == RL_OK && l->sq_count > 0 && l->serr == 0)
         rv = rli_endpoint_wait(ep, deadline_ms);
-    if (rv == RL_OK && l->serr != 0)
-        rv = rli_err(rli_err_from_nng(l->serr), "hello to %s (rank %d): %s", r->ids[peer], peer,
-                     nng_strerror(l->serr));
-    else if (rv == RL_ETIMEDOUT)
-        rv = rli_err(RL_ETIMEDOUT, "hello to %s (rank %d) not sent before the deadline",
-                     r->ids[peer], peer);
+    int serr = l->serr;
     pthread_mutex_unlock(&ep->mtx);
+    if (rv == RL_OK && serr != 0) {
+        if (link_tls_refused(r, l, peer)) return RL_ECONFIG;
+        return rli_err(rli_err_from_nng(serr), "hello to %s (rank %d): %s", r->ids[peer], peer,
+                       nng_strerror(serr));
+    }
+    if (rv == RL_ETIMEDOUT)
+        return rli_err(RL_ETIMEDOUT, "hello to %s (rank %d) not sent before the deadline",
+                       r->ids[peer], peer);
     return rv;
 }
 

@@ -66,6 +66,7 @@
 #include "ringleader/proto.h"
 #include "ringleader/rpc.h"
 #include "ringleader/spec.h"
+#include "tls.h"
 
 #define RLI_FRAME_HDR_MAX 192 /* length prefix + envelope + fields + bin marker */
 
@@ -127,7 +128,7 @@ struct rl_endpoint {
     char url[RL_URL_MAX];
     nng_stream_listener *listener;
     nng_tls_config *tls_server;
-    nng_tls_config *tls_client;
+    rli_tls_client *tls_client; /* one client config per dialled host */
     nng_aio *accept_aio;
     bool closing;
     uint64_t fence_epoch; /* links announcing an older epoch are refused */

@@ -18,6 +18,7 @@
 #include "rli.h"
 #include "ringleader/spec.h"
 #include "rpc_internal.h"
+#include "tls.h"
 
 typedef enum {
     P_FREE,    /* in the free list */
@@ -790,6 +791,15 @@ int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms,
 
 /* ---- Lifecycle ---------------------------------------------------------------------- */
 
+#define TLS_PROBE_MS 2000 /* bound on the look at a refused certificate (rli_tls_explain) */
+
+static int tls_probe_ms(uint64_t deadline_ms)
+{
+    uint64_t now = rl_clock_ms();
+    uint64_t left = deadline_ms > now ? deadline_ms - now : 1;
+    return left < TLS_PROBE_MS ? (int)left : TLS_PROBE_MS;
+}
+
 int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc_client **out)
 {
     if (o == NULL || o->url == NULL) return rli_err(RL_EINVAL, "rpc client: no URL");
@@ -838,11 +848,19 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
     }
     nng_dialer_set_size(c->dialer, NNG_OPT_RECVMAXSZ, o->recv_max ? o->recv_max : RL_PROTO_MAX_FRAME);
     if ((rv = rli_sock_setup_tls_dialer(c->dialer, o->url, o->tls, &c->tls)) != 0) goto fail;
+    /* nng's dialer retries a refused certificate in silence: ask once, so
+     * that a certificate not for this host fails in seconds, named. */
+    if (c->tls != NULL && (rv = rli_tls_explain_files(o->tls, o->url, tls_probe_ms(deadline_ms))) != 0)
+        goto fail;
     if ((rv = nng_dialer_start(c->dialer, NNG_FLAG_NONBLOCK)) != 0) {
         rv = rli_err(rli_err_from_nng(rv), "rpc client: dial %s: %s", o->url, nng_strerror(rv));
         goto fail;
     }
-    if (c->has_token && (rv = authenticate(c, deadline_ms)) != RL_OK) goto fail;
+    if (c->has_token && (rv = authenticate(c, deadline_ms)) != RL_OK) {
+        if (rv == RL_ETIMEDOUT && c->tls != NULL) /* the peer may have come up since */
+            rv = rli_tls_explain_files(o->tls, o->url, TLS_PROBE_MS) != RL_OK ? RL_ECONFIG : rv;
+        goto fail;
+    }
     *out = c;
     return RL_OK;
 fail:

@@ -113,7 +113,7 @@ static int setup_tls(const char *url, const rl_tls_files *tls, bool server, nng_
 {
     *out = NULL;
     if (!rli_url_is_tls(url)) return RL_OK;
-    int rv = rli_tls_config_new(tls, server, out);
+    int rv = rli_tls_config_new(tls, server, url, out);
     if (rv != 0) return rv;
     if ((rv = set(ep, *out)) != 0)
         return rli_err(rli_err_from_nng(rv), "TLS %s %s: %s", what, url, nng_strerror(rv));

@@ -89,7 +89,8 @@ static void usage(FILE *f)
                "Joins the coordinator at URL as node ID, accepts its ring neighbours on\n"
                "--listen (default tcp://127.0.0.1:0), and works until the job ends.\n"
                "The cluster token comes from --token-file or $RINGLEADER_TOKEN.\n"
-               "TLS (tls+tcp:// URLs): --tls-cert F --tls-key F --tls-ca F.\n");
+               "TLS (tls+tcp:// URLs): --tls-cert F --tls-key F --tls-ca F, and\n"
+               "--tls-verify-hostname false to accept peer certificates for other hosts (labs).\n");
 }
 
 typedef struct node_opts {
@@ -124,6 +125,10 @@ static int parse(int argc, char **argv, node_opts *o)
         else if (strcmp(a, "--tls-cert") == 0) o->tls.cert = v;
         else if (strcmp(a, "--tls-key") == 0) o->tls.key = v;
         else if (strcmp(a, "--tls-ca") == 0) o->tls.ca = v;
+        else if (strcmp(a, "--tls-verify-hostname") == 0 && strcmp(v, "true") == 0)
+            o->tls.skip_hostname_check = false;
+        else if (strcmp(a, "--tls-verify-hostname") == 0 && strcmp(v, "false") == 0)
+            o->tls.skip_hostname_check = true;
         else if (strcmp(a, "--join-timeout-ms") == 0) o->join_timeout_ms = atoi(v);
         else {
             fprintf(stderr, "ringleader-node: unknown option %s\n", a);

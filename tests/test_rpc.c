@@ -20,6 +20,7 @@
 #include "rli.h"
 #include "rpc_internal.h"
 #include "testutil.h"
+#include "tls.h"
 
 static rl_token make_token(const char *s)
 {
@@ -796,7 +797,7 @@ START_TEST(call_over_tls_with_a_test_ca)
              "-days 2 -subj /CN=rltest-ca >/dev/null 2>&1 && "
              "openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr "
              "-subj /CN=127.0.0.1 >/dev/null 2>&1 && "
-             "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext.cnf && "
+             "printf 'subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost\\n' > ext.cnf && "
              "openssl x509 -req -in node.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
              "-out node.crt -days 2 -extfile ext.cnf >/dev/null 2>&1",
              dir);
@@ -825,6 +826,117 @@ START_TEST(call_over_tls_with_a_test_ca)
 }
 END_TEST
 
+START_TEST(url_host_is_what_the_certificate_must_name)
+{
+    char h[64], p[16];
+    ck_assert_int_eq(rli_url_host("tls+tcp://10.200.0.1:7700", h, sizeof(h), p, sizeof(p)), RL_OK);
+    ck_assert_str_eq(h, "10.200.0.1");
+    ck_assert_str_eq(p, "7700");
+    ck_assert_int_eq(rli_url_host("tls+tcp://node-a.lab:0/x", h, sizeof(h), p, sizeof(p)), RL_OK);
+    ck_assert_str_eq(h, "node-a.lab");
+    ck_assert_str_eq(p, "0");
+    ck_assert_int_eq(rli_url_host("tls+tcp://[::1]:7700", h, sizeof(h), p, sizeof(p)), RL_OK);
+    ck_assert_str_eq(h, "::1");
+    ck_assert_str_eq(p, "7700");
+    ck_assert_int_eq(rli_url_host("tcp://host", h, sizeof(h), p, sizeof(p)), RL_OK);
+    ck_assert_str_eq(h, "host");
+    ck_assert_str_eq(p, "");
+    ck_assert_int_eq(rli_url_host("tls+tcp://:7700", h, sizeof(h), p, sizeof(p)), RL_EINVAL);
+    ck_assert_int_eq(rli_url_host("tls+tcp://[::1:7700", h, sizeof(h), p, sizeof(p)), RL_EINVAL);
+    ck_assert_int_eq(rli_url_host("127.0.0.1:7700", h, sizeof(h), p, sizeof(p)), RL_EINVAL);
+    ck_assert_int_eq(rli_url_host("tls+tcp://a-very-long-host-name.example:1", h, 8, p, sizeof(p)),
+                     RL_EINVAL);
+}
+END_TEST
+
+/* nng's own dial (what ring links use) with the client config for url:
+ * its result code. */
+static int tls_stream_dial(const rl_tls_files *tls, const char *url)
+{
+    nng_stream_listener *l = NULL;
+    nng_stream_dialer *d = NULL;
+    nng_tls_config *scfg = NULL, *ccfg = NULL;
+    nng_aio *la = NULL, *da = NULL;
+    ck_assert_int_eq(rli_tls_config_new(tls, true, NULL, &scfg), RL_OK);
+    ck_assert_int_eq(rli_tls_config_new(tls, false, url, &ccfg), RL_OK);
+    ck_assert_int_eq(nng_stream_listener_alloc(&l, url), 0);
+    ck_assert_int_eq(nng_stream_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, scfg), 0);
+    ck_assert_int_eq(nng_stream_listener_listen(l), 0);
+    ck_assert_int_eq(nng_stream_dialer_alloc(&d, url), 0);
+    ck_assert_int_eq(nng_stream_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, ccfg), 0);
+    ck_assert_int_eq(nng_aio_alloc(&la, NULL, NULL), 0);
+    ck_assert_int_eq(nng_aio_alloc(&da, NULL, NULL), 0);
+    nng_aio_set_timeout(la, 5000);
+    nng_aio_set_timeout(da, 5000);
+    nng_stream_listener_accept(l, la);
+    nng_stream_dialer_dial(d, da);
+    nng_aio_wait(da);
+    int rv = nng_aio_result(da);
+    nng_aio_wait(la);
+    nng_stream *ss = nng_aio_result(la) == 0 ? nng_aio_get_output(la, 0) : NULL;
+    if (rv == 0) { /* the handshake runs with the first send and receive */
+        nng_stream *st = nng_aio_get_output(da, 0);
+        char out = 'x', in = 0;
+        nng_iov oiov = {.iov_buf = &out, .iov_len = 1}, iiov = {.iov_buf = &in, .iov_len = 1};
+        nng_aio_set_iov(da, 1, &oiov);
+        if (ss != NULL) {
+            nng_aio_set_iov(la, 1, &iiov);
+            nng_stream_recv(ss, la);
+        }
+        nng_stream_send(st, da);
+        nng_aio_wait(da);
+        rv = nng_aio_result(da);
+        nng_stream_close(st);
+        if (ss != NULL) nng_stream_close(ss);
+        nng_aio_wait(la);
+        nng_stream_free(st);
+    }
+    if (ss != NULL) nng_stream_free(ss);
+    nng_stream_listener_close(l);
+    nng_aio_free(la);
+    nng_aio_free(da);
+    nng_stream_dialer_free(d);
+    nng_stream_listener_free(l);
+    nng_tls_config_free(scfg);
+    nng_tls_config_free(ccfg);
+    return rv;
+}
+
+/* The demo certificate names 127.0.0.1: dialled at 127.0.0.2 (loopback too)
+ * it is refused by nng itself, and by the RPC client with the reason. */
+START_TEST(tls_refuses_a_certificate_for_another_host)
+{
+    rl_tls_files tls = {RL_SOURCE_DIR "/configs/tls/cert.pem", RL_SOURCE_DIR "/configs/tls/key.pem",
+                        RL_SOURCE_DIR "/configs/tls/ca.pem"};
+    char url[128], want[256];
+    snprintf(url, sizeof(url), "tls+tcp://127.0.0.1:%d", rlt_free_port());
+    ck_assert_int_eq(tls_stream_dial(&tls, url), 0);
+    snprintf(url, sizeof(url), "tls+tcp://127.0.0.2:%d", rlt_free_port());
+    int rv = tls_stream_dial(&tls, url);
+    ck_assert_msg(rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH, "dial: %s", nng_strerror(rv));
+    tls.skip_hostname_check = true;
+    ck_assert_int_eq(tls_stream_dial(&tls, url), 0);
+    tls.skip_hostname_check = false;
+
+    rl_token tok = make_token(TOKEN);
+    rl_rpc_server *s = start_server(&tok, &tls, url);
+    rl_rpc_client *c = NULL;
+    rl_rpc_client_opts co = {.url = url, .token = &tok, .tls = &tls, .peer_id = "t1"};
+    uint64_t t0 = rl_clock_ms();
+    ck_assert_int_eq(rl_rpc_client_open(&co, t0 + 10000, &c), RL_ECONFIG);
+    ck_assert_msg(rl_clock_ms() - t0 < 3000, "the refusal took %llu ms",
+                  (unsigned long long)(rl_clock_ms() - t0));
+    snprintf(want, sizeof(want),
+             "TLS: the certificate of %s is not for 127.0.0.2 (it names 127.0.0.1, localhost)", url);
+    ck_assert_msg(strstr(rl_errdetail(), want) != NULL, "got: %s", rl_errdetail());
+    tls.skip_hostname_check = true;
+    ck_assert_msg(rl_rpc_client_open(&co, rl_clock_ms() + 10000, &c) == RL_OK, "%s",
+                  rl_errdetail());
+    rl_rpc_client_close(c);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("rpc");
@@ -838,6 +950,8 @@ int main(void)
     tcase_add_test(tc, captured_proof_cannot_be_replayed);
     tcase_add_test(tc, hostile_frames_get_a_status_and_the_server_stays_up);
     tcase_add_test(tc, call_over_tls_with_a_test_ca);
+    tcase_add_test(tc, url_host_is_what_the_certificate_must_name);
+    tcase_add_test(tc, tls_refuses_a_certificate_for_another_host);
     tcase_add_test(tc, batched_calls_each_get_their_own_reply);
     tcase_add_test(tc, batched_call_keeps_its_own_deadline);
     tcase_add_test(tc, hostile_batches_are_refused_and_each_call_judged_alone);

@@ -16,6 +16,7 @@
 #ifndef RINGLEADER_RING_H
 #define RINGLEADER_RING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,9 @@ typedef struct rl_tls_files {
     const char *cert;
     const char *key;
     const char *ca;
+    /* security.tls.verify_hostname: false. By default a dialler refuses a
+     * peer whose certificate does not name the dialled host. */
+    bool skip_hostname_check;
 } rl_tls_files;
 
 /*

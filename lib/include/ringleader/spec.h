@@ -52,6 +52,7 @@ typedef struct rl_spec {
     char tls_cert[RL_PATH_MAX];   /* resolved; "" if no TLS */
     char tls_key[RL_PATH_MAX];
     char tls_ca[RL_PATH_MAX];
+    int tls_verify_hostname; /* bool: diallers check the peer certificate names their host */
 
     /* data */
     rl_data_source source;
