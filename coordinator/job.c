@@ -52,6 +52,7 @@ int job_init(job *j, const rl_spec *spec)
     clock_gettime(CLOCK_REALTIME, &rt);
     j->started_unix_ms = (uint64_t)rt.tv_sec * 1000u + (uint64_t)rt.tv_nsec / 1000000u;
     j->status = JOB_WAITING;
+    j->unreach_node = -1;
     j->members = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(int));
     j->waiting_plan = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(rl_rpc_ctx *));
     j->steps = rl_xcalloc((size_t)spec->steps + 1, sizeof(step_rec));
@@ -147,15 +148,90 @@ void job_on_disconnect(void *arg, const char *peer_id)
     job *j = arg;
     pthread_mutex_lock(&j->reg.mtx);
     int i = node_index(j, peer_id);
-    if (i >= 0 && j->reg.nodes[i].connected) {
+    if (i >= 0 && j->reg.nodes[i].dup_refused > 0) {
+        j->reg.nodes[i].dup_refused--; /* a refused duplicate's connection, not the node's */
+    } else if (i >= 0 && j->reg.nodes[i].connected) {
         j->reg.nodes[i].connected = false;
         j->reg.nodes[i].disconnected_ms = rl_clock_ms();
     }
     pthread_mutex_unlock(&j->reg.mtx);
 }
 
+static void stop_failed_locked(job *j);
+
 /* ---- Handlers ------------------------------------------------------------------ */
 
+/* Answers call now with err and the text why (the caller prints it).
+ * Returns RL_OK: the call is answered. */
+static int refuse(rl_rpc_ctx *call, int err, const char *why)
+{
+    rl_log_warn("refused join: %s", why);
+    rl_rpc_ctx_defer(call);
+    rl_rpc_ctx_reply(call, err, why, NULL);
+    return RL_OK;
+}
+
+/* Whether node i may join with q: RL_EEXIST while a live process holds the
+ * id, RL_EINVAL for a ring endpoint that is not the spec's (its peers dial
+ * the spec's). why: the reason, naming the node and both addresses. Lock held. */
+static int join_check(job *j, int i, const rl_msg_join_req *q, char *why, size_t len)
+{
+    node_entry *e = &j->reg.nodes[i];
+    const char *spec_url = j->spec->nodes[i].listen;
+    uint64_t now = rl_clock_ms();
+    if (registry_node_alive(e, now, (uint64_t)j->spec->failure_timeout_ms)) {
+        e->dup_refused++; /* its connection's close is not the live node's */
+        snprintf(why, len,
+                 "node id %s is in use by a live node (pid %lld, ring endpoint %s, heard %llu ms "
+                 "ago): refused until that one stops or is failed "
+                 "(fault_tolerance.failure_timeout_ms %d)",
+                 e->id, (long long)e->pid, e->listen,
+                 (unsigned long long)(now - e->last_heartbeat_ms), j->spec->failure_timeout_ms);
+        return RL_EEXIST;
+    }
+    if (q->listen[0] != '\0' && !registry_listen_matches(spec_url, q->listen)) {
+        snprintf(why, len,
+                 "node %s listens on %s but the spec says %s (cluster.nodes[%d].listen), where its "
+                 "peers dial%s: start it with --listen %s or without --listen",
+                 e->id, q->listen, spec_url, i,
+                 strstr(q->listen, "://127.") != NULL || strstr(q->listen, "://localhost") != NULL
+                     ? " (loopback is reachable from its own machine only)"
+                     : "",
+                 spec_url);
+        return RL_EINVAL;
+    }
+    return RL_OK;
+}
+
+/* Admits node i (join_check passed): a new process under an id whose old
+ * one is silent or disconnected replaces it; a node that joins the running
+ * job late gets blocks under the next epoch. Lock held. */
+static void admit(job *j, int i, const rl_msg_join_req *q)
+{
+    node_entry *e = &j->reg.nodes[i];
+    if (e->state == NODE_JOINED && j->status == JOB_RUNNING && is_member(j, i)) {
+        e->state = NODE_FAILED; /* mark_alive below brings it back */
+        job_event_add(j, "failed", q->node_id, "replaced by a new process (pid %llu); the old one %s",
+                      (unsigned long long)q->pid,
+                      e->connected ? "stopped heartbeating" : "closed its connection");
+    }
+    snprintf(e->listen, sizeof(e->listen), "%s", q->listen);
+    e->pid = (pid_t)q->pid;
+    if (e->state == NODE_EXPECTED) {
+        e->state = NODE_JOINED;
+        bool late = j->status == JOB_RUNNING;
+        job_event_add(j, "join", q->node_id, "pid %llu, ring endpoint %s%s",
+                      (unsigned long long)q->pid, q->listen,
+                      late ? "; joined the running job, admitted under the next epoch" : "");
+        if (late) request_replan(j, "late join");
+    }
+    e->joined_ms = rl_clock_ms();
+    mark_alive(j, i);
+    pthread_cond_broadcast(&j->reg.cv);
+}
+
+/* JOIN: admits a node listed in the spec, or (listen "") tells it the
+ * spec's URL to listen on without admitting it yet. */
 static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
 {
     job *j = arg;
@@ -165,37 +241,27 @@ static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
                     rl_rpc_ctx_peer(call));
         return RL_EPERM;
     }
+    char why[1024];
     pthread_mutex_lock(&j->reg.mtx);
     int i = node_index(j, q->node_id);
-    if (i >= 0) {
-        node_entry *e = &j->reg.nodes[i];
-        snprintf(e->listen, sizeof(e->listen), "%s", q->listen);
-        e->pid = (pid_t)q->pid;
-        if (e->state == NODE_EXPECTED) {
-            e->state = NODE_JOINED;
-            job_event_add(j, "join", q->node_id, "pid %llu, ring endpoint %s",
-                          (unsigned long long)q->pid, q->listen);
-        } else if (e->state == NODE_JOINED && j->status == JOB_RUNNING && is_member(j, i)) {
-            /* A new process under a known id while the old one still counts
-             * as alive: the old one is gone; treat it as failed and back. */
-            e->state = NODE_FAILED;
-            job_event_add(j, "failed", q->node_id, "replaced by a new process (pid %llu)",
-                          (unsigned long long)q->pid);
-        }
-        e->joined_ms = rl_clock_ms();
-        mark_alive(j, i);
-        pthread_cond_broadcast(&j->reg.cv);
-    }
+    int rv = i < 0 ? RL_ENOTFOUND : join_check(j, i, q, why, sizeof(why));
+    if (rv == RL_OK && q->listen[0] != '\0') admit(j, i, q);
     pthread_mutex_unlock(&j->reg.mtx);
     if (i < 0) {
         rl_log_warn("refused join from unknown node '%s'", q->node_id);
         return RL_ENOTFOUND;
     }
-    rl_log_info("node %s joined (pid %llu, ring endpoint %s)", q->node_id,
-                (unsigned long long)q->pid, q->listen);
+    if (rv != RL_OK) return refuse(call, rv, why);
+    const char *spec_url = j->spec->nodes[i].listen;
+    if (q->listen[0] == '\0')
+        rl_log_info("node %s asked where to listen: %s (the spec's)", q->node_id, spec_url);
+    else
+        rl_log_info("node %s joined (pid %llu, ring endpoint %s)", q->node_id,
+                    (unsigned long long)q->pid, q->listen);
     resp->u.join_resp.job = rl_xstrdup(j->spec->name);
     resp->u.join_resp.heartbeat_ms = (uint64_t)j->spec->heartbeat_ms;
     resp->u.join_resp.failure_timeout_ms = (uint64_t)j->spec->failure_timeout_ms;
+    resp->u.join_resp.listen = rl_xstrdup(spec_url);
     return RL_OK;
 }
 
@@ -329,6 +395,33 @@ static void answer_waiting_plans(job *j)
     }
 }
 
+/* A member could not connect to member name when forming the current
+ * epoch's ring. The same member, in two epochs in a row, while it heartbeats:
+ * its address is not reachable from its peers (a loopback or private
+ * address, a firewall), and retrying cannot help: the job fails naming it.
+ * Lock held. */
+static void note_unreachable(job *j, const char *reporter, const char *name, const char *error)
+{
+    int u = node_index(j, name);
+    if (u < 0 || !is_member(j, u) || j->unreach_epoch == j->epoch) return;
+    bool again = u == j->unreach_node && j->unreach_epoch + 1 == j->epoch;
+    j->unreach_streak = again ? j->unreach_streak + 1 : 1;
+    j->unreach_node = u;
+    j->unreach_epoch = j->epoch;
+    const node_entry *e = &j->reg.nodes[u];
+    if (j->unreach_streak < 2 ||
+        !registry_node_alive(e, rl_clock_ms(), (uint64_t)j->spec->failure_timeout_ms))
+        return;
+    snprintf(j->error, sizeof(j->error),
+             "the ring cannot form: member %s at %s did not answer %s in epochs %llu and %llu, "
+             "while it heartbeats: is that address reachable from %s (routes, firewall)? "
+             "The last failure: %s",
+             e->id, e->listen, reporter, (unsigned long long)j->epoch - 1,
+             (unsigned long long)j->epoch, reporter, error ? error : "");
+    rl_log_error("%s", j->error);
+    stop_failed_locked(j);
+}
+
 static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
 {
     job *j = arg;
@@ -352,6 +445,7 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
             rl_rpc_ctx_reply(j->waiting_plan[i], RL_ECANCELED, "superseded", NULL);
         j->waiting_plan[i] = call;
         rl_rpc_ctx_defer(call);
+        if (q->unreachable != NULL) note_unreachable(j, q->node_id, q->unreachable, q->error);
     } else if (j->status == JOB_RUNNING && q->epoch < j->epoch && is_member(j, i) &&
                j->reg.nodes[i].state == NODE_JOINED) {
         mark_alive(j, i);

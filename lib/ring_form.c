@@ -112,13 +112,15 @@ static int dial_until_accepted(rl_ring *r, int peer, nng_stream_dialer *d, nng_a
                                uint64_t deadline_ms, nng_stream **out)
 {
     const char *url = r->urls[peer];
+    uint64_t t0 = rli_now_ms();
+    if (deadline_ms > t0 + RL_RING_CONNECT_MS) deadline_ms = t0 + RL_RING_CONNECT_MS;
     for (;;) {
         uint64_t now = rli_now_ms();
         if (now >= deadline_ms)
             return rli_err(RL_ETIMEDOUT,
-                           "member %s (rank %d) at %s did not accept before the "
-                           "deadline",
-                           r->ids[peer], peer, url);
+                           "member %s (rank %d) at %s did not accept a connection within "
+                           "%llu ms",
+                           r->ids[peer], peer, url, (unsigned long long)(now - t0));
         pthread_mutex_lock(&r->ep->mtx);
         int rv = ring_fence_err(r);
         pthread_mutex_unlock(&r->ep->mtx);
@@ -227,13 +229,17 @@ static int link_handshake(rl_ring *r, int peer, nng_stream *s, uint64_t deadline
 }
 
 /* Dials peer and makes the stream a link of r. Called without the lock. */
-static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **out)
+static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **out,
+                       int *unreachable)
 {
     nng_stream_dialer *d = NULL;
     nng_aio *aio = NULL;
     nng_stream *s = NULL;
     int rv = dialer_open(r, peer, &d, &aio);
-    if (rv == RL_OK) rv = dial_until_accepted(r, peer, d, aio, deadline_ms, &s);
+    if (rv == RL_OK) {
+        rv = dial_until_accepted(r, peer, d, aio, deadline_ms, &s);
+        if (rv != RL_OK && rv != RL_ESTALE) *unreachable = peer;
+    }
     if (rv == RL_OK) rv = link_handshake(r, peer, s, deadline_ms, out);
     if (aio != NULL) nng_aio_free(aio);
     if (d != NULL) nng_stream_dialer_free(d);
@@ -365,13 +371,14 @@ static int form_fence(rl_ring *r)
     return RL_OK;
 }
 
-/* Dials every member of higher rank, in order. */
-static int form_dial_higher(rl_ring *r, uint64_t deadline_ms)
+/* Dials every member of higher rank, in order; *unreachable: the rank of
+ * one that did not accept, or stays -1. */
+static int form_dial_higher(rl_ring *r, uint64_t deadline_ms, int *unreachable)
 {
     int rv = RL_OK;
     for (int p = r->rank + 1; p < r->size && rv == RL_OK; p++) {
         rli_link *l = NULL;
-        rv = dial_member(r, p, deadline_ms, &l);
+        rv = dial_member(r, p, deadline_ms, &l, unreachable);
         if (rv == RL_OK) {
             pthread_mutex_lock(&r->ep->mtx);
             l->ring = r;
@@ -492,12 +499,14 @@ static int form_go_direct(rl_ring *r, uint64_t deadline_ms)
 
 int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_ms, rl_ring **out)
 {
+    if (cfg->unreachable_rank != NULL) *cfg->unreachable_rank = -1;
     int rv = form_check_config(ep, cfg, out);
     if (rv != RL_OK) return rv;
-    int local, ncpu;
+    int local, ncpu, unreachable = -1;
     rl_ring *r = ring_new(ep, cfg, &local, &ncpu);
     rv = form_fence(r);
-    if (rv == RL_OK) rv = form_dial_higher(r, deadline_ms);
+    if (rv == RL_OK) rv = form_dial_higher(r, deadline_ms, &unreachable);
+    if (cfg->unreachable_rank != NULL) *cfg->unreachable_rank = unreachable;
     if (rv == RL_OK) rv = form_accept_lower(r, deadline_ms);
     if (rv == RL_OK) rv = form_tune_links(r, cfg->tcp_congestion, local, ncpu);
     if (rv == RL_OK) rv = form_go_direct(r, deadline_ms);

@@ -135,7 +135,7 @@ static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_da
 }
 
 static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure,
-                    rl_rpc_reply *rep)
+                    const char *unreachable, rl_rpc_reply *rep)
 {
     rl_msg req;
     rl_msg_init(&req, RL_MSG_PLAN_REQ);
@@ -146,6 +146,7 @@ static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure
         req.u.plan_req.failed = true;
         RL_SET_FIELD(&req.u.plan_req, plan_req, failed);
         req.u.plan_req.error = (char *)failure;
+        if (unreachable[0] != '\0') req.u.plan_req.unreachable = (char *)unreachable;
     }
     /* The coordinator answers when it has a plan for us: wait in slices so a
      * lost coordinator is noticed. */
@@ -282,6 +283,7 @@ typedef struct worker {
     agent *a;
     uint64_t epoch, step_done;
     char failure[300]; /* told to the coordinator with the next PLAN request */
+    char unreachable[RL_ID_MAX]; /* with it: the member the ring could not reach ("" none) */
     held h;
     rl_table *table;
     rl_model m;
@@ -395,6 +397,7 @@ static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms
     agent *a = w->a;
     size_t nm = p->member_ids.n;
     rl_ring_member *mem = rl_xcalloc(nm + 1, sizeof(*mem)); /* a few pointers per member */
+    int unreachable = -1;
     for (size_t i = 0; i < nm; i++) {
         mem[i].id = p->member_ids.v[i];
         mem[i].url = p->member_urls.v[i];
@@ -408,7 +411,8 @@ static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms
                           .chunk_bytes = p->chunk_bytes,
                           .small_bytes = SIZE_MAX,
                           .yield_us = -1,
-                          .tcp_congestion = p->tcp_congestion};
+                          .tcp_congestion = p->tcp_congestion,
+                          .unreachable_rank = &unreachable};
     /* Peers may still be making their blocks, and a member short of CPU
      * takes many times the coordinator's estimate. It is alive, so wait for
      * it: one that dies or stops is failed by the coordinator, whose new
@@ -421,6 +425,9 @@ static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms
     if (rv != RL_OK) {
         snprintf(w->failure, sizeof(w->failure), "ring epoch %llu: %s",
                  (unsigned long long)w->epoch, rl_errdetail());
+        if (unreachable >= 0 && (size_t)unreachable < nm) /* named to the coordinator */
+            snprintf(w->unreachable, sizeof(w->unreachable), "%s",
+                     p->member_ids.v[unreachable]);
         rl_log_warn("%s", w->failure);
         return rv;
     }
@@ -610,8 +617,10 @@ int worker_run(agent *a)
     for (;;) {
         rl_rpc_reply rep;
         atomic_store(&a->phase, PHASE_WAITING);
-        int rv = ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL, &rep);
+        int rv = ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL,
+                          w.unreachable, &rep);
         w.failure[0] = '\0';
+        w.unreachable[0] = '\0';
         worker_next next = WORKER_STOP;
         if (rv == RL_OK) {
             next = worker_follow_plan(&w, &rep.msg.u.plan_resp);
