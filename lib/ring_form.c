@@ -46,13 +46,14 @@ static int link_recv_auth(rl_ring *r, rli_link *l, int peer, rl_msg_type type, u
     const uint8_t *p;
     size_t n;
     const char *what = type == RL_MSG_RING_CHALLENGE ? "challenge" : "welcome";
+    rli_err(RL_OK, "%s", ""); /* no stale detail in the message below */
     int rv = rli_link_recv(l, &p, &n, deadline_ms, false);
     if (rv != RL_OK)
         return rli_err(rv == RL_ETIMEDOUT ? RL_ETIMEDOUT : RL_EAUTH,
                        "ring epoch %llu: no %s from %s (rank %d) at %s: %s (does it hold the "
                        "same cluster token?)",
                        (unsigned long long)r->epoch, what, r->ids[peer], peer, r->urls[peer],
-                       rl_errdetail());
+                       rl_errdetail()[0] ? rl_errdetail() : rl_strerror(rv));
     rl_msg m;
     rv = rl_msg_decode(p, n, &m);
     if (rv == RL_OK) {
@@ -112,15 +113,12 @@ static int dial_until_accepted(rl_ring *r, int peer, nng_stream_dialer *d, nng_a
                                uint64_t deadline_ms, nng_stream **out)
 {
     const char *url = r->urls[peer];
-    uint64_t t0 = rli_now_ms();
-    if (deadline_ms > t0 + RL_RING_CONNECT_MS) deadline_ms = t0 + RL_RING_CONNECT_MS;
     for (;;) {
         uint64_t now = rli_now_ms();
         if (now >= deadline_ms)
-            return rli_err(RL_ETIMEDOUT,
-                           "member %s (rank %d) at %s did not accept a connection within "
-                           "%llu ms",
-                           r->ids[peer], peer, url, (unsigned long long)(now - t0));
+            return rli_err(RL_ETIMEDOUT, "member %s (rank %d) at %s did not accept before the "
+                           "deadline (%d ms)",
+                           r->ids[peer], peer, url, RL_RING_CONNECT_MS);
         pthread_mutex_lock(&r->ep->mtx);
         int rv = ring_fence_err(r);
         pthread_mutex_unlock(&r->ep->mtx);
@@ -235,12 +233,15 @@ static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **ou
     nng_stream_dialer *d = NULL;
     nng_aio *aio = NULL;
     nng_stream *s = NULL;
+    /* Its endpoint listens from before it joined: connected and
+     * authenticated within RL_RING_CONNECT_MS, or its address is not
+     * reachable from here. */
+    uint64_t connect_by = rli_now_ms() + RL_RING_CONNECT_MS;
+    if (connect_by > deadline_ms) connect_by = deadline_ms;
     int rv = dialer_open(r, peer, &d, &aio);
-    if (rv == RL_OK) {
-        rv = dial_until_accepted(r, peer, d, aio, deadline_ms, &s);
-        if (rv != RL_OK && rv != RL_ESTALE) *unreachable = peer;
-    }
-    if (rv == RL_OK) rv = link_handshake(r, peer, s, deadline_ms, out);
+    if (rv == RL_OK) rv = dial_until_accepted(r, peer, d, aio, connect_by, &s);
+    if (rv == RL_OK) rv = link_handshake(r, peer, s, connect_by, out);
+    if (rv != RL_OK && rv != RL_ESTALE && rv != RL_ECANCELED) *unreachable = peer;
     if (aio != NULL) nng_aio_free(aio);
     if (d != NULL) nng_stream_dialer_free(d);
     return rv;

@@ -126,15 +126,16 @@ typedef struct rl_ring_config {
      *     net.ipv4.tcp_allowed_congestion_control). At most 15 characters. */
     const char *tcp_congestion;
     /* Out, may be NULL: when rl_ring_form fails because a member of higher
-     * rank did not accept a connection (refused or unanswered for
-     * RL_RING_CONNECT_MS, or unreachable), that member's rank; else -1. */
+     * rank could not be connected to (refused, unreachable, or no
+     * authenticated link within RL_RING_CONNECT_MS), that member's rank;
+     * else -1. */
     int *unreachable_rank;
 } rl_ring_config;
 
-/* How long rl_ring_form dials a member that refuses or does not answer
- * before it gives up: every member's endpoint listens from before it joins,
- * so a member that does not accept by then is at an address its peers
- * cannot reach (see docs/operations.md). */
+/* How long rl_ring_form tries to connect to (and authenticate with) a member
+ * of higher rank: every member's endpoint listens from before it joins, so
+ * a member not connected by then is at an address its peers cannot reach
+ * (see docs/operations.md). */
 #define RL_RING_CONNECT_MS 4000
 
 /*
