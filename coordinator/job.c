@@ -223,7 +223,10 @@ static void admit(job *j, int i, const rl_msg_join_req *q)
         job_event_add(j, "join", q->node_id, "pid %llu, ring endpoint %s%s",
                       (unsigned long long)q->pid, q->listen,
                       late ? "; joined the running job, admitted under the next epoch" : "");
-        if (late) request_replan(j, "late join");
+        if (late) {
+            e->late = true;
+            request_replan(j, "late join");
+        }
     }
     e->joined_ms = rl_clock_ms();
     mark_alive(j, i);
@@ -714,8 +717,31 @@ static void stop_failed_locked(job *j)
     answer_waiting_plans(j);
 }
 
+/* Members that joined the running job hold no blocks: each gets a first
+ * share from the others, by expected speed within placement's growth cap;
+ * later rebalances follow its measured speed. Lock held. */
+static void share_with_newcomers(job *j, const double *speed)
+{
+    int n = j->n_members;
+    placement_data d = job_placement_data(j);
+    double *rows = rl_xcalloc((size_t)n + 1, sizeof(double));
+    bool *held = rl_xcalloc((size_t)n + 1, sizeof(bool));
+    bool any = false;
+    placement_member_rows(&d, j->owner, j->members, n, rows);
+    for (int k = 0; k < n; k++) {
+        node_entry *e = &j->reg.nodes[j->members[k]];
+        held[k] = !(e->late && rows[k] == 0); /* only newcomers gain */
+        any = any || !held[k];
+        e->late = false;
+    }
+    if (any) placement_rebalance(&d, j->members, n, speed, held, j->owner);
+    free(rows);
+    free(held);
+}
+
 /* The first plan: capacity-weighted contiguous runs. Later plans: orphaned
- * blocks go to the members by expected speed, the others stay. Lock held. */
+ * blocks go to the members by expected speed, the others stay, and members
+ * that joined late get a first share. Lock held. */
 static void assign_members_blocks(job *j, bool first)
 {
     int n = j->n_members;
@@ -732,6 +758,7 @@ static void assign_members_blocks(job *j, bool first)
     } else {
         placement_expected_speeds(measured, capacity, n, speed);
         placement_assign_orphans(&d, j->members, n, speed, j->owner);
+        share_with_newcomers(j, speed);
     }
     free(capacity);
     free(measured);

@@ -39,6 +39,7 @@ typedef struct node_entry {
     double compute_samples[256]; /* compute_ms per heartbeat, a ring */
     uint64_t ncompute;
     int dup_refused; /* duplicate joins refused whose connections have not closed yet */
+    bool late;       /* joined the running job and holds no blocks yet */
 } node_entry;
 
 typedef struct registry {
