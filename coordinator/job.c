@@ -211,7 +211,8 @@ static void admit(job *j, int i, const rl_msg_join_req *q)
     node_entry *e = &j->reg.nodes[i];
     if (e->state == NODE_JOINED && j->status == JOB_RUNNING && is_member(j, i)) {
         e->state = NODE_FAILED; /* mark_alive below brings it back */
-        job_event_add(j, "failed", q->node_id, "replaced by a new process (pid %llu); the old one %s",
+        job_event_add(j, "failed", q->node_id,
+                      "replaced by a new process (pid %llu); the old one %s",
                       (unsigned long long)q->pid,
                       e->connected ? "stopped heartbeating" : "closed its connection");
     }

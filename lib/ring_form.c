@@ -116,7 +116,8 @@ static int dial_until_accepted(rl_ring *r, int peer, nng_stream_dialer *d, nng_a
     for (;;) {
         uint64_t now = rli_now_ms();
         if (now >= deadline_ms)
-            return rli_err(RL_ETIMEDOUT, "member %s (rank %d) at %s did not accept before the "
+            return rli_err(RL_ETIMEDOUT,
+                           "member %s (rank %d) at %s did not accept before the "
                            "deadline (%d ms)",
                            r->ids[peer], peer, url, RL_RING_CONNECT_MS);
         pthread_mutex_lock(&r->ep->mtx);
@@ -227,8 +228,7 @@ static int link_handshake(rl_ring *r, int peer, nng_stream *s, uint64_t deadline
 }
 
 /* Dials peer and makes the stream a link of r. Called without the lock. */
-static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **out,
-                       int *unreachable)
+static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **out, int *unreachable)
 {
     nng_stream_dialer *d = NULL;
     nng_aio *aio = NULL;

@@ -83,7 +83,6 @@ static int parse(int argc, char **argv, node_opts *o)
     return 0;
 }
 
-
 /* JOIN as o->id advertising listen ("": asks the coordinator where to
  * listen). On success rep holds the reply; the caller finis it. */
 static int node_join(rl_rpc_client *c, const node_opts *o, const char *listen, rl_rpc_reply *rep)
@@ -114,8 +113,7 @@ static int node_open_and_join(rl_rpc_client *c, const node_opts *o, const rl_tls
                          o->coordinator);
             rv = RL_EPROTO;
         }
-        if (rv == RL_OK)
-            snprintf(asked, sizeof(asked), "%s", rep->msg.u.join_resp.listen);
+        if (rv == RL_OK) snprintf(asked, sizeof(asked), "%s", rep->msg.u.join_resp.listen);
         rl_rpc_reply_fini(rep);
         if (rv != RL_OK) return rv;
         listen = asked;

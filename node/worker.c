@@ -426,8 +426,7 @@ static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms
         snprintf(w->failure, sizeof(w->failure), "ring epoch %llu: %s",
                  (unsigned long long)w->epoch, rl_errdetail());
         if (unreachable >= 0 && (size_t)unreachable < nm) /* named to the coordinator */
-            snprintf(w->unreachable, sizeof(w->unreachable), "%s",
-                     p->member_ids.v[unreachable]);
+            snprintf(w->unreachable, sizeof(w->unreachable), "%s", p->member_ids.v[unreachable]);
         rl_log_warn("%s", w->failure);
         return rv;
     }
@@ -617,8 +616,8 @@ int worker_run(agent *a)
     for (;;) {
         rl_rpc_reply rep;
         atomic_store(&a->phase, PHASE_WAITING);
-        int rv = ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL,
-                          w.unreachable, &rep);
+        int rv =
+            ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL, w.unreachable, &rep);
         w.failure[0] = '\0';
         w.unreachable[0] = '\0';
         worker_next next = WORKER_STOP;
