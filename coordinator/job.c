@@ -15,6 +15,7 @@
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/mem.h"
+#include "ringleader/ring.h"
 
 /* The coordinator's own records and replies are small: running out of
  * memory for them ends the program, with a message. */
@@ -412,10 +413,14 @@ static void note_unreachable(job *j, const char *reporter, const char *name, con
     j->unreach_streak = again ? j->unreach_streak + 1 : 1;
     j->unreach_node = u;
     j->unreach_epoch = j->epoch;
+    /* Alive: heard from within 3 heartbeats (1 s at least, RL_RING_CONNECT_MS
+     * at most: a stopped process would have been silent through both
+     * connect attempts). */
     const node_entry *e = &j->reg.nodes[u];
-    if (j->unreach_streak < 2 ||
-        !registry_node_alive(e, rl_clock_ms(), (uint64_t)j->spec->failure_timeout_ms))
-        return;
+    uint64_t recent = 3u * (uint64_t)j->spec->heartbeat_ms;
+    if (recent < 1000) recent = 1000;
+    if (recent > RL_RING_CONNECT_MS) recent = RL_RING_CONNECT_MS;
+    if (j->unreach_streak < 2 || !registry_node_alive(e, rl_clock_ms(), recent)) return;
     snprintf(j->error, sizeof(j->error),
              "the ring cannot form: member %s at %s did not answer %s in epochs %llu and %llu, "
              "while it heartbeats: is that address reachable from %s (routes, firewall)? "
