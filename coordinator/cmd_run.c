@@ -32,7 +32,8 @@ static void run_usage(FILE *f)
     fprintf(f, "usage: ringleader run SPEC [--nodes N] [--out DIR] [--baseline RUN_JSON]\n\n"
                "Runs the job described by SPEC as its coordinator. With `launch: local` it\n"
                "starts one ringleader-node per spec node on this machine; with `launch: manual`\n"
-               "it waits up to cluster.join_timeout_ms for the listed nodes to join.\n"
+               "it waits up to cluster.join_timeout_ms for the listed nodes to join, and\n"
+               "starts without the missing ones if at least cluster.min_nodes joined.\n"
                "--nodes N (launch: local only): instead of the spec's nodes, N nodes n1..nN on\n"
                "this machine, each on a free port.\n"
                "Writes DIR/run.json (default: output.dir of the spec).\n"
@@ -41,9 +42,20 @@ static void run_usage(FILE *f)
                "Exit codes: 0 ok, 1 the job failed, 2 bad spec or usage.\n");
 }
 
+/* While nodes are awaited: who is missing, every RUN_WAIT_LOG_MS. */
+#define RUN_WAIT_LOG_MS 2000
+
+static void log_waiting(job *j)
+{
+    char missing[600];
+    int joined = registry_missing(&j->reg, missing, sizeof(missing));
+    rl_log_info("waiting for nodes: %s; %d of %d joined", missing, joined, j->reg.n);
+}
+
 /* Waits until the job leaves `while_status` or deadline; prints progress. */
 static void follow(job *j, job_status while_status, uint64_t deadline, launched *nodes)
 {
+    uint64_t next_log = rl_clock_ms() + RUN_WAIT_LOG_MS;
     while (!interrupted && rl_clock_ms() < deadline) {
         pthread_mutex_lock(&j->reg.mtx);
         job_status st = j->status;
@@ -53,6 +65,10 @@ static void follow(job *j, job_status while_status, uint64_t deadline, launched 
         pthread_mutex_unlock(&j->reg.mtx);
         if (st != while_status) return;
         if (st == JOB_WAITING && joined == j->reg.n) return;
+        if (st == JOB_WAITING && rl_clock_ms() >= next_log) {
+            log_waiting(j);
+            next_log += RUN_WAIT_LOG_MS;
+        }
         if (st == JOB_RUNNING) {
             job_progress(j, false);
             job_check_complete(j, 2000);
@@ -65,6 +81,34 @@ static void follow(job *j, job_status while_status, uint64_t deadline, launched 
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL); /* the progress and failure-detection tick */
     }
+}
+
+/* The join window is over (or every node joined): true when at least
+ * cluster.min_nodes have joined, and the job starts with them (the others
+ * join the running job when they come); else the job fails naming the
+ * missing nodes. */
+static bool enough_joined(job *j, rl_rpc_server *srv)
+{
+    const rl_spec *spec = j->spec;
+    char missing[600];
+    int joined = registry_missing(&j->reg, missing, sizeof(missing));
+    if (joined < spec->min_nodes || joined == 0) {
+        char why[800];
+        snprintf(why, sizeof(why),
+                 "only %d of %d nodes joined within %d ms (cluster.min_nodes %d): %s did not",
+                 joined, spec->n_nodes, spec->join_timeout_ms, spec->min_nodes, missing);
+        fprintf(stderr, "ringleader run: %s\n", why);
+        job_finish(j, JOB_FAILED, why);
+        return false;
+    }
+    printf("cluster '%s': %d of %d nodes joined and authenticated at %s\n", spec->name, joined,
+           spec->n_nodes, rl_rpc_server_url(srv));
+    if (joined < spec->n_nodes)
+        printf("starting without %s (at least cluster.min_nodes %d joined within %d ms); "
+               "they join the running job when they come\n",
+               missing, spec->min_nodes, spec->join_timeout_ms);
+    fflush(stdout);
+    return true;
 }
 
 typedef struct run_opts {
@@ -199,26 +243,7 @@ int cmd_run(int argc, char **argv)
         job_interrupt(&j);
         goto stop;
     }
-    if (registry_count(&j.reg, NODE_JOINED) < spec->n_nodes) {
-        char missing[512] = "";
-        size_t off = 0;
-        pthread_mutex_lock(&j.reg.mtx);
-        for (int i = 0; i < j.reg.n; i++)
-            if (j.reg.nodes[i].state != NODE_JOINED && off < sizeof(missing) - 1)
-                off += (size_t)snprintf(missing + off, sizeof(missing) - off, " %s",
-                                        j.reg.nodes[i].id);
-        pthread_mutex_unlock(&j.reg.mtx);
-        char why[700];
-        snprintf(why, sizeof(why), "only %d of %d nodes joined within %d ms:%s did not",
-                 registry_count(&j.reg, NODE_JOINED), spec->n_nodes, spec->join_timeout_ms,
-                 missing);
-        fprintf(stderr, "ringleader run: %s\n", why);
-        job_finish(&j, JOB_FAILED, why);
-        goto stop;
-    }
-    printf("cluster '%s': %d of %d nodes joined and authenticated at %s\n", spec->name,
-           spec->n_nodes, spec->n_nodes, rl_rpc_server_url(srv));
-    fflush(stdout);
+    if (!enough_joined(&j, srv)) goto stop;
     job_start(&j);
     follow(&j, JOB_RUNNING, UINT64_MAX, &nodes);
     if (interrupted) job_interrupt(&j);

@@ -15,6 +15,7 @@
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/mem.h"
+#include "ringleader/ring.h"
 
 /* The coordinator's own records and replies are small: running out of
  * memory for them ends the program, with a message. */
@@ -52,6 +53,7 @@ int job_init(job *j, const rl_spec *spec)
     clock_gettime(CLOCK_REALTIME, &rt);
     j->started_unix_ms = (uint64_t)rt.tv_sec * 1000u + (uint64_t)rt.tv_nsec / 1000000u;
     j->status = JOB_WAITING;
+    j->unreach_node = -1;
     j->members = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(int));
     j->waiting_plan = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(rl_rpc_ctx *));
     j->steps = rl_xcalloc((size_t)spec->steps + 1, sizeof(step_rec));
@@ -60,7 +62,9 @@ int job_init(job *j, const rl_spec *spec)
     if (spec->source == RL_DATA_CSV) {
         /* Every label is checked here, once, with its position: a data
          * error fails the job before any node starts (docs/operations.md). */
-        rl_csv_opts o = {.label = spec->csv_label, .check_labels = true, .model = spec->model,
+        rl_csv_opts o = {.label = spec->csv_label,
+                         .check_labels = true,
+                         .model = spec->model,
                          .classes = j->dp.classes};
         if ((rv = rl_csv_load_opts(spec->csv_path, &o, &j->table)) != RL_OK) return rv;
         j->dp.rows = j->table->rows;
@@ -73,7 +77,8 @@ int job_init(job *j, const rl_spec *spec)
     }
     j->n_blocks = rl_data_n_blocks(&j->dp);
     j->owner = rl_xcalloc((size_t)j->n_blocks + 1, sizeof(int));
-    for (uint32_t b = 0; b <= j->n_blocks; b++) j->owner[b] = -1;
+    for (uint32_t b = 0; b <= j->n_blocks; b++)
+        j->owner[b] = -1;
     if ((rv = rl_model_init(&j->model, spec->model, j->dp.features, j->dp.classes)) != RL_OK)
         return rv;
     return RL_OK;
@@ -88,7 +93,8 @@ void job_fini(job *j)
     free(j->owner);
     free(j->members);
     free(j->waiting_plan);
-    for (int64_t k = 0; j->steps != NULL && k <= j->spec->steps; k++) free(j->steps[k].node_ms);
+    for (int64_t k = 0; j->steps != NULL && k <= j->spec->steps; k++)
+        free(j->steps[k].node_ms);
     free(j->steps);
     free(j->events);
     registry_fini(&j->reg);
@@ -111,8 +117,10 @@ static bool is_member(const job *j, int i)
 /* The data as placement sees it. */
 static placement_data job_placement_data(const job *j)
 {
-    return (placement_data){.rows = j->dp.rows, .block_rows = j->dp.block_rows,
-                            .n_blocks = j->n_blocks, .features = j->dp.features,
+    return (placement_data){.rows = j->dp.rows,
+                            .block_rows = j->dp.block_rows,
+                            .n_blocks = j->n_blocks,
+                            .features = j->dp.features,
                             .synthetic = j->spec->source == RL_DATA_SYNTHETIC};
 }
 
@@ -151,15 +159,95 @@ void job_on_disconnect(void *arg, const char *peer_id)
     job *j = arg;
     pthread_mutex_lock(&j->reg.mtx);
     int i = node_index(j, peer_id);
-    if (i >= 0 && j->reg.nodes[i].connected) {
+    if (i >= 0 && j->reg.nodes[i].dup_refused > 0) {
+        j->reg.nodes[i].dup_refused--; /* a refused duplicate's connection, not the node's */
+    } else if (i >= 0 && j->reg.nodes[i].connected) {
         j->reg.nodes[i].connected = false;
         j->reg.nodes[i].disconnected_ms = rl_clock_ms();
     }
     pthread_mutex_unlock(&j->reg.mtx);
 }
 
+static void stop_failed_locked(job *j);
+
 /* ---- Handlers ------------------------------------------------------------------ */
 
+/* Answers call now with err and the text why (the caller prints it).
+ * Returns RL_OK: the call is answered. */
+static int refuse(rl_rpc_ctx *call, int err, const char *why)
+{
+    rl_log_warn("refused join: %s", why);
+    rl_rpc_ctx_defer(call);
+    rl_rpc_ctx_reply(call, err, why, NULL);
+    return RL_OK;
+}
+
+/* Whether node i may join with q: RL_EEXIST while a live process holds the
+ * id, RL_EINVAL for a ring endpoint that is not the spec's (its peers dial
+ * the spec's). why: the reason, naming the node and both addresses. Lock held. */
+static int join_check(job *j, int i, const rl_msg_join_req *q, char *why, size_t len)
+{
+    node_entry *e = &j->reg.nodes[i];
+    const char *spec_url = j->spec->nodes[i].listen;
+    uint64_t now = rl_clock_ms();
+    if (registry_node_alive(e, now, (uint64_t)j->spec->failure_timeout_ms)) {
+        e->dup_refused++; /* its connection's close is not the live node's */
+        snprintf(why, len,
+                 "node id %s is in use by a live node (pid %lld, ring endpoint %s, heard %llu ms "
+                 "ago): refused until that one stops or is failed "
+                 "(fault_tolerance.failure_timeout_ms %d)",
+                 e->id, (long long)e->pid, e->listen,
+                 (unsigned long long)(now - e->last_heartbeat_ms), j->spec->failure_timeout_ms);
+        return RL_EEXIST;
+    }
+    if (q->listen[0] != '\0' && strcmp(spec_url, q->listen) != 0 &&
+        !rl_spec_listen_matches(spec_url, q->listen)) {
+        snprintf(why, len,
+                 "node %s listens on %s but the spec says %s (cluster.nodes[%d].listen), where its "
+                 "peers dial%s: start it with --listen %s or without --listen",
+                 e->id, q->listen, spec_url, i,
+                 strstr(q->listen, "://127.") != NULL || strstr(q->listen, "://localhost") != NULL
+                     ? " (loopback is reachable from its own machine only)"
+                     : "",
+                 spec_url);
+        return RL_EINVAL;
+    }
+    return RL_OK;
+}
+
+/* Admits node i (join_check passed): a new process under an id whose old
+ * one is silent or disconnected replaces it; a node that joins the running
+ * job late gets blocks under the next epoch. Lock held. */
+static void admit(job *j, int i, const rl_msg_join_req *q)
+{
+    node_entry *e = &j->reg.nodes[i];
+    if (e->state == NODE_JOINED && j->status == JOB_RUNNING && is_member(j, i)) {
+        e->state = NODE_FAILED; /* mark_alive below brings it back */
+        job_event_add(j, "failed", q->node_id,
+                      "replaced by a new process (pid %llu); the old one %s",
+                      (unsigned long long)q->pid,
+                      e->connected ? "stopped heartbeating" : "closed its connection");
+    }
+    snprintf(e->listen, sizeof(e->listen), "%s", q->listen);
+    e->pid = (pid_t)q->pid;
+    if (e->state == NODE_EXPECTED) {
+        e->state = NODE_JOINED;
+        bool late = j->status == JOB_RUNNING;
+        job_event_add(j, "join", q->node_id, "pid %llu, ring endpoint %s%s",
+                      (unsigned long long)q->pid, q->listen,
+                      late ? "; joined the running job, admitted under the next epoch" : "");
+        if (late) {
+            e->late = true;
+            request_replan(j, "late join");
+        }
+    }
+    e->joined_ms = rl_clock_ms();
+    mark_alive(j, i);
+    pthread_cond_broadcast(&j->reg.cv);
+}
+
+/* JOIN: admits a node listed in the spec, or (listen "") tells it the
+ * spec's URL to listen on without admitting it yet. */
 static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
 {
     job *j = arg;
@@ -169,37 +257,27 @@ static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
                     rl_rpc_ctx_peer(call));
         return RL_EPERM;
     }
+    char why[1024];
     pthread_mutex_lock(&j->reg.mtx);
     int i = node_index(j, q->node_id);
-    if (i >= 0) {
-        node_entry *e = &j->reg.nodes[i];
-        snprintf(e->listen, sizeof(e->listen), "%s", q->listen);
-        e->pid = (pid_t)q->pid;
-        if (e->state == NODE_EXPECTED) {
-            e->state = NODE_JOINED;
-            job_event_add(j, "join", q->node_id, "pid %llu, ring endpoint %s",
-                          (unsigned long long)q->pid, q->listen);
-        } else if (e->state == NODE_JOINED && j->status == JOB_RUNNING && is_member(j, i)) {
-            /* A new process under a known id while the old one still counts
-             * as alive: the old one is gone; treat it as failed and back. */
-            e->state = NODE_FAILED;
-            job_event_add(j, "failed", q->node_id, "replaced by a new process (pid %llu)",
-                          (unsigned long long)q->pid);
-        }
-        e->joined_ms = rl_clock_ms();
-        mark_alive(j, i);
-        pthread_cond_broadcast(&j->reg.cv);
-    }
+    int rv = i < 0 ? RL_ENOTFOUND : join_check(j, i, q, why, sizeof(why));
+    if (rv == RL_OK && q->listen[0] != '\0') admit(j, i, q);
     pthread_mutex_unlock(&j->reg.mtx);
     if (i < 0) {
         rl_log_warn("refused join from unknown node '%s'", q->node_id);
         return RL_ENOTFOUND;
     }
-    rl_log_info("node %s joined (pid %llu, ring endpoint %s)", q->node_id,
-                (unsigned long long)q->pid, q->listen);
+    if (rv != RL_OK) return refuse(call, rv, why);
+    const char *spec_url = j->spec->nodes[i].listen;
+    if (q->listen[0] == '\0')
+        rl_log_info("node %s asked where to listen: %s (the spec's)", q->node_id, spec_url);
+    else
+        rl_log_info("node %s joined (pid %llu, ring endpoint %s)", q->node_id,
+                    (unsigned long long)q->pid, q->listen);
     resp->u.join_resp.job = rl_xstrdup(j->spec->name);
     resp->u.join_resp.heartbeat_ms = (uint64_t)j->spec->heartbeat_ms;
     resp->u.join_resp.failure_timeout_ms = (uint64_t)j->spec->failure_timeout_ms;
+    resp->u.join_resp.listen = rl_xstrdup(spec_url);
     return RL_OK;
 }
 
@@ -220,8 +298,8 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
             double v = h->rows_per_s / 1000.0; /* rows per compute-ms */
             e->speed = placement_smooth_speed(e->speed, v);
         }
-        if (RL_HAS_FIELD(h, heartbeat_req, compute_ms) && h->compute_ms > 0 && h->epoch == j->epoch &&
-            h->step > j->plan_start) {
+        if (RL_HAS_FIELD(h, heartbeat_req, compute_ms) && h->compute_ms > 0 &&
+            h->epoch == j->epoch && h->step > j->plan_start) {
             if (e->compute_epoch != j->epoch) e->samples_epoch = 0;
             e->compute_ms = h->compute_ms;
             e->compute_epoch = j->epoch;
@@ -264,10 +342,10 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     }
     p->epoch = j->epoch;
     p->rank = (uint64_t)rank;
-    p->member_ids = (rl_strlist){rl_xcalloc((size_t)j->n_members, sizeof(char *)),
-                                 (size_t)j->n_members};
-    p->member_urls = (rl_strlist){rl_xcalloc((size_t)j->n_members, sizeof(char *)),
-                                  (size_t)j->n_members};
+    p->member_ids =
+        (rl_strlist){rl_xcalloc((size_t)j->n_members, sizeof(char *)), (size_t)j->n_members};
+    p->member_urls =
+        (rl_strlist){rl_xcalloc((size_t)j->n_members, sizeof(char *)), (size_t)j->n_members};
     for (int k = 0; k < j->n_members; k++) {
         p->member_ids.v[k] = rl_xstrdup(j->reg.nodes[j->members[k]].id);
         p->member_urls.v[k] = rl_xstrdup(j->reg.nodes[j->members[k]].listen);
@@ -335,6 +413,37 @@ static void answer_waiting_plans(job *j)
 
 static void stop_failed_locked(job *j);
 
+/* A member could not connect to member name when forming the current
+ * epoch's ring. The same member, in two epochs in a row, while it heartbeats:
+ * its address is not reachable from its peers (a loopback or private
+ * address, a firewall), and retrying cannot help: the job fails naming it.
+ * Lock held. */
+static void note_unreachable(job *j, const char *reporter, const char *name, const char *error)
+{
+    int u = node_index(j, name);
+    if (u < 0 || !is_member(j, u) || j->unreach_epoch == j->epoch) return;
+    bool again = u == j->unreach_node && j->unreach_epoch + 1 == j->epoch;
+    j->unreach_streak = again ? j->unreach_streak + 1 : 1;
+    j->unreach_node = u;
+    j->unreach_epoch = j->epoch;
+    /* Alive: heard from within 3 heartbeats (1 s at least, RL_RING_CONNECT_MS
+     * at most: a stopped process would have been silent through both
+     * connect attempts). */
+    const node_entry *e = &j->reg.nodes[u];
+    uint64_t recent = 3u * (uint64_t)j->spec->heartbeat_ms;
+    if (recent < 1000) recent = 1000;
+    if (recent > RL_RING_CONNECT_MS) recent = RL_RING_CONNECT_MS;
+    if (j->unreach_streak < 2 || !registry_node_alive(e, rl_clock_ms(), recent)) return;
+    snprintf(j->error, sizeof(j->error),
+             "the ring cannot form: member %s at %s did not answer %s in epochs %llu and %llu, "
+             "while it heartbeats: is that address reachable from %s (routes, firewall)? "
+             "The last failure: %s",
+             e->id, e->listen, reporter, (unsigned long long)j->epoch - 1,
+             (unsigned long long)j->epoch, reporter, error ? error : "");
+    rl_log_error("%s", j->error);
+    stop_failed_locked(j);
+}
+
 static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
 {
     job *j = arg;
@@ -367,6 +476,7 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
             rl_rpc_ctx_reply(j->waiting_plan[i], RL_ECANCELED, "superseded", NULL);
         j->waiting_plan[i] = call;
         rl_rpc_ctx_defer(call);
+        if (q->unreachable != NULL) note_unreachable(j, q->node_id, q->unreachable, q->error);
     } else if (j->status == JOB_RUNNING && q->epoch < j->epoch && is_member(j, i) &&
                j->reg.nodes[i].state == NODE_JOINED) {
         mark_alive(j, i);
@@ -433,7 +543,8 @@ static bool file_step(job *j, const char *node_id, const step_in *in)
             s->node_ms = rl_xmalloc((size_t)j->reg.n * sizeof(double) + 1);
             s->node_n = j->reg.n;
         }
-        for (int i = 0; i < s->node_n; i++) s->node_ms[i] = NAN;
+        for (int i = 0; i < s->node_n; i++)
+            s->node_ms[i] = NAN;
         for (size_t k = 0; k < in->n_node_ms; k++) {
             mx = fmax(mx, in->node_ms[k]);
             sum += in->node_ms[k];
@@ -457,10 +568,10 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
     size_t k = r->batch_steps.n, nb = j->n_blocks;
     bool batch = k > 0;
     size_t per_node = batch ? r->batch_node_compute_ms.n / k : 0;
-    if (batch && (r->batch_loss.n != k || r->batch_step_ms.n != k ||
-                  r->batch_allreduce_ms.n != k || r->batch_rows.n != k ||
-                  r->batch_coverage.n != k * nb || per_node * k != r->batch_node_compute_ms.n ||
-                  r->batch_steps.v[k - 1] != r->step)) {
+    if (batch &&
+        (r->batch_loss.n != k || r->batch_step_ms.n != k || r->batch_allreduce_ms.n != k ||
+         r->batch_rows.n != k || r->batch_coverage.n != k * nb ||
+         per_node * k != r->batch_node_compute_ms.n || r->batch_steps.v[k - 1] != r->step)) {
         pthread_mutex_unlock(&j->reg.mtx);
         rl_log_warn("step report from %s refused: batch lists of unequal length", r->node_id);
         return RL_EINVAL;
@@ -470,13 +581,26 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
         for (size_t i = 0; ok && i < (batch ? k : 1); i++) {
             step_in in;
             if (batch)
-                in = (step_in){r->batch_steps.v[i], r->batch_loss.v[i], r->batch_step_ms.v[i],
-                               r->batch_allreduce_ms.v[i], r->batch_rows.v[i], 0,
-                               r->batch_coverage.v + i * nb, nb,
-                               r->batch_node_compute_ms.v + i * per_node, per_node};
+                in = (step_in){r->batch_steps.v[i],
+                               r->batch_loss.v[i],
+                               r->batch_step_ms.v[i],
+                               r->batch_allreduce_ms.v[i],
+                               r->batch_rows.v[i],
+                               0,
+                               r->batch_coverage.v + i * nb,
+                               nb,
+                               r->batch_node_compute_ms.v + i * per_node,
+                               per_node};
             else
-                in = (step_in){r->step, r->loss, r->step_ms, r->allreduce_ms, (double)r->rows, 0,
-                               r->coverage.v, r->coverage.n, r->node_compute_ms.v,
+                in = (step_in){r->step,
+                               r->loss,
+                               r->step_ms,
+                               r->allreduce_ms,
+                               (double)r->rows,
+                               0,
+                               r->coverage.v,
+                               r->coverage.n,
+                               r->node_compute_ms.v,
                                r->node_compute_ms.n};
             /* Dated by our clock: now, less how long ago the node says it was. */
             if (batch && r->batch_age_ms.n == k && r->batch_age_ms.v[i] >= 0 &&
@@ -511,10 +635,14 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
 static const char *state_name(node_state s)
 {
     switch (s) {
-    case NODE_EXPECTED: return "expected";
-    case NODE_JOINED: return "alive";
-    case NODE_FAILED: return "failed";
-    case NODE_LEFT: return "left";
+    case NODE_EXPECTED:
+        return "expected";
+    case NODE_JOINED:
+        return "alive";
+    case NODE_FAILED:
+        return "failed";
+    case NODE_LEFT:
+        return "left";
     }
     return "?";
 }
@@ -522,10 +650,14 @@ static const char *state_name(node_state s)
 static const char *status_name(job_status s)
 {
     switch (s) {
-    case JOB_WAITING: return "waiting for nodes";
-    case JOB_RUNNING: return "running";
-    case JOB_DONE: return "ok";
-    case JOB_FAILED: return "failed";
+    case JOB_WAITING:
+        return "waiting for nodes";
+    case JOB_RUNNING:
+        return "running";
+    case JOB_DONE:
+        return "ok";
+    case JOB_FAILED:
+        return "failed";
     }
     return "?";
 }
@@ -553,8 +685,8 @@ static void status_node_line(const job *j, int i, FILE *f)
             status_field(rps, sizeof(rps), e->rows_per_s > 0, 0, e->rows_per_s),
             status_field(cms, sizeof(cms), e->compute_ms > 0, 3, e->compute_ms),
             status_field(cpu, sizeof(cpu), heard, 2, e->cpu_load),
-            status_field(rss, sizeof(rss), heard, 1, (double)e->rss_bytes / 1048576.0),
-            e->listen, e->phase[0] ? e->phase : "-");
+            status_field(rss, sizeof(rss), heard, 1, (double)e->rss_bytes / 1048576.0), e->listen,
+            e->phase[0] ? e->phase : "-");
 }
 
 static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
@@ -574,9 +706,10 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
             status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
             (unsigned long long)j->epoch, loss);
     if (j->steps_done) fprintf(f, "last step %.3f ms\n", j->steps[last].ms);
-    fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %-21s  %s\n", "node", "state", "blocks",
-            "rows/s", "compute_ms", "cpu", "rss_MiB", "endpoint", "doing");
-    for (int i = 0; i < j->reg.n; i++) status_node_line(j, i, f);
+    fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %-21s  %s\n", "node", "state", "blocks", "rows/s",
+            "compute_ms", "cpu", "rss_MiB", "endpoint", "doing");
+    for (int i = 0; i < j->reg.n; i++)
+        status_node_line(j, i, f);
     pthread_mutex_unlock(&j->reg.mtx);
     fclose(f);
     resp->u.status_resp.text = text;
@@ -635,8 +768,31 @@ static void stop_failed_locked(job *j)
     answer_waiting_plans(j);
 }
 
+/* Members that joined the running job hold no blocks: each gets a first
+ * share from the others, by expected speed within placement's growth cap;
+ * later rebalances follow its measured speed. Lock held. */
+static void share_with_newcomers(job *j, const double *speed)
+{
+    int n = j->n_members;
+    placement_data d = job_placement_data(j);
+    double *rows = rl_xcalloc((size_t)n + 1, sizeof(double));
+    bool *held = rl_xcalloc((size_t)n + 1, sizeof(bool));
+    bool any = false;
+    placement_member_rows(&d, j->owner, j->members, n, rows);
+    for (int k = 0; k < n; k++) {
+        node_entry *e = &j->reg.nodes[j->members[k]];
+        held[k] = !(e->late && rows[k] == 0); /* only newcomers gain */
+        any = any || !held[k];
+        e->late = false;
+    }
+    if (any) placement_rebalance(&d, j->members, n, speed, held, j->owner);
+    free(rows);
+    free(held);
+}
+
 /* The first plan: capacity-weighted contiguous runs. Later plans: orphaned
- * blocks go to the members by expected speed, the others stay. Lock held. */
+ * blocks go to the members by expected speed, the others stay, and members
+ * that joined late get a first share. Lock held. */
 static void assign_members_blocks(job *j, bool first)
 {
     int n = j->n_members;
@@ -653,6 +809,7 @@ static void assign_members_blocks(job *j, bool first)
     } else {
         placement_expected_speeds(measured, capacity, n, speed);
         placement_assign_orphans(&d, j->members, n, speed, j->owner);
+        share_with_newcomers(j, speed);
     }
     free(capacity);
     free(measured);
@@ -696,7 +853,8 @@ static void replan_locked(job *j, const char *reason)
     j->status = JOB_RUNNING;
     j->replan = false;
     j->failure_hint_ms = 0;
-    for (uint64_t k = j->model_step; k < (uint64_t)j->spec->steps; k++) j->steps[k].seen = false;
+    for (uint64_t k = j->model_step; k < (uint64_t)j->spec->steps; k++)
+        j->steps[k].seen = false;
     if (j->steps_done > j->model_step) j->steps_done = j->model_step;
     char counts[100] = "";
     size_t off = 0;
@@ -708,10 +866,9 @@ static void replan_locked(job *j, const char *reason)
                                 j->reg.nodes[j->members[k]].id, nb);
     }
     job_event_add(j, "reassign", "", "epoch %llu (%s), from step %llu, blocks %s",
-                  (unsigned long long)j->epoch, reason, (unsigned long long)j->plan_start,
-                  counts);
-    rl_log_info("epoch %llu (%s): %d nodes, from step %llu", (unsigned long long)j->epoch,
-                reason, j->n_members, (unsigned long long)j->plan_start);
+                  (unsigned long long)j->epoch, reason, (unsigned long long)j->plan_start, counts);
+    rl_log_info("epoch %llu (%s): %d nodes, from step %llu", (unsigned long long)j->epoch, reason,
+                j->n_members, (unsigned long long)j->plan_start);
     answer_waiting_plans(j);
 }
 
@@ -868,9 +1025,8 @@ void job_tick(job *j)
         /* A closed connection is a failure at once when a collective failed
          * or a recovery is under way (two nodes killed together must not
          * cost two recoveries), else after two heartbeats. */
-        bool gone = !e->connected &&
-                    (j->failure_hint_ms != 0 || recovering ||
-                     now - e->disconnected_ms > 2u * (uint64_t)sp->heartbeat_ms);
+        bool gone = !e->connected && (j->failure_hint_ms != 0 || recovering ||
+                                      now - e->disconnected_ms > 2u * (uint64_t)sp->heartbeat_ms);
         if (silent > (uint64_t)sp->failure_timeout_ms || gone) {
             e->state = NODE_FAILED;
             recovering = true;
@@ -955,4 +1111,3 @@ void job_check_complete(job *j, uint64_t grace_ms)
     }
     pthread_mutex_unlock(&j->reg.mtx);
 }
-

@@ -69,6 +69,12 @@ typedef struct job {
     int retry_streak;
     uint64_t retry_step;
     char last_failure[320];
+    /* A ring that cannot form: the member a node could not connect to, in
+     * which epoch, and in how many epochs in a row; twice while that member
+     * is alive fails the job, naming it (docs/operations.md). */
+    int unreach_node;
+    uint64_t unreach_epoch;
+    int unreach_streak;
     uint64_t last_plan_ms;    /* when the current epoch was planned */
     uint64_t plan_make_ms;    /* allowance for making the moved blocks, in the plan's deadline */
     int imbalance_streak;     /* consecutive evaluations with a rebalance worth doing ... */

@@ -1,4 +1,5 @@
 /* registry.c - expected and joined nodes, heartbeats and their metrics. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,4 +56,29 @@ int registry_wait_joined(registry *r, uint64_t deadline_ms)
         if (w > 100) w = 100; /* wake to re-check stop requests */
         rl_cond_wait_until(&r->cv, &r->mtx, now + w);
     }
+}
+
+bool registry_node_alive(const node_entry *e, uint64_t now, uint64_t failure_timeout_ms)
+{
+    return e->state == NODE_JOINED && e->connected &&
+           now - e->last_heartbeat_ms <= failure_timeout_ms;
+}
+
+int registry_missing(registry *r, char *buf, size_t len)
+{
+    int joined = 0;
+    size_t off = 0;
+    buf[0] = '\0';
+    pthread_mutex_lock(&r->mtx);
+    for (int i = 0; i < r->n; i++) {
+        const node_entry *e = &r->nodes[i];
+        if (e->state == NODE_JOINED) {
+            joined++;
+        } else if (off < len) {
+            int w = snprintf(buf + off, len - off, "%s%s (%s)", off ? ", " : "", e->id, e->listen);
+            off += w > 0 ? (size_t)w : 0;
+        }
+    }
+    pthread_mutex_unlock(&r->mtx);
+    return joined;
 }

@@ -38,6 +38,8 @@ typedef struct node_entry {
     bool slow;
     double compute_samples[256]; /* compute_ms per heartbeat, a ring */
     uint64_t ncompute;
+    int dup_refused; /* duplicate joins refused whose connections have not closed yet */
+    bool late;       /* joined the running job and holds no blocks yet */
 } node_entry;
 
 typedef struct registry {
@@ -54,5 +56,11 @@ void registry_fini(registry *r);
 int registry_count(registry *r, node_state s);
 /* Waits until every node has joined or deadline (rl_clock_ms); returns the count joined. */
 int registry_wait_joined(registry *r, uint64_t deadline_ms);
+/* True while e is joined and alive: its connection open and a heartbeat
+ * within failure_timeout_ms of now. Lock held. */
+bool registry_node_alive(const node_entry *e, uint64_t now, uint64_t failure_timeout_ms);
+/* Writes the nodes not joined as "c (tcp://...), d (tcp://...)" into buf
+ * (truncated to len) and returns how many have joined. Lock NOT held. */
+int registry_missing(registry *r, char *buf, size_t len);
 
 #endif

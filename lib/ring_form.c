@@ -59,6 +59,7 @@ static int link_recv_auth(rl_ring *r, rli_link *l, int peer, rl_msg_type type, u
     const uint8_t *p;
     size_t n;
     const char *what = type == RL_MSG_RING_CHALLENGE ? "challenge" : "welcome";
+    rli_err(RL_OK, "%s", ""); /* no stale detail in the message below */
     int rv = rli_link_recv(l, &p, &n, deadline_ms, false);
     if (rv != RL_OK && link_tls_refused(r, l, peer)) return RL_ECONFIG;
     if (rv != RL_OK)
@@ -66,7 +67,7 @@ static int link_recv_auth(rl_ring *r, rli_link *l, int peer, rl_msg_type type, u
                        "ring epoch %llu: no %s from %s (rank %d) at %s: %s (does it hold the "
                        "same cluster token?)",
                        (unsigned long long)r->epoch, what, r->ids[peer], peer, r->urls[peer],
-                       rl_errdetail());
+                       rl_errdetail()[0] ? rl_errdetail() : rl_strerror(rv));
     rl_msg m;
     rv = rl_msg_decode(p, n, &m);
     if (rv == RL_OK) {
@@ -138,8 +139,8 @@ static int dial_until_accepted(rl_ring *r, int peer, nng_stream_dialer *d, nng_a
         if (now >= deadline_ms)
             return rli_err(RL_ETIMEDOUT,
                            "member %s (rank %d) at %s did not accept before the "
-                           "deadline",
-                           r->ids[peer], peer, url);
+                           "deadline (%d ms)",
+                           r->ids[peer], peer, url, RL_RING_CONNECT_MS);
         pthread_mutex_lock(&r->ep->mtx);
         int rv = ring_fence_err(r);
         pthread_mutex_unlock(&r->ep->mtx);
@@ -251,14 +252,20 @@ static int link_handshake(rl_ring *r, int peer, nng_stream *s, uint64_t deadline
 }
 
 /* Dials peer and makes the stream a link of r. Called without the lock. */
-static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **out)
+static int dial_member(rl_ring *r, int peer, uint64_t deadline_ms, rli_link **out, int *unreachable)
 {
     nng_stream_dialer *d = NULL;
     nng_aio *aio = NULL;
     nng_stream *s = NULL;
+    /* Its endpoint listens from before it joined: connected and
+     * authenticated within RL_RING_CONNECT_MS, or its address is not
+     * reachable from here. */
+    uint64_t connect_by = rli_now_ms() + RL_RING_CONNECT_MS;
+    if (connect_by > deadline_ms) connect_by = deadline_ms;
     int rv = dialer_open(r, peer, &d, &aio);
-    if (rv == RL_OK) rv = dial_until_accepted(r, peer, d, aio, deadline_ms, &s);
-    if (rv == RL_OK) rv = link_handshake(r, peer, s, deadline_ms, out);
+    if (rv == RL_OK) rv = dial_until_accepted(r, peer, d, aio, connect_by, &s);
+    if (rv == RL_OK) rv = link_handshake(r, peer, s, connect_by, out);
+    if (rv != RL_OK && rv != RL_ESTALE && rv != RL_ECANCELED) *unreachable = peer;
     if (aio != NULL) nng_aio_free(aio);
     if (d != NULL) nng_stream_dialer_free(d);
     return rv;
@@ -390,13 +397,14 @@ static int form_fence(rl_ring *r)
     return RL_OK;
 }
 
-/* Dials every member of higher rank, in order. */
-static int form_dial_higher(rl_ring *r, uint64_t deadline_ms)
+/* Dials every member of higher rank, in order; *unreachable: the rank of
+ * one that did not accept, or stays -1. */
+static int form_dial_higher(rl_ring *r, uint64_t deadline_ms, int *unreachable)
 {
     int rv = RL_OK;
     for (int p = r->rank + 1; p < r->size && rv == RL_OK; p++) {
         rli_link *l = NULL;
-        rv = dial_member(r, p, deadline_ms, &l);
+        rv = dial_member(r, p, deadline_ms, &l, unreachable);
         if (rv == RL_OK) {
             pthread_mutex_lock(&r->ep->mtx);
             l->ring = r;
@@ -517,12 +525,14 @@ static int form_go_direct(rl_ring *r, uint64_t deadline_ms)
 
 int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_ms, rl_ring **out)
 {
+    if (cfg->unreachable_rank != NULL) *cfg->unreachable_rank = -1;
     int rv = form_check_config(ep, cfg, out);
     if (rv != RL_OK) return rv;
-    int local, ncpu;
+    int local, ncpu, unreachable = -1;
     rl_ring *r = ring_new(ep, cfg, &local, &ncpu);
     rv = form_fence(r);
-    if (rv == RL_OK) rv = form_dial_higher(r, deadline_ms);
+    if (rv == RL_OK) rv = form_dial_higher(r, deadline_ms, &unreachable);
+    if (cfg->unreachable_rank != NULL) *cfg->unreachable_rank = unreachable;
     if (rv == RL_OK) rv = form_accept_lower(r, deadline_ms);
     if (rv == RL_OK) rv = form_tune_links(r, cfg->tcp_congestion, local, ncpu);
     if (rv == RL_OK) rv = form_go_direct(r, deadline_ms);

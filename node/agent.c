@@ -91,6 +91,7 @@ void *agent_heartbeat_main(void *arg)
                  * old ring at once rather than wait for its deadline, and
                  * stop forming one of an older epoch (its members may be
                  * the dead). */
+                atomic_store(&a->planned_epoch, rep.msg.u.heartbeat_resp.epoch);
                 rl_endpoint_fence(a->ep, rep.msg.u.heartbeat_resp.epoch);
                 /* Only an older ring: the worker may have formed the new
                  * one since a->epoch was read. */

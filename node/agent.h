@@ -25,6 +25,7 @@ typedef struct agent {
     atomic_bool coord_lost;   /* no answer from the coordinator for too long */
     atomic_bool job_done;     /* the worker completed the job's last step */
     atomic_uint_fast64_t epoch, step;
+    atomic_uint_fast64_t planned_epoch; /* the newest epoch the coordinator announced */
     atomic_int phase; /* what the worker is doing: an index into agent_phase_names */
     /* metrics of the last step (doubles stored as bits) */
     _Atomic double rows_per_s, compute_ms, allreduce_ms;

@@ -18,6 +18,7 @@
 #include "ringleader/log.h"
 #include "ringleader/ring.h"
 #include "ringleader/rpc.h"
+#include "ringleader/spec.h"
 
 /* How long a signalled node may take to stop by itself before it exits
  * anyway: a second at most in all (docs/operations.md, "TLS links, exits and
@@ -87,7 +88,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: ringleader-node --coordinator URL --id ID [--listen URL] [--token-file F]\n"
                "                       [--join-timeout-ms MS]\n\n"
                "Joins the coordinator at URL as node ID, accepts its ring neighbours on\n"
-               "--listen (default tcp://127.0.0.1:0), and works until the job ends.\n"
+               "--listen (default: the spec's cluster.nodes listen URL for ID, which the\n"
+               "coordinator tells it), and works until the job ends.\n"
                "The cluster token comes from --token-file or $RINGLEADER_TOKEN.\n"
                "TLS (tls+tcp:// URLs): --tls-cert F --tls-key F --tls-ca F, and\n"
                "--tls-verify-hostname false to accept peer certificates for other hosts (labs).\n");
@@ -102,7 +104,6 @@ typedef struct node_opts {
 static int parse(int argc, char **argv, node_opts *o)
 {
     memset(o, 0, sizeof(*o));
-    o->listen = "tcp://127.0.0.1:0";
     o->join_timeout_ms = 30000;
     for (int i = 1; i < argc; i += 2) { /* --help and --version exit; the rest take a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -142,6 +143,54 @@ static int parse(int argc, char **argv, node_opts *o)
     return 0;
 }
 
+/* JOIN as o->id advertising listen ("": asks the coordinator where to
+ * listen). On success rep holds the reply; the caller finis it. */
+static int node_join(rl_rpc_client *c, const node_opts *o, const char *listen, rl_rpc_reply *rep)
+{
+    rl_msg req;
+    rl_msg_init(&req, RL_MSG_JOIN_REQ);
+    req.u.join_req.node_id = (char *)o->id;
+    req.u.join_req.listen = (char *)listen;
+    req.u.join_req.pid = (uint64_t)getpid();
+    RL_SET_FIELD(&req.u.join_req, join_req, pid);
+    int rv = rl_rpc_call(c, &req, rep, rl_clock_ms() + (uint64_t)o->join_timeout_ms);
+    if (rv != RL_OK) rl_log_error("join refused by %s: %s", o->coordinator, rl_errdetail());
+    return rv;
+}
+
+/* Without --listen: asks the coordinator for the spec's URL for this id,
+ * opens the ring endpoint there; then (with or without) joins advertising
+ * the endpoint's bound URL. On success *ep is open and rep holds the reply. */
+static int node_open_and_join(rl_rpc_client *c, const node_opts *o, const rl_tls_files *tls,
+                              const rl_token *token, rl_endpoint **ep, rl_rpc_reply *rep)
+{
+    const char *listen = o->listen;
+    char asked[RL_URL_MAX] = "";
+    if (listen == NULL) {
+        int rv = node_join(c, o, "", rep);
+        if (rv == RL_OK && rep->msg.u.join_resp.listen == NULL) {
+            rl_log_error("the coordinator at %s did not say where to listen: give --listen",
+                         o->coordinator);
+            rv = RL_EPROTO;
+        }
+        if (rv == RL_OK) snprintf(asked, sizeof(asked), "%s", rep->msg.u.join_resp.listen);
+        rl_rpc_reply_fini(rep);
+        if (rv != RL_OK) return rv;
+        listen = asked;
+    }
+    if (rl_endpoint_open(listen, tls, ep) != RL_OK) {
+        rl_log_error("cannot open the ring endpoint at %s: %s", listen, rl_errdetail());
+        return RL_EUNAVAIL;
+    }
+    rl_endpoint_set_token(*ep, token); /* ring links prove the token both ways */
+    int rv = node_join(c, o, rl_endpoint_url(*ep), rep);
+    if (rv != RL_OK) {
+        rl_rpc_reply_fini(rep);
+        rl_endpoint_close(*ep);
+        *ep = NULL;
+    }
+    return rv;
+}
 
 int main(int argc, char **argv)
 {
@@ -158,31 +207,15 @@ int main(int argc, char **argv)
     }
     const rl_tls_files *tls = o.tls.cert ? &o.tls : NULL;
     rl_endpoint *ep = NULL;
-    if (rl_endpoint_open(o.listen, tls, &ep) != 0) {
-        rl_log_error("cannot open the ring endpoint: %s", rl_errdetail());
-        return 1;
-    }
-    rl_endpoint_set_token(ep, &token); /* ring links prove the token both ways */
     rl_rpc_client *c = NULL;
     rl_rpc_client_opts co = {.url = o.coordinator, .tls = tls, .token = &token, .peer_id = o.id};
     if (rl_rpc_client_open(&co, rl_clock_ms() + (uint64_t)o.join_timeout_ms, &c) != 0) {
         rl_log_error("cannot join %s: %s", o.coordinator, rl_errdetail());
-        rl_endpoint_close(ep);
         return 1;
     }
-    rl_msg req;
     rl_rpc_reply rep;
-    rl_msg_init(&req, RL_MSG_JOIN_REQ);
-    req.u.join_req.node_id = (char *)o.id;
-    req.u.join_req.listen = (char *)rl_endpoint_url(ep);
-    req.u.join_req.pid = (uint64_t)getpid();
-    RL_SET_FIELD(&req.u.join_req, join_req, pid);
-    int rv = rl_rpc_call(c, &req, &rep, rl_clock_ms() + (uint64_t)o.join_timeout_ms);
-    if (rv != 0) {
-        rl_log_error("join refused by %s: %s", o.coordinator, rl_errdetail());
-        rl_rpc_reply_fini(&rep);
+    if (node_open_and_join(c, &o, tls, &token, &ep, &rep) != RL_OK) {
         rl_rpc_client_close(c);
-        rl_endpoint_close(ep);
         return 1;
     }
     int hb_ms = (int)rep.msg.u.join_resp.heartbeat_ms;

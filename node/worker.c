@@ -135,7 +135,7 @@ static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_da
 }
 
 static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure,
-                    bool data_error, rl_rpc_reply *rep)
+                    bool data_error, const char *unreachable, rl_rpc_reply *rep)
 {
     rl_msg req;
     rl_msg_init(&req, RL_MSG_PLAN_REQ);
@@ -150,6 +150,7 @@ static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure
             req.u.plan_req.data_error = true;
             RL_SET_FIELD(&req.u.plan_req, plan_req, data_error);
         }
+        if (unreachable[0] != '\0') req.u.plan_req.unreachable = (char *)unreachable;
     }
     /* The coordinator answers when it has a plan for us: wait in slices so a
      * lost coordinator is noticed. */
@@ -288,6 +289,7 @@ typedef struct worker {
     char failure[300]; /* told to the coordinator with the next PLAN request */
     bool data_error;   /* failure is in the data: told as such, then the node exits 1 */
     bool told_data_error;
+    char unreachable[RL_ID_MAX]; /* with it: the member the ring could not reach ("" none) */
     held h;
     rl_table *table;
     rl_model m;
@@ -295,6 +297,19 @@ typedef struct worker {
     double *buf, *red; /* the payload, before and after the all-reduce */
     batch rb;
 } worker;
+
+/* Logs the failure just recorded: at info when it is routine (the job is
+ * stopping, or the coordinator has already planned a newer epoch, as it does
+ * for a rebalance), as a warning otherwise. */
+static void worker_log_failure(const worker *w)
+{
+    const agent *a = w->a;
+    if (atomic_load(&a->stop) || atomic_load(&a->planned_epoch) > w->epoch)
+        rl_log_info("%s (superseded)", w->failure);
+    else
+        rl_log_warn("%s", w->failure);
+}
+
 
 /* What the worker does after a plan. */
 typedef enum { WORKER_NEXT_PLAN, WORKER_STOP, WORKER_FAIL } worker_next;
@@ -411,6 +426,7 @@ static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms
     agent *a = w->a;
     size_t nm = p->member_ids.n;
     rl_ring_member *mem = rl_xcalloc(nm + 1, sizeof(*mem)); /* a few pointers per member */
+    int unreachable = -1;
     for (size_t i = 0; i < nm; i++) {
         mem[i].id = p->member_ids.v[i];
         mem[i].url = p->member_urls.v[i];
@@ -424,7 +440,8 @@ static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms
                           .chunk_bytes = p->chunk_bytes,
                           .small_bytes = SIZE_MAX,
                           .yield_us = -1,
-                          .tcp_congestion = p->tcp_congestion};
+                          .tcp_congestion = p->tcp_congestion,
+                          .unreachable_rank = &unreachable};
     /* Peers may still be making their blocks, and a member short of CPU
      * takes many times the coordinator's estimate. It is alive, so wait for
      * it: one that dies or stops is failed by the coordinator, whose new
@@ -437,7 +454,9 @@ static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms
     if (rv != RL_OK) {
         snprintf(w->failure, sizeof(w->failure), "ring epoch %llu: %s",
                  (unsigned long long)w->epoch, rl_errdetail());
-        rl_log_warn("%s", w->failure);
+        if (unreachable >= 0 && (size_t)unreachable < nm) /* named to the coordinator */
+            snprintf(w->unreachable, sizeof(w->unreachable), "%s", p->member_ids.v[unreachable]);
+        worker_log_failure(w);
         return rv;
     }
     pthread_mutex_lock(&a->mtx);
@@ -458,7 +477,7 @@ static int worker_wait_for_members(worker *w, rl_ring *ring, uint64_t ready_dead
         snprintf(w->failure, sizeof(w->failure),
                  "ring epoch %llu: waiting for every member's blocks: %s",
                  (unsigned long long)w->epoch, rl_errdetail());
-        rl_log_warn("%s", w->failure);
+        worker_log_failure(w);
     }
     return rv;
 }
@@ -559,7 +578,7 @@ static int worker_step(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint
     if (rv != RL_OK) {
         snprintf(w->failure, sizeof(w->failure), "step %llu: %s", (unsigned long long)s,
                  rl_errdetail());
-        rl_log_warn("%s", w->failure);
+        worker_log_failure(w);
         return rv;
     }
     *ok = worker_check_coverage(w, s, total_rows, w->rb.cov + w->rb.k * pl->nb);
@@ -631,8 +650,9 @@ int worker_run(agent *a)
         rl_rpc_reply rep;
         atomic_store(&a->phase, PHASE_WAITING);
         int rv = ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL, w.data_error,
-                          &rep);
+                          w.unreachable, &rep);
         w.failure[0] = '\0';
+        w.unreachable[0] = '\0';
         w.told_data_error |= w.data_error;
         w.data_error = false;
         worker_next next = WORKER_STOP;

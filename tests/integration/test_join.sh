@@ -19,7 +19,9 @@ for i in 1 2 3 4; do grep -q "node n$i joined" "$RL_TMP/err1" || fail "n$i not l
 
 # 2. launch: manual; one node holds the wrong token, one never comes.
 write_spec "$RL_TMP/manual.yaml" 3 "$RL_TMP/good.token" manual
-sed -i 's/join_timeout_ms: 10000/join_timeout_ms: 6000/' "$RL_TMP/manual.yaml"
+# min_nodes 3: the job needs every node, so the missing ones fail it (with
+# fewer, it would start without them: test_min_nodes.sh).
+sed -i 's/join_timeout_ms: 10000/join_timeout_ms: 6000/; s/min_nodes: 1/min_nodes: 3/' "$RL_TMP/manual.yaml"
 coord=$(sed -n 's/^  coordinator: //p' "$RL_TMP/manual.yaml")
 timeout 60 "$RL" run "$RL_TMP/manual.yaml" >"$RL_TMP/out2" 2>"$RL_TMP/err2" &
 cpid=$!; RL_PIDS+=("$cpid")

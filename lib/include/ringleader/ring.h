@@ -129,7 +129,18 @@ typedef struct rl_ring_config {
      *     or not permitted to this process: see
      *     net.ipv4.tcp_allowed_congestion_control). At most 15 characters. */
     const char *tcp_congestion;
+    /* Out, may be NULL: when rl_ring_form fails because a member of higher
+     * rank could not be connected to (refused, unreachable, or no
+     * authenticated link within RL_RING_CONNECT_MS), that member's rank;
+     * else -1. */
+    int *unreachable_rank;
 } rl_ring_config;
+
+/* How long rl_ring_form tries to connect to (and authenticate with) a member
+ * of higher rank: every member's endpoint listens from before it joins, so
+ * a member not connected by then is at an address its peers cannot reach
+ * (see docs/operations.md). */
+#define RL_RING_CONNECT_MS 4000
 
 /*
  * Forms the ring for cfg->epoch on ep: dials every member of higher rank and
