@@ -94,9 +94,9 @@ node 2 b "$RL_TMP/b.err"
 BPID=$NPID
 wait_exit "$CPID" 60
 [ "$WRC" -eq 0 ] || { tail -20 "$RL_TMP/ok.err" >&2; fail "the run exited $WRC"; }
-# The nodes leave on their own (their exit codes as the coordinator closes
-# are issue 15 item 2's, not this test's).
-for p in "$APID" "$BPID"; do wait_exit "$p" 10; done
+for p in "$APID" "$BPID"; do
+  wait_exit "$p" 10; [ "$WRC" -eq 0 ] || { tail -n 3 "$RL_TMP"/[ab].err >&2; fail "a node exited $WRC"; }
+done
 grep -q "node b joined (pid [0-9]*, ring endpoint tcp://10.200.0.2:7702)" "$RL_TMP/ok.err" ||
   fail "node b did not join at the spec's URL: $(grep 'node b' "$RL_TMP/ok.err")"
 echo "loopback refused ($(sed -n 's/.*INVALID_ARGUMENT: //p' "$RL_TMP/bad.err" | cut -c1-60));" \
