@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_local_runs.sh - the shortcuts of docs/operations.md "Quick local runs,
-# hostfiles and status by spec", with real processes on loopback:
+# port 0 and hostfiles" and "Status and logs", with real processes on loopback:
 #  1. `run SPEC --nodes 3` (launch: local) replaces the spec's nodes with
 #     n1..n3 on free ports: the job completes and run.json lists 3 nodes;
 #     with launch: manual --nodes is refused, naming why.
