@@ -5,7 +5,8 @@
 # with a throw-away CA and a certificate whose SANs are both addresses.
 # Each job is bounded (JOB_TIMEOUT s for the coordinator, then NODE_GRACE s
 # for the nodes to exit). Prints one line per run:
-#   run=I coordinator=RC a=RC b=RC seconds=S hung=0|1
+#   run=I coordinator=RC a=RC b=RC seconds=S hung=0|1 nodes_exit_s=E
+# (S: the coordinator's run; E: how long the nodes took to exit after it)
 # and a summary line:
 #   tls_stress runs=K hangs=H spurious_exits=S median_s=X
 # A hang is a job or node still running past its bound (its stacks are
@@ -126,6 +127,7 @@ for run in $(seq 1 "$RUNS"); do
   t1=$(date +%s.%N)
   wait_gone "$a" "$NODE_GRACE" || hung=1
   wait_gone "$b" "$NODE_GRACE" || hung=1
+  t2=$(date +%s.%N)
   if [ "$hung" -eq 1 ]; then
     for who in c a b; do
       pid=${!who}
@@ -141,7 +143,8 @@ for run in $(seq 1 "$RUNS"); do
   PIDS=()
   s=$(echo "$t1 - $t0" | bc)
   secs+=("$s")
-  echo "run=$run coordinator=$rc_c a=$rc_a b=$rc_b seconds=$(printf '%.2f' "$s") hung=$hung"
+  echo "run=$run coordinator=$rc_c a=$rc_a b=$rc_b seconds=$(printf '%.2f' "$s") hung=$hung" \
+    "nodes_exit_s=$(printf '%.2f' "$(echo "$t2 - $t1" | bc)")"
   if [ "$hung" -eq 1 ]; then
     hangs=$((hangs + 1))
   elif [ "$rc_c" -ne 0 ]; then

@@ -24,6 +24,37 @@
  * anyway: a second at most in all (docs/operations.md, "TLS links, exits and
  * signals"). */
 #define STOP_GRACE_MS 700
+/* How long the teardown after the worker (joining the heartbeat thread,
+ * closing the RPC client and the endpoint) may take before the node exits
+ * anyway with the job's exit code: nng's close can hang (docs/operations.md,
+ * "Limits"), and a node whose job ended must not outlive it. */
+#define TEARDOWN_GRACE_MS 2000
+
+/* The teardown's watchdog: exits the process if the teardown is not done
+ * by its deadline. */
+typedef struct teardown_watch {
+    pthread_mutex_t mtx;
+    pthread_cond_t cv;
+    bool done;
+    int exit_code;
+} teardown_watch;
+
+static void *teardown_watch_main(void *arg)
+{
+    teardown_watch *t = arg;
+    uint64_t deadline = rl_clock_ms() + TEARDOWN_GRACE_MS;
+    pthread_mutex_lock(&t->mtx);
+    while (!t->done && rl_cond_wait_until(&t->cv, &t->mtx, deadline) == RL_OK) {
+    }
+    bool done = t->done;
+    pthread_mutex_unlock(&t->mtx);
+    if (!done) {
+        rl_log_warn("closing connections still runs after %d ms; exiting now", TEARDOWN_GRACE_MS);
+        fflush(stderr);
+        _exit(t->exit_code);
+    }
+    return NULL;
+}
 
 /* The agent while the worker runs, and the signal's name once one came. */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -237,11 +268,23 @@ int main(int argc, char **argv)
     /* A coordinator gone after the job's last step ended the job: no failure. */
     if (atomic_load(&a.coord_lost) && !atomic_load(&a.job_done)) exit_code = 1;
     atomic_store(&a.stop, true);
+    teardown_watch tw = {.exit_code = exit_code};
+    pthread_mutex_init(&tw.mtx, NULL);
+    rl_cond_init_monotonic(&tw.cv);
+    pthread_t watch;
+    pthread_create(&watch, NULL, teardown_watch_main, &tw);
     pthread_join(hb, NULL);
     publish_agent(NULL);
     pthread_mutex_destroy(&a.mtx);
     pthread_mutex_destroy(&a.acc_mtx);
     rl_rpc_client_close(c);
     rl_endpoint_close(ep);
+    pthread_mutex_lock(&tw.mtx);
+    tw.done = true;
+    pthread_cond_signal(&tw.cv);
+    pthread_mutex_unlock(&tw.mtx);
+    pthread_join(watch, NULL);
+    pthread_cond_destroy(&tw.cv);
+    pthread_mutex_destroy(&tw.mtx);
     return exit_code;
 }
