@@ -23,6 +23,8 @@
 #ifndef RINGLEADER_ALLREDUCE_H
 #define RINGLEADER_ALLREDUCE_H
 
+#include "export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,15 +59,15 @@ typedef enum rl_op {
         RL_OP_COUNT
 } rl_op;
 
-size_t rl_dtype_size(rl_dtype dt);
-const char *rl_dtype_name(rl_dtype dt);
-const char *rl_op_name(rl_op op);
+RL_API size_t rl_dtype_size(rl_dtype dt);
+RL_API const char *rl_dtype_name(rl_dtype dt);
+RL_API const char *rl_op_name(rl_op op);
 
 /* The name of an algorithm ("auto", "ring", "direct", "doubling",
  * "halving"), or "?" for a value not in RL_ALLREDUCE_ALGORITHM_LIST. */
-const char *rl_allreduce_algorithm_name(rl_allreduce_algorithm a);
+RL_API const char *rl_allreduce_algorithm_name(rl_allreduce_algorithm a);
 /* Sets *out to the algorithm called name: RL_OK, or RL_EINVAL (*out untouched). */
-int rl_allreduce_algorithm_parse(const char *name, rl_allreduce_algorithm *out);
+RL_API int rl_allreduce_algorithm_parse(const char *name, rl_allreduce_algorithm *out);
 
 /*
  * Reduces count elements of dtype dt with op across every member of r and
@@ -80,11 +82,11 @@ int rl_allreduce_algorithm_parse(const char *name, rl_allreduce_algorithm *out);
  * fast) and the contents of out are unspecified, while in (if it is not out)
  * is unchanged: re-form the ring with a new epoch and retry from in.
  */
-int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt, rl_op op,
-                 uint64_t deadline_ms);
+RL_API int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt, rl_op op,
+                        uint64_t deadline_ms);
 
 /* A barrier: returns when every member has entered it (or an error, as above). */
-int rl_barrier(rl_ring *r, uint64_t deadline_ms);
+RL_API int rl_barrier(rl_ring *r, uint64_t deadline_ms);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,8 @@
 #ifndef RINGLEADER_CLOCK_H
 #define RINGLEADER_CLOCK_H
 
+#include "export.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
@@ -20,19 +22,19 @@ extern "C" {
 
 /* Monotonic milliseconds, nanoseconds, microseconds and seconds (a double),
  * all on one clock. Thread-safe, never fail. */
-uint64_t rl_clock_ms(void);
-uint64_t rl_clock_ns(void);
-uint64_t rl_clock_us(void);
-double rl_clock_s(void);
+RL_API uint64_t rl_clock_ms(void);
+RL_API uint64_t rl_clock_ns(void);
+RL_API uint64_t rl_clock_us(void);
+RL_API double rl_clock_s(void);
 
 /* The time ms milliseconds from now on clock `clock`, as the absolute
  * timespec pthread_cond_timedwait takes (CLOCK_REALTIME for a condition
  * variable with default attributes). */
-struct timespec rl_timespec_in(clockid_t clock, uint64_t ms);
+RL_API struct timespec rl_timespec_in(clockid_t clock, uint64_t ms);
 
 /* Initialises *cv with CLOCK_MONOTONIC, the clock rl_cond_wait_until waits on.
  * Release with pthread_cond_destroy. */
-void rl_cond_init_monotonic(pthread_cond_t *cv);
+RL_API void rl_cond_init_monotonic(pthread_cond_t *cv);
 
 /*
  * Waits on cv (initialised by rl_cond_init_monotonic; mtx held by the caller,
@@ -41,7 +43,7 @@ void rl_cond_init_monotonic(pthread_cond_t *cv);
  * (without waiting if it had already), RL_OK otherwise: a wake-up may be
  * spurious, so the caller re-checks its condition.
  */
-int rl_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, uint64_t deadline_ms);
+RL_API int rl_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mtx, uint64_t deadline_ms);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@
 #ifndef RINGLEADER_DATA_H
 #define RINGLEADER_DATA_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -55,10 +57,10 @@ typedef struct rl_block {
  * Returns RL_OK, or RL_ECONFIG if the data would need more than
  * UINT32_MAX blocks.
  */
-int rl_data_params_from_spec(const rl_spec *spec, rl_data_params *p);
+RL_API int rl_data_params_from_spec(const rl_spec *spec, rl_data_params *p);
 
 /* Number of blocks: ceil(rows / block_rows); 0 if rows is 0. */
-uint32_t rl_data_n_blocks(const rl_data_params *p);
+RL_API uint32_t rl_data_n_blocks(const rl_data_params *p);
 
 /*
  * Makes block block_id of the synthetic data set p into *out (overwritten;
@@ -71,7 +73,7 @@ uint32_t rl_data_n_blocks(const rl_data_params *p);
  * Returns RL_OK; RL_EINVAL for bad params or block_id >= n_blocks; RL_ENOMEM
  * if the buffers cannot be allocated (then *out holds no buffers).
  */
-int rl_block_synthetic(const rl_data_params *p, uint32_t block_id, rl_block *out);
+RL_API int rl_block_synthetic(const rl_data_params *p, uint32_t block_id, rl_block *out);
 
 /*
  * The true parameters the synthetic labels are made from: w (classes *
@@ -79,11 +81,11 @@ int rl_block_synthetic(const rl_data_params *p, uint32_t block_id, rl_block *out
  * data y = w.x + b + noise * N(0,1); logistic y = [w.x + b + noise * L > 0]
  * with L standard logistic; softmax y = argmax_k (w_k.x + b_k + noise * N(0,1)).
  */
-void rl_data_true_model(const rl_data_params *p, double *w, double *b);
+RL_API void rl_data_true_model(const rl_data_params *p, double *w, double *b);
 
 /* Releases the block's x and y and sets them to NULL (NULL block or buffers
  * are fine). Does not free the struct. */
-void rl_block_free(rl_block *b);
+RL_API void rl_block_free(rl_block *b);
 
 /*
  * Sizes *out for block block_id of p (id, first_row, rows, features) and
@@ -91,7 +93,7 @@ void rl_block_free(rl_block *b);
  * received from the coordinator). Returns RL_OK, RL_EINVAL for an id out of
  * range, or RL_ENOMEM. Release with rl_block_free.
  */
-int rl_block_alloc(const rl_data_params *p, uint32_t block_id, rl_block *out);
+RL_API int rl_block_alloc(const rl_data_params *p, uint32_t block_id, rl_block *out);
 
 /*
  * A whole CSV file in memory: the label column separated from the features,
@@ -114,10 +116,10 @@ typedef struct rl_table {
  * value; logistic 0 or 1; softmax an integer 0 .. classes-1. The single
  * definition of valid labels (rl_model_check_labels and the CSV check use it).
  */
-bool rl_label_valid(rl_model_type type, int classes, float y);
+RL_API bool rl_label_valid(rl_model_type type, int classes, float y);
 
 /* What rl_label_valid wants, for messages: "0 or 1 (logistic)", ... */
-const char *rl_label_rule(rl_model_type type);
+RL_API const char *rl_label_rule(rl_model_type type);
 
 /* How rl_csv_load_opts reads a file. Zero-initialised: as rl_csv_load with
  * no label column. */
@@ -153,7 +155,7 @@ typedef struct rl_csv_opts {
  *   RL_ENOMEM  the table does not fit in memory.
  * Numbers are parsed in the C locale's format (strtof).
  */
-int rl_csv_load(const char *path, const char *label_column, rl_table **out);
+RL_API int rl_csv_load(const char *path, const char *label_column, rl_table **out);
 
 /*
  * rl_csv_load with options (o NULL: as rl_csv_load(path, NULL, out)). With
@@ -162,7 +164,7 @@ int rl_csv_load(const char *path, const char *label_column, rl_table **out);
  * (logistic)". With o->header_optional a file whose first line holds only
  * numbers is read as data from line 1 (table->header false).
  */
-int rl_csv_load_opts(const char *path, const rl_csv_opts *o, rl_table **out);
+RL_API int rl_csv_load_opts(const char *path, const rl_csv_opts *o, rl_table **out);
 
 /*
  * Keeps only the feature columns named in names (n of them), in that order:
@@ -171,10 +173,10 @@ int rl_csv_load_opts(const char *path, const rl_csv_opts *o, rl_table **out);
  * "PATH lacks the model's feature column(s) 'a', 'b'" naming every missing
  * one (path is only used in that message); t is unchanged then. RL_ENOMEM.
  */
-int rl_table_select(rl_table *t, const char *path, const char *const *names, int n);
+RL_API int rl_table_select(rl_table *t, const char *path, const char *const *names, int n);
 
 /* Frees a table (NULL is fine). */
-void rl_table_free(rl_table *t);
+RL_API void rl_table_free(rl_table *t);
 
 /*
  * Copies block block_id of table t, cut by p->block_rows, into *out (same
@@ -183,7 +185,8 @@ void rl_table_free(rl_table *t);
  * (mismatch or block_id >= n_blocks) or
  * RL_ENOMEM.
  */
-int rl_table_block(const rl_table *t, const rl_data_params *p, uint32_t block_id, rl_block *out);
+RL_API int rl_table_block(const rl_table *t, const rl_data_params *p, uint32_t block_id,
+                          rl_block *out);
 
 /*
  * Global per-feature statistics of a table, computed in double with two
@@ -191,7 +194,7 @@ int rl_table_block(const rl_table *t, const rl_data_params *p, uint32_t block_id
  * rows, not rows - 1). mean and std are caller-provided arrays of
  * t->features. A table with no rows gives 0 and 0.
  */
-void rl_table_standardize_stats(const rl_table *t, double *mean, double *std);
+RL_API void rl_table_standardize_stats(const rl_table *t, double *mean, double *std);
 
 /*
  * Standardises a block in place: x = (x - mean[j]) / std[j], computed in
@@ -199,7 +202,7 @@ void rl_table_standardize_stats(const rl_table *t, double *mean, double *std);
  * finite) is left as it is. Given the same stats, every node gets the same
  * floats. mean and std have b->features entries and are only read.
  */
-void rl_block_standardize(rl_block *b, const double *mean, const double *std);
+RL_API void rl_block_standardize(rl_block *b, const double *mean, const double *std);
 
 #ifdef __cplusplus
 }

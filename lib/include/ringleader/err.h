@@ -10,6 +10,8 @@
 #ifndef RINGLEADER_ERR_H
 #define RINGLEADER_ERR_H
 
+#include "export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -46,17 +48,17 @@ enum rl_err {
 };
 
 /* Short text for a code ("deadline exceeded"); never NULL. */
-const char *rl_strerror(int err);
+RL_API const char *rl_strerror(int err);
 
 /* Symbolic name for a code ("RL_ETIMEDOUT"); never NULL. */
-const char *rl_errname(int err);
+RL_API const char *rl_errname(int err);
 
 /*
  * The detail of the last error set on this thread, e.g.
  * "allreduce: peer n3 (rank 2) closed during reduce-scatter, epoch 4, seq 17".
  * Valid until the next failing call on this thread. Never NULL ("" if none).
  */
-const char *rl_errdetail(void);
+RL_API const char *rl_errdetail(void);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,8 @@
 #ifndef RINGLEADER_LOG_H
 #define RINGLEADER_LOG_H
 
+#include "export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,9 +19,9 @@ extern "C" {
 typedef enum { RL_LOG_ERROR = 0, RL_LOG_WARN = 1, RL_LOG_INFO = 2, RL_LOG_DEBUG = 3 } rl_log_level;
 
 /* Sets the level (default INFO, or RINGLEADER_LOG=error|warn|info|debug) and the tag. */
-void rl_log_set_level(rl_log_level lvl);
-void rl_log_set_tag(const char *tag);
-rl_log_level rl_log_get_level(void);
+RL_API void rl_log_set_level(rl_log_level lvl);
+RL_API void rl_log_set_tag(const char *tag);
+RL_API rl_log_level rl_log_get_level(void);
 
 /* Bytes that rl_log_format_time needs: "2026-12-02T17:03:37.123Z" and a NUL. */
 #define RL_LOG_TIME_LEN 32
@@ -28,10 +30,10 @@ rl_log_level rl_log_get_level(void);
  * Writes unix_ms (milliseconds since 1970-01-01 UTC) into buf as ISO-8601
  * UTC with milliseconds, "YYYY-MM-DDTHH:MM:SS.mmmZ", cut to size. Returns buf.
  */
-const char *rl_log_format_time(int64_t unix_ms, char *buf, size_t size);
+RL_API const char *rl_log_format_time(int64_t unix_ms, char *buf, size_t size);
 
 /* Writes one line to stderr if lvl is at or above the level set. */
-void rl_log(rl_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+RL_API void rl_log(rl_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define rl_log_error(...) rl_log(RL_LOG_ERROR, __VA_ARGS__)
 #define rl_log_warn(...) rl_log(RL_LOG_WARN, __VA_ARGS__)

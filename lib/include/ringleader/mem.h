@@ -7,6 +7,8 @@
 #ifndef RINGLEADER_MEM_H
 #define RINGLEADER_MEM_H
 
+#include "export.h"
+
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -15,13 +17,13 @@ extern "C" {
 
 /* As malloc, calloc, realloc and strdup, but never NULL: a request of 0
  * bytes gets a unique pointer, and failure aborts. Release with free. */
-void *rl_xmalloc(size_t n);
-void *rl_xcalloc(size_t n, size_t size);
-void *rl_xrealloc(void *p, size_t n);
-char *rl_xstrdup(const char *s);
+RL_API void *rl_xmalloc(size_t n);
+RL_API void *rl_xcalloc(size_t n, size_t size);
+RL_API void *rl_xrealloc(void *p, size_t n);
+RL_API char *rl_xstrdup(const char *s);
 /* A copy of the n bytes at s (which need not be NUL-terminated), with a NUL
  * after them. */
-char *rl_xstrndup(const char *s, size_t n);
+RL_API char *rl_xstrndup(const char *s, size_t n);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,8 @@
 #ifndef RINGLEADER_MODEL_H
 #define RINGLEADER_MODEL_H
 
+#include "export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,14 +44,14 @@ typedef struct rl_model {
  * 1 .. RL_DATA_MAX_FEATURES, softmax with classes < 2, unknown type) or
  * RL_ENOMEM; on error *m holds nothing to release.
  */
-int rl_model_init(rl_model *m, rl_model_type type, int features, int classes);
+RL_API int rl_model_init(rl_model *m, rl_model_type type, int features, int classes);
 
 /* Releases w and b (a zeroed or already released model is fine). */
-void rl_model_fini(rl_model *m);
+RL_API void rl_model_fini(rl_model *m);
 
 /* Length of a gradient vector: classes * (features + 1) doubles, the w part
  * (classes x features, row-major) first, then the bias part (classes). */
-size_t rl_model_grad_len(const rl_model *m);
+RL_API size_t rl_model_grad_len(const rl_model *m);
 
 /*
  * Labels the model can train on: linear any finite value; logistic 0 or 1;
@@ -57,7 +59,7 @@ size_t rl_model_grad_len(const rl_model *m);
  * first bad row (by its index in the data set). Call it once per block
  * before rl_model_grad_block, which aborts on a bad softmax label.
  */
-int rl_model_check_labels(const rl_model *m, const rl_block *blk);
+RL_API int rl_model_check_labels(const rl_model *m, const rl_block *blk);
 
 /*
  * ADDS to grad_sum (rl_model_grad_len doubles, caller-owned) the sum over
@@ -69,14 +71,14 @@ int rl_model_check_labels(const rl_model *m, const rl_block *blk);
  * Sums are accumulated row by row in double, in row order, so the result is
  * the same on every machine running the same build for the same block.
  */
-void rl_model_grad_block(const rl_model *m, const rl_block *blk, double *grad_sum,
-                         double *loss_sum);
+RL_API void rl_model_grad_block(const rl_model *m, const rl_block *blk, double *grad_sum,
+                                double *loss_sum);
 
 /*
  * The objective at the current model for summed losses loss_sum over rows
  * rows: loss_sum / rows + l2/2 * |w|^2.
  */
-double rl_model_objective(const rl_model *m, double loss_sum, int64_t rows, double l2);
+RL_API double rl_model_objective(const rl_model *m, double loss_sum, int64_t rows, double l2);
 
 /*
  * One gradient-descent step from the summed gradient and loss of all rows
@@ -84,15 +86,15 @@ double rl_model_objective(const rl_model *m, double loss_sum, int64_t rows, doub
  * w -= lr * gradient, b likewise. If loss_out is not NULL it receives the
  * objective at the model BEFORE the step (rl_model_objective).
  */
-void rl_model_step(rl_model *m, const double *grad_sum, double loss_sum, int64_t rows, double lr,
-                   double l2, double *loss_out);
+RL_API void rl_model_step(rl_model *m, const double *grad_sum, double loss_sum, int64_t rows,
+                          double lr, double l2, double *loss_out);
 
 /*
  * Prediction for one row of m->features floats x, into out (caller-owned):
  * linear out[0] = w.x + b; logistic out[0] = P(y = 1); softmax out[k] =
  * P(y = k) for k < classes (so out has classes entries).
  */
-void rl_model_predict_row(const rl_model *m, const float *x, double *out);
+RL_API void rl_model_predict_row(const rl_model *m, const float *x, double *out);
 
 /*
  * Loads the trained model recorded in a run.json written by `ringleader run`
@@ -112,14 +114,14 @@ void rl_model_predict_row(const rl_model *m, const float *x, double *out);
  *   RL_ENOMEM.
  * The file is parsed by a strict, bounded JSON reader (lib/json.c).
  */
-int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double **std);
+RL_API int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double **std);
 
 /*
  * Reads a finished run's median step time and node count from its run.json
  * ("status" ok, "step_ms": {"p50": ms > 0}, "nodes": the list), for a
  * speed-up against it. Errors as rl_model_load_run_json.
  */
-int rl_run_json_step_ms(const char *path, double *p50_ms, int *nodes);
+RL_API int rl_run_json_step_ms(const char *path, double *p50_ms, int *nodes);
 
 #ifdef __cplusplus
 }

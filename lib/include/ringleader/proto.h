@@ -24,6 +24,8 @@
 #ifndef RINGLEADER_PROTO_H
 #define RINGLEADER_PROTO_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,10 +46,10 @@ typedef enum rl_status {
 } rl_status;
 
 /* "DEADLINE_EXCEEDED"; never NULL. */
-const char *rl_status_name(int status);
+RL_API const char *rl_status_name(int status);
 /* The status an rl_err maps to, and back (one table, in lib/proto.c). */
-int rl_status_from_err(int err);
-int rl_err_from_status(int status);
+RL_API int rl_status_from_err(int err);
+RL_API int rl_err_from_status(int status);
 
 /* ---- Field value types -------------------------------------------------- */
 typedef struct rl_bytes {
@@ -140,14 +142,14 @@ typedef struct rl_msg {
 } rl_msg;
 
 /* Zeroes m and sets version and type. */
-void rl_msg_init(rl_msg *m, rl_msg_type type);
+RL_API void rl_msg_init(rl_msg *m, rl_msg_type type);
 /* Frees what m owns (strings, lists) and zeroes it. Safe on a zeroed msg. */
-void rl_msg_fini(rl_msg *m);
+RL_API void rl_msg_fini(rl_msg *m);
 
 /* "JOIN_REQ" for a known type, NULL for an unknown one. */
-const char *rl_msg_name(int type);
+RL_API const char *rl_msg_name(int type);
 /* True if the type is in the list. */
-bool rl_msg_known(int type);
+RL_API bool rl_msg_known(int type);
 
 /*
  * Encodes m into a new heap buffer (*buf, *len), which the caller frees with
@@ -160,7 +162,7 @@ bool rl_msg_known(int type);
  * if the buffer cannot grow. (RPC and the ring use the internal streaming
  * encoder in lib/wire.h, which avoids this copy.)
  */
-int rl_msg_encode(const rl_msg *m, uint8_t **buf, size_t *len);
+RL_API int rl_msg_encode(const rl_msg *m, uint8_t **buf, size_t *len);
 
 /*
  * Decodes exactly one frame from buf[0..len). Every byte must be consumed.
@@ -174,7 +176,7 @@ int rl_msg_encode(const rl_msg *m, uint8_t **buf, size_t *len);
  * nothing to free. Unknown field numbers (1..63) are skipped.
  * If the status is not OK, the body may be empty and no field is required.
  */
-int rl_msg_decode(const void *buf, size_t len, rl_msg *m);
+RL_API int rl_msg_decode(const void *buf, size_t len, rl_msg *m);
 
 #ifdef __cplusplus
 }

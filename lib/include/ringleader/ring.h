@@ -16,6 +16,8 @@
 #ifndef RINGLEADER_RING_H
 #define RINGLEADER_RING_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,7 +46,7 @@ typedef struct rl_tls_files {
  * any free port, tls+tcp://..., ipc://PATH, inproc://NAME). The endpoint owns
  * its listener until rl_endpoint_close. tls may be NULL.
  */
-int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out);
+RL_API int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out);
 
 /*
  * From now on every ring link of ep is authenticated both ways with the
@@ -54,13 +56,13 @@ int rl_endpoint_open(const char *url, const rl_tls_files *tls, rl_endpoint **out
  * Call before the first rl_ring_form.
  */
 struct rl_token; /* ringleader/rpc.h */
-void rl_endpoint_set_token(rl_endpoint *ep, const struct rl_token *token);
+RL_API void rl_endpoint_set_token(rl_endpoint *ep, const struct rl_token *token);
 
 /* The URL peers should dial (with the bound port filled in). Owned by ep. */
-const char *rl_endpoint_url(const rl_endpoint *ep);
+RL_API const char *rl_endpoint_url(const rl_endpoint *ep);
 
 /* Stops listening and frees ep. Every ring formed on it must be freed first. */
-void rl_endpoint_close(rl_endpoint *ep);
+RL_API void rl_endpoint_close(rl_endpoint *ep);
 
 typedef struct rl_ring_member {
     const char *id;  /* for messages, e.g. "n3" */
@@ -150,7 +152,8 @@ typedef struct rl_ring_config {
  * naming the members that did not connect, or RL_ESTALE when ep is fenced
  * past cfg->epoch (rl_endpoint_fence) before or while it forms.
  */
-int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_ms, rl_ring **out);
+RL_API int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_ms,
+                        rl_ring **out);
 
 /*
  * Epochs below epoch are over (the coordinator planned a newer one): an
@@ -160,21 +163,21 @@ int rl_ring_form(rl_endpoint *ep, const rl_ring_config *cfg, uint64_t deadline_m
  * fence. Rings already formed are not touched (rl_ring_abort them).
  * UINT64_MAX fences every epoch: for an owner that is stopping.
  */
-void rl_endpoint_fence(rl_endpoint *ep, uint64_t epoch);
+RL_API void rl_endpoint_fence(rl_endpoint *ep, uint64_t epoch);
 
 /*
  * Makes every current and future collective on r fail with err (RL_ECANCELED
  * if 0) and closes its links, so that peers fail fast too. Thread-safe,
  * idempotent. why is copied into the error detail.
  */
-void rl_ring_abort(rl_ring *r, int err, const char *why);
+RL_API void rl_ring_abort(rl_ring *r, int err, const char *why);
 
 /* Closes the links and frees r (NULL is fine). No collective may be running. */
-void rl_ring_free(rl_ring *r);
+RL_API void rl_ring_free(rl_ring *r);
 
-uint64_t rl_ring_epoch(const rl_ring *r);
-int rl_ring_rank(const rl_ring *r);
-int rl_ring_size(const rl_ring *r);
+RL_API uint64_t rl_ring_epoch(const rl_ring *r);
+RL_API int rl_ring_rank(const rl_ring *r);
+RL_API int rl_ring_size(const rl_ring *r);
 
 /* Counters of frames dropped instead of used. */
 typedef struct rl_ring_stats {
@@ -185,7 +188,7 @@ typedef struct rl_ring_stats {
     uint64_t bytes_out;
     uint64_t bytes_in;
 } rl_ring_stats;
-void rl_ring_get_stats(const rl_ring *r, rl_ring_stats *st);
+RL_API void rl_ring_get_stats(const rl_ring *r, rl_ring_stats *st);
 
 #ifdef __cplusplus
 }

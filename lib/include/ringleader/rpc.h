@@ -18,6 +18,8 @@
 #ifndef RINGLEADER_RPC_H
 #define RINGLEADER_RPC_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,7 +39,7 @@ typedef struct rl_token {
     uint8_t bytes[RL_TOKEN_MAX];
     size_t len;
 } rl_token;
-int rl_token_load(const char *file, rl_token *out);
+RL_API int rl_token_load(const char *file, rl_token *out);
 
 /* ---- Server ---------------------------------------------------------------- */
 
@@ -64,32 +66,33 @@ typedef struct rl_rpc_server_opts {
 } rl_rpc_server_opts;
 
 /* Creates a server (not yet listening). */
-int rl_rpc_server_new(const rl_rpc_server_opts *opts, rl_rpc_server **out);
+RL_API int rl_rpc_server_new(const rl_rpc_server_opts *opts, rl_rpc_server **out);
 /* Registers fn for requests of type req_type (a request in RL_RPC_LIST). */
-int rl_rpc_server_handle(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_handler fn, void *arg);
+RL_API int rl_rpc_server_handle(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_handler fn,
+                                void *arg);
 /* Starts listening and serving. */
-int rl_rpc_server_start(rl_rpc_server *s);
+RL_API int rl_rpc_server_start(rl_rpc_server *s);
 /* The URL clients should dial (bound port filled in). */
-const char *rl_rpc_server_url(const rl_rpc_server *s);
+RL_API const char *rl_rpc_server_url(const rl_rpc_server *s);
 /* Calls fn(arg, peer_id) from an nng thread whenever an authenticated
  * connection closes (a peer process that died closes its connection at
  * once). Set before rl_rpc_server_start. */
 typedef void (*rl_rpc_disconnect_fn)(void *arg, const char *peer_id);
-void rl_rpc_server_on_disconnect(rl_rpc_server *s, rl_rpc_disconnect_fn fn, void *arg);
+RL_API void rl_rpc_server_on_disconnect(rl_rpc_server *s, rl_rpc_disconnect_fn fn, void *arg);
 
 /* Stops serving (deferred calls are dropped) and frees s. */
-void rl_rpc_server_free(rl_rpc_server *s);
+RL_API void rl_rpc_server_free(rl_rpc_server *s);
 
 /* Keeps the call open: the handler's return value and resp are ignored and
  * the call is answered later by rl_rpc_ctx_reply, which may run on another
  * thread even before the handler returns. Only from inside the handler. */
-void rl_rpc_ctx_defer(rl_rpc_ctx *call);
+RL_API void rl_rpc_ctx_defer(rl_rpc_ctx *call);
 /* Answers a deferred call: err RL_OK sends resp, else the matching status.
  * resp (may be NULL on error) is consumed (rl_msg_fini). Any thread. */
-void rl_rpc_ctx_reply(rl_rpc_ctx *call, int err, const char *errmsg, rl_msg *resp);
+RL_API void rl_rpc_ctx_reply(rl_rpc_ctx *call, int err, const char *errmsg, rl_msg *resp);
 /* The authenticated peer's id ("" if none) and its connection id. */
-const char *rl_rpc_ctx_peer(const rl_rpc_ctx *call);
-uint32_t rl_rpc_ctx_pipe(const rl_rpc_ctx *call);
+RL_API const char *rl_rpc_ctx_peer(const rl_rpc_ctx *call);
+RL_API uint32_t rl_rpc_ctx_pipe(const rl_rpc_ctx *call);
 
 /* Per-method metrics, kept for export. Latency: receive to reply, microseconds. */
 typedef struct rl_rpc_metrics {
@@ -98,9 +101,9 @@ typedef struct rl_rpc_metrics {
     uint64_t refused_unauth;
     double lat_p50_us, lat_p99_us, lat_max_us;
 } rl_rpc_metrics;
-void rl_rpc_server_metrics(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_metrics *out);
+RL_API void rl_rpc_server_metrics(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_metrics *out);
 /* Frames that did not decode, or came from an unsupported version. */
-uint64_t rl_rpc_server_bad_frames(rl_rpc_server *s);
+RL_API uint64_t rl_rpc_server_bad_frames(rl_rpc_server *s);
 
 /* ---- Client ---------------------------------------------------------------- */
 
@@ -122,13 +125,13 @@ typedef struct rl_rpc_client_opts {
  * Fails with RL_ETIMEDOUT/RL_EUNAVAIL if the server cannot be reached, or
  * RL_EAUTH if the server's proof is wrong or it refuses ours.
  */
-int rl_rpc_client_open(const rl_rpc_client_opts *opts, uint64_t deadline_ms,
-                       rl_rpc_client **out);
+RL_API int rl_rpc_client_open(const rl_rpc_client_opts *opts, uint64_t deadline_ms,
+                              rl_rpc_client **out);
 /* Closes c. Exchanges in flight get up to 0.5 s to end by themselves; then
  * every call not yet answered ends (RL_ECANCELED, or RL_ECLOSED if still
  * queued) through its callback, all before this returns. Not from a
  * callback of c. */
-void rl_rpc_client_close(rl_rpc_client *c);
+RL_API void rl_rpc_client_close(rl_rpc_client *c);
 
 /* A response: msg's BIN fields borrow from the frame, which lives until
  * rl_rpc_reply_fini. */
@@ -137,7 +140,7 @@ typedef struct rl_rpc_reply {
     int status; /* rl_status */
     void *frame;
 } rl_rpc_reply;
-void rl_rpc_reply_fini(rl_rpc_reply *reply);
+RL_API void rl_rpc_reply_fini(rl_rpc_reply *reply);
 
 /*
  * Calls the method whose request is req, waiting until deadline_ms. Returns
@@ -147,7 +150,8 @@ void rl_rpc_reply_fini(rl_rpc_reply *reply);
  * authentication (the server restarted, the link was re-dialled) is
  * re-authenticated and the call retried once.
  */
-int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64_t deadline_ms);
+RL_API int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply,
+                       uint64_t deadline_ms);
 
 /* Asynchronous form: cb runs on an nng thread with the result; reply is
  * valid during the callback only (it is fini'd after). Calls of methods
@@ -159,8 +163,8 @@ int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64
  * waits for its slowest call: a handler that may hold a call open (defers it for
  * long) belongs to a method whose BATCH column is 0. */
 typedef void (*rl_rpc_done)(void *arg, int err, rl_rpc_reply *reply);
-int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms, rl_rpc_done cb,
-                      void *arg);
+RL_API int rl_rpc_call_async(rl_rpc_client *c, const rl_msg *req, uint64_t deadline_ms,
+                             rl_rpc_done cb, void *arg);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,8 @@
 #ifndef RINGLEADER_RUN_JSON_H
 #define RINGLEADER_RUN_JSON_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,7 +83,7 @@ typedef struct rl_run_report {
  * creating DIR and its parents. Returns RL_OK, or RL_EIO with rl_errdetail()
  * "cannot create DIR: why" or "cannot write PATH: why".
  */
-int rl_run_json_write(const char *dir, const rl_run_report *r);
+RL_API int rl_run_json_write(const char *dir, const rl_run_report *r);
 
 /* A trained model as `predict` reads it from a run.json. */
 typedef struct rl_run_model {
@@ -101,10 +103,10 @@ typedef struct rl_run_model {
  * consistent one after steps_completed steps. A failed run, or one
  * interrupted before its first step, is RL_EPRECOND.
  */
-int rl_run_json_load_model(const char *path, rl_run_model *out);
+RL_API int rl_run_json_load_model(const char *path, rl_run_model *out);
 
 /* Releases what rl_run_json_load_model allocated (a zeroed struct is fine). */
-void rl_run_model_fini(rl_run_model *m);
+RL_API void rl_run_model_fini(rl_run_model *m);
 
 #ifdef __cplusplus
 }

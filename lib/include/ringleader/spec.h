@@ -9,6 +9,8 @@
 #ifndef RINGLEADER_SPEC_H
 #define RINGLEADER_SPEC_H
 
+#include "export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -105,29 +107,30 @@ typedef struct rl_spec {
  * limited to RL_SPEC_MAX_BYTES, nesting depth and node count are bounded,
  * and aliases and multi-document streams are refused.
  */
-int rl_spec_load(const char *path, rl_spec **out, FILE *err);
+RL_API int rl_spec_load(const char *path, rl_spec **out, FILE *err);
 
 /*
  * Same, from the len bytes at text (need not be NUL-terminated; the caller
  * keeps ownership). name is used in messages and its directory as the base
  * for relative paths ("." if name has no '/').
  */
-int rl_spec_load_text(const char *name, const char *text, size_t len, rl_spec **out, FILE *err);
+RL_API int rl_spec_load_text(const char *name, const char *text, size_t len, rl_spec **out,
+                             FILE *err);
 
 /* Frees a spec (NULL is fine). */
-void rl_spec_free(rl_spec *spec);
+RL_API void rl_spec_free(rl_spec *spec);
 
 /* Writes the one-screen summary printed by `ringleader validate`. */
-void rl_spec_describe(const rl_spec *spec, FILE *out);
+RL_API void rl_spec_describe(const rl_spec *spec, FILE *out);
 
 /* Writes the reference of every key: name, type, default, range and help. */
-void rl_spec_print_keys(FILE *out);
+RL_API void rl_spec_print_keys(FILE *out);
 
 /* Writes the same reference as markdown: the exact content of docs/spec.md. */
-void rl_spec_print_keys_markdown(FILE *out);
+RL_API void rl_spec_print_keys_markdown(FILE *out);
 
 /* Index of the node with this id, or -1. */
-int rl_spec_find_node(const rl_spec *spec, const char *id);
+RL_API int rl_spec_find_node(const rl_spec *spec, const char *id);
 
 /*
  * `ringleader run SPEC --nodes N`: replaces the spec's nodes with n nodes
@@ -138,7 +141,7 @@ int rl_spec_find_node(const rl_spec *spec, const char *id);
  * are started by hand, so the coordinator cannot invent them) or
  * cluster.min_nodes is more than n; the spec is then unchanged.
  */
-int rl_spec_set_local_nodes(rl_spec *spec, int n);
+RL_API int rl_spec_set_local_nodes(rl_spec *spec, int n);
 
 /*
  * True if a node that joined with ring endpoint `joined` (its bound URL)
@@ -146,12 +149,12 @@ int rl_spec_set_local_nodes(rl_spec *spec, int n);
  * compared without case), and the same port, or any port if the spec's is
  * 0. False if either is not a tcp:// or tls+tcp:// URL.
  */
-int rl_spec_listen_matches(const char *listen, const char *joined);
+RL_API int rl_spec_listen_matches(const char *listen, const char *joined);
 
 /* Names for the enums ("local", "csv", "softmax"). */
-const char *rl_launch_name(rl_launch l);
-const char *rl_data_source_name(rl_data_source s);
-const char *rl_model_type_name(rl_model_type m);
+RL_API const char *rl_launch_name(rl_launch l);
+RL_API const char *rl_data_source_name(rl_data_source s);
+RL_API const char *rl_model_type_name(rl_model_type m);
 
 #ifdef __cplusplus
 }
