@@ -93,11 +93,13 @@ TLS=(--tls-cert "$T/cert.pem" --tls-key "$T/key.pem" --tls-ca "$T/ca.pem")
 
 # Is pid still running (not a zombie)?
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-# Waits up to $2 s for pid $1 to end; false if it is still running.
+# Waits up to $2 s for pid $1 to end; false if it is still running then.
 wait_gone() {
   local end=$((SECONDS + $2))
-  while alive "$1" && [ "$SECONDS" -lt "$end" ]; do sleep 0.1; done
-  ! alive "$1"
+  while alive "$1"; do
+    [ "$SECONDS" -lt "$end" ] || return 1
+    sleep 0.1
+  done
 }
 # The stacks of a stuck process, for the log.
 stacks() {
@@ -122,11 +124,11 @@ for run in $(seq 1 "$RUNS"); do
     --listen "tls+tcp://$IP2:7702" --token-file "$T/tok" "${TLS[@]}" 2>"$D/b.err" &
   b=$!
   PIDS=("$c" "$a" "$b")
-  hung=0
-  wait_gone "$c" "$JOB_TIMEOUT" || hung=1
+  hung=0 hung_by=-
+  wait_gone "$c" "$JOB_TIMEOUT" || { hung=1; hung_by=c; }
   t1=$(date +%s.%N)
-  wait_gone "$a" "$NODE_GRACE" || hung=1
-  wait_gone "$b" "$NODE_GRACE" || hung=1
+  wait_gone "$a" "$NODE_GRACE" || { hung=1; hung_by=a; }
+  wait_gone "$b" "$NODE_GRACE" || { hung=1; hung_by=b; }
   t2=$(date +%s.%N)
   if [ "$hung" -eq 1 ]; then
     for who in c a b; do
@@ -144,7 +146,7 @@ for run in $(seq 1 "$RUNS"); do
   s=$(echo "$t1 - $t0" | bc)
   secs+=("$s")
   echo "run=$run coordinator=$rc_c a=$rc_a b=$rc_b seconds=$(printf '%.2f' "$s") hung=$hung" \
-    "nodes_exit_s=$(printf '%.2f' "$(echo "$t2 - $t1" | bc)")"
+    "nodes_exit_s=$(printf '%.2f' "$(echo "$t2 - $t1" | bc)") hung_by=$hung_by"
   if [ "$hung" -eq 1 ]; then
     hangs=$((hangs + 1))
   elif [ "$rc_c" -ne 0 ]; then
