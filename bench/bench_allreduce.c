@@ -39,6 +39,7 @@ typedef struct ar_opts {
     const char *transport;
     const char *congestion;
     rl_allreduce_algorithm algorithm;
+    rl_op op; /* sum or sum_exact */
 } ar_opts;
 
 static void ar_usage(FILE *f)
@@ -62,7 +63,9 @@ static void ar_usage(FILE *f)
                "  --yield US           poll a link, yielding the CPU, this long before sleeping;\n"
                "                       0 = automatic (the library's), -1 = never\n"
                "  --congestion NAME    TCP congestion control of the ring links: auto (the\n"
-               "                       library's, default), system (the host's), or a name\n");
+               "                       library's, default), system (the host's), or a name\n"
+               "  --op sum|sum_exact   the reduction of the f32 buffer (default sum); sum_exact\n"
+               "                       sums exactly (docs/exactness.md)\n");
 }
 
 static int parse_ar(int argc, char **argv, ar_opts *o)
@@ -75,6 +78,7 @@ static int parse_ar(int argc, char **argv, ar_opts *o)
     o->budget_s = 1.5;
     o->small_bytes = SIZE_MAX;
     o->transport = "tcp";
+    o->op = RL_OP_SUM;
     const char *sizes = "4,4K,64K,1M,16M,64M";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -115,7 +119,13 @@ static int parse_ar(int argc, char **argv, ar_opts *o)
             o->yield_us = atoi(v);
         else if (strcmp(a, "--congestion") == 0)
             o->congestion = v;
-        else if (strcmp(a, "--rank") == 0) { /* worker only */
+        else if (strcmp(a, "--op") == 0) {
+            if (strcmp(v, "sum") != 0 && strcmp(v, "sum_exact") != 0) {
+                fprintf(stderr, "ringleader bench allreduce: --op %s: want sum or sum_exact\n", v);
+                return -1;
+            }
+            o->op = strcmp(v, "sum") == 0 ? RL_OP_SUM : RL_OP_SUM_EXACT;
+        } else if (strcmp(a, "--rank") == 0) { /* worker only */
         } else {
             fprintf(stderr, "ringleader bench allreduce: unknown option %s\n", a);
             return -1;
@@ -145,7 +155,8 @@ static float pattern(int r, size_t i)
  * mpi_allreduce.c: a slower check would steal the CPU from ranks still in
  * their timed region on oversubscribed cores); then agree on {time,
  * elapsed, bad} with MAX so that every rank takes the same decisions. */
-static int one_iteration(rl_ring *ring, const float *in, float *out, const float *expect, size_t n,
+static int one_iteration(rl_ring *ring, rl_op op, const float *in, float *out, const float *expect,
+                         size_t n,
                          double since, double *dt_max, double *el_max, int *bad_total)
 {
     const uint64_t op_deadline_ms = 60000;
@@ -153,7 +164,7 @@ static int one_iteration(rl_ring *ring, const float *in, float *out, const float
     int rv = rl_barrier(ring, rl_clock_ms() + op_deadline_ms);
     if (rv != 0) return rv;
     double t0 = rl_clock_s();
-    rv = rl_allreduce(ring, in, out, n, RL_F32, RL_OP_SUM, rl_clock_ms() + op_deadline_ms);
+    rv = rl_allreduce(ring, in, out, n, RL_F32, op, rl_clock_ms() + op_deadline_ms);
     double t1 = rl_clock_s();
     if (rv != 0) return rv;
     double bad = memcmp(out, expect, n * sizeof(float)) != 0;
@@ -256,11 +267,11 @@ static int run_worker(const ar_opts *o, int rank)
             double dt = 0, el = 0, t_start = rl_clock_s();
             for (int w = 0; w < o->warmup && rv == 0; w++) {
                 if (w > 0 && el >= 0.3 * o->budget_s) break;
-                rv = one_iteration(ring, in, out, expect, n, t_start, &dt, &el, &bad_total);
+                rv = one_iteration(ring, o->op, in, out, expect, n, t_start, &dt, &el, &bad_total);
             }
             t_start = rl_clock_s();
             while (rv == 0) {
-                rv = one_iteration(ring, in, out, expect, n, t_start, &dt, &el, &bad_total);
+                rv = one_iteration(ring, o->op, in, out, expect, n, t_start, &dt, &el, &bad_total);
                 if (rv != 0) break;
                 times[timed++] = dt * 1e6;
                 if (timed >= o->iters || (timed >= 3 && el >= o->budget_s)) break;
@@ -289,9 +300,10 @@ static int run_worker(const ar_opts *o, int rank)
             double busbw = algbw * 2.0 * (o->nodes - 1) / o->nodes;
             printf("peer=ringleader nodes=%d bytes=%zu time_us=%.2f algbw_GBps=%.4f "
                    "busbw_GBps=%.4f ok=%d iters=%d min_us=%.2f p90_us=%.2f mode=oop rounds=%d "
-                   "spread=%.2f transport=%s\n",
+                   "spread=%.2f transport=%s op=%s\n",
                    o->nodes, bytes, r->best_median, algbw, busbw, r->ok, r->iters, r->min_us,
-                   r->p90_us, o->rounds, r->worst_median / r->best_median, o->transport);
+                   r->p90_us, o->rounds, r->worst_median / r->best_median, o->transport,
+                   rl_op_name(o->op));
         }
         fflush(stdout);
     }

@@ -394,6 +394,8 @@ static void fill_plan(job *j, int i, rl_msg *resp)
     p->deadline_ms = (uint64_t)s->failure_timeout_ms + j->plan_make_ms;
     p->report_ms = (uint64_t)s->report_ms;
     RL_SET_FIELD(p, plan_resp, report_ms);
+    p->exact_sum = s->exact_sum != 0;
+    RL_SET_FIELD(p, plan_resp, exact_sum);
 }
 
 /* Answers every held PLAN call. Lock held. */

@@ -47,8 +47,7 @@ void (*rli_allreduce_hook)(int phase, int step, size_t chunk) = NULL;
 typedef struct coll {
     rl_ring *r;
     uint64_t seq;
-    rl_dtype dt;
-    rl_op op;
+    rli_reduce_fn reduce; /* the kernel over elements of es bytes */
     size_t es;
     uint64_t deadline;
 } coll;
@@ -214,8 +213,8 @@ static int allreduce_direct(coll *c, const uint8_t *in, uint8_t *out, size_t cou
             memcpy(mine, in, bytes);
         }
         from[r->rank] = mine ? mine : in;
-        rli_reduce(c->dt, c->op, out, from[0], from[1], count);
-        for (int p = 2; p < n; p++) rli_reduce(c->dt, c->op, out, out, from[p], count);
+        c->reduce(out, from[0], from[1], count);
+        for (int p = 2; p < n; p++) c->reduce(out, out, from[p], count);
         for (int p = 0; p < n; p++)
             if (p != r->rank) rli_link_consume(r->links[p], flen[p]);
     }
@@ -240,8 +239,8 @@ static int swap_chunk(coll *c, int peer, int phase, int step, const void *send, 
 static void combine_ordered(coll *c, uint8_t *dst, const uint8_t *theirs, bool we_are_lower,
                             size_t n)
 {
-    if (we_are_lower) rli_reduce(c->dt, c->op, dst, dst, theirs, n);
-    else rli_reduce(c->dt, c->op, dst, theirs, dst, n);
+    if (we_are_lower) c->reduce(dst, dst, theirs, n);
+    else c->reduce(dst, theirs, dst, n);
 }
 
 /*
@@ -404,7 +403,7 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
             /* The link reads ahead and sends while we reduce. */
             if (rli_allreduce_hook != NULL) rli_allreduce_hook(phase, step, k);
             if (phase == PHASE_REDUCE_SCATTER)
-                rli_reduce(c->dt, c->op, dst, in + (off + e0) * es, data, ne);
+                c->reduce(dst, in + (off + e0) * es, data, ne);
             else
                 memcpy(dst, data, ne * es);
             rli_link_consume(r->links[left], flen);
@@ -502,29 +501,26 @@ static int run_algorithm(coll *c, rl_allreduce_algorithm a, const uint8_t *in, u
     }
 }
 
-int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt, rl_op op,
-                 uint64_t deadline_ms)
+/* The collective over count elements of c->es bytes reduced by c->reduce. */
+static int allreduce_run(coll *c, const void *in, void *out, size_t count)
 {
-    if (r == NULL || (unsigned)dt >= RL_DTYPE_COUNT || (unsigned)op >= RL_OP_COUNT ||
-        (count > 0 && (in == NULL || out == NULL)))
-        return rli_err(RL_EINVAL, "rl_allreduce: bad arguments");
-    coll c = {.r = r, .dt = dt, .op = op, .es = rl_dtype_size(dt), .deadline = deadline_ms};
-    if (count > SIZE_MAX / c.es)
+    rl_ring *r = c->r;
+    if (count > SIZE_MAX / c->es)
         return rli_err(RL_ETOOBIG, "rl_allreduce: %zu elements is too many", count);
 
     /* One collective at a time per ring: its links' receive sides belong to
      * the calling thread until it returns (ring_internal.h). */
     rli_ring_lock(r);
-    c.seq = ++r->seq;
+    c->seq = ++r->seq;
     int rv = r->err != 0 ? rli_ring_link_error(r) : RL_OK;
     rli_ring_unlock(r);
     if (rv == RL_OK) {
-        size_t bytes = count * c.es;
+        size_t bytes = count * c->es;
         if (r->size == 1 || count == 0) {
             if (out != in && bytes > 0) memmove(out, in, bytes);
         } else {
-            rv = run_algorithm(&c, rli_allreduce_choose(r->algorithm, r->small_bytes, r->size,
-                                                        bytes),
+            rv = run_algorithm(c, rli_allreduce_choose(r->algorithm, r->small_bytes, r->size,
+                                                       bytes),
                                in, out, count);
         }
         rli_ring_settle(r);
@@ -536,6 +532,50 @@ int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype d
         rli_err(rv, "%s", why);
     }
     return rv;
+}
+
+int rl_allreduce_exact(rl_ring *r, const rl_exact *in, rl_exact *out, size_t count,
+                       uint64_t deadline_ms)
+{
+    if (r == NULL || (count > 0 && (in == NULL || out == NULL)))
+        return rli_err(RL_EINVAL, "rl_allreduce_exact: bad arguments");
+    coll c = {.r = r, .reduce = rli_exact_reduce, .es = sizeof(rl_exact), .deadline = deadline_ms};
+    return allreduce_run(&c, in, out, count);
+}
+
+/* RL_OP_SUM_EXACT: the values become accumulators, which are reduced, then
+ * rounded once into out (in is read before out is written). */
+static int allreduce_sum_exact(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt,
+                               uint64_t deadline_ms)
+{
+    if (dt != RL_F32 && dt != RL_F64)
+        return rli_err(RL_EINVAL, "rl_allreduce: sum_exact takes f32 or f64, not %s",
+                       rl_dtype_name(dt));
+    if (count > SIZE_MAX / sizeof(rl_exact))
+        return rli_err(RL_ETOOBIG, "rl_allreduce: %zu elements is too many", count);
+    rl_exact *acc = malloc(count * sizeof(rl_exact) + 1);
+    if (acc == NULL)
+        return rli_err(RL_ENOMEM, "rl_allreduce: %zu exact accumulators", count);
+    rl_exact_clear(acc, count);
+    if (dt == RL_F64) rl_exact_add_f64(acc, in, count);
+    else rl_exact_add_f32(acc, in, count);
+    int rv = rl_allreduce_exact(r, acc, acc, count, deadline_ms);
+    if (rv == RL_OK && dt == RL_F64) rl_exact_to_f64(acc, out, count);
+    else if (rv == RL_OK) rl_exact_to_f32(acc, out, count);
+    free(acc);
+    return rv;
+}
+
+int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt, rl_op op,
+                 uint64_t deadline_ms)
+{
+    if (r == NULL || (unsigned)dt >= RL_DTYPE_COUNT || (unsigned)op >= RL_OP_COUNT ||
+        (count > 0 && (in == NULL || out == NULL)))
+        return rli_err(RL_EINVAL, "rl_allreduce: bad arguments");
+    if (op == RL_OP_SUM_EXACT) return allreduce_sum_exact(r, in, out, count, dt, deadline_ms);
+    coll c = {.r = r, .reduce = rli_reduce_kernel(dt, op), .es = rl_dtype_size(dt),
+              .deadline = deadline_ms};
+    return allreduce_run(&c, in, out, count);
 }
 
 int rl_barrier(rl_ring *r, uint64_t deadline_ms)

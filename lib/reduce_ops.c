@@ -30,18 +30,23 @@
     DEFINE_KERNEL(DT, ctype, SUM) DEFINE_KERNEL(DT, ctype, MIN) DEFINE_KERNEL(DT, ctype, MAX)
 RL_DTYPE_LIST(DEFINE_KERNELS_FOR)
 
-typedef void (*kernel_fn)(void *, const void *, const void *, size_t);
-
-static const kernel_fn kernels[RL_DTYPE_COUNT][RL_OP_COUNT] = {
+static const rli_reduce_fn kernels[RL_DTYPE_COUNT][RL_OP_COUNT] = {
 #define KROW(DT, ctype, size, name) [RL_##DT] = {reduce_##DT##_SUM, reduce_##DT##_MIN, reduce_##DT##_MAX},
     RL_DTYPE_LIST(KROW)
 #undef KROW
 };
 
-void rli_reduce(rl_dtype dt, rl_op op, void *dst, const void *a, const void *b, size_t n)
+rli_reduce_fn rli_reduce_kernel(rl_dtype dt, rl_op op)
 {
     RL_ASSERT((unsigned)dt < RL_DTYPE_COUNT && (unsigned)op < RL_OP_COUNT);
-    kernels[dt][op](dst, a, b, n);
+    return kernels[dt][op]; /* NULL for RL_OP_SUM_EXACT */
+}
+
+void rli_reduce(rl_dtype dt, rl_op op, void *dst, const void *a, const void *b, size_t n)
+{
+    rli_reduce_fn k = rli_reduce_kernel(dt, op);
+    RL_ASSERT(k != NULL);
+    k(dst, a, b, n);
 }
 
 size_t rl_dtype_size(rl_dtype dt)

@@ -295,6 +295,9 @@ typedef struct worker {
     rl_model m;
     payload pl;
     double *buf, *red; /* the payload, before and after the all-reduce */
+    bool exact;        /* training.exact_sum: the payload is summed in xacc */
+    rl_exact *xacc;    /* the payload's exact sums (pl.len), when exact */
+    double *gblk;      /* one block's gradient (pl.G + 1: the loss last), when exact */
     batch rb;
 } worker;
 
@@ -409,11 +412,17 @@ static int worker_size_buffers(worker *w, const rl_msg_plan_resp *p)
     pl->nb = (size_t)p->n_blocks;
     pl->nm = p->member_ids.n;
     pl->len = pl->G + 2 + pl->nb + pl->nm;
+    w->exact = p->exact_sum;
     free(w->buf);
     free(w->red);
+    free(w->xacc);
+    free(w->gblk);
     w->buf = malloc(pl->len * sizeof(double));
     w->red = malloc(pl->len * sizeof(double));
-    if (w->buf == NULL || w->red == NULL) return RL_ENOMEM;
+    w->xacc = w->exact ? malloc(pl->len * sizeof(rl_exact)) : NULL;
+    w->gblk = w->exact ? malloc((pl->G + 1) * sizeof(double)) : NULL;
+    if (w->buf == NULL || w->red == NULL || (w->exact && (w->xacc == NULL || w->gblk == NULL)))
+        return RL_ENOMEM;
     return batch_init(&w->rb, 64, pl->nb, pl->nm);
 }
 
@@ -482,24 +491,55 @@ static int worker_wait_for_members(worker *w, rl_ring *ring, uint64_t ready_dead
     return rv;
 }
 
+/* Adds block i's gradient and loss to the payload: into buf as a double
+ * sum, or (exact) computed alone and added to the exact accumulators, so
+ * that the total does not depend on which blocks a node holds or in what
+ * order (docs/exactness.md). */
+static void worker_add_block(worker *w, size_t i)
+{
+    const payload *pl = &w->pl;
+    if (!w->exact) {
+        rl_model_grad_block(&w->m, &w->h.blocks[i], w->buf, &w->buf[PAYLOAD_LOSS(pl)]);
+        return;
+    }
+    memset(w->gblk, 0, (pl->G + 1) * sizeof(double));
+    rl_model_grad_block(&w->m, &w->h.blocks[i], w->gblk, &w->gblk[pl->G]);
+    rl_exact_add_f64(w->xacc, w->gblk, pl->G + 1); /* the loss is PAYLOAD_LOSS, right after */
+}
+
 /* Fills the payload with this node's gradient sums, rows and block counts
- * and its compute time in its rank's slot. Returns the rows. */
+ * and its compute time in its rank's slot (exact: all of it enters the
+ * exact accumulators; rows, counts and times are integers or one member's
+ * value, exact either way). Returns the rows. */
 static int64_t worker_compute(worker *w, uint64_t rank, step_times *t)
 {
     const payload *pl = &w->pl;
     double *buf = w->buf;
     t->t0 = now_ms();
     memset(buf, 0, pl->len * sizeof(double));
+    if (w->exact) rl_exact_clear(w->xacc, pl->len);
     int64_t rows = 0;
     for (size_t i = 0; i < w->h.n; i++) {
-        rl_model_grad_block(&w->m, &w->h.blocks[i], buf, &buf[PAYLOAD_LOSS(pl)]);
+        worker_add_block(w, i);
         rows += w->h.blocks[i].rows;
         buf[PAYLOAD_BLOCK(pl, w->h.ids[i])] += 1.0;
     }
     buf[PAYLOAD_ROWS(pl)] = (double)rows;
     t->t1 = now_ms();
     buf[PAYLOAD_COMPUTE(pl, rank)] = t->t1 - t->t0;
+    if (w->exact) rl_exact_add_f64(w->xacc, buf, pl->len);
     return rows;
+}
+
+/* The all-reduce of the payload into w->red. */
+static int worker_allreduce(worker *w, rl_ring *ring, uint64_t deadline_ms)
+{
+    const payload *pl = &w->pl;
+    if (!w->exact)
+        return rl_allreduce(ring, w->buf, w->red, pl->len, RL_F64, RL_OP_SUM, deadline_ms);
+    int rv = rl_allreduce_exact(ring, w->xacc, w->xacc, pl->len, deadline_ms);
+    if (rv == RL_OK) rl_exact_to_f64(w->xacc, w->red, pl->len);
+    return rv;
 }
 
 /* The coverage proof on the reduced payload: every block counted exactly
@@ -573,7 +613,7 @@ static int worker_step(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint
     const payload *pl = &w->pl;
     step_times t;
     int64_t rows = worker_compute(w, p->rank, &t);
-    int rv = rl_allreduce(ring, w->buf, w->red, pl->len, RL_F64, RL_OP_SUM, rl_clock_ms() + op_ms);
+    int rv = worker_allreduce(w, ring, rl_clock_ms() + op_ms);
     t.t2 = now_ms();
     if (rv != RL_OK) {
         snprintf(w->failure, sizeof(w->failure), "step %llu: %s", (unsigned long long)s,
@@ -676,5 +716,7 @@ int worker_run(agent *a)
     rl_model_fini(&w.m);
     free(w.buf);
     free(w.red);
+    free(w.xacc);
+    free(w.gblk);
     return code;
 }

@@ -8,6 +8,7 @@
  * test_allreduce_fencing.c, members that die or stall in
  * test_allreduce_faults.c.
  */
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -54,7 +55,7 @@ static void fill(void *buf, size_t n, rl_dtype dt, int r)
     do {                                                                                           \
         T *o = out, *t = (T *)tmp;                                                                 \
         for (size_t i = 0; i < n; i++) {                                                           \
-            if (op == RL_OP_SUM) o[i] = o[i] + t[i];                                               \
+            if (op == RL_OP_SUM || op == RL_OP_SUM_EXACT) o[i] = o[i] + t[i];                      \
             else if (op == RL_OP_MIN) o[i] = t[i] < o[i] ? t[i] : o[i];                            \
             else o[i] = t[i] > o[i] ? t[i] : o[i];                                                 \
         }                                                                                          \
@@ -91,6 +92,71 @@ typedef struct member {
 
 static pthread_barrier_t open_barrier;
 
+#define EXACT_TERMS 8
+
+/* Term j's element i: every scale, signs mixed, so float sums would depend
+ * on the order. */
+static double exact_term(int j, size_t i)
+{
+    uint64_t h = ((uint64_t)j * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)i * 0xBF58476D1CE4E5B9ULL);
+    h ^= h >> 31;
+    h *= 0x94D049BB133111EBULL;
+    h ^= h >> 29;
+    double m = 1.0 + (double)(h >> 12) / 4503599627370496.0;
+    int e = (int)(h % 120) - 60;
+    return (h & 1) ? -ldexp(m, e) : ldexp(m, e);
+}
+
+/*
+ * Exact sums are the same bits whatever the member count and algorithm: the
+ * EXACT_TERMS term vectors are dealt to the members (term j to member
+ * j mod N), each adds its own into accumulators, rl_allreduce_exact sums
+ * them, and the rounded result must be bitwise the serial sum of all terms.
+ * Then rl_allreduce(RL_OP_SUM_EXACT) of one term per member against the
+ * serial exact sum of the members' terms. Returns 0, or 1 with m->msg set.
+ */
+static int exact_terms_check(member *m, rl_ring *ring, uint8_t *buf1, uint8_t *buf2, size_t n)
+{
+    rl_exact *mine = malloc(n * sizeof(rl_exact)), *all = malloc(n * sizeof(rl_exact));
+    double *x = (double *)buf1, *got = (double *)buf2, *want = malloc(n * sizeof(double));
+    rl_exact_clear(mine, n);
+    rl_exact_clear(all, n);
+    for (int j = 0; j < EXACT_TERMS; j++) {
+        for (size_t i = 0; i < n; i++)
+            x[i] = exact_term(j, i);
+        rl_exact_add_f64(all, x, n);
+        if (j % m->n == m->rank) rl_exact_add_f64(mine, x, n);
+    }
+    rl_exact_to_f64(all, want, n);
+    int rv = rl_allreduce_exact(ring, mine, mine, n, rl_clock_ms() + 30000);
+    if (rv == RL_OK) rl_exact_to_f64(mine, got, n);
+    int bad = rv != RL_OK || memcmp(got, want, n * sizeof(double)) != 0;
+    if (bad)
+        snprintf(m->msg, sizeof(m->msg), "exact terms: %s",
+                 rv != RL_OK ? rl_errdetail() : "differ from the serial exact sum");
+    if (!bad) { /* one term per member through the op */
+        rl_exact_clear(all, n);
+        for (int r = 0; r < m->n; r++) {
+            for (size_t i = 0; i < n; i++)
+                x[i] = exact_term(r, i);
+            rl_exact_add_f64(all, x, n);
+        }
+        rl_exact_to_f64(all, want, n);
+        for (size_t i = 0; i < n; i++)
+            x[i] = exact_term(m->rank, i);
+        rv = rl_allreduce(ring, x, got, n, RL_F64, RL_OP_SUM_EXACT, rl_clock_ms() + 30000);
+        bad = rv != RL_OK || memcmp(got, want, n * sizeof(double)) != 0;
+        if (bad)
+            snprintf(m->msg, sizeof(m->msg), "sum_exact: %s",
+                     rv != RL_OK ? rl_errdetail() : "differs from the serial exact sum");
+    }
+    m->failures += bad;
+    free(mine);
+    free(all);
+    free(want);
+    return bad;
+}
+
 static void *member_main(void *arg)
 {
     member *m = arg;
@@ -123,6 +189,12 @@ static void *member_main(void *arg)
                 /* Alternate in-place and out-of-place. */
                 void *dst = (k % 2) ? in : out;
                 rv = rl_allreduce(ring, in, dst, n, dt, op, rl_clock_ms() + 30000);
+                if (op == RL_OP_SUM_EXACT && (dt == RL_I32 || dt == RL_I64)) {
+                    if (rv == RL_EINVAL) continue; /* floats only */
+                    snprintf(m->msg, sizeof(m->msg), "%s sum_exact accepted", rl_dtype_name(dt));
+                    m->failures++;
+                    goto done;
+                }
                 if (rv != RL_OK) {
                     snprintf(m->msg, sizeof(m->msg), "%s %s n=%zu: %s", rl_dtype_name(dt),
                              rl_op_name(op), n, rl_errdetail());
@@ -152,6 +224,10 @@ static void *member_main(void *arg)
         for (size_t i = 0; i < n * 8; i++) h = (h ^ out[i]) * 1099511628211ULL;
         m->checksum[0][0][0] = h;
     }
+    /* 640 KiB of accumulators, and 32 KiB (the small-buffer algorithms). */
+    if (exact_terms_check(m, ring, in, out, 20011) != 0 ||
+        exact_terms_check(m, ring, in, out, 1000) != 0)
+        goto done;
     rv = rl_barrier(ring, rl_clock_ms() + 10000);
     if (rv != RL_OK) {
         m->failures++;

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "exact.h"
 #include "ring.h"
 
 #ifdef __cplusplus
@@ -50,7 +51,8 @@ typedef enum rl_dtype {
 #define RL_OP_LIST(X)                                                                              \
     X(SUM, "sum")                                                                                  \
     X(MIN, "min")                                                                                  \
-    X(MAX, "max")
+    X(MAX, "max")                                                                                  \
+    X(SUM_EXACT, "sum_exact")
 
 typedef enum rl_op {
 #define RL_OP_ENUM(N, name) RL_OP_##N,
@@ -84,6 +86,24 @@ RL_API int rl_allreduce_algorithm_parse(const char *name, rl_allreduce_algorithm
  */
 RL_API int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt, rl_op op,
                         uint64_t deadline_ms);
+
+/*
+ * RL_OP_SUM_EXACT (f32 and f64 only; RL_EINVAL for the integer dtypes): the
+ * exact sum of the members' values, correctly rounded once at the end, the
+ * same bits whatever the member count, ring order or algorithm (exact.h,
+ * docs/exactness.md). The accumulators travel (32 bytes per element), so it
+ * moves 4x (f64) or 8x (f32) the bytes of RL_OP_SUM; RL_ENOMEM if the
+ * count x 32 bytes of accumulators cannot be had.
+ */
+
+/*
+ * The all-reduce of count exact accumulators: out[i] = the sum over members
+ * of in[i] (rl_exact_merge). For callers that add many terms per member
+ * exactly (the trainer adds each block's gradient) and round once after.
+ * in may equal out; contract and errors as rl_allreduce.
+ */
+RL_API int rl_allreduce_exact(rl_ring *r, const rl_exact *in, rl_exact *out, size_t count,
+                              uint64_t deadline_ms);
 
 /* A barrier: returns when every member has entered it (or an error, as above). */
 RL_API int rl_barrier(rl_ring *r, uint64_t deadline_ms);

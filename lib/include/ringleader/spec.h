@@ -77,6 +77,7 @@ typedef struct rl_spec {
     double learning_rate;
     double l2;
     int report_ms; /* step reports batched over at most this many ms (0: every step) */
+    int exact_sum; /* bool: gradients summed in exact accumulators (docs/exactness.md) */
 
     /* allreduce */
     size_t chunk_bytes;

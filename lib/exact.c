@@ -1,0 +1,217 @@
+/*
+ * exact.c - binned fixed-point accumulators: exact, order-independent sums
+ * (the format and its guarantees are in ringleader/exact.h and
+ * docs/exactness.md).
+ *
+ * A finite term t = +-m * 2^e (m an integer of at most 53 bits) is placed
+ * on the global grid of 32-bit bins: its leading bit falls in bin
+ * floor(lead / 32). Relative to the window's lowest bit L = 32 * (top - 2)
+ * its magnitude is m * 2^(e - L), truncated toward zero, less than 2^96; its
+ * three 32-bit digits, signed like t, are added to the three bins. A digit
+ * of bin b is the same whichever window extracted it, so dropping the
+ * lowest bins when the window moves up removes exactly what extracting at
+ * the higher window would have left out: the sum does not depend on when a
+ * term came.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "reduce_ops.h"
+#include "ringleader/exact.h"
+#include "rli.h"
+
+typedef unsigned __int128 u128;
+typedef __int128 i128;
+
+#define GRID_OFFSET 64 /* bins, so that bin arithmetic on the lowest subnormal stays >= 0 */
+
+/* The grid bin of bit position p (floor division by 32). */
+static int32_t exact_bin_of(int p)
+{
+    return (int32_t)((p + GRID_OFFSET * RL_EXACT_BIN_BITS) / RL_EXACT_BIN_BITS) - GRID_OFFSET;
+}
+
+/* Moves acc's window up so that its top is `top` (> acc->top); the bins
+ * that fall below the window are dropped. */
+static void exact_raise(rl_exact *acc, int32_t top)
+{
+    if (acc->top == RL_EXACT_EMPTY) {
+        acc->top = top;
+        return;
+    }
+    int64_t s = (int64_t)top - acc->top;
+    for (int i = RL_EXACT_BINS - 1; i >= 0; i--)
+        acc->bin[i] = i - s >= 0 ? acc->bin[i - s] : 0;
+    acc->top = top;
+}
+
+void rl_exact_clear(rl_exact *acc, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        memset(&acc[i], 0, sizeof(acc[i]));
+        acc[i].top = RL_EXACT_EMPTY;
+    }
+}
+
+/* acc += x for one double. */
+static void exact_add_one(rl_exact *acc, double x)
+{
+    uint64_t u;
+    memcpy(&u, &x, sizeof(u));
+    int ef = (int)((u >> 52) & 0x7ff);
+    uint64_t m = u & ((UINT64_C(1) << 52) - 1);
+    bool neg = (u >> 63) != 0;
+    if (ef == 0x7ff) {
+        acc->flags |= m != 0 ? RL_EXACT_NAN : neg ? RL_EXACT_NINF : RL_EXACT_PINF;
+        return;
+    }
+    if (ef == 0 && m == 0) return; /* +-0 */
+    int e = ef == 0 ? -1074 : ef - 1075;
+    if (ef != 0) m |= UINT64_C(1) << 52;
+    int lead = e + 63 - __builtin_clzll(m);
+    int32_t bx = exact_bin_of(lead);
+    if (acc->top == RL_EXACT_EMPTY || bx > acc->top) exact_raise(acc, bx);
+    int low = (acc->top - (RL_EXACT_BINS - 1)) * RL_EXACT_BIN_BITS;
+    if (lead < low) return; /* below the window: truncated to 0 */
+    u128 v = e >= low ? (u128)m << (e - low) : (u128)(low - e >= 64 ? 0 : m >> (low - e));
+    int64_t d[RL_EXACT_BINS] = {(int64_t)(uint64_t)(v >> 64),
+                                (int64_t)(uint64_t)((v >> 32) & 0xffffffffu),
+                                (int64_t)(uint64_t)(v & 0xffffffffu)};
+    for (int i = 0; i < RL_EXACT_BINS; i++)
+        acc->bin[i] += neg ? -d[i] : d[i];
+}
+
+void rl_exact_add_f64(rl_exact *acc, const double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        exact_add_one(&acc[i], x[i]);
+}
+
+void rl_exact_add_f32(rl_exact *acc, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        exact_add_one(&acc[i], (double)x[i]);
+}
+
+/* *d = a + b, for one element; any of them may alias. */
+static void exact_merge_one(rl_exact *d, const rl_exact *a, const rl_exact *b)
+{
+    rl_exact x = *a, y = *b;
+    uint32_t flags = x.flags | y.flags;
+    if (x.top == RL_EXACT_EMPTY) {
+        x = y;
+    } else if (y.top != RL_EXACT_EMPTY) {
+        if (y.top > x.top)
+            exact_raise(&x, y.top);
+        else if (x.top > y.top)
+            exact_raise(&y, x.top);
+        for (int i = 0; i < RL_EXACT_BINS; i++)
+            x.bin[i] += y.bin[i];
+    }
+    x.flags = flags;
+    *d = x;
+}
+
+void rl_exact_merge(rl_exact *dst, const rl_exact *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        exact_merge_one(&dst[i], &dst[i], &src[i]);
+}
+
+/* The all-reduce kernel: elements land at any offset in a receive buffer,
+ * so they are copied in and out. */
+void rli_exact_reduce(void *dst, const void *a, const void *b, size_t n)
+{
+    uint8_t *d = dst;
+    const uint8_t *pa = a, *pb = b;
+    for (size_t i = 0; i < n; i++) {
+        rl_exact x, y;
+        memcpy(&x, pa + i * sizeof(x), sizeof(x));
+        memcpy(&y, pb + i * sizeof(y), sizeof(y));
+        exact_merge_one(&x, &x, &y);
+        memcpy(d + i * sizeof(x), &x, sizeof(x));
+    }
+}
+
+/* A binary format: P significand bits, its lowest subnormal bit's exponent
+ * and its largest exponent. */
+typedef struct fmt {
+    int P, emin, emax;
+} fmt;
+static const fmt FMT_F64 = {53, -1074, 1023}, FMT_F32 = {24, -149, 127};
+
+/*
+ * mag * 2^scale rounded to format f, to nearest with ties to even: sets
+ * *q, *k with the result q * 2^k (q < 2^(P+1), exact in the format unless
+ * it overflows). Returns false on overflow (the result is then +-Inf).
+ */
+static bool exact_round(u128 mag, int scale, fmt f, uint64_t *q, int *k)
+{
+    uint64_t hi = (uint64_t)(mag >> 64);
+    int nbits = hi != 0 ? 128 - __builtin_clzll(hi) : 64 - __builtin_clzll((uint64_t)mag);
+    int shift = nbits - f.P;
+    if (f.emin - scale > shift) shift = f.emin - scale; /* subnormal: fewer bits */
+    if (shift <= 0) {
+        *q = (uint64_t)mag;
+        *k = scale;
+        return 63 - __builtin_clzll(*q) + *k <= f.emax;
+    }
+    *k = scale + shift;
+    if (shift >= 128) { /* mag < 2^128 <= 2^(shift - 1) unless shift is 128 */
+        *q = shift == 128 && mag > (u128)1 << 127 ? 1 : 0;
+        return true;
+    }
+    u128 qq = mag >> shift, rem = mag - (qq << shift), half = (u128)1 << (shift - 1);
+    if (rem > half || (rem == half && (qq & 1) != 0)) qq++;
+    *q = (uint64_t)qq;
+    if (*q == 0) return true;
+    int lead = 63 - __builtin_clzll(*q) + *k;
+    return lead <= f.emax;
+}
+
+/* The value of one accumulator in format f, as q * 2^k with sign; returns
+ * 0 finite, 1 +-Inf (overflow or infinite terms), 2 NaN. */
+static int exact_value(const rl_exact *a, fmt f, uint64_t *q, int *k, bool *neg)
+{
+    *q = 0;
+    *k = 0;
+    *neg = false;
+    if ((a->flags & RL_EXACT_NAN) != 0 ||
+        (a->flags & (RL_EXACT_PINF | RL_EXACT_NINF)) == (RL_EXACT_PINF | RL_EXACT_NINF))
+        return 2;
+    if (a->flags != 0) {
+        *neg = (a->flags & RL_EXACT_NINF) != 0;
+        return 1;
+    }
+    if (a->top == RL_EXACT_EMPTY) return 0;
+    /* |bin| < 2^62 with at most 2^30 terms, so the sum fits in 127 bits. */
+    i128 v = (i128)a->bin[0] * ((i128)1 << 64) + (i128)a->bin[1] * ((i128)1 << 32) + a->bin[2];
+    if (v == 0) return 0;
+    *neg = v < 0;
+    u128 mag = *neg ? (u128)0 - (u128)v : (u128)v;
+    return exact_round(mag, (a->top - (RL_EXACT_BINS - 1)) * RL_EXACT_BIN_BITS, f, q, k) ? 0 : 1;
+}
+
+void rl_exact_to_f64(const rl_exact *acc, double *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t q;
+        int k;
+        bool neg;
+        int kind = exact_value(&acc[i], FMT_F64, &q, &k, &neg);
+        double r = kind == 2 ? NAN : kind == 1 ? INFINITY : ldexp((double)q, k);
+        out[i] = neg ? -r : r;
+    }
+}
+
+void rl_exact_to_f32(const rl_exact *acc, float *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t q;
+        int k;
+        bool neg;
+        int kind = exact_value(&acc[i], FMT_F32, &q, &k, &neg);
+        float r = kind == 2 ? NAN : kind == 1 ? INFINITY : ldexpf((float)q, k);
+        out[i] = neg ? -r : r;
+    }
+}
