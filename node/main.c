@@ -11,7 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "ringleader/agent.h"
+#include "worker.h"
 #include "ringleader/allreduce.h"
 #include "ringleader/clock.h"
 #include "ringleader/err.h"
@@ -27,15 +28,15 @@
 
 /* The agent while the worker runs, and the signal's name once one came. */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static agent *g_agent;
+static rl_agent *g_agent;
 static const char *g_stopping;
 
 /* Publishes a (or NULL) for signal_main; a signal already taken stops it. */
-static void publish_agent(agent *a)
+static void publish_agent(rl_agent *a)
 {
     pthread_mutex_lock(&g_lock);
     g_agent = a;
-    if (a != NULL && g_stopping != NULL) agent_stop_now(a, g_stopping);
+    if (a != NULL && g_stopping != NULL) rl_agent_stop_now(a, g_stopping);
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -55,7 +56,7 @@ static void *signal_main(void *arg)
     rl_log_info("%s: stopping", name);
     pthread_mutex_lock(&g_lock);
     g_stopping = name;
-    if (g_agent != NULL) agent_stop_now(g_agent, name);
+    if (g_agent != NULL) rl_agent_stop_now(g_agent, name);
     pthread_mutex_unlock(&g_lock);
     siginfo_t info;
     uint64_t until = rl_clock_ms() + STOP_GRACE_MS;
@@ -143,55 +144,6 @@ static int parse(int argc, char **argv, node_opts *o)
     return 0;
 }
 
-/* JOIN as o->id advertising listen ("": asks the coordinator where to
- * listen). On success rep holds the reply; the caller finis it. */
-static int node_join(rl_rpc_client *c, const node_opts *o, const char *listen, rl_rpc_reply *rep)
-{
-    rl_msg req;
-    rl_msg_init(&req, RL_MSG_JOIN_REQ);
-    req.u.join_req.node_id = (char *)o->id;
-    req.u.join_req.listen = (char *)listen;
-    req.u.join_req.pid = (uint64_t)getpid();
-    RL_SET_FIELD(&req.u.join_req, join_req, pid);
-    int rv = rl_rpc_call(c, &req, rep, rl_clock_ms() + (uint64_t)o->join_timeout_ms);
-    if (rv != RL_OK) rl_log_error("join refused by %s: %s", o->coordinator, rl_errdetail());
-    return rv;
-}
-
-/* Without --listen: asks the coordinator for the spec's URL for this id,
- * opens the ring endpoint there; then (with or without) joins advertising
- * the endpoint's bound URL. On success *ep is open and rep holds the reply. */
-static int node_open_and_join(rl_rpc_client *c, const node_opts *o, const rl_tls_files *tls,
-                              const rl_token *token, rl_endpoint **ep, rl_rpc_reply *rep)
-{
-    const char *listen = o->listen;
-    char asked[RL_URL_MAX] = "";
-    if (listen == NULL) {
-        int rv = node_join(c, o, "", rep);
-        if (rv == RL_OK && rep->msg.u.join_resp.listen == NULL) {
-            rl_log_error("the coordinator at %s did not say where to listen: give --listen",
-                         o->coordinator);
-            rv = RL_EPROTO;
-        }
-        if (rv == RL_OK) snprintf(asked, sizeof(asked), "%s", rep->msg.u.join_resp.listen);
-        rl_rpc_reply_fini(rep);
-        if (rv != RL_OK) return rv;
-        listen = asked;
-    }
-    if (rl_endpoint_open(listen, tls, ep) != RL_OK) {
-        rl_log_error("cannot open the ring endpoint at %s: %s", listen, rl_errdetail());
-        return RL_EUNAVAIL;
-    }
-    rl_endpoint_set_token(*ep, token); /* ring links prove the token both ways */
-    int rv = node_join(c, o, rl_endpoint_url(*ep), rep);
-    if (rv != RL_OK) {
-        rl_rpc_reply_fini(rep);
-        rl_endpoint_close(*ep);
-        *ep = NULL;
-    }
-    return rv;
-}
-
 int main(int argc, char **argv)
 {
     node_opts o;
@@ -200,48 +152,28 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signals_start(); /* before any other thread */
 
-    rl_token token;
+    rl_token token; /* checked here: a bad token is a usage error (exit 2) */
     if (rl_token_load(o.token_file, &token) != 0) {
         rl_log_error("%s", rl_errdetail());
         return 2;
     }
     const rl_tls_files *tls = o.tls.cert ? &o.tls : NULL;
-    rl_endpoint *ep = NULL;
-    rl_rpc_client *c = NULL;
-    rl_rpc_client_opts co = {.url = o.coordinator, .tls = tls, .token = &token, .peer_id = o.id};
-    if (rl_rpc_client_open(&co, rl_clock_ms() + (uint64_t)o.join_timeout_ms, &c) != 0) {
-        rl_log_error("cannot join %s: %s", o.coordinator, rl_errdetail());
+    rl_agent_opts ao = {.coordinator = o.coordinator,
+                        .id = o.id,
+                        .listen = o.listen,
+                        .token_file = o.token_file,
+                        .tls = tls,
+                        .join_timeout_ms = o.join_timeout_ms};
+    rl_agent *a = NULL;
+    if (rl_agent_open(&ao, &a) != RL_OK) {
+        rl_log_error("%s", rl_errdetail());
         return 1;
     }
-    rl_rpc_reply rep;
-    if (node_open_and_join(c, &o, tls, &token, &ep, &rep) != RL_OK) {
-        rl_rpc_client_close(c);
-        return 1;
-    }
-    int hb_ms = (int)rep.msg.u.join_resp.heartbeat_ms;
-    int fail_ms = (int)rep.msg.u.join_resp.failure_timeout_ms;
-    rl_log_info("joined job '%s' at %s; ring endpoint %s", rep.msg.u.join_resp.job,
-                o.coordinator, rl_endpoint_url(ep));
-    rl_rpc_reply_fini(&rep);
-    if (hb_ms <= 0) hb_ms = 100;
-    if (fail_ms <= hb_ms) fail_ms = 5 * hb_ms;
-
-    agent a = {.id = o.id, .rpc = c, .ep = ep, .heartbeat_ms = hb_ms,
-               .failure_timeout_ms = fail_ms};
-    pthread_mutex_init(&a.mtx, NULL);
-    pthread_mutex_init(&a.acc_mtx, NULL);
-    pthread_t hb;
-    pthread_create(&hb, NULL, agent_heartbeat_main, &a);
-    publish_agent(&a);
-    int exit_code = worker_run(&a);
+    publish_agent(a);
+    int exit_code = worker_run(a);
     /* A coordinator gone after the job's last step ended the job: no failure. */
-    if (atomic_load(&a.coord_lost) && !atomic_load(&a.job_done)) exit_code = 1;
-    atomic_store(&a.stop, true);
-    pthread_join(hb, NULL);
+    if (atomic_load(&a->coord_lost) && !atomic_load(&a->job_done)) exit_code = 1;
     publish_agent(NULL);
-    pthread_mutex_destroy(&a.mtx);
-    pthread_mutex_destroy(&a.acc_mtx);
-    rl_rpc_client_close(c);
-    rl_endpoint_close(ep);
+    rl_agent_close(a);
     return exit_code;
 }

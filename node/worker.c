@@ -15,7 +15,8 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
-#include "agent.h"
+#include "ringleader/agent.h"
+#include "worker.h"
 #include "ringleader/allreduce.h"
 #include "ringleader/clock.h"
 #include "ringleader/data.h"
@@ -64,7 +65,7 @@ static bool held_has(const held *h, uint32_t id, size_t *at)
 }
 
 /* Fills a CSV block with rows from the coordinator, ~1 MiB per call. */
-static int fetch_block(agent *a, const rl_data_params *dp, uint32_t id, rl_block *out)
+static int fetch_block(rl_agent *a, const rl_data_params *dp, uint32_t id, rl_block *out)
 {
     int rv = rl_block_alloc(dp, id, out);
     if (rv != RL_OK) return rv;
@@ -99,7 +100,7 @@ static int fetch_block(agent *a, const rl_data_params *dp, uint32_t id, rl_block
 /* Makes h hold exactly the plan's blocks: keeps those it has, makes the
  * others (synthetic: generated; csv: cut from the table, or fetched from
  * the coordinator when this node has no table). */
-static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_data_params *dp,
+static int held_update(rl_agent *a, held *h, const rl_msg_plan_resp *p, const rl_data_params *dp,
                        const rl_table *table, const rl_model *m)
 {
     held nh = {0};
@@ -134,7 +135,7 @@ static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_da
     return rv;
 }
 
-static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure,
+static int ask_plan(rl_agent *a, uint64_t epoch, uint64_t step, const char *failure,
                     bool data_error, const char *unreachable, rl_rpc_reply *rep)
 {
     rl_msg req;
@@ -164,7 +165,7 @@ static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure
 
 static void report_done(void *arg, int err, rl_rpc_reply *rep)
 {
-    agent *a = arg;
+    rl_agent *a = arg;
     if (err == RL_OK && rep->msg.u.step_report_resp.stop) atomic_store(&a->stop, true);
 }
 
@@ -221,7 +222,7 @@ static int batch_init(batch *b, size_t cap, size_t nb, size_t nm)
 
 /* Sends the batch; the model (w, b of kf and K values, or NULL after a
  * coverage violation) is the one after its last step. */
-static void batch_flush(agent *a, batch *b, uint64_t epoch, const rl_model *m, bool sync)
+static void batch_flush(rl_agent *a, batch *b, uint64_t epoch, const rl_model *m, bool sync)
 {
     if (b->k == 0) return;
     size_t i = b->k - 1;
@@ -284,7 +285,7 @@ typedef struct payload {
 
 /* The worker's state across plans. */
 typedef struct worker {
-    agent *a;
+    rl_agent *a;
     uint64_t epoch, step_done;
     char failure[300]; /* told to the coordinator with the next PLAN request */
     bool data_error;   /* failure is in the data: told as such, then the node exits 1 */
@@ -303,7 +304,7 @@ typedef struct worker {
  * for a rebalance), as a warning otherwise. */
 static void worker_log_failure(const worker *w)
 {
-    const agent *a = w->a;
+    const rl_agent *a = w->a;
     if (atomic_load(&a->stop) || atomic_load(&a->planned_epoch) > w->epoch)
         rl_log_info("%s (superseded)", w->failure);
     else
@@ -385,10 +386,10 @@ static worker_next worker_take_model(worker *w, const rl_msg_plan_resp *p)
 static worker_next worker_take_blocks(worker *w, const rl_msg_plan_resp *p,
                                       const rl_data_params *dp)
 {
-    agent *a = w->a;
-    atomic_store(&a->phase, PHASE_MAKING_BLOCKS);
+    rl_agent *a = w->a;
+    atomic_store(&a->phase, RL_AGENT_PHASE_MAKING_BLOCKS);
     int rv = held_update(a, &w->h, p, dp, w->table, &w->m);
-    atomic_store(&a->phase, PHASE_FORMING_RING);
+    atomic_store(&a->phase, RL_AGENT_PHASE_FORMING_RING);
     if (atomic_load(&a->stop)) return WORKER_STOP; /* while making blocks */
     if (rv == RL_EDATA) return worker_data_error(w, rl_errdetail());
     if (rv != RL_OK) {
@@ -423,7 +424,7 @@ static int worker_size_buffers(worker *w, const rl_msg_plan_resp *p)
 static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms,
                             uint64_t *ready_deadline, rl_ring **out)
 {
-    agent *a = w->a;
+    rl_agent *a = w->a;
     size_t nm = p->member_ids.n;
     rl_ring_member *mem = rl_xcalloc(nm + 1, sizeof(*mem)); /* a few pointers per member */
     int unreachable = -1;
@@ -524,7 +525,7 @@ static bool worker_check_coverage(worker *w, uint64_t s, int64_t total_rows, uin
 }
 
 /* Publishes the step's figures for the agent's heartbeats. */
-static void worker_publish(agent *a, uint64_t s, int64_t rows, const step_times *t)
+static void worker_publish(rl_agent *a, uint64_t s, int64_t rows, const step_times *t)
 {
     double compute = t->t1 - t->t0;
     atomic_store(&a->compute_ms, compute);
@@ -597,9 +598,9 @@ static int worker_step(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint
 static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint64_t op_ms,
                              int rv)
 {
-    agent *a = w->a;
+    rl_agent *a = w->a;
     int64_t total_rows = (int64_t)p->rows;
-    atomic_store(&a->phase, PHASE_STEPPING);
+    atomic_store(&a->phase, RL_AGENT_PHASE_STEPPING);
     for (uint64_t s = p->start_step; rv == RL_OK && s < p->end_step && !atomic_load(&a->stop);
          s++) {
         bool ok = true;
@@ -641,14 +642,14 @@ static worker_next worker_follow_plan(worker *w, const rl_msg_plan_resp *p)
     return atomic_load(&w->a->stop) ? WORKER_STOP : WORKER_NEXT_PLAN;
 }
 
-int worker_run(agent *a)
+int worker_run(rl_agent *a)
 {
     worker w = {.a = a};
     int code = 0;
     worker_lower_priority();
     for (;;) {
         rl_rpc_reply rep;
-        atomic_store(&a->phase, PHASE_WAITING);
+        atomic_store(&a->phase, RL_AGENT_PHASE_WAITING);
         int rv = ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL, w.data_error,
                           w.unreachable, &rep);
         w.failure[0] = '\0';
