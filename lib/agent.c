@@ -10,6 +10,7 @@
 
 #include "ringleader/agent.h"
 #include "ringleader/clock.h"
+#include "ringleader/data.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/mem.h"
@@ -151,8 +152,7 @@ static int agent_join(rl_agent *a, const rl_agent_opts *o, const char *listen, r
     req.u.join_req.pid = (uint64_t)getpid();
     RL_SET_FIELD(&req.u.join_req, join_req, pid);
     int rv = rl_rpc_call(a->rpc, &req, rep, rl_clock_ms() + (uint64_t)o->join_timeout_ms);
-    if (rv != RL_OK)
-        rli_err_prefix(rv, "join refused by %s", o->coordinator);
+    if (rv != RL_OK) rli_err_prefix(rv, "join refused by %s", o->coordinator);
     return rv;
 }
 
@@ -166,8 +166,10 @@ static int agent_open_and_join(rl_agent *a, const rl_agent_opts *o, rl_rpc_reply
     if (listen == NULL || listen[0] == '\0') {
         int rv = agent_join(a, o, "", rep);
         if (rv == RL_OK && rep->msg.u.join_resp.listen == NULL)
-            rv = rli_err(RL_EPROTO, "the coordinator at %s did not say where to listen: give "
-                             "a listen URL", o->coordinator);
+            rv = rli_err(RL_EPROTO,
+                         "the coordinator at %s did not say where to listen: give "
+                         "a listen URL",
+                         o->coordinator);
         if (rv == RL_OK) snprintf(asked, sizeof(asked), "%s", rep->msg.u.join_resp.listen);
         rl_rpc_reply_fini(rep);
         if (rv != RL_OK) return rv;
@@ -185,8 +187,10 @@ int rl_agent_open(const rl_agent_opts *o, rl_agent **out)
 {
     *out = NULL;
     if (o->coordinator == NULL || o->id == NULL || strlen(o->id) >= RL_ID_MAX)
-        return rli_err(RL_EINVAL, "join: a coordinator URL and a node id (< %d characters) "
-                           "are required", RL_ID_MAX);
+        return rli_err(RL_EINVAL,
+                       "join: a coordinator URL and a node id (< %d characters) "
+                       "are required",
+                       RL_ID_MAX);
     rl_agent_opts oo = *o;
     if (oo.join_timeout_ms <= 0) oo.join_timeout_ms = 30000;
     rl_agent *a = rl_xcalloc(1, sizeof(*a));
@@ -235,4 +239,37 @@ void rl_agent_close(rl_agent *a)
     pthread_mutex_destroy(&a->mtx);
     pthread_mutex_destroy(&a->acc_mtx);
     free(a);
+}
+
+/* Fills a CSV block with rows from the coordinator, ~1 MiB per call. */
+int rl_agent_fetch_block(rl_agent *a, const rl_data_params *dp, uint32_t id, rl_block *out)
+{
+    int rv = rl_block_alloc(dp, id, out);
+    if (rv != RL_OK) return rv;
+    size_t f = (size_t)dp->features;
+    for (uint64_t done = 0; done < (uint64_t)out->rows;) {
+        rl_msg req;
+        rl_rpc_reply rep;
+        rl_msg_init(&req, RL_MSG_BLOCK_FETCH_REQ);
+        req.u.block_fetch_req.block = id;
+        req.u.block_fetch_req.first = done;
+        req.u.block_fetch_req.max_rows = (uint64_t)out->rows - done;
+        rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + 10000);
+        const rl_msg_block_fetch_resp *r = &rep.msg.u.block_fetch_resp;
+        if (rv == RL_OK &&
+            (r->rows == 0 || done + r->rows > (uint64_t)out->rows || r->features != f ||
+             r->x.len != r->rows * f * sizeof(float) || r->y.len != r->rows * sizeof(float)))
+            rv = RL_EPROTO;
+        if (rv == RL_OK) {
+            memcpy(out->x + done * f, r->x.ptr, r->x.len);
+            memcpy(out->y + done, r->y.ptr, r->y.len);
+            done += r->rows;
+        }
+        rl_rpc_reply_fini(&rep);
+        if (rv != RL_OK) {
+            rl_block_free(out);
+            return rv;
+        }
+    }
+    return RL_OK;
 }

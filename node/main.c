@@ -120,18 +120,26 @@ static int parse(int argc, char **argv, node_opts *o)
             fprintf(stderr, "ringleader-node: %s needs a value\n", a);
             return -1;
         }
-        if (strcmp(a, "--coordinator") == 0) o->coordinator = v;
-        else if (strcmp(a, "--id") == 0) o->id = v;
-        else if (strcmp(a, "--listen") == 0) o->listen = v;
-        else if (strcmp(a, "--token-file") == 0) o->token_file = v;
-        else if (strcmp(a, "--tls-cert") == 0) o->tls.cert = v;
-        else if (strcmp(a, "--tls-key") == 0) o->tls.key = v;
-        else if (strcmp(a, "--tls-ca") == 0) o->tls.ca = v;
+        if (strcmp(a, "--coordinator") == 0)
+            o->coordinator = v;
+        else if (strcmp(a, "--id") == 0)
+            o->id = v;
+        else if (strcmp(a, "--listen") == 0)
+            o->listen = v;
+        else if (strcmp(a, "--token-file") == 0)
+            o->token_file = v;
+        else if (strcmp(a, "--tls-cert") == 0)
+            o->tls.cert = v;
+        else if (strcmp(a, "--tls-key") == 0)
+            o->tls.key = v;
+        else if (strcmp(a, "--tls-ca") == 0)
+            o->tls.ca = v;
         else if (strcmp(a, "--tls-verify-hostname") == 0 && strcmp(v, "true") == 0)
             o->tls.skip_hostname_check = false;
         else if (strcmp(a, "--tls-verify-hostname") == 0 && strcmp(v, "false") == 0)
             o->tls.skip_hostname_check = true;
-        else if (strcmp(a, "--join-timeout-ms") == 0) o->join_timeout_ms = atoi(v);
+        else if (strcmp(a, "--join-timeout-ms") == 0)
+            o->join_timeout_ms = atoi(v);
         else {
             fprintf(stderr, "ringleader-node: unknown option %s\n", a);
             return -1;

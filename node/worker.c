@@ -48,7 +48,8 @@ typedef struct held {
 
 static void held_free(held *h)
 {
-    for (size_t i = 0; i < h->n; i++) rl_block_free(&h->blocks[i]);
+    for (size_t i = 0; i < h->n; i++)
+        rl_block_free(&h->blocks[i]);
     free(h->blocks);
     free(h->ids);
     memset(h, 0, sizeof(*h));
@@ -62,39 +63,6 @@ static bool held_has(const held *h, uint32_t id, size_t *at)
             return true;
         }
     return false;
-}
-
-/* Fills a CSV block with rows from the coordinator, ~1 MiB per call. */
-static int fetch_block(rl_agent *a, const rl_data_params *dp, uint32_t id, rl_block *out)
-{
-    int rv = rl_block_alloc(dp, id, out);
-    if (rv != RL_OK) return rv;
-    size_t f = (size_t)dp->features;
-    for (uint64_t done = 0; done < (uint64_t)out->rows;) {
-        rl_msg req;
-        rl_rpc_reply rep;
-        rl_msg_init(&req, RL_MSG_BLOCK_FETCH_REQ);
-        req.u.block_fetch_req.block = id;
-        req.u.block_fetch_req.first = done;
-        req.u.block_fetch_req.max_rows = (uint64_t)out->rows - done;
-        rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + 10000);
-        const rl_msg_block_fetch_resp *r = &rep.msg.u.block_fetch_resp;
-        if (rv == RL_OK && (r->rows == 0 || done + r->rows > (uint64_t)out->rows ||
-                            r->features != f || r->x.len != r->rows * f * sizeof(float) ||
-                            r->y.len != r->rows * sizeof(float)))
-            rv = RL_EPROTO;
-        if (rv == RL_OK) {
-            memcpy(out->x + done * f, r->x.ptr, r->x.len);
-            memcpy(out->y + done, r->y.ptr, r->y.len);
-            done += r->rows;
-        }
-        rl_rpc_reply_fini(&rep);
-        if (rv != RL_OK) {
-            rl_block_free(out);
-            return rv;
-        }
-    }
-    return RL_OK;
 }
 
 /* Makes h hold exactly the plan's blocks: keeps those it has, makes the
@@ -124,7 +92,7 @@ static int held_update(rl_agent *a, held *h, const rl_msg_plan_resp *p, const rl
         }
         bool csv = p->source == RL_DATA_CSV;
         rv = table ? rl_table_block(table, dp, id, &nh.blocks[i])
-           : csv   ? fetch_block(a, dp, id, &nh.blocks[i])
+             : csv ? rl_agent_fetch_block(a, dp, id, &nh.blocks[i])
                    : rl_block_synthetic(dp, id, &nh.blocks[i]);
         if (rv == RL_OK && csv && p->mean.v != NULL && p->std.v != NULL)
             rl_block_standardize(&nh.blocks[i], p->mean.v, p->std.v);
@@ -177,7 +145,7 @@ typedef struct batch {
     size_t k, cap, nb, nm; /* records, capacity, blocks, members */
     uint32_t *steps, *cov;
     double *loss, *ms, *compute, *ar, *rows, *ncomp;
-    double *done_ms;  /* when each step completed (this node's clock) */
+    double *done_ms; /* when each step completed (this node's clock) */
     double first_ms; /* when the oldest record was added */
 } batch;
 
@@ -246,7 +214,8 @@ static void batch_flush(rl_agent *a, batch *b, uint64_t epoch, const rl_model *m
     /* How long ago each step completed: the coordinator dates the steps
      * by its own clock (clocks of different hosts are not compared). */
     double now = now_ms();
-    for (size_t e = 0; e < b->k; e++) b->done_ms[e] = now - b->done_ms[e];
+    for (size_t e = 0; e < b->k; e++)
+        b->done_ms[e] = now - b->done_ms[e];
     if (b->k > 1) {
         q->batch_age_ms = (rl_f64list){b->done_ms, b->k};
         q->batch_steps = (rl_u32list){b->steps, b->k};
@@ -263,7 +232,8 @@ static void batch_flush(rl_agent *a, batch *b, uint64_t epoch, const rl_model *m
         rl_rpc_reply rr;
         if (rl_rpc_call(a->rpc, &r, &rr, rl_clock_ms() + 5000) != RL_OK)
             rl_log_warn("step report: %s", rl_errdetail());
-        else report_done(a, RL_OK, &rr);
+        else
+            report_done(a, RL_OK, &rr);
         rl_rpc_reply_fini(&rr);
     } else if (rl_rpc_call_async(a->rpc, &r, rl_clock_ms() + 5000, report_done, a) != RL_OK) {
         rl_log_warn("step report: %s", rl_errdetail());
@@ -310,7 +280,6 @@ static void worker_log_failure(const worker *w)
     else
         rl_log_warn("%s", w->failure);
 }
-
 
 /* What the worker does after a plan. */
 typedef enum { WORKER_NEXT_PLAN, WORKER_STOP, WORKER_FAIL } worker_next;
@@ -361,8 +330,10 @@ static worker_next worker_data_error(worker *w, const char *what)
  * once. Then takes the plan's weights. */
 static worker_next worker_take_model(worker *w, const rl_msg_plan_resp *p)
 {
-    rl_csv_opts o = {.label = p->csv_label, .check_labels = true,
-                     .model = (rl_model_type)p->model, .classes = (int)p->classes};
+    rl_csv_opts o = {.label = p->csv_label,
+                     .check_labels = true,
+                     .model = (rl_model_type)p->model,
+                     .classes = (int)p->classes};
     if (p->source == RL_DATA_CSV && w->table == NULL && !p->csv_fetch &&
         access(p->csv_path, R_OK) == 0 && rl_csv_load_opts(p->csv_path, &o, &w->table) != RL_OK)
         return worker_data_error(w, rl_errdetail());

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ringleader/data.h"
 #include "ringleader/ring.h"
 #include "ringleader/rpc.h"
 #include "ringleader/spec.h"
@@ -36,10 +37,10 @@ typedef struct rl_agent {
     bool hb_started;
 
     pthread_mutex_t mtx;
-    rl_ring *ring;            /* the ring in use, so that a stop can abort it */
-    atomic_bool stop;         /* the job ended, or we were told to leave */
-    atomic_bool coord_lost;   /* no answer from the coordinator for too long */
-    atomic_bool job_done;     /* the worker completed the job's last step */
+    rl_ring *ring;          /* the ring in use, so that a stop can abort it */
+    atomic_bool stop;       /* the job ended, or we were told to leave */
+    atomic_bool coord_lost; /* no answer from the coordinator for too long */
+    atomic_bool job_done;   /* the worker completed the job's last step */
     atomic_uint_fast64_t epoch, step;
     atomic_uint_fast64_t planned_epoch; /* the newest epoch the coordinator announced */
     atomic_int phase; /* what the worker is doing: an index into rl_agent_phase_names */
@@ -88,6 +89,11 @@ void rl_agent_stop_now(rl_agent *a, const char *why);
 
 /* Adds one step's compute time and rows to the next heartbeat's figures. */
 void rl_agent_add_step(rl_agent *a, double compute_ms, double rows);
+
+/* Fills *out with CSV block id's rows fetched from the coordinator (which
+ * has the table), about 1 MiB per call, 10 s each at most. On error *out is
+ * released. */
+int rl_agent_fetch_block(rl_agent *a, const rl_data_params *dp, uint32_t id, rl_block *out);
 
 #ifdef __cplusplus
 }
