@@ -1155,11 +1155,12 @@ static bool recovery_pending(const job *j)
     return false;
 }
 
-/* Program mode: every node that joined has left (or failed) and one left:
- * the job is done. Lock held. */
+/* Program mode, launch manual: every node that joined has left (or
+ * failed) and one left: the job is done. Lock held. */
 static void program_check_done(job *j)
 {
-    if (!j->program || j->status != JOB_RUNNING) return;
+    /* launch local: the programs' exits decide (job_programs_ended) */
+    if (!j->program || j->status != JOB_RUNNING || j->spec->launch == RL_LAUNCH_LOCAL) return;
     int left = 0;
     for (int i = 0; i < j->reg.n; i++) {
         if (j->reg.nodes[i].state == NODE_JOINED) return;

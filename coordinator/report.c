@@ -155,7 +155,8 @@ void job_progress(job *j, bool final)
         char rate[32] = "-";
         if (isfinite(rps)) snprintf(rate, sizeof(rate), "%.3g", rps);
         fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %s rows/s  nodes %d/%d%s", start,
-                (unsigned long long)n, j->spec->steps, loss, ms, rate, alive, j->reg.n, end);
+                (unsigned long long)n, j->program ? (int)n : j->spec->steps, loss, ms, rate, alive,
+                j->reg.n, end);
     }
     fflush(stderr);
 }

@@ -412,6 +412,7 @@ int rl_worker_join(const char *coordinator, const char *node_id, const char *lis
     if (getenv("RINGLEADER_TLS_VERIFY_HOSTNAME") != NULL &&
         strcmp(getenv("RINGLEADER_TLS_VERIFY_HOSTNAME"), "false") == 0)
         tls.skip_hostname_check = true;
+    rl_log_set_tag(o.id); /* this process is that node */
     rl_worker *w = rl_xcalloc(1, sizeof(*w));
     int rv = rl_agent_open(&o, &w->a);
     if (rv != RL_OK) {
