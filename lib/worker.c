@@ -38,7 +38,8 @@ struct rl_worker {
     rl_agent *a;
     rl_ring *ring;
     uint64_t epoch, done; /* the ring's epoch; collectives completed */
-    bool replan_due;      /* the next collective returns RL_EREPLAN at once */
+    bool replan_due;      /* the next collective returns RL_EREPLAN at once ... */
+    uint64_t replan_from; /* ... naming this epoch as the one replaced */
     int rank, size;
     uint32_t *blocks, n_blocks_total;
     size_t n_blocks;
@@ -339,6 +340,16 @@ static int worker_next_plan(rl_worker *w, bool failed, bool data_done, uint64_t 
     }
 }
 
+/* RL_EREPLAN, with the detail every member's program sees alike but its id. */
+static int worker_replanned(rl_worker *w, uint64_t from)
+{
+    return rli_err(RL_EREPLAN,
+                   "node %s: epoch %llu -> %llu at step %llu: membership or blocks changed; %zu "
+                   "blocks now (%s)",
+                   w->a->id, (unsigned long long)from, (unsigned long long)w->epoch,
+                   (unsigned long long)w->done, w->n_blocks, w->failure);
+}
+
 /*
  * The collective in progress failed (or a newer epoch was planned): tells
  * the coordinator how far this member got and takes the new plan. Returns
@@ -358,14 +369,11 @@ static int worker_replan(rl_worker *w, bool data_done)
     w->done = resume;
     if (data_done && resume == done + 1) {
         w->replan_due = true;
+        w->replan_from = before;
         w->t_return = worker_now_ms();
         return RL_OK;
     }
-    return rli_err(RL_EREPLAN,
-                   "node %s: epoch %llu -> %llu at step %llu: membership or blocks changed; "
-                   "%zu blocks now (%s)",
-                   w->a->id, (unsigned long long)before, (unsigned long long)w->epoch,
-                   (unsigned long long)w->done, w->n_blocks, w->failure);
+    return worker_replanned(w, before);
 }
 
 /* ---- Join and leave ------------------------------------------------------------ */
@@ -566,10 +574,7 @@ static int worker_collective(rl_worker *w, void *buf, size_t count, rl_dtype dt,
         return rli_err(RL_ECANCELED, "node %s: the job ended", w->a->id);
     if (w->replan_due) {
         w->replan_due = false;
-        return rli_err(RL_EREPLAN,
-                       "node %s: epoch %llu from step %llu: membership or blocks "
-                       "changed",
-                       w->a->id, (unsigned long long)w->epoch, (unsigned long long)w->done);
+        return worker_replanned(w, w->replan_from);
     }
     if (atomic_load(&w->a->planned_epoch) > w->epoch) {
         snprintf(w->failure, sizeof(w->failure), "epoch %llu was planned",

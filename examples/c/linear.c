@@ -28,11 +28,16 @@ static int parse(int argc, char **argv, opts *o)
 {
     *o = (opts){.steps = 100, .lr = 0.1, .l2 = 0, .out = NULL};
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--steps") == 0) o->steps = atol(argv[i + 1]);
-        else if (strcmp(argv[i], "--lr") == 0) o->lr = atof(argv[i + 1]);
-        else if (strcmp(argv[i], "--l2") == 0) o->l2 = atof(argv[i + 1]);
-        else if (strcmp(argv[i], "--out") == 0) o->out = argv[i + 1];
-        else return -1;
+        if (strcmp(argv[i], "--steps") == 0)
+            o->steps = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--lr") == 0)
+            o->lr = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--l2") == 0)
+            o->l2 = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--out") == 0)
+            o->out = argv[i + 1];
+        else
+            return -1;
     }
     return argc % 2 == 1 && o->steps > 0 ? 0 : -1;
 }
@@ -46,9 +51,11 @@ static void grad_sums(const float *X, const float *y, size_t rows, size_t F, con
     for (size_t r = 0; r < rows; r++) {
         const float *x = X + r * F;
         double p = b;
-        for (size_t f = 0; f < F; f++) p += w[f] * x[f];
+        for (size_t f = 0; f < F; f++)
+            p += w[f] * x[f];
         double e = p - y[r];
-        for (size_t f = 0; f < F; f++) g[f] += e * x[f];
+        for (size_t f = 0; f < F; f++)
+            g[f] += e * x[f];
         g[F] += e;
         g[F + 1] += 0.5 * e * e;
     }
@@ -97,17 +104,19 @@ int main(int argc, char **argv)
         }
         if (rv != RL_OK) return fail("allreduce", rv);
         double n = g[F + 2];
-        for (size_t f = 0; f < F; f++) m[f] -= o.lr * (g[f] / n + o.l2 * m[f]);
+        for (size_t f = 0; f < F; f++)
+            m[f] -= o.lr * (g[f] / n + o.l2 * m[f]);
         m[F] -= o.lr * g[F] / n;
         if (rl_worker_rank(w) == 0 && (t % 20 == 0 || t + 1 == o.steps))
-            fprintf(stderr, "linear: step %ld loss %.9g (%zu members)\n", t,
-                    g[F + 1] / n, (size_t)rl_worker_size(w));
+            fprintf(stderr, "linear: step %ld loss %.9g (%zu members)\n", t, g[F + 1] / n,
+                    (size_t)rl_worker_size(w));
         t++;
     }
     if (rl_worker_rank(w) == 0 && o.out != NULL) {
         FILE *f = fopen(o.out, "w");
         if (f == NULL) return fail("--out", RL_EIO);
-        for (size_t k = 0; k <= F; k++) fprintf(f, "%s%.17g", k ? " " : "", m[k]);
+        for (size_t k = 0; k <= F; k++)
+            fprintf(f, "%s%.17g", k ? " " : "", m[k]);
         fputc('\n', f);
         fclose(f);
     }
