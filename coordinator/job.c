@@ -957,9 +957,15 @@ static void assign_members_blocks(job *j, bool first)
  * update every node applied). Lock held. */
 static void replan_locked(job *j, const char *reason)
 {
-    int alive = 0;
-    for (int i = 0; i < j->reg.n; i++)
+    int alive = 0, left = 0;
+    for (int i = 0; i < j->reg.n; i++) {
         if (j->reg.nodes[i].state == NODE_JOINED) alive++;
+        if (j->reg.nodes[i].state == NODE_LEFT) left++;
+    }
+    if (j->program && alive == 0 && left > 0) {
+        j->replan = false; /* the programs are ending: nobody to plan for */
+        return;
+    }
     if (alive < j->spec->min_nodes || alive == 0) {
         snprintf(j->error, sizeof(j->error),
                  "only %d live node%s, below cluster.min_nodes (%d); the model of step %llu is "
