@@ -277,6 +277,7 @@ int cmd_run(int argc, char **argv)
     job_start(&j);
     follow(&j, JOB_RUNNING, UINT64_MAX, &nodes, seen);
     if (interrupted) job_interrupt(&j);
+    if (j.program && spec->launch == RL_LAUNCH_MANUAL) job_wait_exits(&j, 2000);
     job_progress(&j, true);
 stop:
     job_finish(&j, JOB_FAILED, "stopped");

@@ -861,8 +861,14 @@ static int handle_leave(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *
         e->exited = true;
         e->exit_code = (int)q->exit_code;
         if (q->exit_code != 0) program_failed(j, i, (int)q->exit_code, q->stderr_tail);
+    } else if (RL_HAS_FIELD(q, leave_req, signal)) {
+        /* Killed: the node failed (its heartbeats stopped, its connection
+         * closed); the job goes on as for a dead machine. */
+        e->exited = true;
+        e->exit_code = 128 + (int)q->signal;
+        job_event_add(j, "exited", e->id, "killed by signal %llu", (unsigned long long)q->signal);
     }
-    if (e->state == NODE_JOINED) {
+    if (e->state == NODE_JOINED && !RL_HAS_FIELD(q, leave_req, signal)) {
         e->state = NODE_LEFT;
         job_event_add(j, "left", e->id, "after %llu steps", (unsigned long long)q->step);
         rl_log_info("node %s left after %llu steps", e->id, (unsigned long long)q->step);
@@ -874,8 +880,22 @@ static int handle_leave(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *
             request_replan(j, "leave");
     }
     program_check_done(j);
+    pthread_cond_broadcast(&j->reg.cv);
     pthread_mutex_unlock(&j->reg.mtx);
     return RL_OK;
+}
+
+void job_wait_exits(job *j, uint64_t ms)
+{
+    uint64_t until = rl_clock_ms() + ms;
+    pthread_mutex_lock(&j->reg.mtx);
+    for (;;) {
+        int pending = 0;
+        for (int i = 0; i < j->reg.n; i++)
+            if (j->reg.nodes[i].state == NODE_LEFT && !j->reg.nodes[i].exited) pending++;
+        if (pending == 0 || rl_cond_wait_until(&j->reg.cv, &j->reg.mtx, until) != 0) break;
+    }
+    pthread_mutex_unlock(&j->reg.mtx);
 }
 
 int job_serve(job *j, rl_rpc_server *srv)
@@ -1182,7 +1202,8 @@ static void program_check_done(job *j)
  * node, the code and the last lines of its stderr. Lock held. */
 static void program_failed(job *j, int i, int code, const char *tail)
 {
-    if (j->status == JOB_DONE || j->status == JOB_FAILED) return;
+    /* done (every node left) but run.json not written yet: it fails still */
+    if (j->status == JOB_FAILED || j->interrupted) return;
     const char *t = tail != NULL ? tail : "";
     size_t n = strlen(t);
     while (n > 0 && t[n - 1] == '\n') n--;

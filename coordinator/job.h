@@ -137,6 +137,10 @@ void job_program_exited(job *j, int node, int status, const char *tail);
 /* Program mode, launch local: every program has exited. The job is done
  * if it is still running and one of them exited 0. */
 void job_programs_ended(job *j);
+/* Program mode, launch manual: waits up to ms for the nodes that left to
+ * report how their programs ended (ringleader-node --exec); a program run
+ * without --exec never does. */
+void job_wait_exits(job *j, uint64_t ms);
 /* Prints one progress line (redrawn on a terminal). */
 void job_progress(job *j, bool final);
 

@@ -449,7 +449,9 @@ int rl_worker_leave(rl_worker *w)
     req.u.leave_req.step = w->done;
     RL_SET_FIELD(&req.u.leave_req, leave_req, step);
     int rv = RL_OK;
-    if (!atomic_load(&w->a->coord_lost))
+    /* After the coordinator's stop (the job ended) or its loss there is
+     * nobody to tell. */
+    if (!atomic_load(&w->a->coord_lost) && !atomic_load(&w->a->stop))
         rv = rl_rpc_call(w->a->rpc, &req, &rep, rl_clock_ms() + 5000);
     else
         memset(&rep, 0, sizeof(rep));

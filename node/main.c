@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ringleader/agent.h"
+#include "exec.h"
 #include "worker.h"
 #include "ringleader/allreduce.h"
 #include "ringleader/clock.h"
@@ -87,19 +88,24 @@ static void signals_start(void)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ringleader-node --coordinator URL --id ID [--listen URL] [--token-file F]\n"
-               "                       [--join-timeout-ms MS]\n\n"
+               "                       [--join-timeout-ms MS] [--exec -- CMD ...]\n\n"
                "Joins the coordinator at URL as node ID, accepts its ring neighbours on\n"
                "--listen (default: the spec's cluster.nodes listen URL for ID, which the\n"
                "coordinator tells it), and works until the job ends.\n"
                "The cluster token comes from --token-file or $RINGLEADER_TOKEN.\n"
                "TLS (tls+tcp:// URLs): --tls-cert F --tls-key F --tls-ca F, and\n"
-               "--tls-verify-hostname false to accept peer certificates for other hosts (labs).\n");
+               "--tls-verify-hostname false to accept peer certificates for other hosts (labs).\n"
+               "--exec -- CMD ...: instead of the built-in trainer, runs CMD (a worker API\n"
+               "program, docs/worker-api.md) with RINGLEADER_COORDINATOR, _NODE_ID, _LISTEN and\n"
+               "_TOKEN_FILE set from these options, and tells the coordinator how it ended;\n"
+               "exits with its exit code. Must be the last option.\n");
 }
 
 typedef struct node_opts {
     const char *coordinator, *id, *listen, *token_file;
     rl_tls_files tls;
     int join_timeout_ms;
+    char **exec_argv; /* --exec -- CMD ...: the program (NULL: the built-in trainer) */
 } node_opts;
 
 static int parse(int argc, char **argv, node_opts *o)
@@ -115,6 +121,15 @@ static int parse(int argc, char **argv, node_opts *o)
         if (strcmp(a, "--version") == 0) {
             printf("ringleader-node %s\n", RL_VERSION);
             exit(0);
+        }
+        if (strcmp(a, "--exec") == 0) { /* the rest is the program */
+            int k = i + 1 < argc && strcmp(argv[i + 1], "--") == 0 ? i + 2 : i + 1;
+            if (k >= argc) {
+                fprintf(stderr, "ringleader-node: --exec needs a program: --exec -- CMD ...\n");
+                return -1;
+            }
+            o->exec_argv = &argv[k];
+            break;
         }
         if (v == NULL) {
             fprintf(stderr, "ringleader-node: %s needs a value\n", a);
@@ -158,6 +173,15 @@ int main(int argc, char **argv)
     if (parse(argc, argv, &o) != 0) return 2;
     rl_log_set_tag(o.id);
     signal(SIGPIPE, SIG_IGN);
+    if (o.exec_argv != NULL) {
+        node_exec_opts eo = {.coordinator = o.coordinator,
+                             .id = o.id,
+                             .listen = o.listen,
+                             .token_file = o.token_file,
+                             .tls = o.tls.cert ? &o.tls : NULL,
+                             .argv = o.exec_argv};
+        return node_exec(&eo);
+    }
     signals_start(); /* before any other thread */
 
     rl_token token; /* checked here: a bad token is a usage error (exit 2) */

@@ -21,7 +21,7 @@ int main(int argc, char **argv)
     if (argc < 2) return 2;
     long steps = atol(argv[1]), exit_step = -1, count_n = 4;
     int exit_code = 0;
-    const char *exit_node = "", *count_node = "", *dir = ".";
+    const char *exit_node = "", *count_node = "", *dir = NULL;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--exit") == 0 && i + 3 < argc) {
             exit_node = argv[i + 1];
@@ -57,6 +57,10 @@ int main(int argc, char **argv)
         if (rv == RL_EREPLAN) {
             s--;
             continue;
+        }
+        if (rv != RL_OK && dir == NULL) {
+            fprintf(stderr, "wapi_prog: %s %s\n", rl_errname(rv), rl_errdetail());
+            break;
         }
         if (rv != RL_OK) {
             char path[512];

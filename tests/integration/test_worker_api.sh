@@ -9,7 +9,10 @@
 #     RL_EINVAL naming both counts, and the job still ends;
 #  4. SIGKILL of one program mid-run: both survivors get RL_EREPLAN at the
 #     same step, the job completes with 0 coverage violations and the
-#     built-in trainer's model.
+#     built-in trainer's model;
+#  5. launch: manual with `ringleader-node --exec -- CMD`: the same example
+#     completes with exit codes 0 in run.json; a program exiting 3 there
+#     fails the job naming the node and the code, and its node exits 3.
 # usage: test_worker_api.sh RINGLEADER RINGLEADER_NODE LINEAR WAPI_PROG
 RL=$1 NODE=$2 LINEAR=$3 PROG=$4
 . "$(dirname "$0")/lib.sh"
@@ -100,16 +103,20 @@ REF4K=$RL_TMP/out-ref4k/run.json
 spec kill $STEPS "$LINEAR" --steps $STEPS --lr 0.1 --out "$RL_TMP/kill.txt"
 run_job
 VICTIM=""
-for i in $(seq 1 300); do   # 30 s: the programs started and past step 400
-  if grep -q "linear: step 400 " "$SPEC.err" 2>/dev/null; then
-    for c in $(pgrep -P "$RUN_PID"); do
-      tr '\0' '\n' < /proc/$c/environ 2>/dev/null | grep -qx "RINGLEADER_NODE_ID=n2" && VICTIM=$c
-    done
-    break
-  fi
+for i in $(seq 1 300); do   # 30 s: n2's program started
+  for c in $(pgrep -P "$RUN_PID" || true); do
+    tr '\0' '\n' < /proc/$c/environ 2>/dev/null | grep -qx "RINGLEADER_NODE_ID=n2" && VICTIM=$c
+  done
+  [ -n "$VICTIM" ] && break
   sleep 0.1
 done
-[ -n "$VICTIM" ] || fail "no n2 program past step 400"
+[ -n "$VICTIM" ] || fail "no program of n2"
+for i in $(seq 1 1500); do   # 30 s: past step 200
+  grep -q "linear: step 200 " "$SPEC.err" && break
+  sleep 0.02
+done
+grep -q "linear: step 200 " "$SPEC.err" || fail "the programs did not reach step 200"
+kill -0 "$VICTIM" 2>/dev/null || fail "n2's program ended before it could be killed"
 kill -KILL "$VICTIM"
 wait_job 120; [ "$RUN_RC" = 0 ] || fail "rc $RUN_RC after the kill"
 R=$RL_TMP/out-kill/run.json
@@ -121,4 +128,38 @@ S1=$(grep -o "node n1: epoch 1 -> [0-9]* at step [0-9]*" "$SPEC.err" | head -1 |
 S3=$(grep -o "node n3: epoch 1 -> [0-9]* at step [0-9]*" "$SPEC.err" | head -1 | awk '{print $NF}')
 [ -n "$S1" ] && [ "$S1" = "$S3" ] || fail "RL_EREPLAN at steps '$S1' (n1) and '$S3' (n3)"
 same_model "$REF4K" "$RL_TMP/kill.txt"
+
+echo "== 5. launch: manual, ringleader-node --exec"
+# manual NAME PROGRAM...: a manual spec, its coordinator and 3 --exec nodes
+# (NODE_PIDS), started in the background.
+manual() {
+  local name=$1; shift
+  spec "$name" 60 "$@"
+  sed -i "s/launch: local/launch: manual/" "$SPEC"   # program: marks the mode
+  run_job
+  local url; url=$(sed -n 's/^  coordinator: //p' "$SPEC")
+  NODE_PIDS=()
+  for n in n1 n2 n3; do
+    (cd "$RL_TMP" && exec "$NODE" --coordinator "$url" --id $n --token-file "$RL_TMP/t.token" \
+       --exec -- "$@") >> "$SPEC.err" 2>&1 &
+    NODE_PIDS+=($!); RL_PIDS+=($!)
+  done
+}
+manual manual "$LINEAR" --steps 60 --lr 0.1 --out "$RL_TMP/manual.txt"
+wait_job 60; [ "$RUN_RC" = 0 ] || fail "manual run: rc $RUN_RC"
+for p in "${NODE_PIDS[@]}"; do wait "$p" || fail "an --exec node exited $?"; done
+R=$RL_TMP/out-manual/run.json
+[ "$(json "$R" 'r["status"], r["coverage"]["violations"], sorted(n["exit_code"] for n in r["nodes"])')" = "ok 0 [0, 0, 0]" ] ||
+  fail "manual run.json: $(json "$R" 'r["status"], r["coverage"], [n.get("exit_code") for n in r["nodes"]]')"
+same_model "$REF60" "$RL_TMP/manual.txt"
+manual mexit3 "$PROG" 100000 --exit n2 20 3
+wait_job 30; [ "$RUN_RC" = 1 ] || fail "manual exit 3: rc $RUN_RC"
+RC2=0; wait "${NODE_PIDS[1]}" || RC2=$?
+[ "$RC2" = 3 ] || fail "the --exec node of n2 exited $RC2, not 3"
+[[ "$(json "$RL_TMP/out-mexit3/run.json" 'r["error"]')" == *"node n2 exited with code 3"*"gives up at step 20"* ]] ||
+  fail "manual exit 3 error: $(json "$RL_TMP/out-mexit3/run.json" 'r["error"]')"
+for p in "${NODE_PIDS[0]}" "${NODE_PIDS[2]}"; do   # the others end when told to stop
+  for i in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$p" 2>/dev/null && fail "an --exec node did not end after the job failed"
+done
 echo "PASS"
