@@ -290,6 +290,15 @@ stop:
         }
         launch_stop(&nodes, 1000);
         launch_free(&nodes);
+    } else if (j.program) {
+        /* Manual programs hear the end from their heartbeats' replies: serve
+         * them a few heartbeats more (bounded) rather than let them find
+         * the coordinator gone only after the failure timeout. */
+        uint64_t grace = rl_clock_ms() + (uint64_t)spec->heartbeat_ms * 3 + 500;
+        while (registry_count(&j.reg, NODE_JOINED) > 0 && rl_clock_ms() < grace) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL); /* bounded by grace */
+        }
     }
     rl_rpc_server_free(srv);
 report:
