@@ -13,6 +13,7 @@
 
 #include "job.h"
 #include "placement.h"
+#include "settle.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/mem.h"
@@ -461,20 +462,23 @@ static void note_unreachable(job *j, const char *reporter, const char *name, con
 static void settle_try(job *j)
 {
     if (!j->program || j->settle_epoch == 0 || j->status != JOB_RUNNING) return;
-    uint64_t d = UINT64_MAX, hi = 0;
+    settle_report *r = rl_xcalloc((size_t)j->n_settle + 1, sizeof(*r));
+    int n = 0;
     for (int k = 0; k < j->n_settle; k++) {
         const node_entry *e = &j->reg.nodes[j->settle_members[k]];
         if (e->state != NODE_JOINED) continue; /* failed or left: not waited for */
-        if (e->rep_epoch != j->settle_epoch) return; /* not heard from yet */
-        uint64_t v = e->rep_done + (e->rep_data ? 1 : 0);
-        if (v < d) d = v;
-        if (e->rep_done > hi) hi = e->rep_done;
+        if (e->rep_epoch != j->settle_epoch) {  /* not heard from yet */
+            free(r);
+            return;
+        }
+        r[n++] = (settle_report){e->rep_done, e->rep_data};
     }
-    if (d == UINT64_MAX) d = j->steps_done; /* no member of it is left */
-    if (d < hi)
-        rl_log_warn("epoch %llu settled at step %llu below a member's %llu",
-                    (unsigned long long)j->settle_epoch, (unsigned long long)d,
-                    (unsigned long long)hi);
+    bool consistent;
+    uint64_t d = settle_resume_step(r, n, j->steps_done, &consistent);
+    free(r);
+    if (!consistent)
+        rl_log_warn("epoch %llu: members' reports disagree; resuming at step %llu",
+                    (unsigned long long)j->settle_epoch, (unsigned long long)d);
     rl_log_info("epoch %llu resumes at step %llu", (unsigned long long)j->epoch,
                 (unsigned long long)d);
     j->plan_start = d;
