@@ -569,6 +569,22 @@ static int worker_check_args(rl_worker *w, size_t count, rl_dtype dt, rl_op op)
     return RL_OK;
 }
 
+/* The coverage proof in the header round: every block counted exactly
+ * once, every row. Every member sees the same table, so all fail alike. */
+static int worker_check_coverage(rl_worker *w)
+{
+    for (uint32_t b = 0; b < w->n_blocks_total; b++)
+        if (w->hdr_red[HDR_BLOCK(w, b)] != 1.0)
+            return rli_err(RL_ECOVERAGE, "step %llu, epoch %llu: block %u counted %.0f times",
+                           (unsigned long long)w->done, (unsigned long long)w->epoch, b,
+                           w->hdr_red[HDR_BLOCK(w, b)]);
+    if (w->hdr_red[HDR_ROWS(w)] != (double)w->dp.rows)
+        return rli_err(RL_ECOVERAGE, "step %llu, epoch %llu: %.0f rows of %lld",
+                       (unsigned long long)w->done, (unsigned long long)w->epoch,
+                       w->hdr_red[HDR_ROWS(w)], (long long)w->dp.rows);
+    return RL_OK;
+}
+
 /* One collective: the header round, the data, the barrier. */
 static int worker_collective(rl_worker *w, void *buf, size_t count, rl_dtype dt, rl_op op)
 {
@@ -601,7 +617,8 @@ static int worker_collective(rl_worker *w, void *buf, size_t count, rl_dtype dt,
                  rl_errdetail());
         return worker_replan(w, false);
     }
-    if ((rv = worker_check_args(w, count, dt, op)) != RL_OK) {
+    if ((rv = worker_check_args(w, count, dt, op)) != RL_OK ||
+        (rv = worker_check_coverage(w)) != RL_OK) {
         w->t_return = worker_now_ms();
         return rv;
     }

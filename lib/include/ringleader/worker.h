@@ -105,6 +105,8 @@ int rl_worker_data(rl_worker *w, const float **X, const float **y, size_t *rows,
  * rejoin, a rebalance) and every member gets it at the same step; buf's
  * contents are then unspecified: read the new blocks and redo the step.
  * RL_ECANCELED: the job ended (the coordinator stopped it, or it is gone).
+ * RL_ECOVERAGE: the members' blocks did not cover every block exactly once
+ * (a bug: every member gets it, and nothing was reduced).
  * A collective waits for slow peers while they heartbeat (10 minutes at most).
  */
 int rl_worker_allreduce(rl_worker *w, void *buf, size_t count, rl_dtype dtype, rl_op op);
