@@ -27,7 +27,7 @@
 
 /* How long past two collectives' deadlines a member waits for its peers to
  * make their blocks and join a new ring (see the use): a backstop only, as
- * the coordinator's next epoch or a stop ends the wait (agent.c). */
+ * the coordinator's next epoch or a stop ends the wait (lib/agent.c). */
 #define READY_BACKSTOP_MS 60000
 /* How much nicer than the node's other threads the worker thread runs (see
  * worker_run); at most 19. */
@@ -417,7 +417,7 @@ static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms
     /* Peers may still be making their blocks, and a member short of CPU
      * takes many times the coordinator's estimate. It is alive, so wait for
      * it: one that dies or stops is failed by the coordinator, whose new
-     * epoch fences this wait (agent.c); this deadline is only the backstop. */
+     * epoch fences this wait (lib/agent.c); this deadline is only the backstop. */
     *ready_deadline = rl_clock_ms() + 2 * op_ms + READY_BACKSTOP_MS;
     int rv = rl_ring_form(a->ep, &cfg, *ready_deadline, out);
     free(mem);
@@ -580,7 +580,7 @@ static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring
         w->step_done = s + 1;
     }
     /* The job's last step done: the coordinator may end (and close) from
-     * now on, which is then no failure (worker_run, agent.c). */
+     * now on, which is then no failure (worker_run, lib/agent.c). */
     if (rv == RL_OK && w->step_done == p->end_step) atomic_store(&a->job_done, true);
     /* Steps done but not yet reported: the coordinator restarts from the
      * last model it has, so tell it before asking for a new plan. */
