@@ -1041,8 +1041,13 @@ static void replan_locked(job *j, const char *reason)
         off += (size_t)snprintf(counts + off, sizeof(counts) - off, "%s%s:%d", k ? " " : "",
                                 j->reg.nodes[j->members[k]].id, nb);
     }
-    job_event_add(j, "reassign", "", "epoch %llu (%s), from step %llu, blocks %s",
-                  (unsigned long long)j->epoch, reason, (unsigned long long)j->plan_start, counts);
+    if (j->program) /* the step it starts from is settled later (settle_try) */
+        job_event_add(j, "reassign", "", "epoch %llu (%s), blocks %s", (unsigned long long)j->epoch,
+                      reason, counts);
+    else
+        job_event_add(j, "reassign", "", "epoch %llu (%s), from step %llu, blocks %s",
+                      (unsigned long long)j->epoch, reason, (unsigned long long)j->plan_start,
+                      counts);
     rl_log_info("epoch %llu (%s): %d nodes, from step %llu", (unsigned long long)j->epoch, reason,
                 j->n_members, (unsigned long long)j->plan_start);
     answer_waiting_plans(j);

@@ -7,12 +7,14 @@
  *   wapi_prog STEPS [--exit NODE STEP CODE] [--count NODE N] [--report DIR]
  *
  * --exit: node NODE writes a line to stderr and exits CODE before
- *   collective STEP. --count: node NODE calls with N elements instead of 4;
- *   every member then writes the error it got to DIR/ID.txt and leaves.
+ *   collective STEP. --slow: before each collective every node "computes"
+ *   100 us per block it holds, node NODE X times as long. --count: node NODE calls with N elements
+ * instead of 4; every member then writes the error it got to DIR/ID.txt and leaves.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <ringleader/worker.h>
 
@@ -21,7 +23,8 @@ int main(int argc, char **argv)
     if (argc < 2) return 2;
     long steps = atol(argv[1]), exit_step = -1, count_n = 4;
     int exit_code = 0;
-    const char *exit_node = "", *count_node = "", *dir = NULL;
+    const char *exit_node = "", *count_node = "", *dir = NULL, *slow_node = NULL;
+    long slow_us = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--exit") == 0 && i + 3 < argc) {
             exit_node = argv[i + 1];
@@ -31,6 +34,10 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--count") == 0 && i + 2 < argc) {
             count_node = argv[i + 1];
             count_n = atol(argv[i + 2]);
+            i += 2;
+        } else if (strcmp(argv[i], "--slow") == 0 && i + 2 < argc) {
+            slow_node = argv[i + 1];
+            slow_us = atol(argv[i + 2]);
             i += 2;
         } else if (strcmp(argv[i], "--report") == 0 && i + 1 < argc) {
             dir = argv[++i];
@@ -49,6 +56,13 @@ int main(int argc, char **argv)
         if (strcmp(id, exit_node) == 0 && s == exit_step) {
             fprintf(stderr, "wapi_prog: node %s gives up at step %ld\n", id, s);
             return exit_code;
+        }
+        if (slow_node != NULL) { /* compute time in proportion to the rows held */
+            const uint32_t *ids;
+            size_t nb = rl_worker_blocks(w, &ids);
+            long us = (long)nb * 100 * (strcmp(id, slow_node) == 0 ? slow_us : 1);
+            struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+            nanosleep(&ts, NULL); /* the program's "compute" */
         }
         size_t n = strcmp(id, count_node) == 0 ? (size_t)count_n : 4;
         for (size_t k = 0; k < n; k++)

@@ -12,7 +12,10 @@
 #     built-in trainer's model;
 #  5. launch: manual with `ringleader-node --exec -- CMD`: the same example
 #     completes with exit codes 0 in run.json; a program exiting 3 there
-#     fails the job naming the node and the code, and its node exits 3.
+#     fails the job naming the node and the code, and its node exits 3;
+#  6. a program 4x slower on its blocks than the others: the coordinator
+#     marks it a straggler and moves blocks away (every member gets
+#     RL_EREPLAN), and the job completes with 0 coverage violations.
 # usage: test_worker_api.sh RINGLEADER RINGLEADER_NODE LINEAR WAPI_PROG
 RL=$1 NODE=$2 LINEAR=$3 PROG=$4
 . "$(dirname "$0")/lib.sh"
@@ -162,4 +165,16 @@ for p in "${NODE_PIDS[0]}" "${NODE_PIDS[2]}"; do   # the others end when told to
   for i in $(seq 1 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$p" 2>/dev/null && fail "an --exec node did not end after the job failed"
 done
+
+echo "== 6. a straggler program loses blocks (at ${SECONDS} s)"
+spec slow 5 "$PROG" 1500 --slow n2 4
+run_job; wait_job 120; [ "$RUN_RC" = 0 ] || fail "rc $RUN_RC"
+R=$RL_TMP/out-slow/run.json
+[ "$(json "$R" 'r["status"], r["coverage"]["violations"]')" = "ok 0" ] || fail "run.json"
+[[ "$(json "$R" '[(e["kind"], e["node"]) for e in r["events"]]')" == *"('straggler', 'n2')"* ]] ||
+  fail "no straggler event for n2"
+[[ "$(json "$R" '[e["detail"] for e in r["events"] if e["kind"] == "reassign"]')" == *rebalance* ]] ||
+  fail "no rebalance"
+[ "$(json "$R" '[len(n["blocks"]) for n in r["nodes"] if n["id"] == "n2"][0] < 10')" = True ] ||
+  fail "n2 kept its blocks: $(json "$R" '[(n["id"], len(n["blocks"])) for n in r["nodes"]]')"
 echo "PASS (${SECONDS} s)"
