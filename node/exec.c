@@ -78,7 +78,8 @@ static void exec_report(const node_exec_opts *o, int status, const char *tail)
         return;
     }
     rl_rpc_client *c = NULL;
-    rl_rpc_client_opts co = {.url = o->coordinator, .tls = o->tls, .token = &token, .peer_id = o->id};
+    rl_rpc_client_opts co = {
+        .url = o->coordinator, .tls = o->tls, .token = &token, .peer_id = o->id};
     if (rl_rpc_client_open(&co, rl_clock_ms() + 3000, &c) != RL_OK) {
         rl_log_warn("cannot report the program's end to %s: %s", o->coordinator, rl_errdetail());
         return;
