@@ -238,6 +238,7 @@ static void admit(job *j, int i, const rl_msg_join_req *q)
     }
     snprintf(e->listen, sizeof(e->listen), "%s", q->listen);
     e->pid = (pid_t)q->pid;
+    e->exited = false; /* a new process: how it ends is still to come */
     if (e->state == NODE_EXPECTED) {
         e->state = NODE_JOINED;
         bool late = j->status == JOB_RUNNING;
@@ -653,6 +654,7 @@ static bool file_step(job *j, const char *node_id, const step_in *in)
         if (sum > 0) s->imbalance = mx / (sum / (double)in->n_node_ms);
     }
     if (!j->program && in->step + 1 == (uint64_t)j->spec->steps) j->final_seen_ms = rl_clock_ms();
+    if (in->step + 1 > j->steps_seen) j->steps_seen = in->step + 1;
     return true;
 }
 

@@ -93,6 +93,7 @@ typedef struct job {
     int n_settle;
 
     uint64_t steps_done;   /* steps 0 .. steps_done-1 all reported */
+    uint64_t steps_seen;   /* one past the highest step reported */
     uint64_t model_step;   /* the model holds the weights after this many steps */
     uint64_t final_seen_ms; /* when the last step's report arrived (0: not yet) */
     step_rec *steps;

@@ -87,8 +87,8 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
          * matches by them); synthetic data has none. */
         .feature_names = j->table != NULL ? (const char *const *)j->table->names : NULL,
         /* program mode: the collective rounds, as many as the program ran */
-        .steps_completed = j->program ? j->steps_done : j->model_step,
-        .steps_total = j->program ? j->steps_done : (uint64_t)j->spec->steps,
+        .steps_completed = j->program ? j->steps_seen : j->model_step,
+        .steps_total = j->program ? j->steps_seen : (uint64_t)j->spec->steps,
         .final_loss = j->model_step && j->steps[j->model_step - 1].seen
                           ? j->steps[j->model_step - 1].loss
                           : NAN,

@@ -631,6 +631,8 @@ static int worker_collective(rl_worker *w, void *buf, size_t count, rl_dtype dt,
                             * coordinator settles */
             snprintf(w->failure, sizeof(w->failure), "step %llu, after the data: %s",
                      (unsigned long long)w->done, rl_errdetail());
+            /* its coverage was checked: recorded, in case it is settled as done */
+            if (w->rank == 0) batch_record(w, w->done, t0, t1, worker_now_ms());
             return worker_replan(w, true);
         }
     } else {
