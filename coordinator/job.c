@@ -806,9 +806,14 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
     uint64_t last = j->steps_done ? j->steps_done - 1 : 0;
     char loss[32] = "-"; /* not known before the first step */
     if (j->steps_done) snprintf(loss, sizeof(loss), "%.9g", j->steps[last].loss);
-    fprintf(f, "job %s: %s, step %llu/%d, epoch %llu, loss %s\n", j->spec->name,
-            status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
-            (unsigned long long)j->epoch, loss);
+    if (j->program) /* the program decides how many steps, and has the loss */
+        fprintf(f, "job %s: %s, step %llu (program), epoch %llu\n", j->spec->name,
+                status_name(j->status), (unsigned long long)j->steps_seen,
+                (unsigned long long)j->epoch);
+    else
+        fprintf(f, "job %s: %s, step %llu/%d, epoch %llu, loss %s\n", j->spec->name,
+                status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
+                (unsigned long long)j->epoch, loss);
     if (j->steps_done) fprintf(f, "last step %.3f ms\n", j->steps[last].ms);
     fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %-21s  %s\n", "node", "state", "blocks", "rows/s",
             "compute_ms", "cpu", "rss_MiB", "endpoint", "doing");

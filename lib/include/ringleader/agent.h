@@ -3,7 +3,9 @@
  * connection, the ring endpoint, the JOIN, and the heartbeat thread that
  * sends load metrics and learns of new epochs and of the job's end. Used by
  * ringleader-node (its built-in trainer) and by the worker API
- * (ringleader/worker.h); see docs/worker-api.md.
+ * (ringleader/worker.h); see docs/worker-api.md. A program of your own uses
+ * worker.h, not this: the struct is shared with ringleader-node's threads
+ * and may change.
  *
  * The fields are shared by the agent's heartbeat thread and the thread that
  * works (trains or runs collectives): atomics, or under mtx / acc_mtx.
