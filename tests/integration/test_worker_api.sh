@@ -15,7 +15,9 @@
 #     fails the job naming the node and the code, and its node exits 3;
 #  6. a program 4x slower on its blocks than the others: the coordinator
 #     marks it a straggler and moves blocks away (every member gets
-#     RL_EREPLAN), and the job completes with 0 coverage violations.
+#     RL_EREPLAN), and the job completes with 0 coverage violations;
+#  7. rl_worker_data on a CSV the programs fetch from the coordinator,
+#     standardised: the built-in trainer's model (reading the file itself).
 # usage: test_worker_api.sh RINGLEADER RINGLEADER_NODE LINEAR WAPI_PROG
 RL=$1 NODE=$2 LINEAR=$3 PROG=$4
 . "$(dirname "$0")/lib.sh"
@@ -177,4 +179,15 @@ R=$RL_TMP/out-slow/run.json
   fail "no rebalance"
 [ "$(json "$R" '[len(n["blocks"]) for n in r["nodes"] if n["id"] == "n2"][0] < 10')" = True ] ||
   fail "n2 kept its blocks: $(json "$R" '[(n["id"], len(n["blocks"])) for n in r["nodes"]]')"
+
+echo "== 7. CSV rows fetched and standardised as the built-in trainer's (at ${SECONDS} s)"
+CSV=$(cd "$(dirname "$0")/../../configs/data" && pwd)/iris_like.csv
+# csv_spec NAME FETCH: spec NAME's data section replaced by the CSV.
+csv_spec() {
+  sed -i "s#^data: .*#data: { source: csv, block_rows: 32, csv: { path: $CSV, label: species, fetch: $2 } }#" "$SPEC"
+}
+spec csvref 50; csv_spec csvref false; run_job; wait_job 60; [ "$RUN_RC" = 0 ] || fail "rc $RUN_RC"
+spec csvprog 50 "$LINEAR" --steps 50 --lr 0.1 --out "$RL_TMP/csv.txt"; csv_spec csvprog true
+run_job; wait_job 60; [ "$RUN_RC" = 0 ] || fail "rc $RUN_RC"
+same_model "$RL_TMP/out-csvref/run.json" "$RL_TMP/csv.txt"
 echo "PASS (${SECONDS} s)"
