@@ -1302,8 +1302,10 @@ void job_tick(job *j)
             if (j->waiting_plan[j->members[k]] != NULL) waiting++;
         if (waiting == j->n_members ||
             now - j->failure_hint_ms > (uint64_t)sp->failure_timeout_ms) {
-            if (j->retry_step != j->model_step) { /* the model moved: a new streak */
-                j->retry_step = j->model_step;
+            /* the model (a program's steps) moved: a new streak */
+            uint64_t progress = j->program ? j->steps_seen : j->model_step;
+            if (j->retry_step != progress) {
+                j->retry_step = progress;
                 j->retry_streak = 0;
             }
             if (++j->retry_streak <= JOB_RETRY_MAX) {
@@ -1312,7 +1314,7 @@ void job_tick(job *j)
                 snprintf(j->error, sizeof(j->error),
                          "%d epochs in a row failed at step %llu with every node alive; the last "
                          "failure: %s",
-                         JOB_RETRY_MAX, (unsigned long long)j->model_step, j->last_failure);
+                         JOB_RETRY_MAX, (unsigned long long)progress, j->last_failure);
                 stop_failed_locked(j);
             }
         }
