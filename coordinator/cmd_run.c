@@ -16,6 +16,7 @@
 #include "launch.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
+#include "ringleader/mem.h"
 #include "ringleader/rpc.h"
 #include "ringleader/spec.h"
 
@@ -52,8 +53,30 @@ static void log_waiting(job *j)
     rl_log_info("waiting for nodes: %s; %d of %d joined", missing, joined, j->reg.n);
 }
 
+/* Program mode, launch local: tells the job of every program that ended
+ * since the last look (each once: seen), and that all have when none runs. */
+static void watch_programs(job *j, launched *progs, bool *seen)
+{
+    int running = launch_reap(progs);
+    for (int i = 0; i < progs->n; i++) {
+        if (progs->pids[i] != 0 || seen[i]) continue;
+        seen[i] = true;
+        char tail[LAUNCH_TAIL_BYTES];
+        /* the copier may still hold the last lines: a moment for the pipe */
+        uint64_t until = rl_clock_ms() + 200;
+        while (progs->err_fd[i] >= 0 && rl_clock_ms() < until) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL); /* bounded by until */
+        }
+        launch_stderr_tail(progs, i, tail, sizeof(tail));
+        job_program_exited(j, i, progs->status[i], tail);
+    }
+    if (running == 0) job_programs_ended(j);
+}
+
 /* Waits until the job leaves `while_status` or deadline; prints progress. */
-static void follow(job *j, job_status while_status, uint64_t deadline, launched *nodes)
+static void follow(job *j, job_status while_status, uint64_t deadline, launched *nodes,
+                   bool *seen)
 {
     uint64_t next_log = rl_clock_ms() + RUN_WAIT_LOG_MS;
     while (!interrupted && rl_clock_ms() < deadline) {
@@ -63,8 +86,8 @@ static void follow(job *j, job_status while_status, uint64_t deadline, launched 
         for (int i = 0; i < j->reg.n; i++)
             if (j->reg.nodes[i].state == NODE_JOINED) joined++;
         pthread_mutex_unlock(&j->reg.mtx);
-        if (st != while_status) return;
-        if (st == JOB_WAITING && joined == j->reg.n) return;
+        if (st != while_status || (st == JOB_WAITING && joined == j->reg.n)) break;
+        if (j->program && nodes->n > 0) watch_programs(j, nodes, seen);
         if (st == JOB_WAITING && rl_clock_ms() >= next_log) {
             log_waiting(j);
             next_log += RUN_WAIT_LOG_MS;
@@ -74,9 +97,9 @@ static void follow(job *j, job_status while_status, uint64_t deadline, launched 
             job_check_complete(j, 2000);
             job_tick(j);
         }
-        if (st == JOB_WAITING && nodes->n > 0 && launch_reap(nodes) < nodes->n) {
+        if (!j->program && st == JOB_WAITING && nodes->n > 0 && launch_reap(nodes) < nodes->n) {
             job_finish(j, JOB_FAILED, "a local node exited before the job started");
-            return;
+            break;
         }
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL); /* the progress and failure-detection tick */
@@ -197,6 +220,7 @@ int cmd_run(int argc, char **argv)
     rl_token token;
     rl_rpc_server *srv = NULL;
     launched nodes = {0};
+    bool *seen = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(bool)); /* programs ended */
     job j;
     int init_rv = job_init(&j, spec);
     j.baseline_path = baseline;
@@ -211,6 +235,7 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "ringleader run: %s\n", rl_errdetail());
         job_fini(&j);
         rl_spec_free(spec);
+        free(seen);
         return RL_EXIT_USAGE;
     }
     rl_tls_files tls = {spec->tls_cert, spec->tls_key, spec->tls_ca};
@@ -227,7 +252,12 @@ int cmd_run(int argc, char **argv)
     }
     rl_log_info("coordinator for job '%s' listening on %s (%d nodes, launch %s)", spec->name,
                 rl_rpc_server_url(srv), spec->n_nodes, rl_launch_name(spec->launch));
-    if (spec->launch == RL_LAUNCH_LOCAL) {
+    if (spec->launch == RL_LAUNCH_LOCAL && j.program) {
+        if (launch_programs(spec, &nodes) != 0) {
+            job_finish(&j, JOB_FAILED, "cannot start the programs");
+            goto stop;
+        }
+    } else if (spec->launch == RL_LAUNCH_LOCAL) {
         char bin[4096];
         if (launch_find_node_bin(bin, sizeof(bin)) != 0) {
             job_finish(&j, JOB_FAILED, "cannot find ringleader-node (set RINGLEADER_NODE_BIN)");
@@ -238,15 +268,16 @@ int cmd_run(int argc, char **argv)
             goto stop;
         }
     }
-    follow(&j, JOB_WAITING, rl_clock_ms() + (uint64_t)spec->join_timeout_ms, &nodes);
+    follow(&j, JOB_WAITING, rl_clock_ms() + (uint64_t)spec->join_timeout_ms, &nodes, seen);
     if (interrupted) {
         job_interrupt(&j);
         goto stop;
     }
     if (!enough_joined(&j, srv)) goto stop;
     job_start(&j);
-    follow(&j, JOB_RUNNING, UINT64_MAX, &nodes);
+    follow(&j, JOB_RUNNING, UINT64_MAX, &nodes, seen);
     if (interrupted) job_interrupt(&j);
+    if (j.program && spec->launch == RL_LAUNCH_MANUAL) job_wait_exits(&j, 2000);
     job_progress(&j, true);
 stop:
     job_finish(&j, JOB_FAILED, "stopped");
@@ -259,6 +290,15 @@ stop:
         }
         launch_stop(&nodes, 1000);
         launch_free(&nodes);
+    } else if (j.program) {
+        /* Manual programs hear the end from their heartbeats' replies: serve
+         * them a few heartbeats more (bounded) rather than let them find
+         * the coordinator gone only after the failure timeout. */
+        uint64_t grace = rl_clock_ms() + (uint64_t)spec->heartbeat_ms * 3 + 500;
+        while (registry_count(&j.reg, NODE_JOINED) > 0 && rl_clock_ms() < grace) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL); /* bounded by grace */
+        }
     }
     rl_rpc_server_free(srv);
 report:
@@ -279,5 +319,6 @@ report:
     }
     job_fini(&j);
     rl_spec_free(spec);
+    free(seen);
     return rc;
 }

@@ -9,9 +9,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include "job.h"
 #include "placement.h"
+#include "settle.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/mem.h"
@@ -56,7 +58,10 @@ int job_init(job *j, const rl_spec *spec)
     j->unreach_node = -1;
     j->members = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(int));
     j->waiting_plan = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(rl_rpc_ctx *));
-    j->steps = rl_xcalloc((size_t)spec->steps + 1, sizeof(step_rec));
+    j->program = spec->program_argv.n > 0;
+    j->steps_cap = j->program ? 1024 : (uint64_t)spec->steps;
+    j->steps = rl_xcalloc((size_t)j->steps_cap + 1, sizeof(step_rec));
+    j->settle_members = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(int));
     int rv = rl_data_params_from_spec(spec, &j->dp);
     if (rv != RL_OK) return rv;
     if (spec->source == RL_DATA_CSV) {
@@ -93,9 +98,10 @@ void job_fini(job *j)
     free(j->owner);
     free(j->members);
     free(j->waiting_plan);
-    for (int64_t k = 0; j->steps != NULL && k <= j->spec->steps; k++)
+    for (uint64_t k = 0; j->steps != NULL && k <= j->steps_cap; k++)
         free(j->steps[k].node_ms);
     free(j->steps);
+    free(j->settle_members);
     free(j->events);
     registry_fini(&j->reg);
 }
@@ -169,6 +175,8 @@ void job_on_disconnect(void *arg, const char *peer_id)
 }
 
 static void stop_failed_locked(job *j);
+static void program_check_done(job *j);
+static void program_failed(job *j, int i, int code, const char *tail);
 
 /* ---- Handlers ------------------------------------------------------------------ */
 
@@ -230,6 +238,7 @@ static void admit(job *j, int i, const rl_msg_join_req *q)
     }
     snprintf(e->listen, sizeof(e->listen), "%s", q->listen);
     e->pid = (pid_t)q->pid;
+    e->exited = false; /* a new process: how it ends is still to come */
     if (e->state == NODE_EXPECTED) {
         e->state = NODE_JOINED;
         bool late = j->status == JOB_RUNNING;
@@ -401,6 +410,7 @@ static void fill_plan(job *j, int i, rl_msg *resp)
 /* Answers every held PLAN call. Lock held. */
 static void answer_waiting_plans(job *j)
 {
+    if (j->status == JOB_RUNNING && j->settle_epoch != 0) return; /* settle_try answers */
     for (int i = 0; i < j->reg.n; i++) {
         rl_rpc_ctx *call = j->waiting_plan[i];
         if (call == NULL) continue;
@@ -446,6 +456,76 @@ static void note_unreachable(job *j, const char *reporter, const char *name, con
     stop_failed_locked(j);
 }
 
+/* Program mode: when the members of the settled epoch have all said how
+ * far their collectives got, every member resumes at the least count of
+ * collectives one of them may have completed: a member that holds the data
+ * of a collective but missed its closing barrier counts it (the barrier of
+ * another may have completed). Then the held PLAN calls are answered.
+ * See docs/worker-api.md. Lock held. */
+static void settle_try(job *j)
+{
+    if (!j->program || j->settle_epoch == 0 || j->status != JOB_RUNNING) return;
+    settle_report *r = rl_xcalloc((size_t)j->n_settle + 1, sizeof(*r));
+    int n = 0;
+    for (int k = 0; k < j->n_settle; k++) {
+        const node_entry *e = &j->reg.nodes[j->settle_members[k]];
+        if (e->state != NODE_JOINED) continue; /* failed or left: not waited for */
+        if (e->rep_epoch != j->settle_epoch) {  /* not heard from yet */
+            free(r);
+            return;
+        }
+        r[n++] = (settle_report){e->rep_done, e->rep_data};
+    }
+    bool consistent;
+    uint64_t d = settle_resume_step(r, n, j->steps_done, &consistent);
+    free(r);
+    if (!consistent)
+        rl_log_warn("epoch %llu: members' reports disagree; resuming at step %llu",
+                    (unsigned long long)j->settle_epoch, (unsigned long long)d);
+    rl_log_info("epoch %llu resumes at step %llu", (unsigned long long)j->epoch,
+                (unsigned long long)d);
+    j->plan_start = d;
+    j->settle_epoch = 0;
+    answer_waiting_plans(j);
+}
+
+/* PLAN in program mode: records how far the caller's collectives got in its
+ * epoch, and answers with the current plan once it is settled; otherwise
+ * holds the call. Lock held. */
+static void plan_program(job *j, int i, rl_rpc_ctx *call, const rl_msg_plan_req *q, rl_msg *resp)
+{
+    node_entry *e = &j->reg.nodes[i];
+    if (j->status == JOB_DONE || j->status == JOB_FAILED) {
+        fill_plan(j, i, resp); /* stop */
+        return;
+    }
+    mark_alive(j, i);
+    if (q->epoch != 0) {
+        e->rep_epoch = q->epoch;
+        e->rep_done = q->step;
+        e->rep_data = RL_HAS_FIELD(q, plan_req, data_done) && q->data_done;
+    }
+    if (q->failed) {
+        rl_log_info("node %s: %s", q->node_id, q->error ? q->error : "step failed");
+        snprintf(j->last_failure, sizeof(j->last_failure), "%s: %s", q->node_id,
+                 q->error ? q->error : "step failed");
+        if (j->status == JOB_RUNNING && q->epoch == j->epoch && j->settle_epoch == 0 &&
+            is_member(j, i) && j->failure_hint_ms == 0)
+            j->failure_hint_ms = rl_clock_ms();
+        if (q->unreachable != NULL) note_unreachable(j, q->node_id, q->unreachable, q->error);
+    }
+    if (j->status == JOB_RUNNING && j->settle_epoch == 0 && is_member(j, i) &&
+        q->epoch < j->epoch && e->state == NODE_JOINED) {
+        fill_plan(j, i, resp); /* a newer plan, settled */
+        return;
+    }
+    if (j->waiting_plan[i] != NULL) /* a retried call replaces the older one */
+        rl_rpc_ctx_reply(j->waiting_plan[i], RL_ECANCELED, "superseded", NULL);
+    j->waiting_plan[i] = call;
+    rl_rpc_ctx_defer(call);
+    settle_try(j);
+}
+
 static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
 {
     job *j = arg;
@@ -455,6 +535,8 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
     int i = node_index(j, q->node_id);
     if (i < 0) {
         rv = RL_ENOTFOUND;
+    } else if (j->program) {
+        plan_program(j, i, call, q, resp);
     } else if (RL_HAS_FIELD(q, plan_req, data_error) && q->data_error && j->status == JOB_RUNNING) {
         /* Bad data is the same on every try and every node: no re-plan can
          * help, so the job ends with the node's error. */
@@ -496,6 +578,23 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
     return rv;
 }
 
+/* Steps beyond this are not filed: the spec's, or (program mode) none. */
+static uint64_t job_step_limit(const job *j)
+{
+    return j->program ? (uint64_t)INT32_MAX : (uint64_t)j->spec->steps;
+}
+
+/* Program mode: makes room for step s in j->steps. Lock held. */
+static void job_steps_grow(job *j, uint64_t s)
+{
+    if (s < j->steps_cap) return;
+    uint64_t cap = j->steps_cap;
+    while (cap <= s) cap *= 2;
+    j->steps = rl_xrealloc(j->steps, (size_t)(cap + 1) * sizeof(step_rec));
+    memset(j->steps + j->steps_cap + 1, 0, (size_t)(cap - j->steps_cap) * sizeof(step_rec));
+    j->steps_cap = cap;
+}
+
 /* One step's record, from a report (alone, or one of a batch). */
 typedef struct step_in {
     uint64_t step;
@@ -511,7 +610,9 @@ typedef struct step_in {
  * job has failed). Lock held; the job is running and the epoch current. */
 static bool file_step(job *j, const char *node_id, const step_in *in)
 {
-    if (in->step >= (uint64_t)j->spec->steps || j->steps[in->step].seen) return true;
+    if (in->step >= job_step_limit(j)) return true;
+    job_steps_grow(j, in->step);
+    if (j->steps[in->step].seen) return true;
     /* The coverage proof: every block counted exactly once. */
     bool ok = in->n_coverage == j->n_blocks && in->rows == (double)j->dp.rows;
     for (size_t b = 0; ok && b < in->n_coverage; b++)
@@ -554,7 +655,8 @@ static bool file_step(job *j, const char *node_id, const step_in *in)
         }
         if (sum > 0) s->imbalance = mx / (sum / (double)in->n_node_ms);
     }
-    if (in->step + 1 == (uint64_t)j->spec->steps) j->final_seen_ms = rl_clock_ms();
+    if (!j->program && in->step + 1 == (uint64_t)j->spec->steps) j->final_seen_ms = rl_clock_ms();
+    if (in->step + 1 > j->steps_seen) j->steps_seen = in->step + 1;
     return true;
 }
 
@@ -578,7 +680,9 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
         rl_log_warn("step report from %s refused: batch lists of unequal length", r->node_id);
         return RL_EINVAL;
     }
-    if (j->status == JOB_RUNNING && r->epoch == j->epoch) {
+    /* Program mode: a step is counted under the epoch that ran it, which
+     * may already be replaced (docs/worker-api.md). */
+    if (j->status == JOB_RUNNING && (r->epoch == j->epoch || j->program)) {
         bool ok = true;
         for (size_t i = 0; ok && i < (batch ? k : 1); i++) {
             step_in in;
@@ -610,18 +714,18 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
                 in.age_ms = r->batch_age_ms.v[i];
             ok = file_step(j, r->node_id, &in);
         }
-        while (ok && j->steps_done < (uint64_t)j->spec->steps && j->steps[j->steps_done].seen)
+        while (ok && j->steps_done < j->steps_cap && j->steps[j->steps_done].seen)
             j->steps_done++;
         /* The weights are the model after `step`: the last consistent one. */
         size_t kf = (size_t)j->model.classes * (size_t)j->model.features;
-        if (ok && r->step < (uint64_t)j->spec->steps && j->steps[r->step].seen &&
+        if (ok && !j->program && r->step < (uint64_t)j->spec->steps && j->steps[r->step].seen &&
             r->weights.n == kf && r->bias.n == (size_t)j->model.classes &&
             r->step + 1 > j->model_step) {
             memcpy(j->model.w, r->weights.v, kf * sizeof(double));
             memcpy(j->model.b, r->bias.v, r->bias.n * sizeof(double));
             j->model_step = r->step + 1;
         }
-        if (ok && j->steps_done == (uint64_t)j->spec->steps) {
+        if (ok && !j->program && j->steps_done == (uint64_t)j->spec->steps) {
             j->status = JOB_DONE;
             j->reg.stopping = true;
             answer_waiting_plans(j);
@@ -704,9 +808,14 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
     uint64_t last = j->steps_done ? j->steps_done - 1 : 0;
     char loss[32] = "-"; /* not known before the first step */
     if (j->steps_done) snprintf(loss, sizeof(loss), "%.9g", j->steps[last].loss);
-    fprintf(f, "job %s: %s, step %llu/%d, epoch %llu, loss %s\n", j->spec->name,
-            status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
-            (unsigned long long)j->epoch, loss);
+    if (j->program) /* the program decides how many steps, and has the loss */
+        fprintf(f, "job %s: %s, step %llu (program), epoch %llu\n", j->spec->name,
+                status_name(j->status), (unsigned long long)j->steps_seen,
+                (unsigned long long)j->epoch);
+    else
+        fprintf(f, "job %s: %s, step %llu/%d, epoch %llu, loss %s\n", j->spec->name,
+                status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
+                (unsigned long long)j->epoch, loss);
     if (j->steps_done) fprintf(f, "last step %.3f ms\n", j->steps[last].ms);
     fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %-21s  %s\n", "node", "state", "blocks", "rows/s",
             "compute_ms", "cpu", "rss_MiB", "endpoint", "doing");
@@ -745,11 +854,69 @@ static int handle_block_fetch(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
     return RL_OK;
 }
 
+/* LEAVE: a worker API program leaves (the others go on under a new epoch
+ * while enough are alive), or ringleader-node --exec tells how its program
+ * ended. */
+static int handle_leave(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
+{
+    job *j = arg;
+    const rl_msg_leave_req *q = &req->u.leave_req;
+    (void)resp;
+    if (strcmp(rl_rpc_ctx_peer(call), q->node_id) != 0) return RL_EPERM;
+    pthread_mutex_lock(&j->reg.mtx);
+    int i = node_index(j, q->node_id);
+    if (i < 0) {
+        pthread_mutex_unlock(&j->reg.mtx);
+        return RL_ENOTFOUND;
+    }
+    node_entry *e = &j->reg.nodes[i];
+    if (RL_HAS_FIELD(q, leave_req, exit_code)) {
+        e->exited = true;
+        e->exit_code = (int)q->exit_code;
+        if (q->exit_code != 0) program_failed(j, i, (int)q->exit_code, q->stderr_tail);
+    } else if (RL_HAS_FIELD(q, leave_req, signal)) {
+        /* Killed: the node failed (its heartbeats stopped, its connection
+         * closed); the job goes on as for a dead machine. */
+        e->exited = true;
+        e->exit_code = 128 + (int)q->signal;
+        job_event_add(j, "exited", e->id, "killed by signal %llu", (unsigned long long)q->signal);
+    }
+    if (e->state == NODE_JOINED && !RL_HAS_FIELD(q, leave_req, signal)) {
+        e->state = NODE_LEFT;
+        job_event_add(j, "left", e->id, "after %llu steps", (unsigned long long)q->step);
+        rl_log_info("node %s left after %llu steps", e->id, (unsigned long long)q->step);
+        int alive = 0;
+        for (int k = 0; k < j->reg.n; k++)
+            if (j->reg.nodes[k].state == NODE_JOINED) alive++;
+        if (j->status == JOB_RUNNING && is_member(j, i) && alive >= j->spec->min_nodes &&
+            alive > 0)
+            request_replan(j, "leave");
+    }
+    program_check_done(j);
+    pthread_cond_broadcast(&j->reg.cv);
+    pthread_mutex_unlock(&j->reg.mtx);
+    return RL_OK;
+}
+
+void job_wait_exits(job *j, uint64_t ms)
+{
+    uint64_t until = rl_clock_ms() + ms;
+    pthread_mutex_lock(&j->reg.mtx);
+    for (;;) {
+        int pending = 0;
+        for (int i = 0; i < j->reg.n; i++)
+            if (j->reg.nodes[i].state == NODE_LEFT && !j->reg.nodes[i].exited) pending++;
+        if (pending == 0 || rl_cond_wait_until(&j->reg.cv, &j->reg.mtx, until) != 0) break;
+    }
+    pthread_mutex_unlock(&j->reg.mtx);
+}
+
 int job_serve(job *j, rl_rpc_server *srv)
 {
     int rv;
     if ((rv = rl_rpc_server_handle(srv, RL_MSG_JOIN_REQ, handle_join, j)) != 0 ||
         (rv = rl_rpc_server_handle(srv, RL_MSG_HEARTBEAT_REQ, handle_heartbeat, j)) != 0 ||
+        (rv = rl_rpc_server_handle(srv, RL_MSG_LEAVE_REQ, handle_leave, j)) != 0 ||
         (rv = rl_rpc_server_handle(srv, RL_MSG_PLAN_REQ, handle_plan, j)) != 0 ||
         (rv = rl_rpc_server_handle(srv, RL_MSG_STEP_REPORT_REQ, handle_step_report, j)) != 0 ||
         (rv = rl_rpc_server_handle(srv, RL_MSG_STATUS_REQ, handle_status, j)) != 0 ||
@@ -823,9 +990,15 @@ static void assign_members_blocks(job *j, bool first)
  * update every node applied). Lock held. */
 static void replan_locked(job *j, const char *reason)
 {
-    int alive = 0;
-    for (int i = 0; i < j->reg.n; i++)
+    int alive = 0, left = 0;
+    for (int i = 0; i < j->reg.n; i++) {
         if (j->reg.nodes[i].state == NODE_JOINED) alive++;
+        if (j->reg.nodes[i].state == NODE_LEFT) left++;
+    }
+    if (j->program && alive == 0 && left > 0) {
+        j->replan = false; /* the programs are ending: nobody to plan for */
+        return;
+    }
     if (alive < j->spec->min_nodes || alive == 0) {
         snprintf(j->error, sizeof(j->error),
                  "only %d live node%s, below cluster.min_nodes (%d); the model of step %llu is "
@@ -836,6 +1009,12 @@ static void replan_locked(job *j, const char *reason)
         return;
     }
     int prev = j->n_members;
+    if (j->program && j->epoch > 0 && j->settle_epoch == 0) {
+        /* Settle how far the current epoch's collectives got (settle_try). */
+        j->settle_epoch = j->epoch;
+        j->n_settle = j->n_members;
+        memcpy(j->settle_members, j->members, (size_t)j->n_members * sizeof(int));
+    }
     int *before = rl_xcalloc(j->n_blocks + 1, sizeof(int));
     memcpy(before, j->owner, (j->n_blocks + 1) * sizeof(int));
     j->n_members = 0;
@@ -850,14 +1029,18 @@ static void replan_locked(job *j, const char *reason)
     j->epoch++;
     j->last_plan_ms = rl_clock_ms();
     j->imbalance_streak = 0;
-    j->plan_start = j->model_step;
-    j->plan_end = (uint64_t)j->spec->steps;
     j->status = JOB_RUNNING;
     j->replan = false;
     j->failure_hint_ms = 0;
-    for (uint64_t k = j->model_step; k < (uint64_t)j->spec->steps; k++)
-        j->steps[k].seen = false;
-    if (j->steps_done > j->model_step) j->steps_done = j->model_step;
+    if (j->program) {
+        j->plan_end = UINT64_MAX; /* the program decides; plan_start: settle_try */
+    } else {
+        j->plan_start = j->model_step;
+        j->plan_end = (uint64_t)j->spec->steps;
+        for (uint64_t k = j->model_step; k < (uint64_t)j->spec->steps; k++)
+            j->steps[k].seen = false;
+        if (j->steps_done > j->model_step) j->steps_done = j->model_step;
+    }
     char counts[100] = "";
     size_t off = 0;
     for (int k = 0; k < j->n_members && off < sizeof(counts) - 1; k++) {
@@ -867,11 +1050,17 @@ static void replan_locked(job *j, const char *reason)
         off += (size_t)snprintf(counts + off, sizeof(counts) - off, "%s%s:%d", k ? " " : "",
                                 j->reg.nodes[j->members[k]].id, nb);
     }
-    job_event_add(j, "reassign", "", "epoch %llu (%s), from step %llu, blocks %s",
-                  (unsigned long long)j->epoch, reason, (unsigned long long)j->plan_start, counts);
+    if (j->program) /* the step it starts from is settled later (settle_try) */
+        job_event_add(j, "reassign", "", "epoch %llu (%s), blocks %s", (unsigned long long)j->epoch,
+                      reason, counts);
+    else
+        job_event_add(j, "reassign", "", "epoch %llu (%s), from step %llu, blocks %s",
+                      (unsigned long long)j->epoch, reason, (unsigned long long)j->plan_start,
+                      counts);
     rl_log_info("epoch %llu (%s): %d nodes, from step %llu", (unsigned long long)j->epoch, reason,
                 j->n_members, (unsigned long long)j->plan_start);
     answer_waiting_plans(j);
+    settle_try(j);
 }
 
 void job_start(job *j)
@@ -988,7 +1177,7 @@ static void check_balance(job *j, uint64_t now)
                          .compute_ms = f.compute_ms,
                          .speed = f.speed,
                          .rows = f.rows,
-                         .steps_left = (uint64_t)sp->steps - done,
+                         .steps_left = j->program ? 1000 : (uint64_t)sp->steps - done,
                          .has_last_step = j->steps_done > 0,
                          .last_step_ms = j->steps_done ? j->steps[j->steps_done - 1].ms : 0};
     placement_data d = job_placement_data(j);
@@ -1008,6 +1197,72 @@ static bool recovery_pending(const job *j)
     for (size_t k = 0; k < j->n_events; k++)
         if (strcmp(j->events[k].kind, "failed") == 0 && j->events[k].recovery_ms < 0) return true;
     return false;
+}
+
+/* Program mode, launch manual: every node that joined has left (or
+ * failed) and one left: the job is done. Lock held. */
+static void program_check_done(job *j)
+{
+    /* launch local: the programs' exits decide (job_programs_ended) */
+    if (!j->program || j->status != JOB_RUNNING || j->spec->launch == RL_LAUNCH_LOCAL) return;
+    int left = 0;
+    for (int i = 0; i < j->reg.n; i++) {
+        if (j->reg.nodes[i].state == NODE_JOINED) return;
+        if (j->reg.nodes[i].state == NODE_LEFT) left++;
+    }
+    if (left == 0) return;
+    j->status = JOB_DONE;
+    j->reg.stopping = true;
+    answer_waiting_plans(j);
+}
+
+/* A program ended with a non-zero exit code: the job fails naming the
+ * node, the code and the last lines of its stderr. Lock held. */
+static void program_failed(job *j, int i, int code, const char *tail)
+{
+    /* done (every node left) but run.json not written yet: it fails still */
+    if (j->status == JOB_FAILED || j->interrupted) return;
+    const char *t = tail != NULL ? tail : "";
+    size_t n = strlen(t);
+    while (n > 0 && t[n - 1] == '\n') n--;
+    snprintf(j->error, sizeof(j->error),
+             "the program of node %s exited with code %d; the last lines of its stderr:\n%.*s",
+             j->reg.nodes[i].id, code, (int)n, t);
+    job_event_add(j, "exited", j->reg.nodes[i].id, "exit code %d", code);
+    rl_log_error("%s", j->error);
+    stop_failed_locked(j);
+}
+
+void job_program_exited(job *j, int i, int status, const char *tail)
+{
+    pthread_mutex_lock(&j->reg.mtx);
+    node_entry *e = &j->reg.nodes[i];
+    e->exited = true;
+    if (WIFEXITED(status)) {
+        e->exit_code = WEXITSTATUS(status);
+        if (e->exit_code != 0) program_failed(j, i, e->exit_code, tail);
+    } else if (WIFSIGNALED(status)) {
+        /* Killed: a failure of the node, which the job survives as it would
+         * a dead machine (its heartbeats stop, its connection closes). */
+        e->exit_code = 128 + WTERMSIG(status);
+        job_event_add(j, "exited", e->id, "killed by signal %d", WTERMSIG(status));
+    }
+    pthread_mutex_unlock(&j->reg.mtx);
+}
+
+void job_programs_ended(job *j)
+{
+    pthread_mutex_lock(&j->reg.mtx);
+    bool ok = false;
+    for (int i = 0; i < j->reg.n; i++)
+        if (j->reg.nodes[i].exited && j->reg.nodes[i].exit_code == 0) ok = true;
+    if (j->status == JOB_RUNNING || j->status == JOB_WAITING) {
+        j->status = ok ? JOB_DONE : JOB_FAILED;
+        if (!ok) snprintf(j->error, sizeof(j->error), "every program ended without exiting 0");
+        j->reg.stopping = true;
+        answer_waiting_plans(j);
+    }
+    pthread_mutex_unlock(&j->reg.mtx);
 }
 
 void job_tick(job *j)
@@ -1049,8 +1304,10 @@ void job_tick(job *j)
             if (j->waiting_plan[j->members[k]] != NULL) waiting++;
         if (waiting == j->n_members ||
             now - j->failure_hint_ms > (uint64_t)sp->failure_timeout_ms) {
-            if (j->retry_step != j->model_step) { /* the model moved: a new streak */
-                j->retry_step = j->model_step;
+            /* the model (a program's steps) moved: a new streak */
+            uint64_t progress = j->program ? j->steps_seen : j->model_step;
+            if (j->retry_step != progress) {
+                j->retry_step = progress;
                 j->retry_streak = 0;
             }
             if (++j->retry_streak <= JOB_RETRY_MAX) {
@@ -1059,13 +1316,15 @@ void job_tick(job *j)
                 snprintf(j->error, sizeof(j->error),
                          "%d epochs in a row failed at step %llu with every node alive; the last "
                          "failure: %s",
-                         JOB_RETRY_MAX, (unsigned long long)j->model_step, j->last_failure);
+                         JOB_RETRY_MAX, (unsigned long long)progress, j->last_failure);
                 stop_failed_locked(j);
             }
         }
     }
     if (!j->replan) check_balance(j, now);
     if (j->replan) replan_locked(j, j->replan_reason);
+    settle_try(j); /* a member waited for may have failed */
+    program_check_done(j);
     pthread_mutex_unlock(&j->reg.mtx);
 }
 

@@ -40,7 +40,7 @@ typedef struct job {
     registry reg; /* reg.mtx guards everything below */
     job_status status;
     bool interrupted; /* JOB_FAILED by the user (job_interrupt): run.json "interrupted" */
-    char error[512];
+    char error[1024];
     /* --baseline: a 1-node (or any) run's median step time, for `speedup` */
     const char *baseline_path;
     double baseline_step_ms;
@@ -81,7 +81,19 @@ typedef struct job {
     int imbalance_node;       /* ... all blaming this same slowest node */
     rl_rpc_ctx **waiting_plan; /* per node: a PLAN call held until there is a plan */
 
+    /* program mode: the user's program runs the steps (collective rounds),
+     * as many as it likes; steps grows. A failure is settled before the new
+     * plan is handed out: settle_epoch's members (settle_members) say how far
+     * their collectives got, and every member resumes at the least
+     * (docs/worker-api.md). */
+    bool program;
+    uint64_t steps_cap;      /* entries in steps */
+    uint64_t settle_epoch;   /* 0: nothing to settle */
+    int *settle_members;
+    int n_settle;
+
     uint64_t steps_done;   /* steps 0 .. steps_done-1 all reported */
+    uint64_t steps_seen;   /* one past the highest step reported */
     uint64_t model_step;   /* the model holds the weights after this many steps */
     uint64_t final_seen_ms; /* when the last step's report arrived (0: not yet) */
     step_rec *steps;
@@ -119,6 +131,17 @@ void job_event_add(job *j, const char *kind, const char *node, const char *fmt, 
     __attribute__((format(printf, 4, 5)));
 /* Writes DIR/run.json atomically. */
 int job_write_report(job *j, const char *dir, const char *spec_path, double wall_s);
+/* A program started by `launch: local` ended: status as waitpid's; tail
+ * the last lines of its stderr. A non-zero exit fails the job naming the
+ * node, the code and the tail; a signal fails the node only. */
+void job_program_exited(job *j, int node, int status, const char *tail);
+/* Program mode, launch local: every program has exited. The job is done
+ * if it is still running and one of them exited 0. */
+void job_programs_ended(job *j);
+/* Program mode, launch manual: waits up to ms for the nodes that left to
+ * report how their programs ended (ringleader-node --exec); a program run
+ * without --exec never does. */
+void job_wait_exits(job *j, uint64_t ms);
 /* Prints one progress line (redrawn on a terminal). */
 void job_progress(job *j, bool final);
 

@@ -1,5 +1,7 @@
 /* launch.c - starting and stopping local ringleader-node processes. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -123,8 +125,177 @@ void launch_stop(launched *l, int grace_ms)
 
 void launch_free(launched *l)
 {
+    if (l->copying) {
+        atomic_store(&l->stop_copy, true);
+        pthread_join(l->copier, NULL);
+        l->copying = false;
+        pthread_mutex_destroy(&l->mtx);
+    }
+    for (int i = 0; l->err_fd != NULL && i < l->n; i++)
+        if (l->err_fd[i] >= 0) close(l->err_fd[i]);
     free(l->pids);
     free(l->status);
+    free(l->err_fd);
+    free(l->tail);
+    free(l->tail_len);
     l->pids = NULL;
     l->status = NULL;
+    l->err_fd = NULL;
+    l->tail = NULL;
+    l->tail_len = NULL;
+}
+
+/* ---- Programs (docs/worker-api.md) ---------------------------------------------- */
+
+/* Keeps the last LAUNCH_TAIL_BYTES of program i's stderr. Lock held. */
+static void launch_keep_tail(launched *l, int i, const char *buf, size_t n)
+{
+    char *t = l->tail[i];
+    size_t have = l->tail_len[i];
+    if (n >= LAUNCH_TAIL_BYTES) {
+        memcpy(t, buf + n - LAUNCH_TAIL_BYTES, LAUNCH_TAIL_BYTES);
+        l->tail_len[i] = LAUNCH_TAIL_BYTES;
+        return;
+    }
+    if (have + n > LAUNCH_TAIL_BYTES) {
+        size_t drop = have + n - LAUNCH_TAIL_BYTES;
+        memmove(t, t + drop, have - drop);
+        have -= drop;
+    }
+    memcpy(t + have, buf, n);
+    l->tail_len[i] = have + n;
+}
+
+/* Copies every program's stderr to ours, keeping tails, until each pipe
+ * ends or launch_free stops it. */
+static void *launch_copy_main(void *arg)
+{
+    launched *l = arg;
+    struct pollfd *p = rl_xcalloc((size_t)l->n + 1, sizeof(*p));
+    while (!atomic_load(&l->stop_copy)) {
+        int open_fds = 0;
+        for (int i = 0; i < l->n; i++) {
+            p[i].fd = l->err_fd[i];
+            p[i].events = POLLIN;
+            p[i].revents = 0;
+            if (l->err_fd[i] >= 0) open_fds++;
+        }
+        if (open_fds == 0) break;
+        if (poll(p, (nfds_t)l->n, 100) <= 0) continue; /* 100 ms: to see stop_copy */
+        for (int i = 0; i < l->n; i++) {
+            if (p[i].fd < 0 || p[i].revents == 0) continue;
+            char buf[4096];
+            ssize_t r = read(p[i].fd, buf, sizeof(buf));
+            if (r <= 0) {
+                pthread_mutex_lock(&l->mtx);
+                close(l->err_fd[i]);
+                l->err_fd[i] = -1;
+                pthread_mutex_unlock(&l->mtx);
+                continue;
+            }
+            if (write(STDERR_FILENO, buf, (size_t)r) < 0) { /* our stderr is gone: keep the tail */
+            }
+            pthread_mutex_lock(&l->mtx);
+            launch_keep_tail(l, i, buf, (size_t)r);
+            pthread_mutex_unlock(&l->mtx);
+        }
+    }
+    free(p);
+    return NULL;
+}
+
+void launch_stderr_tail(launched *l, int i, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (l->tail == NULL || cap == 0) return;
+    pthread_mutex_lock(&l->mtx);
+    const char *t = l->tail[i];
+    size_t n = l->tail_len[i];
+    /* the last 8 lines at most, and no cut line when the buffer is full */
+    size_t start = 0, lines = 0;
+    for (size_t k = n; k > 0; k--)
+        if (t[k - 1] == '\n' && k < n && ++lines == 8) {
+            start = k;
+            break;
+        }
+    if (start == 0 && n == LAUNCH_TAIL_BYTES) {
+        const char *nl = memchr(t, '\n', n);
+        if (nl != NULL) start = (size_t)(nl - t) + 1;
+    }
+    if (n - start > cap - 1) start = n - (cap - 1);
+    memcpy(buf, t + start, n - start);
+    buf[n - start] = '\0';
+    pthread_mutex_unlock(&l->mtx);
+}
+
+/* In the child: the environment a worker API program joins with. */
+static void launch_program_env(const rl_spec *spec, int i)
+{
+    setenv("RINGLEADER_COORDINATOR", spec->coordinator, 1);
+    setenv("RINGLEADER_NODE_ID", spec->nodes[i].id, 1);
+    setenv("RINGLEADER_LISTEN", spec->nodes[i].listen, 1);
+    if (spec->token_file[0] != '\0') setenv("RINGLEADER_TOKEN_FILE", spec->token_file, 1);
+    if (spec->tls_cert[0] != '\0') {
+        setenv("RINGLEADER_TLS_CERT", spec->tls_cert, 1);
+        setenv("RINGLEADER_TLS_KEY", spec->tls_key, 1);
+        setenv("RINGLEADER_TLS_CA", spec->tls_ca, 1);
+        if (!spec->tls_verify_hostname) setenv("RINGLEADER_TLS_VERIFY_HOSTNAME", "false", 1);
+    }
+    for (int k = 0; k < spec->program_env.n; k++)
+        putenv(spec->program_env.v[k]); /* the child's own copy of the spec */
+}
+
+int launch_programs(const rl_spec *spec, launched *out)
+{
+    int n = spec->n_nodes;
+    out->n = n;
+    out->pids = rl_xcalloc((size_t)n, sizeof(pid_t));
+    out->status = rl_xcalloc((size_t)n, sizeof(int));
+    out->err_fd = rl_xcalloc((size_t)n, sizeof(int));
+    out->tail = rl_xcalloc((size_t)n, sizeof(*out->tail));
+    out->tail_len = rl_xcalloc((size_t)n, sizeof(size_t));
+    for (int i = 0; i < n; i++) out->err_fd[i] = -1;
+    pthread_mutex_init(&out->mtx, NULL);
+    char workdir[PATH_MAX];
+    const char *w = spec->program_workdir;
+    if (w[0] == '/') snprintf(workdir, sizeof(workdir), "%s", w);
+    else if (w[0] != '\0') snprintf(workdir, sizeof(workdir), "%s/%s", spec->dir, w);
+    else snprintf(workdir, sizeof(workdir), "%s", spec->dir[0] ? spec->dir : ".");
+    for (int i = 0; i < n; i++) {
+        int fds[2];
+        if (pipe(fds) != 0 || fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 ||
+            fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0) {
+            rl_log_error("cannot start the program of node %s: %s", spec->nodes[i].id,
+                         strerror(errno));
+            launch_stop(out, 0);
+            return -1;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+            rl_log_error("cannot start the program of node %s: %s", spec->nodes[i].id,
+                         strerror(errno));
+            close(fds[0]);
+            close(fds[1]);
+            launch_stop(out, 0);
+            return -1;
+        }
+        if (pid == 0) {
+            dup2(fds[1], STDERR_FILENO);
+            if (chdir(workdir) != 0) {
+                fprintf(stderr, "cannot enter program.workdir %s: %s\n", workdir, strerror(errno));
+                _exit(127);
+            }
+            launch_program_env(spec, i);
+            execvp(spec->program_argv.v[0], spec->program_argv.v);
+            fprintf(stderr, "cannot run %s (in %s): %s\n", spec->program_argv.v[0], workdir,
+                    strerror(errno));
+            _exit(127);
+        }
+        close(fds[1]);
+        out->err_fd[i] = fds[0];
+        out->pids[i] = pid;
+    }
+    atomic_store(&out->stop_copy, false);
+    out->copying = pthread_create(&out->copier, NULL, launch_copy_main, out) == 0;
+    return 0;
 }

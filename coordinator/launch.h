@@ -3,14 +3,28 @@
 #ifndef RL_LAUNCH_H
 #define RL_LAUNCH_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "ringleader/spec.h"
+
+#define LAUNCH_TAIL_BYTES 2048 /* of each program's stderr, kept for the job's error */
 
 typedef struct launched {
     int n;
     pid_t *pids; /* 0 once reaped */
     int *status;
+    /* program mode: each program's stderr comes through a pipe, copied to
+     * ours by a thread that keeps its last LAUNCH_TAIL_BYTES */
+    int *err_fd;
+    char (*tail)[LAUNCH_TAIL_BYTES];
+    size_t *tail_len;
+    pthread_mutex_t mtx;
+    pthread_t copier;
+    bool copying;
+    atomic_bool stop_copy;
 } launched;
 
 /* Finds ringleader-node: $RINGLEADER_NODE_BIN, beside this program, or in
@@ -20,6 +34,15 @@ int launch_find_node_bin(char *out, size_t cap);
 /* Starts one node per spec node. Returns 0, or -1 (with the ones started
  * already stopped). */
 int launch_nodes(const rl_spec *spec, const char *node_bin, launched *out);
+
+/* Program mode: starts the spec's program once per spec node, with the
+ * RINGLEADER_* environment (docs/worker-api.md), in program.workdir, its
+ * stderr copied to ours and its tail kept. Returns 0, or -1 (with the ones
+ * started already stopped). */
+int launch_programs(const rl_spec *spec, launched *out);
+
+/* The last lines of program i's stderr (all of it that was kept), into buf. */
+void launch_stderr_tail(launched *l, int i, char *buf, size_t cap);
 
 /* Reaps nodes that exited; returns how many are still running. */
 int launch_reap(launched *l);

@@ -40,6 +40,12 @@ typedef struct node_entry {
     uint64_t ncompute;
     int dup_refused; /* duplicate joins refused whose connections have not closed yet */
     bool late;       /* joined the running job and holds no blocks yet */
+    /* program mode (docs/worker-api.md): how far its collectives got, as its
+     * last PLAN call from epoch rep_epoch said, and how its program ended */
+    uint64_t rep_epoch, rep_done;
+    bool rep_data;
+    bool exited;
+    int exit_code; /* exit status, or 128 + the signal that killed it */
 } node_entry;
 
 typedef struct registry {

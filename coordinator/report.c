@@ -29,7 +29,7 @@ static const char *report_state(node_state s)
 static size_t report_steps(job *j, rl_run_step *out)
 {
     size_t n = 0;
-    for (uint64_t i = 0; i < (uint64_t)j->spec->steps; i++) {
+    for (uint64_t i = 0; i < j->steps_cap; i++) {
         const step_rec *r = &j->steps[i];
         if (!r->seen) continue;
         out[n++] = (rl_run_step){.step = i,
@@ -59,6 +59,8 @@ static rl_run_node report_node(job *j, int i, uint32_t *blocks)
             int64_t left = j->dp.rows - (int64_t)b * j->dp.block_rows;
             n.rows += left < j->dp.block_rows ? left : j->dp.block_rows;
         }
+    n.has_exit_code = e->exited;
+    n.exit_code = e->exit_code;
     size_t ns = e->ncompute < 256 ? (size_t)e->ncompute : 256;
     n.compute_ms_p50 = ns ? rl_percentile(e->compute_samples, ns, 0.50) : NAN; /* null: never */
     return n;
@@ -67,7 +69,7 @@ static rl_run_node report_node(job *j, int i, uint32_t *blocks)
 int job_write_report(job *j, const char *dir, const char *spec_path, double wall_s)
 {
     pthread_mutex_lock(&j->reg.mtx);
-    rl_run_step *steps = rl_xcalloc((size_t)j->spec->steps + 1, sizeof(*steps));
+    rl_run_step *steps = rl_xcalloc((size_t)j->steps_cap + 1, sizeof(*steps));
     rl_run_node *nodes = rl_xcalloc((size_t)j->reg.n + 1, sizeof(*nodes));
     rl_run_event *events = rl_xcalloc(j->n_events + 1, sizeof(*events));
     uint32_t *blocks = rl_xcalloc((size_t)j->n_blocks + 1, sizeof(uint32_t)); /* one owner each */
@@ -84,8 +86,9 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         /* csv: the names of the columns the model was trained on (predict
          * matches by them); synthetic data has none. */
         .feature_names = j->table != NULL ? (const char *const *)j->table->names : NULL,
-        .steps_completed = j->model_step,
-        .steps_total = (uint64_t)j->spec->steps,
+        /* program mode: the collective rounds, as many as the program ran */
+        .steps_completed = j->program ? j->steps_seen : j->model_step,
+        .steps_total = j->program ? j->steps_seen : (uint64_t)j->spec->steps,
         .final_loss = j->model_step && j->steps[j->model_step - 1].seen
                           ? j->steps[j->model_step - 1].loss
                           : NAN,
@@ -101,6 +104,7 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
         .baseline_nodes = j->baseline_nodes,
         .blocks_total = j->n_blocks,
         .epoch = j->epoch,
+        .program = j->program,
     };
     r.n_steps = report_steps(j, steps);
     for (int i = 0, used = 0; i < j->reg.n; i++) {
@@ -145,13 +149,14 @@ void job_progress(job *j, bool final)
     pthread_mutex_unlock(&j->reg.mtx);
     const char *start = tty ? "\r\033[K" : "", *end = tty && !final ? "" : "\n";
     if (n == 0) {
-        fprintf(stderr, "%sstep 0/%d  starting  nodes %d/%d%s", start, j->spec->steps, alive,
-                j->reg.n, end);
+        fprintf(stderr, "%sstep 0/%d  starting  nodes %d/%d%s", start,
+                j->program ? 0 : j->spec->steps, alive, j->reg.n, end);
     } else {
         char rate[32] = "-";
         if (isfinite(rps)) snprintf(rate, sizeof(rate), "%.3g", rps);
         fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %s rows/s  nodes %d/%d%s", start,
-                (unsigned long long)n, j->spec->steps, loss, ms, rate, alive, j->reg.n, end);
+                (unsigned long long)n, j->program ? (int)n : j->spec->steps, loss, ms, rate, alive,
+                j->reg.n, end);
     }
     fflush(stderr);
 }

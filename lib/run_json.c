@@ -433,6 +433,7 @@ static void run_json_node(FILE *f, const rl_run_node *n, bool first)
     run_json_num(f, n->compute_ms_p50);
     fputs(", \"rows_per_s\": ", f);
     run_json_num(f, n->rows_per_s);
+    if (n->has_exit_code) fprintf(f, ", \"exit_code\": %d", n->exit_code);
     fputc('}', f);
 }
 
@@ -521,8 +522,10 @@ static void run_json_body(FILE *f, const rl_run_report *r)
     }
     fputs("  \"D\": ", f);
     run_json_num(f, members ? (double)r->blocks_total / members : 0);
-    fprintf(f, ",\n  \"blocks_total\": %u,\n  \"epoch\": %llu\n}\n", r->blocks_total,
+    fprintf(f, ",\n  \"blocks_total\": %u,\n  \"epoch\": %llu", r->blocks_total,
             (unsigned long long)r->epoch);
+    if (r->program) fputs(",\n  \"program\": true", f);
+    fputs("\n}\n", f);
 }
 
 static int run_json_mkdir_p(const char *dir)

@@ -52,7 +52,9 @@
     X(BOOL, "bool", "true or false")                                                               \
     X(LAUNCH, "local|manual", "local or manual")                                                   \
     X(SOURCE, "synthetic|csv", "synthetic or csv")                                                 \
-    X(MODEL, "linear|logistic|softmax", "linear, logistic or softmax")
+    X(MODEL, "linear|logistic|softmax", "linear, logistic or softmax")                             \
+    X(ARGV, "list", "a list of strings, the program and its arguments")                            \
+    X(ENV, "map", "a map of environment variable names to strings")
 
 #define SPEC_CTYPE_STR    char *
 #define SPEC_CTYPE_ID     char *
@@ -69,6 +71,8 @@
 #define SPEC_CTYPE_LAUNCH rl_launch
 #define SPEC_CTYPE_SOURCE rl_data_source
 #define SPEC_CTYPE_MODEL  rl_model_type
+#define SPEC_CTYPE_ARGV   rl_strv
+#define SPEC_CTYPE_ENV    rl_strv
 
 typedef enum spec_type {
 #define SPEC_TYPE_ENUM(name, short_name, what) SPEC_T_##name,
@@ -614,6 +618,9 @@ static int spec_convert(const char *dir, const spec_key *k, const rli_yaml_node 
         snprintf(why, size, "expected %s, got '%s'", spec_type_what[k->type], q);
         return -1;
     }
+    case SPEC_T_ARGV:
+    case SPEC_T_ENV:
+        break; /* lists and maps: spec_load_strv */
     }
     RL_ASSERT(0 && "unknown spec type");
     return -1;
@@ -667,6 +674,14 @@ static const char *spec_format(const spec_key *k, const void *base, char *buf, s
     size_t z;
     if (spec_type_is_string(k->type)) {
         snprintf(buf, size, "%s", p);
+        return buf;
+    }
+    if (k->type == SPEC_T_ARGV || k->type == SPEC_T_ENV) {
+        rl_strv v;
+        memcpy(&v, p, sizeof(v));
+        buf[0] = '\0';
+        for (int j = 0, off = 0; j < v.n && off < (int)size; j++)
+            off += snprintf(buf + off, size - (size_t)off, "%s%s", j ? " " : "", v.v[j]);
         return buf;
     }
     switch (k->type) {
@@ -728,6 +743,44 @@ static void spec_apply_defaults(int sect, void *base)
 static void spec_load_map(spec_ctx *c, const rli_yaml_node *map, int sect, void *base,
                           const char *where);
 
+/* A list of strings (ARGV) or a map of names to strings (ENV, stored as
+ * NAME=value): copied into an rl_strv the spec owns (rl_spec_free). */
+static void spec_load_strv(spec_ctx *c, const spec_key *key, const rli_yaml_node *n, void *base,
+                           const char *name)
+{
+    bool env = key->type == SPEC_T_ENV;
+    char got[96];
+    if (n->kind != (env ? RLI_YAML_MAP : RLI_YAML_LIST) || (!env && n->n == 0)) {
+        rli_diag_at(&c->diags, n->pos, "%s: expected %s, got %s", name, spec_type_what[key->type],
+                    rli_yaml_describe(n, got, sizeof(got)));
+        return;
+    }
+    rl_strv v = {rli_calloc(n->n + 1, sizeof(char *)), 0};
+    for (size_t i = 0; i < n->n; i += env ? 2 : 1) {
+        const rli_yaml_node *e = n->kids[i], *val = env ? n->kids[i + 1] : NULL;
+        const rli_yaml_node *bad = e->kind != RLI_YAML_SCALAR ? e
+                                   : val != NULL && val->kind != RLI_YAML_SCALAR ? val
+                                                                                : NULL;
+        if (bad != NULL || strlen(e->text) != e->len || (env && e->len == 0)) {
+            rli_diag_at(&c->diags, (bad ? bad : e)->pos, "%s: expected %s, got %s", name,
+                        spec_type_what[key->type],
+                        rli_yaml_describe(bad ? bad : e, got, sizeof(got)));
+            continue;
+        }
+        if (!env) {
+            v.v[v.n++] = rli_strdup(e->text);
+            continue;
+        }
+        size_t len = e->len + val->len + 2;
+        v.v[v.n] = rli_malloc(len);
+        snprintf(v.v[v.n++], len, "%s=%s", e->text, val->text);
+    }
+    rl_strv old;
+    memcpy(&old, (char *)base + key->off, sizeof(old));
+    rl_strv_free(&old);
+    memcpy((char *)base + key->off, &v, sizeof(v));
+}
+
 static void spec_load_key(spec_ctx *c, int k, const rli_yaml_node *n, void *base, const char *where)
 {
     const spec_key *key = &spec_keys[k];
@@ -736,6 +789,12 @@ static void spec_load_key(spec_ctx *c, int k, const rli_yaml_node *n, void *base
     spec_value v = {0};
     spec_join(name, sizeof(name), where, key->key);
     if (top) c->state[k] = SPEC_BAD;
+    if (key->type == SPEC_T_ARGV || key->type == SPEC_T_ENV) {
+        size_t errors = c->diags.n;
+        spec_load_strv(c, key, n, base, name);
+        if (top && c->diags.n == errors) c->state[k] = SPEC_GIVEN;
+        return;
+    }
     if (n->kind != RLI_YAML_SCALAR || rli_yaml_is_null(n)) {
         rli_diag_at(&c->diags, n->pos, "%s: expected %s, got %s", name, spec_type_what[key->type],
                     rli_yaml_describe(n, got, sizeof(got)));
@@ -1366,9 +1425,19 @@ int rl_spec_load(const char *path, rl_spec **out, FILE *err)
     return rc;
 }
 
+void rl_strv_free(rl_strv *v)
+{
+    for (int i = 0; v->v != NULL && i < v->n; i++) free(v->v[i]);
+    free(v->v);
+    v->v = NULL;
+    v->n = 0;
+}
+
 void rl_spec_free(rl_spec *spec)
 {
     if (spec == NULL) return;
+    rl_strv_free(&spec->program_argv);
+    rl_strv_free(&spec->program_env);
     free(spec->nodes);
     free(spec);
 }

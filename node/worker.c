@@ -15,7 +15,8 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
-#include "agent.h"
+#include "ringleader/agent.h"
+#include "worker.h"
 #include "ringleader/allreduce.h"
 #include "ringleader/clock.h"
 #include "ringleader/data.h"
@@ -26,7 +27,7 @@
 
 /* How long past two collectives' deadlines a member waits for its peers to
  * make their blocks and join a new ring (see the use): a backstop only, as
- * the coordinator's next epoch or a stop ends the wait (agent.c). */
+ * the coordinator's next epoch or a stop ends the wait (lib/agent.c). */
 #define READY_BACKSTOP_MS 60000
 /* How much nicer than the node's other threads the worker thread runs (see
  * worker_run); at most 19. */
@@ -47,7 +48,8 @@ typedef struct held {
 
 static void held_free(held *h)
 {
-    for (size_t i = 0; i < h->n; i++) rl_block_free(&h->blocks[i]);
+    for (size_t i = 0; i < h->n; i++)
+        rl_block_free(&h->blocks[i]);
     free(h->blocks);
     free(h->ids);
     memset(h, 0, sizeof(*h));
@@ -63,43 +65,10 @@ static bool held_has(const held *h, uint32_t id, size_t *at)
     return false;
 }
 
-/* Fills a CSV block with rows from the coordinator, ~1 MiB per call. */
-static int fetch_block(agent *a, const rl_data_params *dp, uint32_t id, rl_block *out)
-{
-    int rv = rl_block_alloc(dp, id, out);
-    if (rv != RL_OK) return rv;
-    size_t f = (size_t)dp->features;
-    for (uint64_t done = 0; done < (uint64_t)out->rows;) {
-        rl_msg req;
-        rl_rpc_reply rep;
-        rl_msg_init(&req, RL_MSG_BLOCK_FETCH_REQ);
-        req.u.block_fetch_req.block = id;
-        req.u.block_fetch_req.first = done;
-        req.u.block_fetch_req.max_rows = (uint64_t)out->rows - done;
-        rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + 10000);
-        const rl_msg_block_fetch_resp *r = &rep.msg.u.block_fetch_resp;
-        if (rv == RL_OK && (r->rows == 0 || done + r->rows > (uint64_t)out->rows ||
-                            r->features != f || r->x.len != r->rows * f * sizeof(float) ||
-                            r->y.len != r->rows * sizeof(float)))
-            rv = RL_EPROTO;
-        if (rv == RL_OK) {
-            memcpy(out->x + done * f, r->x.ptr, r->x.len);
-            memcpy(out->y + done, r->y.ptr, r->y.len);
-            done += r->rows;
-        }
-        rl_rpc_reply_fini(&rep);
-        if (rv != RL_OK) {
-            rl_block_free(out);
-            return rv;
-        }
-    }
-    return RL_OK;
-}
-
 /* Makes h hold exactly the plan's blocks: keeps those it has, makes the
  * others (synthetic: generated; csv: cut from the table, or fetched from
  * the coordinator when this node has no table). */
-static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_data_params *dp,
+static int held_update(rl_agent *a, held *h, const rl_msg_plan_resp *p, const rl_data_params *dp,
                        const rl_table *table, const rl_model *m)
 {
     held nh = {0};
@@ -123,7 +92,7 @@ static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_da
         }
         bool csv = p->source == RL_DATA_CSV;
         rv = table ? rl_table_block(table, dp, id, &nh.blocks[i])
-           : csv   ? fetch_block(a, dp, id, &nh.blocks[i])
+             : csv ? rl_agent_fetch_block(a, dp, id, &nh.blocks[i])
                    : rl_block_synthetic(dp, id, &nh.blocks[i]);
         if (rv == RL_OK && csv && p->mean.v != NULL && p->std.v != NULL)
             rl_block_standardize(&nh.blocks[i], p->mean.v, p->std.v);
@@ -134,7 +103,7 @@ static int held_update(agent *a, held *h, const rl_msg_plan_resp *p, const rl_da
     return rv;
 }
 
-static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure,
+static int ask_plan(rl_agent *a, uint64_t epoch, uint64_t step, const char *failure,
                     bool data_error, const char *unreachable, rl_rpc_reply *rep)
 {
     rl_msg req;
@@ -164,7 +133,7 @@ static int ask_plan(agent *a, uint64_t epoch, uint64_t step, const char *failure
 
 static void report_done(void *arg, int err, rl_rpc_reply *rep)
 {
-    agent *a = arg;
+    rl_agent *a = arg;
     if (err == RL_OK && rep->msg.u.step_report_resp.stop) atomic_store(&a->stop, true);
 }
 
@@ -176,7 +145,7 @@ typedef struct batch {
     size_t k, cap, nb, nm; /* records, capacity, blocks, members */
     uint32_t *steps, *cov;
     double *loss, *ms, *compute, *ar, *rows, *ncomp;
-    double *done_ms;  /* when each step completed (this node's clock) */
+    double *done_ms; /* when each step completed (this node's clock) */
     double first_ms; /* when the oldest record was added */
 } batch;
 
@@ -221,7 +190,7 @@ static int batch_init(batch *b, size_t cap, size_t nb, size_t nm)
 
 /* Sends the batch; the model (w, b of kf and K values, or NULL after a
  * coverage violation) is the one after its last step. */
-static void batch_flush(agent *a, batch *b, uint64_t epoch, const rl_model *m, bool sync)
+static void batch_flush(rl_agent *a, batch *b, uint64_t epoch, const rl_model *m, bool sync)
 {
     if (b->k == 0) return;
     size_t i = b->k - 1;
@@ -245,7 +214,8 @@ static void batch_flush(agent *a, batch *b, uint64_t epoch, const rl_model *m, b
     /* How long ago each step completed: the coordinator dates the steps
      * by its own clock (clocks of different hosts are not compared). */
     double now = now_ms();
-    for (size_t e = 0; e < b->k; e++) b->done_ms[e] = now - b->done_ms[e];
+    for (size_t e = 0; e < b->k; e++)
+        b->done_ms[e] = now - b->done_ms[e];
     if (b->k > 1) {
         q->batch_age_ms = (rl_f64list){b->done_ms, b->k};
         q->batch_steps = (rl_u32list){b->steps, b->k};
@@ -262,7 +232,8 @@ static void batch_flush(agent *a, batch *b, uint64_t epoch, const rl_model *m, b
         rl_rpc_reply rr;
         if (rl_rpc_call(a->rpc, &r, &rr, rl_clock_ms() + 5000) != RL_OK)
             rl_log_warn("step report: %s", rl_errdetail());
-        else report_done(a, RL_OK, &rr);
+        else
+            report_done(a, RL_OK, &rr);
         rl_rpc_reply_fini(&rr);
     } else if (rl_rpc_call_async(a->rpc, &r, rl_clock_ms() + 5000, report_done, a) != RL_OK) {
         rl_log_warn("step report: %s", rl_errdetail());
@@ -284,7 +255,7 @@ typedef struct payload {
 
 /* The worker's state across plans. */
 typedef struct worker {
-    agent *a;
+    rl_agent *a;
     uint64_t epoch, step_done;
     char failure[300]; /* told to the coordinator with the next PLAN request */
     bool data_error;   /* failure is in the data: told as such, then the node exits 1 */
@@ -306,13 +277,12 @@ typedef struct worker {
  * for a rebalance), as a warning otherwise. */
 static void worker_log_failure(const worker *w)
 {
-    const agent *a = w->a;
+    const rl_agent *a = w->a;
     if (atomic_load(&a->stop) || atomic_load(&a->planned_epoch) > w->epoch)
         rl_log_info("%s (superseded)", w->failure);
     else
         rl_log_warn("%s", w->failure);
 }
-
 
 /* What the worker does after a plan. */
 typedef enum { WORKER_NEXT_PLAN, WORKER_STOP, WORKER_FAIL } worker_next;
@@ -363,8 +333,10 @@ static worker_next worker_data_error(worker *w, const char *what)
  * once. Then takes the plan's weights. */
 static worker_next worker_take_model(worker *w, const rl_msg_plan_resp *p)
 {
-    rl_csv_opts o = {.label = p->csv_label, .check_labels = true,
-                     .model = (rl_model_type)p->model, .classes = (int)p->classes};
+    rl_csv_opts o = {.label = p->csv_label,
+                     .check_labels = true,
+                     .model = (rl_model_type)p->model,
+                     .classes = (int)p->classes};
     if (p->source == RL_DATA_CSV && w->table == NULL && !p->csv_fetch &&
         access(p->csv_path, R_OK) == 0 && rl_csv_load_opts(p->csv_path, &o, &w->table) != RL_OK)
         return worker_data_error(w, rl_errdetail());
@@ -388,10 +360,10 @@ static worker_next worker_take_model(worker *w, const rl_msg_plan_resp *p)
 static worker_next worker_take_blocks(worker *w, const rl_msg_plan_resp *p,
                                       const rl_data_params *dp)
 {
-    agent *a = w->a;
-    atomic_store(&a->phase, PHASE_MAKING_BLOCKS);
+    rl_agent *a = w->a;
+    atomic_store(&a->phase, RL_AGENT_PHASE_MAKING_BLOCKS);
     int rv = held_update(a, &w->h, p, dp, w->table, &w->m);
-    atomic_store(&a->phase, PHASE_FORMING_RING);
+    atomic_store(&a->phase, RL_AGENT_PHASE_FORMING_RING);
     if (atomic_load(&a->stop)) return WORKER_STOP; /* while making blocks */
     if (rv == RL_EDATA) return worker_data_error(w, rl_errdetail());
     if (rv != RL_OK) {
@@ -432,7 +404,7 @@ static int worker_size_buffers(worker *w, const rl_msg_plan_resp *p)
 static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms,
                             uint64_t *ready_deadline, rl_ring **out)
 {
-    agent *a = w->a;
+    rl_agent *a = w->a;
     size_t nm = p->member_ids.n;
     rl_ring_member *mem = rl_xcalloc(nm + 1, sizeof(*mem)); /* a few pointers per member */
     int unreachable = -1;
@@ -454,7 +426,7 @@ static int worker_form_ring(worker *w, const rl_msg_plan_resp *p, uint64_t op_ms
     /* Peers may still be making their blocks, and a member short of CPU
      * takes many times the coordinator's estimate. It is alive, so wait for
      * it: one that dies or stops is failed by the coordinator, whose new
-     * epoch fences this wait (agent.c); this deadline is only the backstop. */
+     * epoch fences this wait (lib/agent.c); this deadline is only the backstop. */
     *ready_deadline = rl_clock_ms() + 2 * op_ms + READY_BACKSTOP_MS;
     int rv = rl_ring_form(a->ep, &cfg, *ready_deadline, out);
     free(mem);
@@ -564,7 +536,7 @@ static bool worker_check_coverage(worker *w, uint64_t s, int64_t total_rows, uin
 }
 
 /* Publishes the step's figures for the agent's heartbeats. */
-static void worker_publish(agent *a, uint64_t s, int64_t rows, const step_times *t)
+static void worker_publish(rl_agent *a, uint64_t s, int64_t rows, const step_times *t)
 {
     double compute = t->t1 - t->t0;
     atomic_store(&a->compute_ms, compute);
@@ -637,9 +609,9 @@ static int worker_step(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint
 static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint64_t op_ms,
                              int rv)
 {
-    agent *a = w->a;
+    rl_agent *a = w->a;
     int64_t total_rows = (int64_t)p->rows;
-    atomic_store(&a->phase, PHASE_STEPPING);
+    atomic_store(&a->phase, RL_AGENT_PHASE_STEPPING);
     for (uint64_t s = p->start_step; rv == RL_OK && s < p->end_step && !atomic_load(&a->stop);
          s++) {
         bool ok = true;
@@ -648,7 +620,7 @@ static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring
         w->step_done = s + 1;
     }
     /* The job's last step done: the coordinator may end (and close) from
-     * now on, which is then no failure (worker_run, agent.c). */
+     * now on, which is then no failure (worker_run, lib/agent.c). */
     if (rv == RL_OK && w->step_done == p->end_step) atomic_store(&a->job_done, true);
     /* Steps done but not yet reported: the coordinator restarts from the
      * last model it has, so tell it before asking for a new plan. */
@@ -681,14 +653,14 @@ static worker_next worker_follow_plan(worker *w, const rl_msg_plan_resp *p)
     return atomic_load(&w->a->stop) ? WORKER_STOP : WORKER_NEXT_PLAN;
 }
 
-int worker_run(agent *a)
+int worker_run(rl_agent *a)
 {
     worker w = {.a = a};
     int code = 0;
     worker_lower_priority();
     for (;;) {
         rl_rpc_reply rep;
-        atomic_store(&a->phase, PHASE_WAITING);
+        atomic_store(&a->phase, RL_AGENT_PHASE_WAITING);
         int rv = ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL, w.data_error,
                           w.unreachable, &rep);
         w.failure[0] = '\0';

@@ -410,7 +410,40 @@ static const struct {
      "t.yaml:7:16: data.csv.path: file 'nope.csv' does not exist"},
     {MINIMAL "security:\n  tls: { cert: c.pem, key: k.pem, ca: ca.pem }\n",
      "t.yaml:6:16: security.tls.cert: file 'c.pem' does not exist"},
+    /* program (docs/worker-api.md) */
+    {MINIMAL "program: { command: ./train }\n",
+     "t.yaml:5:21: program.command: expected a list of strings, the program and its arguments, "
+     "got './train'"},
+    {MINIMAL "program: { command: [] }\n", "t.yaml:5:21: program.command: expected a list"},
+    {MINIMAL "program: { command: [a, [b]] }\n", "t.yaml:5:25: program.command: expected a list"},
+    {MINIMAL "program: { command: [a], env: { A: [1] } }\n",
+     "t.yaml:5:36: program.env: expected a map of environment variable names to strings, got a "
+     "list"},
+    {MINIMAL "program: { env: { A: b } }\n", "missing required key 'command' in program"},
 };
+
+START_TEST(program_section_loads_its_list_and_map)
+{
+    rl_spec *s = NULL;
+    ck_assert_int_eq(load_text(MINIMAL "program:\n  command: [python3, train.py, --epochs, \"3\"]\n"
+                                       "  env: { OMP_NUM_THREADS: 1, MODE: \"fast run\" }\n"
+                                       "  workdir: work\n",
+                               NULL, &s),
+                     RL_OK);
+    ck_assert_int_eq(s->program_argv.n, 4);
+    ck_assert_str_eq(s->program_argv.v[0], "python3");
+    ck_assert_str_eq(s->program_argv.v[3], "3");
+    ck_assert_ptr_null(s->program_argv.v[4]);
+    ck_assert_int_eq(s->program_env.n, 2);
+    ck_assert_str_eq(s->program_env.v[0], "OMP_NUM_THREADS=1");
+    ck_assert_str_eq(s->program_env.v[1], "MODE=fast run");
+    ck_assert_str_eq(s->program_workdir, "work");
+    rl_spec_free(s);
+    ck_assert_int_eq(load_text(MINIMAL, NULL, &s), RL_OK); /* no program: the built-in trainer */
+    ck_assert_int_eq(s->program_argv.n, 0);
+    rl_spec_free(s);
+}
+END_TEST
 
 START_TEST(each_error_is_reported_at_its_position)
 {
@@ -921,6 +954,7 @@ int main(void)
     Suite *s = suite_create("spec");
     TCase *tc = tcase_create("examples");
     tcase_add_test(tc, every_config_loads);
+    tcase_add_test(tc, program_section_loads_its_list_and_map);
     tcase_add_test(tc, local_yaml_is_the_default_job);
     tcase_add_test(tc, csv_yaml_reads_the_header);
     tcase_add_test(tc, defaults_apply);

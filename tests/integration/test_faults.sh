@@ -60,21 +60,39 @@ kill_during() {
   /usr/bin/python3 - "$1" "$2" "$NODE" <<'PY'
 import bisect, os, random, signal, subprocess, sys, time
 phase, pid, exe = sys.argv[1], int(sys.argv[2]), os.path.realpath(sys.argv[3])
-syms = []
-for line in subprocess.run(["nm", "--defined-only", exe], capture_output=True, text=True,
-                           check=True).stdout.splitlines():
-    f = line.split()
-    if len(f) == 3 and f[1] in "tTwW":
-        syms.append((int(f[0], 16), f[2]))
-syms.sort()
-addrs = [a for a, _ in syms]
+# The program's code and the library's (the kernels live in libringleader.so):
+# for each mapped file, its symbols and its load base.
+def symbols(path):
+    out = []
+    for line in subprocess.run(["nm", "--defined-only", path], capture_output=True, text=True,
+                               check=True).stdout.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[1] in "tTwW":
+            out.append((int(f[0], 16), f[2]))
+    out.sort()
+    return out
 def state():
     return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0]
 try:
-    base = min(int(l.split()[0].split("-")[0], 16) for l in open("/proc/%d/maps" % pid)
-               if l.split()[-1] == exe)
+    maps = [l.split() for l in open("/proc/%d/maps" % pid)]
 except (FileNotFoundError, ProcessLookupError):
     sys.exit("node %d exited before it could be sampled" % pid)
+objs = {}  # path -> [base, lo, hi, syms, addrs]
+for m in maps:
+    path = m[-1] if len(m) >= 6 else ""
+    if path == exe or "libringleader" in path:
+        lo, hi = (int(x, 16) for x in m[0].split("-"))
+        o = objs.setdefault(path, [lo, lo, hi, None, None])
+        o[0], o[1], o[2] = min(o[0], lo), min(o[1], lo), max(o[2], hi)
+for path, o in objs.items():
+    o[3] = symbols(path)
+    o[4] = [a for a, _ in o[3]]
+def symbol_at(pc):
+    for o in objs.values():
+        if o[1] <= pc < o[2]:
+            i = bisect.bisect_right(o[4], pc - o[0]) - 1
+            return o[3][i][1] if i >= 0 else "?"
+    return "?"
 end = time.monotonic() + 20
 for tries in range(1, 501):
     if time.monotonic() > end:
@@ -88,8 +106,7 @@ for tries in range(1, 501):
     if phase == "allreduce" and f[0] in ("7", "271"):
         hit = "in poll(2)"
     elif phase == "compute" and f[0] == "-1":
-        i = bisect.bisect_right(addrs, int(f[-1], 16) - base) - 1
-        name = syms[i][1] if i >= 0 else "?"
+        name = symbol_at(int(f[-1], 16))
         if name.startswith(("model_grad", "rl_model_grad", "model_linear")):
             hit = "at " + name
     if hit:

@@ -39,7 +39,8 @@ extern "C" {
     X(RL_EDATA, 18, "bad input data")                                           \
     X(RL_ECOVERAGE, 19, "coverage violation")                                   \
     X(RL_EPRECOND, 20, "failed precondition")                                   \
-    X(RL_EINTERNAL, 21, "internal error")
+    X(RL_EINTERNAL, 21, "internal error")                                       \
+    X(RL_EREPLAN, 22, "membership or blocks changed: redo the step")
 
 enum rl_err {
 #define RL_ERR_ENUM(name, value, text) name = value,

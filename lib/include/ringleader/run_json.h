@@ -38,6 +38,10 @@ typedef struct rl_run_node {
     size_t n_blocks;
     int64_t rows;
     double compute_ms_p50, rows_per_s;
+    /* program mode: "exit_code", how its program ended (128 + N: killed by
+     * signal N); written when has_exit_code */
+    bool has_exit_code;
+    int exit_code;
 } rl_run_node;
 
 /* One event of "events". */
@@ -76,6 +80,7 @@ typedef struct rl_run_report {
     int baseline_nodes;
     uint32_t blocks_total;
     uint64_t epoch;
+    bool program; /* "program": true when the user's program ran the steps */
 } rl_run_report;
 
 /*

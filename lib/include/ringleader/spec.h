@@ -25,6 +25,15 @@ extern "C" {
 #define RL_SPEC_MAX_NODES 1024       /* nodes in one spec */
 #define RL_SPEC_MAX_BYTES (1u << 20) /* size of one spec file */
 
+/* A list of strings the spec owns: v[0..n-1], v[n] NULL. */
+typedef struct rl_strv {
+    char **v;
+    int n;
+} rl_strv;
+
+/* Frees the strings and the list, and empties v. */
+void rl_strv_free(rl_strv *v);
+
 typedef enum { RL_LAUNCH_LOCAL = 0, RL_LAUNCH_MANUAL = 1 } rl_launch;
 typedef enum { RL_DATA_SYNTHETIC = 0, RL_DATA_CSV = 1 } rl_data_source;
 typedef enum { RL_MODEL_LINEAR = 0, RL_MODEL_LOGISTIC = 1, RL_MODEL_SOFTMAX = 2 } rl_model_type;
@@ -91,6 +100,11 @@ typedef struct rl_spec {
 
     /* output */
     char out_dir[RL_PATH_MAX]; /* as written: relative to the current directory */
+
+    /* program: the user's program instead of the built-in trainer */
+    rl_strv program_argv;              /* the command; n 0: no program section */
+    rl_strv program_env;               /* NAME=value entries added to its environment */
+    char program_workdir[RL_PATH_MAX]; /* resolved against dir; "" the spec's directory */
 } rl_spec;
 
 /*

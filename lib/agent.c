@@ -1,0 +1,275 @@
+/*
+ * agent.c - a node's membership: joining (authenticated), the ring endpoint,
+ * and the heartbeat thread (load metrics out, new epochs and stop signals in).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ringleader/agent.h"
+#include "ringleader/clock.h"
+#include "ringleader/data.h"
+#include "ringleader/err.h"
+#include "ringleader/log.h"
+#include "ringleader/mem.h"
+#include "rli.h"
+
+const char *const rl_agent_phase_names[] = {"waiting", "making-blocks", "forming-ring", "stepping"};
+
+/* Aborts the worker's ring if its epoch is below `below` (UINT64_MAX: any). */
+static void abort_ring(rl_agent *a, uint64_t below, const char *why)
+{
+    pthread_mutex_lock(&a->mtx);
+    if (a->ring != NULL && rl_ring_epoch(a->ring) < below)
+        rl_ring_abort(a->ring, RL_ECANCELED, why);
+    pthread_mutex_unlock(&a->mtx);
+}
+
+void rl_agent_stop_now(rl_agent *a, const char *why)
+{
+    atomic_store(&a->stop, true);
+    rl_endpoint_fence(a->ep, UINT64_MAX);
+    abort_ring(a, UINT64_MAX, why);
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%lu %lu", &size, &res) != 2) res = 0;
+        fclose(f);
+    }
+    return (uint64_t)res * 4096u;
+}
+
+static void *agent_heartbeat_main(void *arg)
+{
+    rl_agent *a = arg;
+    uint64_t last_ok = rl_clock_ms();
+    uint64_t t_prev = rl_clock_ms();
+    double cpu_prev = cpu_seconds();
+    while (!atomic_load(&a->stop)) {
+        uint64_t now = rl_clock_ms();
+        double cpu = cpu_seconds();
+        double load = now > t_prev ? (cpu - cpu_prev) / ((double)(now - t_prev) / 1e3) : 0;
+        t_prev = now;
+        cpu_prev = cpu;
+        rl_msg req;
+        rl_rpc_reply rep;
+        rl_msg_init(&req, RL_MSG_HEARTBEAT_REQ);
+        rl_msg_heartbeat_req *h = &req.u.heartbeat_req;
+        h->node_id = (char *)a->id;
+        h->epoch = atomic_load(&a->epoch);
+        h->step = atomic_load(&a->step);
+        pthread_mutex_lock(&a->acc_mtx);
+        if (a->acc_steps > 0) { /* the mean over the steps since the last heartbeat */
+            h->compute_ms = a->acc_compute_ms / (double)a->acc_steps;
+            h->rows_per_s = a->acc_compute_ms > 0 ? a->acc_rows / (a->acc_compute_ms / 1e3) : 0;
+        } else {
+            h->compute_ms = 0; /* no step since the last heartbeat: nothing new */
+            h->rows_per_s = atomic_load(&a->rows_per_s);
+        }
+        a->acc_compute_ms = a->acc_rows = 0;
+        a->acc_steps = 0;
+        pthread_mutex_unlock(&a->acc_mtx);
+        h->allreduce_ms = atomic_load(&a->allreduce_ms);
+        h->cpu_load = load;
+        h->rss_bytes = rss_bytes();
+        h->phase = (char *)rl_agent_phase_names[atomic_load(&a->phase)];
+        h->has |= RL_FIELD_BIT(heartbeat_req, step) | RL_FIELD_BIT(heartbeat_req, rows_per_s) |
+                  RL_FIELD_BIT(heartbeat_req, compute_ms) |
+                  RL_FIELD_BIT(heartbeat_req, allreduce_ms) |
+                  RL_FIELD_BIT(heartbeat_req, cpu_load) | RL_FIELD_BIT(heartbeat_req, rss_bytes);
+        int rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + (uint64_t)a->heartbeat_ms * 2);
+        if (rv == RL_OK) {
+            last_ok = rl_clock_ms();
+            if (rep.msg.u.heartbeat_resp.stop) {
+                atomic_store(&a->stop, true);
+                abort_ring(a, UINT64_MAX, "the coordinator ended the job");
+            } else if (rep.msg.u.heartbeat_resp.epoch > atomic_load(&a->epoch)) {
+                /* A new plan exists (a node failed or came back): leave the
+                 * old ring at once rather than wait for its deadline, and
+                 * stop forming one of an older epoch (its members may be
+                 * the dead). */
+                atomic_store(&a->planned_epoch, rep.msg.u.heartbeat_resp.epoch);
+                rl_endpoint_fence(a->ep, rep.msg.u.heartbeat_resp.epoch);
+                /* Only an older ring: the worker may have formed the new
+                 * one since a->epoch was read. */
+                abort_ring(a, rep.msg.u.heartbeat_resp.epoch, "a newer epoch was planned");
+            }
+        } else if (rl_clock_ms() - last_ok > (uint64_t)a->failure_timeout_ms) {
+            /* After the job's last step the coordinator ending is the job's end. */
+            if (atomic_load(&a->job_done))
+                rl_log_info("the coordinator closed after the job's last step; leaving");
+            else
+                rl_log_error("coordinator gone for more than %d ms (%s); leaving",
+                             a->failure_timeout_ms, rl_errdetail());
+            atomic_store(&a->coord_lost, true);
+            atomic_store(&a->stop, true);
+            abort_ring(a, UINT64_MAX, "coordinator lost");
+        }
+        rl_rpc_reply_fini(&rep);
+        struct timespec ts = {a->heartbeat_ms / 1000, (long)(a->heartbeat_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL); /* the heartbeat period */
+    }
+    /* Stopping (the job ended, the coordinator is gone, or a signal): a ring
+     * still forming ends now rather than at its deadline, whose backstop
+     * is long (worker.c, READY_BACKSTOP_MS). A formed ring is left to finish
+     * its step unless aborted above. */
+    rl_endpoint_fence(a->ep, UINT64_MAX);
+    return NULL;
+}
+
+void rl_agent_add_step(rl_agent *a, double compute_ms, double rows)
+{
+    atomic_store(&a->compute_ms, compute_ms);
+    pthread_mutex_lock(&a->acc_mtx);
+    a->acc_compute_ms += compute_ms;
+    a->acc_rows += rows;
+    a->acc_steps++;
+    pthread_mutex_unlock(&a->acc_mtx);
+    atomic_store(&a->rows_per_s, compute_ms > 0 ? rows / (compute_ms / 1e3) : 0);
+}
+
+/* JOIN as a->id advertising listen ("": asks the coordinator where to
+ * listen). On success rep holds the reply; the caller finis it. */
+static int agent_join(rl_agent *a, const rl_agent_opts *o, const char *listen, rl_rpc_reply *rep)
+{
+    rl_msg req;
+    rl_msg_init(&req, RL_MSG_JOIN_REQ);
+    req.u.join_req.node_id = (char *)a->id;
+    req.u.join_req.listen = (char *)listen;
+    req.u.join_req.pid = (uint64_t)getpid();
+    RL_SET_FIELD(&req.u.join_req, join_req, pid);
+    int rv = rl_rpc_call(a->rpc, &req, rep, rl_clock_ms() + (uint64_t)o->join_timeout_ms);
+    if (rv != RL_OK) rli_err_prefix(rv, "join refused by %s", o->coordinator);
+    return rv;
+}
+
+/* Without a listen URL: asks the coordinator for the spec's URL for this id,
+ * opens the ring endpoint there; then (with or without) joins advertising
+ * the endpoint's bound URL. On success a->ep is open and rep holds the reply. */
+static int agent_open_and_join(rl_agent *a, const rl_agent_opts *o, rl_rpc_reply *rep)
+{
+    const char *listen = o->listen;
+    char asked[RL_URL_MAX] = "";
+    if (listen == NULL || listen[0] == '\0') {
+        int rv = agent_join(a, o, "", rep);
+        if (rv == RL_OK && rep->msg.u.join_resp.listen == NULL)
+            rv = rli_err(RL_EPROTO,
+                         "the coordinator at %s did not say where to listen: give "
+                         "a listen URL",
+                         o->coordinator);
+        if (rv == RL_OK) snprintf(asked, sizeof(asked), "%s", rep->msg.u.join_resp.listen);
+        rl_rpc_reply_fini(rep);
+        if (rv != RL_OK) return rv;
+        listen = asked;
+    }
+    if (rl_endpoint_open(listen, o->tls, &a->ep) != RL_OK)
+        return rli_err_prefix(RL_EUNAVAIL, "cannot open the ring endpoint at %s", listen);
+    rl_endpoint_set_token(a->ep, &a->token); /* ring links prove the token both ways */
+    int rv = agent_join(a, o, rl_endpoint_url(a->ep), rep);
+    if (rv != RL_OK) rl_rpc_reply_fini(rep);
+    return rv;
+}
+
+int rl_agent_open(const rl_agent_opts *o, rl_agent **out)
+{
+    *out = NULL;
+    if (o->coordinator == NULL || o->id == NULL || strlen(o->id) >= RL_ID_MAX)
+        return rli_err(RL_EINVAL,
+                       "join: a coordinator URL and a node id (< %d characters) "
+                       "are required",
+                       RL_ID_MAX);
+    rl_agent_opts oo = *o;
+    if (oo.join_timeout_ms <= 0) oo.join_timeout_ms = 30000;
+    rl_agent *a = rl_xcalloc(1, sizeof(*a));
+    snprintf(a->id_buf, sizeof(a->id_buf), "%s", o->id);
+    a->id = a->id_buf;
+    pthread_mutex_init(&a->mtx, NULL);
+    pthread_mutex_init(&a->acc_mtx, NULL);
+    int rv = rl_token_load(o->token_file, &a->token);
+    if (rv != RL_OK) goto fail;
+    rl_rpc_client_opts co = {
+        .url = o->coordinator, .tls = o->tls, .token = &a->token, .peer_id = a->id};
+    rv = rl_rpc_client_open(&co, rl_clock_ms() + (uint64_t)oo.join_timeout_ms, &a->rpc);
+    if (rv != RL_OK) {
+        rli_err_prefix(rv, "cannot join %s", o->coordinator);
+        goto fail;
+    }
+    rl_rpc_reply rep;
+    if ((rv = agent_open_and_join(a, &oo, &rep)) != RL_OK) goto fail;
+    a->heartbeat_ms = (int)rep.msg.u.join_resp.heartbeat_ms;
+    a->failure_timeout_ms = (int)rep.msg.u.join_resp.failure_timeout_ms;
+    snprintf(a->job, sizeof(a->job), "%s", rep.msg.u.join_resp.job);
+    rl_rpc_reply_fini(&rep);
+    if (a->heartbeat_ms <= 0) a->heartbeat_ms = 100;
+    if (a->failure_timeout_ms <= a->heartbeat_ms) a->failure_timeout_ms = 5 * a->heartbeat_ms;
+    rl_log_info("joined job '%s' at %s; ring endpoint %s", a->job, o->coordinator,
+                rl_endpoint_url(a->ep));
+    if (pthread_create(&a->hb_thread, NULL, agent_heartbeat_main, a) != 0) {
+        rv = rli_err(RL_ENOMEM, "cannot start the heartbeat thread");
+        goto fail;
+    }
+    a->hb_started = true;
+    *out = a;
+    return RL_OK;
+fail:
+    rl_agent_close(a);
+    return rv;
+}
+
+void rl_agent_close(rl_agent *a)
+{
+    if (a == NULL) return;
+    atomic_store(&a->stop, true);
+    if (a->hb_started) pthread_join(a->hb_thread, NULL);
+    rl_rpc_client_close(a->rpc);
+    rl_endpoint_close(a->ep);
+    pthread_mutex_destroy(&a->mtx);
+    pthread_mutex_destroy(&a->acc_mtx);
+    free(a);
+}
+
+/* Fills a CSV block with rows from the coordinator, ~1 MiB per call. */
+int rl_agent_fetch_block(rl_agent *a, const rl_data_params *dp, uint32_t id, rl_block *out)
+{
+    int rv = rl_block_alloc(dp, id, out);
+    if (rv != RL_OK) return rv;
+    size_t f = (size_t)dp->features;
+    for (uint64_t done = 0; done < (uint64_t)out->rows;) {
+        rl_msg req;
+        rl_rpc_reply rep;
+        rl_msg_init(&req, RL_MSG_BLOCK_FETCH_REQ);
+        req.u.block_fetch_req.block = id;
+        req.u.block_fetch_req.first = done;
+        req.u.block_fetch_req.max_rows = (uint64_t)out->rows - done;
+        rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + 10000);
+        const rl_msg_block_fetch_resp *r = &rep.msg.u.block_fetch_resp;
+        if (rv == RL_OK &&
+            (r->rows == 0 || done + r->rows > (uint64_t)out->rows || r->features != f ||
+             r->x.len != r->rows * f * sizeof(float) || r->y.len != r->rows * sizeof(float)))
+            rv = RL_EPROTO;
+        if (rv == RL_OK) {
+            memcpy(out->x + done * f, r->x.ptr, r->x.len);
+            memcpy(out->y + done, r->y.ptr, r->y.len);
+            done += r->rows;
+        }
+        rl_rpc_reply_fini(&rep);
+        if (rv != RL_OK) {
+            rl_block_free(out);
+            return rv;
+        }
+    }
+    return RL_OK;
+}

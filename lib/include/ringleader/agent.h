@@ -1,0 +1,103 @@
+/*
+ * agent.h - a node's membership in a job: the authenticated coordinator
+ * connection, the ring endpoint, the JOIN, and the heartbeat thread that
+ * sends load metrics and learns of new epochs and of the job's end. Used by
+ * ringleader-node (its built-in trainer) and by the worker API
+ * (ringleader/worker.h); see docs/worker-api.md. A program of your own uses
+ * worker.h, not this: the struct is shared with ringleader-node's threads
+ * and may change.
+ *
+ * The fields are shared by the agent's heartbeat thread and the thread that
+ * works (trains or runs collectives): atomics, or under mtx / acc_mtx.
+ */
+#ifndef RINGLEADER_AGENT_H
+#define RINGLEADER_AGENT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ringleader/data.h"
+#include "ringleader/ring.h"
+#include "ringleader/rpc.h"
+#include "ringleader/spec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rl_agent {
+    const char *id; /* points to id_buf */
+    char id_buf[RL_ID_MAX];
+    rl_rpc_client *rpc;
+    rl_endpoint *ep;
+    int heartbeat_ms, failure_timeout_ms;
+    char job[RL_ID_MAX]; /* the job's name, from the JOIN reply */
+    rl_token token;
+    pthread_t hb_thread;
+    bool hb_started;
+
+    pthread_mutex_t mtx;
+    rl_ring *ring;          /* the ring in use, so that a stop can abort it */
+    atomic_bool stop;       /* the job ended, or we were told to leave */
+    atomic_bool coord_lost; /* no answer from the coordinator for too long */
+    atomic_bool job_done;   /* the worker completed the job's last step */
+    atomic_uint_fast64_t epoch, step;
+    atomic_uint_fast64_t planned_epoch; /* the newest epoch the coordinator announced */
+    atomic_int phase; /* what the worker is doing: an index into rl_agent_phase_names */
+    /* metrics of the last step (doubles stored as bits) */
+    _Atomic double rows_per_s, compute_ms, allreduce_ms;
+    /* steps since the last heartbeat, so that each heartbeat reports the
+     * mean compute time of many steps rather than one noisy sample */
+    pthread_mutex_t acc_mtx;
+    double acc_compute_ms, acc_rows;
+    uint64_t acc_steps;
+} rl_agent;
+
+/* The worker's phases, as heartbeats (and `ringleader status`) name them. */
+enum {
+    RL_AGENT_PHASE_WAITING = 0,
+    RL_AGENT_PHASE_MAKING_BLOCKS,
+    RL_AGENT_PHASE_FORMING_RING,
+    RL_AGENT_PHASE_STEPPING
+};
+extern const char *const rl_agent_phase_names[];
+
+/* How to join. coordinator and id are required; listen NULL asks the
+ * coordinator for the spec's URL of id; token_file NULL reads
+ * $RINGLEADER_TOKEN; tls NULL: plain TCP. */
+typedef struct rl_agent_opts {
+    const char *coordinator, *id, *listen, *token_file;
+    const rl_tls_files *tls;
+    int join_timeout_ms; /* 0: 30000 */
+} rl_agent_opts;
+
+/*
+ * Connects to the coordinator (authenticated), opens the ring endpoint,
+ * joins, and starts the heartbeat thread. On RL_OK *out is the caller's
+ * until rl_agent_close; otherwise nothing is left open and rl_errdetail()
+ * says what was refused and by whom. Blocks up to join_timeout_ms.
+ */
+RL_API int rl_agent_open(const rl_agent_opts *o, rl_agent **out);
+
+/* Stops the heartbeat thread, closes the connection and the endpoint, and
+ * frees a (NULL is fine). The caller's ring, if any, must be freed first. */
+RL_API void rl_agent_close(rl_agent *a);
+
+/* Stops the node now (a signal): sets stop, fences the endpoint (a ring
+ * forming ends) and aborts the ring in use (a collective ends). Any thread. */
+RL_API void rl_agent_stop_now(rl_agent *a, const char *why);
+
+/* Adds one step's compute time and rows to the next heartbeat's figures. */
+RL_API void rl_agent_add_step(rl_agent *a, double compute_ms, double rows);
+
+/* Fills *out with CSV block id's rows fetched from the coordinator (which
+ * has the table), about 1 MiB per call, 10 s each at most. On error *out is
+ * released. */
+RL_API int rl_agent_fetch_block(rl_agent *a, const rl_data_params *dp, uint32_t id, rl_block *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
