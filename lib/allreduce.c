@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "reduce_ops.h"
+#include "ringleader/clock.h"
 #include "ring_internal.h"
 #include "rli.h"
 
@@ -133,7 +134,9 @@ static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size
     for (;;) {
         const uint8_t *p;
         size_t n;
+        uint64_t t0 = rl_clock_ns();
         int rv = rli_link_recv(l, &p, &n, c->deadline, more);
+        r->wait_ns[peer] += rl_clock_ns() - t0;
         if (rv == RL_ETIMEDOUT)
             return abort_or(c, rli_err(RL_ETIMEDOUT, "allreduce epoch %llu seq %llu %s step %d: "
                                        "no data from %s (rank %d) before the deadline",

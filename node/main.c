@@ -230,14 +230,16 @@ int main(int argc, char **argv)
                .failure_timeout_ms = fail_ms};
     pthread_mutex_init(&a.mtx, NULL);
     pthread_mutex_init(&a.acc_mtx, NULL);
-    pthread_t hb;
+    pthread_t hb, watch;
     pthread_create(&hb, NULL, agent_heartbeat_main, &a);
+    pthread_create(&watch, NULL, agent_stall_watch_main, &a);
     publish_agent(&a);
     int exit_code = worker_run(&a);
     /* A coordinator gone after the job's last step ended the job: no failure. */
     if (atomic_load(&a.coord_lost) && !atomic_load(&a.job_done)) exit_code = 1;
     atomic_store(&a.stop, true);
     pthread_join(hb, NULL);
+    pthread_join(watch, NULL);
     publish_agent(NULL);
     pthread_mutex_destroy(&a.mtx);
     pthread_mutex_destroy(&a.acc_mtx);

@@ -296,6 +296,12 @@ typedef struct worker {
     payload pl;
     double *buf, *red; /* the payload, before and after the all-reduce */
     batch rb;
+    /* The straggler signal (worker_account_waits): the ring's wait counters,
+     * the stall watch's, and when the previous step ended, at the last step. */
+    uint64_t *wait_seen;
+    double *peer_ms;
+    uint64_t stall_seen;
+    double prev_end_ms, stall_carry_ms;
 } worker;
 
 /* Logs the failure just recorded: at info when it is routine (the job is
@@ -565,6 +571,54 @@ static void worker_record(worker *w, const rl_msg_plan_resp *p, uint64_t s, bool
         batch_flush(w->a, rb, w->epoch, &w->m, false);
 }
 
+/* Starts the straggler signal's counting on a formed ring: what the ring's
+ * waits and the stall watch read now (the barrier's wait is not a step's). */
+static void worker_start_waits(worker *w, rl_ring *ring)
+{
+    int n = rl_ring_size(ring);
+    free(w->wait_seen);
+    free(w->peer_ms);
+    w->wait_seen = rl_xcalloc((size_t)n + 1, sizeof(uint64_t)); /* a few words per member */
+    w->peer_ms = rl_xcalloc((size_t)n + 1, sizeof(double));
+    for (int p = 0; p < n; p++)
+        w->wait_seen[p] = rl_ring_wait_ns(ring, p);
+    w->stall_seen = atomic_load(&w->a->stall_ns);
+    w->prev_end_ms = 0;
+    w->stall_carry_ms = 0;
+}
+
+/* One step's waiting, into the heartbeat window: the time blocked on each
+ * peer's data since the last step, less the time this process was frozen
+ * (it cannot tell from inside a wait that it was frozen in it). The stall
+ * watch may report a stall a little after the wait it lay in ended, so a
+ * step's stall not matched by its own waiting is carried to the next step
+ * once (docs/operations.md). */
+static void worker_account_waits(worker *w, rl_ring *ring, const step_times *t)
+{
+    int n = rl_ring_size(ring);
+    double wait = 0;
+    for (int p = 0; p < n; p++) {
+        uint64_t now = rl_ring_wait_ns(ring, p);
+        w->peer_ms[p] = (double)(now - w->wait_seen[p]) / 1e6;
+        w->wait_seen[p] = now;
+        wait += w->peer_ms[p];
+    }
+    uint64_t stall_now = atomic_load(&w->a->stall_ns);
+    double stall = (double)(stall_now - w->stall_seen) / 1e6;
+    w->stall_seen = stall_now;
+    double avail = stall + w->stall_carry_ms;
+    double mine = wait < avail ? wait : avail;
+    w->stall_carry_ms = avail - mine < stall ? avail - mine : stall;
+    agent_step_waits sw = {.epoch = w->epoch,
+                           .step_ms = t->t3 - (w->prev_end_ms > 0 ? w->prev_end_ms : t->t0),
+                           .wait_ms = wait - mine,
+                           .stall_ms = stall,
+                           .peer_ms = w->peer_ms,
+                           .members = (size_t)n};
+    w->prev_end_ms = t->t3;
+    agent_add_waits(w->a, &sw);
+}
+
 /* One training step: gradient, all-reduce, coverage check, update, report.
  * RL_OK and *ok false: a coverage violation (no update). */
 static int worker_step(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint64_t s,
@@ -587,6 +641,7 @@ static int worker_step(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint
         rl_model_step(&w->m, w->red, w->red[PAYLOAD_LOSS(pl)], (int64_t)w->red[PAYLOAD_ROWS(pl)],
                       p->learning_rate, p->l2, &loss);
     t.t3 = now_ms();
+    worker_account_waits(w, ring, &t);
     worker_publish(w->a, s, rows, &t);
     if (p->rank == 0 || !*ok) worker_record(w, p, s, *ok, loss, &t);
     return RL_OK;
@@ -600,6 +655,7 @@ static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring
     agent *a = w->a;
     int64_t total_rows = (int64_t)p->rows;
     atomic_store(&a->phase, PHASE_STEPPING);
+    worker_start_waits(w, ring);
     for (uint64_t s = p->start_step; rv == RL_OK && s < p->end_step && !atomic_load(&a->stop);
          s++) {
         bool ok = true;
@@ -676,5 +732,7 @@ int worker_run(agent *a)
     rl_model_fini(&w.m);
     free(w.buf);
     free(w.red);
+    free(w.wait_seen);
+    free(w.peer_ms);
     return code;
 }

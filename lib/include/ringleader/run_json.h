@@ -36,6 +36,10 @@ typedef struct rl_run_node {
     size_t n_blocks;
     int64_t rows;
     double compute_ms_p50, rows_per_s;
+    /* The straggler signal of its last heartbeat with one, means per step
+     * (NaN: null): step time, time waiting on others, its busy fraction
+     * (1 - wait / step) and time its process did not run. */
+    double step_ms, wait_ms, busy_fraction, stall_ms;
 } rl_run_node;
 
 /* One event of "events". */
