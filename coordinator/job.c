@@ -1007,10 +1007,9 @@ static void rebalance_now(job *j, const member_figures *f, const rebalance_verdi
 }
 
 /* The slow link rule (placement.h) over the members' waits on each other
- * in this epoch: a link named for PLACEMENT_LINK_ROUNDS rounds is an event,
- * once per edge and epoch. true: this round looks like a slow link, so no
- * blocks move (moving blocks cannot speed a link). Lock held. */
-static bool check_slow_link(job *j, const member_figures *f)
+ * in this epoch: a link named for PLACEMENT_LINK_ROUNDS rounds in a row is
+ * an event, once per node and epoch. Lock held. */
+static void check_slow_link(job *j, const member_figures *f)
 {
     int n = j->n_members;
     double *wait = rl_xcalloc((size_t)n * (size_t)n + 1, sizeof(double));
@@ -1031,7 +1030,9 @@ static bool check_slow_link(job *j, const member_figures *f)
         j->link_b = v.next.b;
     }
     free(wait);
-    if (v.link) {
+    if (v.link && (j->link_named_epoch != j->epoch || j->link_named != j->members[v.next.b])) {
+        j->link_named_epoch = j->epoch;
+        j->link_named = j->members[v.next.b];
         const char *a = j->reg.nodes[j->members[v.next.a]].id;
         const char *b = j->reg.nodes[j->members[v.next.b]].id;
         job_event_add(j, "slow_link", b, "%s waits on %s: the link between them is slow, "
@@ -1039,7 +1040,6 @@ static bool check_slow_link(job *j, const member_figures *f)
                       a, b, f->step_ms[v.next.a], f->compute_ms[v.next.b]);
         rl_log_info("slow link between %s and %s: blocks stay", a, b);
     }
-    return v.found;
 }
 
 /* Load-aware placement (placement.h): marks stragglers and, when the
@@ -1054,9 +1054,12 @@ static void check_balance(job *j, uint64_t now)
     double *all = rl_xcalloc(5 * (size_t)n, sizeof(double));
     member_figures f = {all, all + n, all + 2 * n, all + 3 * n, all + 4 * n};
     if (!gather_round(j, &f)) goto out;
+    check_slow_link(j, &f);
+    /* Steps that nobody's work explains (a slow link): no straggler, no move. */
+    if (placement_link_bound(f.compute_ms, f.step_ms, n)) goto out;
     double median = placement_median(f.compute_ms, n);
     apply_straggler_rule(j, f.compute_ms, median, now);
-    if (check_slow_link(j, &f) || !sp->rebalance) goto out;
+    if (!sp->rebalance) goto out;
     uint64_t done = j->model_step < (uint64_t)sp->steps ? j->model_step : 0;
     placement_round r = {.n = n,
                          .members = j->members,

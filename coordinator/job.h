@@ -80,6 +80,8 @@ typedef struct job {
     int imbalance_streak;     /* consecutive evaluations with a rebalance worth doing ... */
     int imbalance_node;       /* ... all blaming this same slowest node */
     int link_streak, link_a, link_b; /* the slow link rule's state (placement.h) */
+    int link_named;                  /* the member whose link was named ... */
+    uint64_t link_named_epoch;       /* ... in this epoch (once per epoch) */
     rl_rpc_ctx **waiting_plan; /* per node: a PLAN call held until there is a plan */
 
     uint64_t steps_done;   /* steps 0 .. steps_done-1 all reported */

@@ -196,17 +196,23 @@ static bool placement_has_straggler(const double *load_ms, int n, double factor)
     return placement_is_over(most, median, factor);
 }
 
+bool placement_link_bound(const double *load_ms, const double *step_ms, int n)
+{
+    double mean_step = 0, most_load = 0;
+    for (int k = 0; k < n; k++) {
+        if (step_ms[k] <= 0 || load_ms[k] <= 0) return false;
+        mean_step += step_ms[k] / n;
+        most_load = fmax(most_load, load_ms[k]);
+    }
+    return n >= 2 && mean_step >= PLACEMENT_LINK_WAIT_RATIO * most_load;
+}
+
 slow_link_verdict placement_slow_link_rule(const double *wait, const double *load_ms,
                                            const double *step_ms, int n, double factor,
                                            slow_link_state prev)
 {
     assert(n >= 1 && n <= PLACEMENT_MAX_MEMBERS);
     slow_link_verdict v = {.next = {0, -1, -1}};
-    double mean_step = 0, most_load = 0;
-    for (int k = 0; k < n; k++) {
-        mean_step += step_ms[k] / n;
-        most_load = fmax(most_load, load_ms[k]);
-    }
     int b = -1, a = -1;
     double top = 0, second = 0;
     for (int j = 0; j < n; j++) {
@@ -224,7 +230,7 @@ slow_link_verdict placement_slow_link_rule(const double *wait, const double *loa
     for (int i = 0; b >= 0 && i < n; i++)
         if (i != b && (a < 0 || wait[i * n + b] > wait[a * n + b])) a = i;
     v.found = n >= 2 && b >= 0 && a >= 0 && !placement_has_straggler(load_ms, n, factor) &&
-              mean_step >= PLACEMENT_LINK_WAIT_RATIO * most_load &&
+              placement_link_bound(load_ms, step_ms, n) &&
               top >= PLACEMENT_LINK_CONCENTRATION * second;
     if (!v.found) return v;
     bool same = prev.a == a && prev.b == b;

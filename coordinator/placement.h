@@ -152,6 +152,12 @@ double placement_window_mean(const double *ring, size_t ring_len, uint64_t total
  * wherever it lands: compute, collective, block making. */
 void placement_load_ms(const double *compute_ms, const double *busy_ms, int n, double *load_ms);
 
+/* Whether the members mostly wait while nobody is busy: the mean step is at
+ * least PLACEMENT_LINK_WAIT_RATIO x the busiest member's load (step_ms and
+ * load_ms per member, all > 0). No node's work explains such steps, so no
+ * node is a straggler and no move can help. */
+bool placement_link_bound(const double *load_ms, const double *step_ms, int n);
+
 typedef struct slow_link_state {
     int streak; /* consecutive rounds naming the same edge ... */
     int a, b;   /* ... member positions: a waited on b */

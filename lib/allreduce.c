@@ -93,7 +93,10 @@ static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, cons
     rli_link *l = c->r->links[peer];
     int rv;
     if ((phase == PHASE_DIRECT || phase == PHASE_DOUBLING) && len <= DIRECT_INLINE_MAX) {
+        /* Blocked until the peer's link takes the frame: waiting on it too. */
+        uint64_t t0 = rl_clock_ns();
         rv = rli_link_send_now(l, &m, c->deadline);
+        c->r->wait_ns[peer] += rl_clock_ns() - t0;
     } else {
         rli_ring_lock(c->r);
         rv = c->r->err != 0 ? rli_ring_link_error(c->r) : rli_link_send(l, &m);

@@ -515,6 +515,16 @@ START_TEST(waiting_on_one_node_whose_busy_time_is_normal_is_a_slow_link)
 }
 END_TEST
 
+START_TEST(steps_that_nobodys_work_explains_are_link_bound)
+{
+    double step[4] = {10, 10, 10, 10}, idle[4] = {1.1, 1.0, 1.2, 3.0}, busy[4] = {1, 1, 1, 4};
+    ck_assert(placement_link_bound(idle, step, 4));
+    ck_assert(!placement_link_bound(busy, step, 4)); /* n4's work is 40% of the step */
+    double unknown[4] = {10, 0, 10, 10};
+    ck_assert(!placement_link_bound(idle, unknown, 4));
+}
+END_TEST
+
 START_TEST(waiting_on_a_busy_node_is_a_straggler_not_a_link)
 {
     double wait[16], load[4] = {1.1, 1.0, 9.0, 1.0}, step[4] = {10, 10, 10, 10};
@@ -573,6 +583,7 @@ int main(void)
     tcase_add_test(w, a_stall_in_the_collective_counts_as_load_wherever_it_lands);
     tcase_add_test(w, a_stalled_node_loses_blocks_by_its_busy_time);
     tcase_add_test(w, waiting_on_one_node_whose_busy_time_is_normal_is_a_slow_link);
+    tcase_add_test(w, steps_that_nobodys_work_explains_are_link_bound);
     tcase_add_test(w, waiting_on_a_busy_node_is_a_straggler_not_a_link);
     tcase_add_test(w, spread_or_little_waiting_is_no_slow_link);
     suite_add_tcase(s, r);

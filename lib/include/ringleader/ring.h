@@ -177,7 +177,8 @@ int rl_ring_rank(const rl_ring *r);
 int rl_ring_size(const rl_ring *r);
 
 /* Nanoseconds the caller of r's collectives spent blocked receiving from
- * member `peer` since r formed (0 for itself or a rank out of range): how
+ * member `peer` (or sending to it, for frames written from the caller's
+ * thread) since r formed (0 for itself or a rank out of range): how
  * long this member waited on that peer's data, the straggler signal's raw
  * figure (docs/operations.md). Call from the collectives' thread, between
  * collectives. */
