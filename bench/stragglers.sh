@@ -196,5 +196,6 @@ try:
         print("# %s: %.0f s" % (part, time.time() - t), flush=True)
 finally:
     lift()
-    subprocess.run(["rm", "-rf", T])
+    if not os.environ.get("KEEP"): subprocess.run(["rm", "-rf", T])
+    else: print("# kept " + T)
 PY
