@@ -1069,6 +1069,15 @@ static void check_balance(job *j, uint64_t now)
                          .steps_left = (uint64_t)sp->steps - done,
                          .has_last_step = j->steps_done > 0,
                          .last_step_ms = j->steps_done ? j->steps[j->steps_done - 1].ms : 0};
+    /* The members' windowed mean step stands for the step when known: one
+     * step caught in a stall would make any gain look small. */
+    double mean_step = 0;
+    for (int k = 0; k < n && mean_step >= 0; k++)
+        mean_step = f.step_ms[k] > 0 ? mean_step + f.step_ms[k] / n : -1;
+    if (mean_step > 0) {
+        r.has_last_step = true;
+        r.last_step_ms = mean_step;
+    }
     placement_data d = job_placement_data(j);
     imbalance_state prev = {j->imbalance_streak, j->imbalance_node};
     rebalance_verdict v = placement_rebalance_rule(&d, &r, prev);
