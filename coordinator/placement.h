@@ -35,8 +35,8 @@
  * so that the flag does not flicker. */
 #define PLACEMENT_STRAGGLER_CLEAR 1.1
 /* A node over the threshold gets no blocks back for this many heartbeats:
- * its fast readings may be stalls that landed outside its compute. */
-#define PLACEMENT_HOLD_HEARTBEATS 20u
+ * its fast readings may come between periodic stalls (a few seconds apart). */
+#define PLACEMENT_HOLD_HEARTBEATS 40u
 /* A rebalance needs the slowest over this x the mean: a real imbalance. */
 #define PLACEMENT_IMBALANCE_RATIO 1.15
 /* ... a gain of at least this share of the slowest's compute and of the
