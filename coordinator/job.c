@@ -1036,8 +1036,8 @@ static void check_slow_link(job *j, const member_figures *f)
         const char *a = j->reg.nodes[j->members[v.next.a]].id;
         const char *b = j->reg.nodes[j->members[v.next.b]].id;
         job_event_add(j, "slow_link", b, "%s waits on %s: the link between them is slow, "
-                      "not a node (steps %.1f ms, busiest %.2f ms); blocks stay",
-                      a, b, f->step_ms[v.next.a], f->compute_ms[v.next.b]);
+                      "not a node (steps %.1f ms, %s busy %.2f ms of them); blocks stay",
+                      a, b, f->step_ms[v.next.a], b, f->compute_ms[v.next.b]);
         rl_log_info("slow link between %s and %s: blocks stay", a, b);
     }
 }
