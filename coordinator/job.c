@@ -1000,8 +1000,8 @@ static void rebalance_now(job *j, const member_figures *f, const rebalance_verdi
     free(held);
     if (moved > 0) {
         char why[96];
-        snprintf(why, sizeof(why), "rebalance: %d blocks moved, slowest %.2f ms -> ~%.2f ms", moved,
-                 v->max_ms, v->ideal_ms);
+        snprintf(why, sizeof(why), "rebalance: %d blocks moved, slowest %.16s %.2f ms -> ~%.2f ms",
+                 moved, s >= 0 ? j->reg.nodes[j->members[s]].id : "-", v->max_ms, v->ideal_ms);
         request_replan(j, why);
     }
 }

@@ -6,6 +6,7 @@
  * a coverage check, and the same update on every node.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,6 +303,8 @@ typedef struct worker {
     double *peer_ms;
     uint64_t stall_seen;
     double prev_end_ms, stall_carry_ms;
+    int schedstat_fd; /* this thread's /proc schedstat (-1: none) ... */
+    uint64_t delay_seen; /* ... and its run-queue delay (ns) at the last step */
 } worker;
 
 /* Logs the failure just recorded: at info when it is routine (the job is
@@ -571,6 +574,20 @@ static void worker_record(worker *w, const rl_msg_plan_resp *p, uint64_t s, bool
         batch_flush(w->a, rb, w->epoch, &w->m, false);
 }
 
+/* Nanoseconds the worker thread has waited on a run queue (runnable, not
+ * running: its CPU taken by others, or its group throttled), or 0 when the
+ * kernel does not tell (no schedstat). */
+static uint64_t worker_run_delay_ns(const worker *w)
+{
+    char buf[96];
+    if (w->schedstat_fd < 0) return 0;
+    ssize_t n = pread(w->schedstat_fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    unsigned long long run = 0, delay = 0;
+    return sscanf(buf, "%llu %llu", &run, &delay) == 2 ? (uint64_t)delay : 0;
+}
+
 /* Starts the straggler signal's counting on a formed ring: what the ring's
  * waits and the stall watch read now (the barrier's wait is not a step's). */
 static void worker_start_waits(worker *w, rl_ring *ring)
@@ -583,6 +600,7 @@ static void worker_start_waits(worker *w, rl_ring *ring)
     for (int p = 0; p < n; p++)
         w->wait_seen[p] = rl_ring_wait_ns(ring, p);
     w->stall_seen = atomic_load(&w->a->stall_ns);
+    w->delay_seen = worker_run_delay_ns(w);
     w->prev_end_ms = 0;
     w->stall_carry_ms = 0;
 }
@@ -603,9 +621,12 @@ static void worker_account_waits(worker *w, rl_ring *ring, const step_times *t)
         w->wait_seen[p] = now;
         wait += w->peer_ms[p];
     }
-    uint64_t stall_now = atomic_load(&w->a->stall_ns);
-    double stall = (double)(stall_now - w->stall_seen) / 1e6;
+    uint64_t stall_now = atomic_load(&w->a->stall_ns), delay_now = worker_run_delay_ns(w);
+    /* Frozen (the stall watch) or kept off the CPU (the run-queue delay):
+     * both often at once, so the larger counts. */
+    double stall = fmax((double)(stall_now - w->stall_seen), (double)(delay_now - w->delay_seen)) / 1e6;
     w->stall_seen = stall_now;
+    w->delay_seen = delay_now;
     double avail = stall + w->stall_carry_ms;
     double mine = wait < avail ? wait : avail;
     w->stall_carry_ms = avail - mine < stall ? avail - mine : stall;
@@ -702,6 +723,7 @@ int worker_run(agent *a)
     worker w = {.a = a};
     int code = 0;
     worker_lower_priority();
+    w.schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     for (;;) {
         rl_rpc_reply rep;
         atomic_store(&a->phase, PHASE_WAITING);
@@ -734,5 +756,6 @@ int worker_run(agent *a)
     free(w.red);
     free(w.wait_seen);
     free(w.peer_ms);
+    if (w.schedstat_fd >= 0) close(w.schedstat_fd);
     return code;
 }
