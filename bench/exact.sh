@@ -31,6 +31,7 @@ job_spec() {
     sed -e "s#token_file: demo.token#token_file: $PWD/configs/demo.token#" \
         -e "s#dir: runs/demo#dir: $TMP/out-$1#" \
         -e "s#steps: 100#steps: $STEPS#" \
+        -e "s#http://127.0.0.1:7780#http://127.0.0.1:0#" \
         -e "s#  l2: 0.0#  l2: 0.0\n  exact_sum: $1#" configs/local.yaml > "$f"
     for p in 7700 7701 7702 7703 7704; do sed -i "s#127.0.0.1:$p\$#127.0.0.1:$(free_port)#; s#127.0.0.1:$p }#127.0.0.1:$(free_port) }#" "$f"; done
     echo "$f"

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "job.h"
 #include "launch.h"
+#include "monitor.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/mem.h"
@@ -219,6 +220,7 @@ int cmd_run(int argc, char **argv)
     int rc = RL_EXIT_FAILED;
     rl_token token;
     rl_rpc_server *srv = NULL;
+    monitor *mon = NULL;
     launched nodes = {0};
     bool *seen = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(bool)); /* programs ended */
     job j;
@@ -252,6 +254,15 @@ int cmd_run(int argc, char **argv)
     }
     rl_log_info("coordinator for job '%s' listening on %s (%d nodes, launch %s)", spec->name,
                 rl_rpc_server_url(srv), spec->n_nodes, rl_launch_name(spec->launch));
+    if (spec->monitor_listen[0] != '\0') {
+        char why[600];
+        if (monitor_start(&j, srv, &token, &mon, why, sizeof(why)) != 0) {
+            fprintf(stderr, "ringleader run: %s\n", why);
+            job_finish(&j, JOB_FAILED, why);
+            goto stop;
+        }
+        rl_log_info("monitor at %s (/metrics, /api/status)", monitor_url(mon));
+    }
     if (spec->launch == RL_LAUNCH_LOCAL && j.program) {
         if (launch_programs(spec, &nodes) != 0) {
             job_finish(&j, JOB_FAILED, "cannot start the programs");
@@ -300,6 +311,7 @@ stop:
             nanosleep(&ts, NULL); /* bounded by grace */
         }
     }
+    monitor_stop(mon);
     rl_rpc_server_free(srv);
 report:
     if (job_write_report(&j, out_dir, spec_path, (double)(rl_clock_ms() - t_start) / 1e3) ==

@@ -9,9 +9,12 @@
  * handshake and the call share one deadline: an unreachable coordinator is
  * an error after --timeout-ms, never a hang.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ringleader/err.h"
@@ -22,7 +25,8 @@
 
 static void status_usage(FILE *f)
 {
-    fprintf(f, "usage: ringleader status URL|SPEC [--token-file F] [--timeout-ms MS]\n"
+    fprintf(f, "usage: ringleader status URL|SPEC [--json] [--watch] [--token-file F]\n"
+               "                              [--timeout-ms MS]\n"
                "                              [--tls-cert F --tls-key F --tls-ca F]\n"
                "                              [--tls-verify-hostname true|false]\n\n"
                "Prints the state of the job run by the coordinator at URL (the spec's\n"
@@ -30,6 +34,9 @@ static void status_usage(FILE *f)
                "state, blocks, load and ring endpoint. The cluster token comes from\n"
                "--token-file or $RINGLEADER_TOKEN. Given a SPEC file instead of a URL, the URL,\n"
                "token file and TLS files are the spec's (the options override them).\n"
+               "--json: the status document as JSON (the monitor's /api/status).\n"
+               "--watch: asks again every second and redraws, like top, until Ctrl-C or the\n"
+               "job's coordinator exits.\n"
                "Gives up after --timeout-ms (default 3000).\n"
                "Exit codes: 0 ok, 1 unreachable, refused or timed out, 2 bad usage or token.\n");
 }
@@ -39,6 +46,7 @@ typedef struct status_opts {
     rl_tls_files tls;
     long timeout_ms;
     bool verify_given; /* --tls-verify-hostname was given (else the spec's, or true) */
+    bool json, watch;
 } status_opts;
 
 static int status_parse(int argc, char **argv, status_opts *o)
@@ -53,6 +61,13 @@ static int status_parse(int argc, char **argv, status_opts *o)
                 return -1;
             }
             o->url = a;
+            continue;
+        }
+        if (strcmp(a, "--json") == 0 || strcmp(a, "--watch") == 0) {
+            if (strcmp(a, "--json") == 0)
+                o->json = true;
+            else
+                o->watch = true;
             continue;
         }
         if (strcmp(a, "--token-file") != 0 && strcmp(a, "--tls-cert") != 0 &&
@@ -125,7 +140,42 @@ static int status_from_spec(status_opts *o, rl_spec **spec)
     return 0;
 }
 
-/* Connects, calls STATUS and prints the answer; an exit code. */
+static volatile sig_atomic_t status_stop;
+
+static void status_on_interrupt(int sig)
+{
+    (void)sig;
+    status_stop = 1;
+}
+
+/* One STATUS call; prints the answer (after clearing the screen when
+ * watching). An exit code. */
+static int status_call(rl_rpc_client *c, const status_opts *o)
+{
+    rl_msg req;
+    rl_rpc_reply rep;
+    rl_msg_init(&req, RL_MSG_STATUS_REQ);
+    if (o->json) req.u.status_req.format = strdup("json");
+    int rv = rl_rpc_call(c, &req, &rep, rl_clock_ms() + (uint64_t)o->timeout_ms);
+    rl_msg_fini(&req);
+    int rc = RL_EXIT_FAILED;
+    if (rv != RL_OK) {
+        fprintf(stderr, "ringleader status: STATUS call to %s failed: %s: %s\n", o->url,
+                rl_strerror(rv), rl_errdetail());
+    } else {
+        const char *text = rep.msg.u.status_resp.text ? rep.msg.u.status_resp.text : "";
+        size_t n = strlen(text);
+        if (o->watch && isatty(STDOUT_FILENO)) fputs("\033[H\033[2J", stdout);
+        fputs(text, stdout);
+        if (n == 0 || text[n - 1] != '\n') fputc('\n', stdout);
+        rc = fflush(stdout) == 0 ? RL_EXIT_OK : RL_EXIT_FAILED;
+    }
+    rl_rpc_reply_fini(&rep);
+    return rc;
+}
+
+/* Connects, calls STATUS and prints the answer (every second with --watch,
+ * until Ctrl-C or a call fails); an exit code. */
 static int status_query(status_opts o)
 {
     rl_token token;
@@ -155,23 +205,20 @@ static int status_query(status_opts o)
                 o.url, o.timeout_ms, rl_errdetail());
         return RL_EXIT_FAILED;
     }
-    rl_msg req;
-    rl_rpc_reply rep;
-    rl_msg_init(&req, RL_MSG_STATUS_REQ);
-    rv = rl_rpc_call(c, &req, &rep, deadline);
-    rl_msg_fini(&req);
-    int rc = RL_EXIT_FAILED;
-    if (rv != RL_OK) {
-        fprintf(stderr, "ringleader status: STATUS call to %s failed: %s: %s\n", o.url,
-                rl_strerror(rv), rl_errdetail());
-    } else {
-        const char *text = rep.msg.u.status_resp.text ? rep.msg.u.status_resp.text : "";
-        size_t n = strlen(text);
-        fputs(text, stdout);
-        if (n == 0 || text[n - 1] != '\n') fputc('\n', stdout);
-        rc = fflush(stdout) == 0 ? RL_EXIT_OK : RL_EXIT_FAILED;
+    int rc = status_call(c, &o);
+    if (o.watch) {
+        signal(SIGINT, status_on_interrupt);
+        signal(SIGTERM, status_on_interrupt);
+        while (rc == RL_EXIT_OK && !status_stop) {
+            uint64_t next = rl_clock_ms() + 1000;
+            while (!status_stop && rl_clock_ms() < next) {
+                struct timespec ts = {0, 20 * 1000 * 1000};
+                nanosleep(&ts, NULL); /* the redraw period, bounded by next */
+            }
+            if (!status_stop) rc = status_call(c, &o);
+        }
+        if (status_stop) rc = RL_EXIT_OK;
     }
-    rl_rpc_reply_fini(&rep);
     rl_rpc_client_close(c);
     return rc;
 }

@@ -14,6 +14,7 @@
 #include "job.h"
 #include "placement.h"
 #include "settle.h"
+#include "snapshot.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
 #include "ringleader/mem.h"
@@ -799,7 +800,11 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
 {
     job *j = arg;
     (void)call;
-    (void)req;
+    const char *format = req->u.status_req.format;
+    if (format != NULL && strcmp(format, "json") == 0) {
+        resp->u.status_resp.text = snapshot_json_text(j);
+        return resp->u.status_resp.text != NULL ? RL_OK : RL_ENOMEM;
+    }
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);

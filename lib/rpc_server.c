@@ -69,6 +69,7 @@ typedef struct method_slot {
     atomic_uint_fast64_t calls, errors, refused;
     _Atomic uint32_t *lat; /* ring of LAT_WINDOW samples (us) */
     atomic_uint_fast64_t nlat;
+    atomic_uint_fast64_t lat_sum_us; /* every sample's, for a Prometheus summary */
 } method_slot;
 
 typedef struct pipe_auth {
@@ -275,6 +276,7 @@ static void record(rl_rpc_server *s, int method, int status, uint64_t t0_us)
     atomic_fetch_add_explicit(&m->calls, 1, memory_order_relaxed);
     if (status != RL_STATUS_OK) atomic_fetch_add_explicit(&m->errors, 1, memory_order_relaxed);
     uint64_t k = atomic_fetch_add_explicit(&m->nlat, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->lat_sum_us, dt, memory_order_relaxed);
     atomic_store_explicit(&m->lat[k % LAT_WINDOW], dt > UINT32_MAX ? UINT32_MAX : (uint32_t)dt,
                           memory_order_relaxed);
 }
@@ -659,6 +661,8 @@ void rl_rpc_server_metrics(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_metric
     out->errors = atomic_load(&m->errors);
     out->refused_unauth = atomic_load(&m->refused);
     uint64_t nl = atomic_load(&m->nlat);
+    out->lat_count = nl;
+    out->lat_sum_us = (double)atomic_load(&m->lat_sum_us);
     size_t n = nl < LAT_WINDOW ? (size_t)nl : LAT_WINDOW;
     uint32_t *tmp = rli_malloc(n * sizeof(uint32_t) + 1);
     for (size_t i = 0; i < n; i++) tmp[i] = atomic_load_explicit(&m->lat[i], memory_order_relaxed);

@@ -316,7 +316,7 @@ int rl_model_load_run_json(const char *path, rl_model *m, double **mean, double 
 
 /* ---- Writer ------------------------------------------------------------------ */
 
-static void run_json_str(FILE *f, const char *s)
+void rl_json_write_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -329,6 +329,11 @@ static void run_json_str(FILE *f, const char *s)
             fputc(c, f);
     }
     fputc('"', f);
+}
+
+static void run_json_str(FILE *f, const char *s)
+{
+    rl_json_write_str(f, s);
 }
 
 /* A number; a non-finite one as null (the readers report it as such). */

@@ -42,6 +42,7 @@
     X(ID, "name", "a name (letters, digits, '.', '_' and '-')")                                    \
     X(URL, "URL", "a URL tcp://HOST:PORT or tls+tcp://HOST:PORT")                                  \
     X(LISTEN, "URL", "a URL tcp://HOST:PORT or tls+tcp://HOST:PORT")                               \
+    X(HTTP, "URL", "a URL http://HOST:PORT (port 0: any free port)")                               \
     X(FILE, "file", "a file name")                                                                 \
     X(DIR, "directory", "a directory name")                                                        \
     X(INT, "integer", "an integer")                                                                \
@@ -60,6 +61,7 @@
 #define SPEC_CTYPE_ID     char *
 #define SPEC_CTYPE_URL    char *
 #define SPEC_CTYPE_LISTEN char *
+#define SPEC_CTYPE_HTTP   char *
 #define SPEC_CTYPE_FILE   char *
 #define SPEC_CTYPE_DIR    char *
 #define SPEC_CTYPE_INT    int
@@ -125,7 +127,7 @@ static const char *const *spec_enum_names(spec_type t, int *count)
 static int spec_type_is_string(spec_type t)
 {
     return t == SPEC_T_STR || t == SPEC_T_ID || t == SPEC_T_URL || t == SPEC_T_LISTEN ||
-           t == SPEC_T_FILE || t == SPEC_T_DIR;
+           t == SPEC_T_HTTP || t == SPEC_T_FILE || t == SPEC_T_DIR;
 }
 
 /* ---- Sections and keys, from spec_keys.def ------------------------------ */
@@ -457,24 +459,27 @@ static int spec_host_ok(const char *host, int bracketed)
  * endpoint is not NULL; two URLs with the same endpoint (and a port other
  * than 0) would bind the same socket.
  */
-static int spec_check_url(const char *s, int any_port, char *endpoint, size_t esize, char *why,
-                          size_t size)
+static int spec_check_url(const char *s, int any_port, int http, char *endpoint, size_t esize,
+                          char *why, size_t size)
 {
     nng_url *u = NULL;
     char q[96];
     rli_diag_quote(s, strlen(s), q, sizeof(q));
     if (nng_url_parse(&u, s) != 0) {
-        snprintf(why, size, "'%s' is not a URL (expected tcp://HOST:PORT or tls+tcp://HOST:PORT)",
-                 q);
+        snprintf(why, size, "'%s' is not a URL (expected %s)", q,
+                 http ? "http://HOST:PORT" : "tcp://HOST:PORT or tls+tcp://HOST:PORT");
         return -1;
     }
     int rc = -1;
     char h[64];
-    if (strcmp(u->u_scheme, "tcp") != 0 && strcmp(u->u_scheme, "tls+tcp") != 0) {
+    if (http && strcmp(u->u_scheme, "http") != 0) {
+        snprintf(why, size, "'%s' has scheme '%s' (use http://)", q,
+                 rli_diag_quote(u->u_scheme, strlen(u->u_scheme), h, sizeof(h)));
+    } else if (!http && strcmp(u->u_scheme, "tcp") != 0 && strcmp(u->u_scheme, "tls+tcp") != 0) {
         snprintf(why, size, "'%s' has scheme '%s' (use tcp:// or tls+tcp://)", q,
                  rli_diag_quote(u->u_scheme, strlen(u->u_scheme), h, sizeof(h)));
     } else if (u->u_userinfo != NULL || u->u_query != NULL || u->u_fragment != NULL ||
-               u->u_path[0] != '\0') {
+               (u->u_path[0] != '\0' && !(http && strcmp(u->u_path, "/") == 0))) {
         snprintf(why, size, "'%s' must be just SCHEME://HOST:PORT", q);
     } else if (!spec_host_ok(u->u_hostname, u->u_host[0] == '[')) {
         snprintf(why, size, "'%s' has no valid host", q);
@@ -571,7 +576,9 @@ static int spec_convert(const char *dir, const spec_key *k, const rli_yaml_node 
         return -1;
     case SPEC_T_URL:
     case SPEC_T_LISTEN:
-        return spec_check_url(str, k->type == SPEC_T_LISTEN, NULL, 0, why, size);
+        return spec_check_url(str, k->type == SPEC_T_LISTEN, 0, NULL, 0, why, size);
+    case SPEC_T_HTTP:
+        return spec_check_url(str, 1, 1, NULL, 0, why, size);
     case SPEC_T_FILE:
         if (spec_resolve(dir, n->text, str, RL_PATH_MAX) != 0) {
             snprintf(why, size, "'%s' is too long once joined to '%s'", q, dir);
@@ -1092,7 +1099,7 @@ static void spec_check_nodes(spec_ctx *c)
     rli_pos coord_pos = spec_where_key(c, SPEC_K_cluster_coordinator, 0, 0);
 
     if (c->state[SPEC_K_cluster_coordinator] == SPEC_GIVEN) {
-        spec_check_url(s->coordinator, 0, coord, sizeof(coord), why, sizeof(why));
+        spec_check_url(s->coordinator, 0, 0, coord, sizeof(coord), why, sizeof(why));
         spec_check_tls_url(c, s->coordinator, "cluster.coordinator", coord_pos);
     }
     for (int i = 0; i < s->n_nodes; i++) {
@@ -1110,7 +1117,7 @@ static void spec_check_nodes(spec_ctx *c)
         if (nd->listen[0] == '\0') continue;
         rli_pos at = spec_where_key(c, SPEC_K_cluster_nodes_listen, i, 0);
         snprintf(name, sizeof(name), "cluster.nodes[%d].listen", i);
-        spec_check_url(nd->listen, 1, ep[i], sizeof(ep[i]), why, sizeof(why));
+        spec_check_url(nd->listen, 1, 0, ep[i], sizeof(ep[i]), why, sizeof(why));
         spec_check_tls_url(c, nd->listen, name, at);
         size_t elen = strlen(ep[i]);
         if (elen >= 2 && strcmp(ep[i] + elen - 2, ":0") == 0)

@@ -94,12 +94,15 @@ RL_API void rl_rpc_ctx_reply(rl_rpc_ctx *call, int err, const char *errmsg, rl_m
 RL_API const char *rl_rpc_ctx_peer(const rl_rpc_ctx *call);
 RL_API uint32_t rl_rpc_ctx_pipe(const rl_rpc_ctx *call);
 
-/* Per-method metrics, kept for export. Latency: receive to reply, microseconds. */
+/* Per-method metrics, kept for export. Latency: receive to reply, microseconds;
+ * the quantiles over the last 4096 calls, the sum and count over all. */
 typedef struct rl_rpc_metrics {
     uint64_t calls;
     uint64_t errors;
     uint64_t refused_unauth;
     double lat_p50_us, lat_p99_us, lat_max_us;
+    double lat_sum_us;
+    uint64_t lat_count;
 } rl_rpc_metrics;
 RL_API void rl_rpc_server_metrics(rl_rpc_server *s, rl_msg_type req_type, rl_rpc_metrics *out);
 /* Frames that did not decode, or came from an unsupported version. */

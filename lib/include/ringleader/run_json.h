@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "ringleader/model.h"
 
@@ -89,6 +90,11 @@ typedef struct rl_run_report {
  * "cannot create DIR: why" or "cannot write PATH: why".
  */
 RL_API int rl_run_json_write(const char *dir, const rl_run_report *r);
+
+/* Writes s (NUL-terminated UTF-8) to f as a JSON string literal, quotes
+ * included: '"' and '\\' escaped, control characters as \u00XX. Used by
+ * every JSON document the project writes (run.json, status, logs). */
+RL_API void rl_json_write_str(FILE *f, const char *s);
 
 /* A trained model as `predict` reads it from a run.json. */
 typedef struct rl_run_model {

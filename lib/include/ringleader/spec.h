@@ -98,6 +98,10 @@ typedef struct rl_spec {
     double straggler_factor;
     int rebalance; /* bool */
 
+    /* monitor: the coordinator's HTTP endpoint; "" when off */
+    char monitor_listen[RL_URL_MAX];
+    char monitor_token_file[RL_PATH_MAX]; /* resolved; "" for the cluster token */
+
     /* output */
     char out_dir[RL_PATH_MAX]; /* as written: relative to the current directory */
 
