@@ -13,6 +13,7 @@
 
 #include "job.h"
 #include "ringleader/err.h"
+#include "ringleader/log.h"
 #include "ringleader/mem.h"
 #include "ringleader/run_json.h"
 #include "ringleader/stats.h"
@@ -133,7 +134,8 @@ int job_write_report(job *j, const char *dir, const char *spec_path, double wall
 void job_progress(job *j, bool final)
 {
     static uint64_t last_print;
-    bool tty = isatty(STDERR_FILENO);
+    bool json = rl_log_is_json(); /* then a log line like any other */
+    bool tty = !json && isatty(STDERR_FILENO);
     uint64_t now = rl_clock_ms();
     if (!final && !tty && now - last_print < 1000) return;
     last_print = now;
@@ -148,15 +150,21 @@ void job_progress(job *j, bool final)
     double rps = n && ms > 0 ? (double)j->dp.rows / (ms / 1e3) : NAN;
     pthread_mutex_unlock(&j->reg.mtx);
     const char *start = tty ? "\r\033[K" : "", *end = tty && !final ? "" : "\n";
+    char line[256];
     if (n == 0) {
-        fprintf(stderr, "%sstep 0/%d  starting  nodes %d/%d%s", start,
-                j->program ? 0 : j->spec->steps, alive, j->reg.n, end);
+        snprintf(line, sizeof(line), "step 0/%d  starting  nodes %d/%d",
+                 j->program ? 0 : j->spec->steps, alive, j->reg.n);
     } else {
         char rate[32] = "-";
         if (isfinite(rps)) snprintf(rate, sizeof(rate), "%.3g", rps);
-        fprintf(stderr, "%sstep %llu/%d  loss %.6g  step %.2f ms  %s rows/s  nodes %d/%d%s", start,
-                (unsigned long long)n, j->program ? (int)n : j->spec->steps, loss, ms, rate, alive,
-                j->reg.n, end);
+        snprintf(line, sizeof(line), "step %llu/%d  loss %.6g  step %.2f ms  %s rows/s  nodes %d/%d",
+                 (unsigned long long)n, j->program ? (int)n : j->spec->steps, loss, ms, rate,
+                 alive, j->reg.n);
     }
+    if (json) {
+        rl_log_info("%s", line);
+        return;
+    }
+    fprintf(stderr, "%s%s%s", start, line, end);
     fflush(stderr);
 }

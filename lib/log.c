@@ -1,7 +1,8 @@
 /* log.c - leveled logging to stderr, one write per line so that lines from
  * several threads and processes do not interleave. Each line starts with
  * the wall-clock time in UTC, so that the lines of the coordinator and of
- * every node sort into one story (see docs/operations.md). */
+ * every node sort into one story (see docs/operations.md). With
+ * RINGLEADER_LOG_FORMAT=json each line is a JSON object instead. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
@@ -10,14 +11,18 @@
 #include <unistd.h>
 
 #include "ringleader/log.h"
+#include "ringleader/run_json.h"
 #include "rli.h"
 
 static int log_level = -1;
+static int log_json; /* RINGLEADER_LOG_FORMAT=json */
 static char log_tag[32] = "rl";
 
 static void log_init(void)
 {
     const char *e = getenv("RINGLEADER_LOG");
+    const char *fmt = getenv("RINGLEADER_LOG_FORMAT");
+    log_json = fmt != NULL && strcasecmp(fmt, "json") == 0;
     log_level = RL_LOG_INFO;
     if (e != NULL) {
         if (strcasecmp(e, "error") == 0) log_level = RL_LOG_ERROR;
@@ -36,6 +41,12 @@ rl_log_level rl_log_get_level(void)
 {
     if (log_level < 0) log_init();
     return (rl_log_level)log_level;
+}
+
+int rl_log_is_json(void)
+{
+    if (log_level < 0) log_init();
+    return log_json;
 }
 
 void rl_log_set_tag(const char *tag)
@@ -58,6 +69,25 @@ const char *rl_log_format_time(int64_t unix_ms, char *buf, size_t size)
     return buf;
 }
 
+/* One JSON object per line (RINGLEADER_LOG_FORMAT=json): time, level, node
+ * (the tag), message and fields, written with one write(). */
+static void log_write_json(const char *when, const char *level, const char *msg)
+{
+    char out[6 * 1024 + 512]; /* the message escaped: at most 6 bytes per byte */
+    FILE *f = fmemopen(out, sizeof(out), "w");
+    if (f == NULL) return;
+    fprintf(f, "{\"time\":\"%s\",\"level\":\"%s\",\"node\":", when, level);
+    rl_json_write_str(f, log_tag);
+    fputs(",\"message\":", f);
+    rl_json_write_str(f, msg);
+    fprintf(f, ",\"fields\":{\"pid\":%ld}}\n", (long)getpid());
+    long n = ftell(f);
+    fclose(f);
+    if (n <= 0 || n >= (long)sizeof(out) || out[n - 1] != '\n') return; /* never a partial object */
+    ssize_t w = write(STDERR_FILENO, out, (size_t)n);
+    (void)w;
+}
+
 void rl_log(rl_log_level lvl, const char *fmt, ...)
 {
     static const char *names[] = {"error", "warn", "info", "debug"};
@@ -70,11 +100,16 @@ void rl_log(rl_log_level lvl, const char *fmt, ...)
     if ((int)lvl > log_level) return;
     clock_gettime(CLOCK_REALTIME, &now);
     rl_log_format_time((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, when, sizeof(when));
-    n = snprintf(line, sizeof(line), "[%s %s %s] ", when, log_tag, names[lvl]);
+    n = log_json ? 0 : snprintf(line, sizeof(line), "[%s %s %s] ", when, log_tag, names[lvl]);
     va_start(ap, fmt);
     n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);
     if (n > (int)sizeof(line) - 2) n = (int)sizeof(line) - 2;
+    if (log_json) {
+        line[n] = '\0';
+        log_write_json(when, names[lvl], line);
+        return;
+    }
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;

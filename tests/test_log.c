@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* strptime, timegm */
 #include <regex.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,12 +77,57 @@ START_TEST(a_line_starts_with_the_wall_clock)
 }
 END_TEST
 
+START_TEST(json_format_writes_one_object_per_line)
+{
+    setenv("RINGLEADER_LOG_FORMAT", "json", 1); /* read at the first line (a fresh fork) */
+    char line[512];
+    capture_line(line, sizeof(line));
+    ck_assert(rl_log_is_json());
+    regex_t re;
+    ck_assert_int_eq(
+        regcomp(&re,
+                "^\\{\"time\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z\","
+                "\"level\":\"info\",\"node\":\"coord\",\"message\":\"node n1 joined\","
+                "\"fields\":\\{\"pid\":[0-9]+\\}\\}\n$",
+                REG_EXTENDED | REG_NOSUB),
+        0);
+    ck_assert_msg(regexec(&re, line, 0, NULL, 0) == 0, "unexpected log line: %s", line);
+    regfree(&re);
+}
+END_TEST
+
+START_TEST(json_format_escapes_the_message)
+{
+    setenv("RINGLEADER_LOG_FORMAT", "json", 1);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(dup2(fds[1], STDERR_FILENO), 0);
+    rl_log_set_tag("n\"2");
+    rl_log_warn("a \"quote\", a \\ and a\nnewline\t");
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fds[1]);
+    char out[512];
+    ssize_t n = read(fds[0], out, sizeof(out) - 1);
+    close(fds[0]);
+    ck_assert_int_gt(n, 0);
+    out[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(out, "\"node\":\"n\\\"2\""));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\"message\":\"a \\\"quote\\\", a \\\\ and a\\u000anewline\\u0009\""));
+    ck_assert_int_eq(strchr(out, '\n') - out, n - 1); /* one line */
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("log");
     TCase *tc = tcase_create("time");
     tcase_add_test(tc, time_is_iso8601_utc_with_milliseconds);
     tcase_add_test(tc, a_line_starts_with_the_wall_clock);
+    tcase_add_test(tc, json_format_writes_one_object_per_line);
+    tcase_add_test(tc, json_format_escapes_the_message);
     suite_add_tcase(s, tc);
     return rlt_run_suite(s);
 }

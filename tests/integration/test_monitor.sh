@@ -138,4 +138,20 @@ for path in /metrics /api/status; do
   [ "$c" = 200 ] || fail "$path, the right token: $c"
 done
 kill -TERM "$WILD"; wait "$WILD" 2>/dev/null || true
+
+# RINGLEADER_LOG_FORMAT=json: every line the coordinator writes to stderr is
+# one JSON object with time, level, node, message and fields.
+write_spec "$RL_TMP/json.yaml" 2 "$RL_TMP/tok"
+RINGLEADER_LOG_FORMAT=json timeout 60 "$RL" run "$RL_TMP/json.yaml" >/dev/null 2>"$RL_TMP/json.err" ||
+  fail "json-logged run failed: $(tail -3 "$RL_TMP/json.err")"
+$PY - "$RL_TMP/json.err" <<'EOF' || fail "not one JSON object per line: $(head -3 "$RL_TMP/json.err")"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) >= 3, lines
+for l in lines:
+    o = json.loads(l)
+    assert set(o) == {"time", "level", "node", "message", "fields"}, o
+    assert o["time"].endswith("Z") and o["level"] in ("error", "warn", "info", "debug")
+assert any(json.loads(l)["message"].startswith("node n1 joined") for l in lines)
+EOF
 echo "PASS"

@@ -3,6 +3,9 @@
  * wall-clock time (UTC, milliseconds), the program's role ("coord", "n2")
  * and the level:
  *     [2026-12-02T17:03:37.123Z coord info] node n1 joined (...)
+ * or, with RINGLEADER_LOG_FORMAT=json, one JSON object per line:
+ *     {"time":"2026-12-02T17:03:37.123Z","level":"info","node":"coord",
+ *      "message":"node n1 joined (...)","fields":{"pid":4242}}
  */
 #ifndef RINGLEADER_LOG_H
 #define RINGLEADER_LOG_H
@@ -22,6 +25,9 @@ typedef enum { RL_LOG_ERROR = 0, RL_LOG_WARN = 1, RL_LOG_INFO = 2, RL_LOG_DEBUG 
 RL_API void rl_log_set_level(rl_log_level lvl);
 RL_API void rl_log_set_tag(const char *tag);
 RL_API rl_log_level rl_log_get_level(void);
+/* True when RINGLEADER_LOG_FORMAT=json: lines are JSON objects, and a
+ * program's own stderr lines (progress) should go through rl_log too. */
+RL_API int rl_log_is_json(void);
 
 /* Bytes that rl_log_format_time needs: "2026-12-02T17:03:37.123Z" and a NUL. */
 #define RL_LOG_TIME_LEN 32
