@@ -174,30 +174,38 @@ static void json_reported(FILE *f, double v)
     json_num(f, v > 0 ? v : NAN);
 }
 
-/* "reassign" events end with "blocks ID:N ID:N ...": the counts as an
- * object {"ID": N, ...}; {} when the detail has none. */
-static void json_block_counts(FILE *f, const char *detail)
+int snapshot_block_counts(const char *detail, char (*ids)[RL_ID_MAX], int *counts, int max)
 {
-    fputc('{', f);
     const char *p = strstr(detail, "blocks ");
-    bool first = true;
+    int n = 0;
     if (p != NULL) p += strlen("blocks ");
-    while (p != NULL && *p) {
+    while (p != NULL && *p && n < max) {
         const char *colon = strchr(p, ':'), *end = strchr(p, ' ');
         if (colon == NULL || (end != NULL && colon > end)) break;
-        char id[RL_ID_MAX];
-        size_t n = (size_t)(colon - p);
-        if (n == 0 || n >= sizeof(id)) break;
-        memcpy(id, p, n);
-        id[n] = '\0';
+        size_t len = (size_t)(colon - p);
+        if (len == 0 || len >= RL_ID_MAX) break;
         char *num_end;
         long v = strtol(colon + 1, &num_end, 10);
-        if (num_end == colon + 1 || (*num_end != ' ' && *num_end != '\0')) break;
-        fputs(first ? "" : ",", f);
-        rl_json_write_str(f, id);
-        fprintf(f, ":%ld", v);
-        first = false;
+        if (num_end == colon + 1 || (*num_end != ' ' && *num_end != '\0') || v < 0) break;
+        memcpy(ids[n], p, len);
+        ids[n][len] = '\0';
+        counts[n++] = (int)v;
         p = *num_end == ' ' ? num_end + 1 : NULL;
+    }
+    return n;
+}
+
+/* A reassign event's block counts as an object {"ID": N, ...}. */
+static void json_block_counts(FILE *f, const char *detail)
+{
+    char ids[SNAP_MAX_PLAN_NODES][RL_ID_MAX];
+    int counts[SNAP_MAX_PLAN_NODES];
+    int n = snapshot_block_counts(detail, ids, counts, SNAP_MAX_PLAN_NODES);
+    fputc('{', f);
+    for (int i = 0; i < n; i++) {
+        fputs(i ? "," : "", f);
+        rl_json_write_str(f, ids[i]);
+        fprintf(f, ":%d", counts[i]);
     }
     fputc('}', f);
 }

@@ -20,6 +20,7 @@ struct job;
 #define SNAP_MAX_STEPS  600
 #define SNAP_MAX_EVENTS 200
 #define SNAP_MAX_KINDS  24 /* distinct event kinds counted */
+#define SNAP_MAX_PLAN_NODES 64 /* nodes a reassign event's detail can name (160 bytes) */
 
 /* The histograms' upper bounds in seconds, defined once (+Inf is implied). */
 #define SNAP_HIST_BOUNDS(X)                                                                        \
@@ -108,6 +109,10 @@ const char *snapshot_job_status(int status);
 /* The status document, JSON (docs/operations.md lists its fields): the job,
  * every node, the step history, the events and block counts per epoch. */
 void snapshot_write_json(const job_snapshot *s, FILE *f);
+/* A "reassign" event's detail ends with "blocks ID:N ID:N ..." (job.c): the
+ * node ids and counts, up to max of them, into ids and counts; returns how
+ * many (0 when the detail has none; a count cut short stops the list). */
+int snapshot_block_counts(const char *detail, char (*ids)[RL_ID_MAX], int *counts, int max);
 /* The status document of j, a heap string (free), or NULL out of memory. */
 char *snapshot_json_text(struct job *j);
 

@@ -14,6 +14,8 @@
  * and a non-finite number is written as null, so a null where a number is
  * expected means the run diverged: that is reported, not read as zero.
  * Every check names the member and its position in the file.
+ * rl_run_json_read reads the whole record (steps, nodes, events) for the
+ * report.
  */
 #include <errno.h>
 #include <math.h>
@@ -564,5 +566,242 @@ int rl_run_json_write(const char *dir, const rl_run_report *r)
         unlink(tmp);
         return rc;
     }
+    return RL_OK;
+}
+
+/* ---- The whole record (rl_run_json_read) ------------------------------------- */
+
+typedef struct run_record_priv {
+    rli_json *root; /* the strings point into it */
+    rl_run_step *steps;
+    rl_run_node *nodes;
+    rl_run_event *events;
+    double *compute; /* n_steps x n_nodes */
+} run_record_priv;
+
+/* A number, or NaN for null (a non-finite value written); else an error. */
+static int run_json_read_num(const char *path, const rli_json *obj, const char *where,
+                             const char *key, double *out)
+{
+    const rli_json *v;
+    int rc = run_json_member(path, obj, where, key, &v);
+    if (rc != RL_OK) return rc;
+    if (v->kind == RLI_JSON_NULL) {
+        *out = NAN;
+        return RL_OK;
+    }
+    if (v->kind != RLI_JSON_NUMBER)
+        return run_json_bad(path, v, "%s \"%s\" is %s: want a number", where, key,
+                            rli_json_kind_name(v->kind));
+    *out = v->number;
+    return RL_OK;
+}
+
+static int run_json_read_text(const char *path, const rli_json *obj, const char *where,
+                              const char *key, const char **out)
+{
+    const rli_json *v;
+    int rc = run_json_member(path, obj, where, key, &v);
+    if (rc != RL_OK) return rc;
+    if (v->kind != RLI_JSON_STRING)
+        return run_json_bad(path, v, "%s \"%s\" is %s: want a string", where, key,
+                            rli_json_kind_name(v->kind));
+    *out = v->str;
+    return RL_OK;
+}
+
+static int run_json_read_list(const char *path, const rli_json *root, const char *key,
+                              const rli_json **out)
+{
+    int rc = run_json_member(path, root, "run.json", key, out);
+    if (rc == RL_OK && (*out)->kind != RLI_JSON_ARRAY)
+        rc = run_json_bad(path, *out, "\"%s\" is %s: want a list", key,
+                          rli_json_kind_name((*out)->kind));
+    return rc;
+}
+
+static int run_json_read_nodes(const char *path, const rli_json *list, rl_run_record *rec,
+                               run_record_priv *p)
+{
+    p->nodes = calloc(list->len + 1, sizeof(rl_run_node));
+    if (p->nodes == NULL) return rli_err(RL_ENOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < list->len; i++) {
+        const rli_json *o = list->items[i], *blocks;
+        rl_run_node *n = &p->nodes[i];
+        double rows;
+        int rc;
+        if (o->kind != RLI_JSON_OBJECT) return run_json_bad(path, o, "nodes[%zu] is not an object", i);
+        if ((rc = run_json_read_text(path, o, "a node", "id", &n->id)) != RL_OK ||
+            (rc = run_json_read_text(path, o, "a node", "state", &n->state)) != RL_OK ||
+            (rc = run_json_member(path, o, "a node", "blocks", &blocks)) != RL_OK ||
+            (rc = run_json_read_num(path, o, "a node", "rows", &rows)) != RL_OK ||
+            (rc = run_json_read_num(path, o, "a node", "compute_ms_p50", &n->compute_ms_p50)) !=
+                RL_OK ||
+            (rc = run_json_read_num(path, o, "a node", "rows_per_s", &n->rows_per_s)) != RL_OK)
+            return rc;
+        if (blocks->kind != RLI_JSON_ARRAY)
+            return run_json_bad(path, blocks, "a node's \"blocks\" is not a list");
+        n->n_blocks = blocks->len;
+        n->rows = isfinite(rows) ? (int64_t)rows : 0;
+    }
+    rec->r.nodes = p->nodes;
+    rec->r.n_nodes = list->len;
+    return RL_OK;
+}
+
+static int run_json_read_steps(const char *path, const rli_json *list, rl_run_record *rec,
+                               run_record_priv *p)
+{
+    size_t nn = rec->r.n_nodes;
+    p->steps = calloc(list->len + 1, sizeof(rl_run_step));
+    p->compute = calloc(list->len * nn + 1, sizeof(double));
+    if (p->steps == NULL || p->compute == NULL) return rli_err(RL_ENOMEM, "%s: out of memory", path);
+    for (size_t k = 0; k < list->len; k++) {
+        const rli_json *o = list->items[k];
+        rl_run_step *s = &p->steps[k];
+        double step;
+        int rc;
+        if (o->kind != RLI_JSON_OBJECT) return run_json_bad(path, o, "steps[%zu] is not an object", k);
+        if ((rc = run_json_read_num(path, o, "a step", "step", &step)) != RL_OK ||
+            (rc = run_json_read_num(path, o, "a step", "t_ms", &s->t_ms)) != RL_OK ||
+            (rc = run_json_read_num(path, o, "a step", "loss", &s->loss)) != RL_OK ||
+            (rc = run_json_read_num(path, o, "a step", "ms", &s->ms)) != RL_OK ||
+            (rc = run_json_read_num(path, o, "a step", "allreduce_ms", &s->allreduce_ms)) != RL_OK)
+            return rc;
+        if (!(step >= 0)) return run_json_bad(path, o, "a step's \"step\" is not a count");
+        s->step = (uint64_t)step;
+        const rli_json *c = rli_json_get(o, "compute_ms"); /* optional: per node */
+        double *row = p->compute + k * nn;
+        for (size_t i = 0; i < nn; i++) row[i] = NAN;
+        if (c != NULL && c->kind == RLI_JSON_OBJECT) {
+            for (size_t e = 0; e < c->len; e++)
+                for (size_t i = 0; i < nn; i++)
+                    if (strcmp(c->keys[e], p->nodes[i].id) == 0 &&
+                        c->items[e]->kind == RLI_JSON_NUMBER)
+                        row[i] = c->items[e]->number;
+            s->compute_ms = row;
+            s->n_compute = nn;
+        }
+    }
+    rec->r.steps = p->steps;
+    rec->r.n_steps = list->len;
+    return RL_OK;
+}
+
+static int run_json_read_events(const char *path, const rli_json *list, rl_run_record *rec,
+                                run_record_priv *p)
+{
+    p->events = calloc(list->len + 1, sizeof(rl_run_event));
+    if (p->events == NULL) return rli_err(RL_ENOMEM, "%s: out of memory", path);
+    for (size_t k = 0; k < list->len; k++) {
+        const rli_json *o = list->items[k];
+        rl_run_event *e = &p->events[k];
+        double step;
+        int rc;
+        if (o->kind != RLI_JSON_OBJECT) return run_json_bad(path, o, "events[%zu] is not an object", k);
+        if ((rc = run_json_read_num(path, o, "an event", "t_ms", &e->t_ms)) != RL_OK ||
+            (rc = run_json_read_num(path, o, "an event", "step", &step)) != RL_OK ||
+            (rc = run_json_read_text(path, o, "an event", "kind", &e->kind)) != RL_OK ||
+            (rc = run_json_read_text(path, o, "an event", "node", &e->node)) != RL_OK ||
+            (rc = run_json_read_text(path, o, "an event", "detail", &e->detail)) != RL_OK)
+            return rc;
+        e->step = isfinite(step) ? (int64_t)step : -1;
+        e->recovery_ms = -1;
+        const rli_json *r = rli_json_get(o, "recovery_ms");
+        if (r != NULL && r->kind == RLI_JSON_NUMBER) e->recovery_ms = r->number;
+    }
+    rec->r.events = p->events;
+    rec->r.n_events = list->len;
+    return RL_OK;
+}
+
+void rl_run_record_free(rl_run_record *rec)
+{
+    if (rec == NULL) return;
+    run_record_priv *p = rec->priv_;
+    if (p != NULL) {
+        rli_json_free(p->root);
+        free(p->steps);
+        free(p->nodes);
+        free(p->events);
+        free(p->compute);
+        free(p);
+    }
+    free(rec);
+}
+
+int rl_run_json_read(const char *path, rl_run_record **out)
+{
+    *out = NULL;
+    rl_run_record *rec = calloc(1, sizeof(*rec));
+    run_record_priv *p = calloc(1, sizeof(*p));
+    if (rec == NULL || p == NULL) {
+        free(rec);
+        free(p);
+        return rli_err(RL_ENOMEM, "%s: out of memory", path);
+    }
+    rec->priv_ = p;
+    int rc = rli_json_load(path, &p->root);
+    const rli_json *root = p->root, *nodes, *steps, *events, *sm;
+    if (rc != RL_OK) goto out;
+    if (root->kind != RLI_JSON_OBJECT) {
+        rc = run_json_bad(path, root, "a run.json is an object, this is %s",
+                          rli_json_kind_name(root->kind));
+        goto out;
+    }
+    double completed, total, base_nodes;
+    if ((rc = run_json_read_text(path, root, "run.json", "status", &rec->status)) != RL_OK ||
+        (rc = run_json_read_num(path, root, "run.json", "wall_s", &rec->r.wall_s)) != RL_OK ||
+        (rc = run_json_read_num(path, root, "run.json", "steps_completed", &completed)) != RL_OK ||
+        (rc = run_json_read_num(path, root, "run.json", "final_loss", &rec->r.final_loss)) !=
+            RL_OK ||
+        (rc = run_json_member(path, root, "run.json", "step_ms", &sm)) != RL_OK ||
+        (rc = run_json_read_list(path, root, "nodes", &nodes)) != RL_OK ||
+        (rc = run_json_read_list(path, root, "steps", &steps)) != RL_OK ||
+        (rc = run_json_read_list(path, root, "events", &events)) != RL_OK ||
+        (rc = run_json_read_nodes(path, nodes, rec, p)) != RL_OK ||
+        (rc = run_json_read_steps(path, steps, rec, p)) != RL_OK ||
+        (rc = run_json_read_events(path, events, rec, p)) != RL_OK)
+        goto out;
+    rec->r.ok = strcmp(rec->status, "ok") == 0;
+    rec->r.interrupted = strcmp(rec->status, "interrupted") == 0;
+    const rli_json *err = rli_json_get(root, "error"), *spec = rli_json_get(root, "spec");
+    rec->r.error = err != NULL && err->kind == RLI_JSON_STRING ? err->str : NULL;
+    rec->r.spec = spec != NULL && spec->kind == RLI_JSON_STRING ? spec->str : "";
+    rec->r.steps_completed = isfinite(completed) ? (uint64_t)completed : 0;
+    rec->r.steps_total = rec->r.steps_completed;
+    if (run_json_read_num(path, root, "run.json", "steps_total", &total) == RL_OK &&
+        isfinite(total))
+        rec->r.steps_total = (uint64_t)total;
+    rec->step_ms_p50 = rec->step_ms_p99 = NAN;
+    if (sm->kind == RLI_JSON_OBJECT) {
+        const rli_json *a = rli_json_get(sm, "p50"), *b = rli_json_get(sm, "p99");
+        if (a != NULL && a->kind == RLI_JSON_NUMBER) rec->step_ms_p50 = a->number;
+        if (b != NULL && b->kind == RLI_JSON_NUMBER) rec->step_ms_p99 = b->number;
+    }
+    const rli_json *ep = rli_json_get(root, "epoch"), *bt = rli_json_get(root, "blocks_total");
+    if (ep != NULL && ep->kind == RLI_JSON_NUMBER) rec->r.epoch = (uint64_t)ep->number;
+    if (bt != NULL && bt->kind == RLI_JSON_NUMBER) rec->r.blocks_total = (uint32_t)bt->number;
+    const rli_json *pg = rli_json_get(root, "program");
+    rec->r.program = pg != NULL && pg->kind == RLI_JSON_BOOL && pg->boolean;
+    rec->speedup = NAN;
+    const rli_json *su = rli_json_get(root, "speedup"), *sb = rli_json_get(root, "speedup_baseline");
+    if (su != NULL && su->kind == RLI_JSON_NUMBER) {
+        rec->speedup = su->number;
+        if (sb != NULL && sb->kind == RLI_JSON_OBJECT) {
+            const rli_json *bp = rli_json_get(sb, "step_ms_p50"), *br = rli_json_get(sb, "run");
+            if (bp != NULL && bp->kind == RLI_JSON_NUMBER) rec->baseline_step_ms = bp->number;
+            if (br != NULL && br->kind == RLI_JSON_STRING) rec->r.baseline = br->str;
+            if (run_json_read_num(path, sb, "speedup_baseline", "nodes", &base_nodes) == RL_OK &&
+                isfinite(base_nodes))
+                rec->baseline_nodes = (int)base_nodes;
+        }
+    }
+out:
+    if (rc != RL_OK) {
+        rl_run_record_free(rec);
+        return rc;
+    }
+    *out = rec;
     return RL_OK;
 }

@@ -3,10 +3,28 @@
 set -euo pipefail
 RL_PIDS=()
 RL_TMP=$(mktemp -d /tmp/rl-it.XXXXXX)
+# report_runs: `ringleader report` ($RL, when the test set it) on every
+# run.json the test's runs wrote under $RL_TMP: it must write the report, with
+# the step-time chart when the run completed a step. Non-zero if one failed.
+report_runs() {
+  [ -n "${RL:-}" ] && [ -x "$RL" ] || return 0
+  local f bad=0
+  while IFS= read -r f; do
+    if ! "$RL" report "$f" -o "$f.html" >/dev/null 2>"$f.report.err"; then
+      echo "FAIL: ringleader report $f: $(cat "$f.report.err")" >&2; bad=1
+    elif grep -q '"steps_completed": [1-9]' "$f" && ! grep -q 'id="steptime"' "$f.html"; then
+      echo "FAIL: ringleader report $f: no step-time chart for a run with steps" >&2; bad=1
+    fi
+  done < <(find "$RL_TMP" -name run.json -type f 2>/dev/null)
+  return "$bad"
+}
 cleanup() {
+  local rc=$?
   for p in "${RL_PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
   for p in "${RL_PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  report_runs || rc=1
   rm -rf "$RL_TMP"
+  [ "$rc" -eq 0 ] || exit "$rc"
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }

@@ -91,6 +91,29 @@ typedef struct rl_run_report {
  */
 RL_API int rl_run_json_write(const char *dir, const rl_run_report *r);
 
+/* A whole run.json as `ringleader report` reads it: r holds its lists (steps
+ * with compute_ms indexed as r.nodes, nodes with their block counts but
+ * blocks NULL, events), status the "status" text; a number the file has as
+ * null is NaN. Everything is owned by the record. */
+typedef struct rl_run_record {
+    rl_run_report r;
+    const char *status;        /* "ok", "failed" or "interrupted" */
+    double step_ms_p50, step_ms_p99;
+    double speedup;            /* NaN: the run had no --baseline */
+    double baseline_step_ms;   /* with speedup */
+    int baseline_nodes;
+    void *priv_;
+} rl_run_record;
+
+/*
+ * Reads the run.json at path into *out (free with rl_run_record_free).
+ * RL_OK, or RL_ENOTFOUND / RL_EPERM / RL_EIO, or RL_EDATA with
+ * rl_errdetail() "PATH:LINE:COL: what" for a file that is not a run.json
+ * (a member missing or of the wrong kind, named).
+ */
+RL_API int rl_run_json_read(const char *path, rl_run_record **out);
+RL_API void rl_run_record_free(rl_run_record *rec);
+
 /* Writes s (NUL-terminated UTF-8) to f as a JSON string literal, quotes
  * included: '"' and '\\' escaped, control characters as \u00XX. Used by
  * every JSON document the project writes (run.json, status, logs). */
