@@ -13,6 +13,7 @@
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
 
+#include "dashboard.h"
 #include "metrics.h"
 #include "monitor.h"
 #include "snapshot.h"
@@ -149,6 +150,14 @@ static void monitor_serve_status(nng_aio *aio)
     free(text);
 }
 
+static void monitor_serve_dashboard(nng_aio *aio)
+{
+    monitor *m = monitor_of(aio);
+    if (m == NULL) return;
+    monitor_reply(aio, NNG_HTTP_STATUS_OK, "text/html; charset=utf-8", dashboard_html,
+                  dashboard_html_len);
+}
+
 static int monitor_handle(monitor *m, const char *path, void (*fn)(nng_aio *))
 {
     nng_http_handler *h = NULL;
@@ -200,7 +209,8 @@ int monitor_start(job *j, rl_rpc_server *srv, const rl_token *cluster, monitor *
         goto fail;
     }
     if ((rv = monitor_handle(m, "/metrics", monitor_serve_metrics)) != 0 ||
-        (rv = monitor_handle(m, "/api/status", monitor_serve_status)) != 0) {
+        (rv = monitor_handle(m, "/api/status", monitor_serve_status)) != 0 ||
+        (rv = monitor_handle(m, "/", monitor_serve_dashboard)) != 0) {
         snprintf(why, why_len, "monitor.listen %s: cannot add a handler: %s", listen,
                  nng_strerror(rv));
         goto fail;

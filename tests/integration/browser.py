@@ -111,7 +111,7 @@ def follow_dashboard(url, node, out):
     """Waits for the dashboard to show NODE alive and steps passing, prints
     'ready', then expects NODE shown failed within 2 s of that line and the
     step (or time) shown to change afterwards."""
-    b = Browser()
+    b = Browser(1000, 1800)
     try:
         b.open(url)
         state = "return [document.querySelector('[data-node=\"%s\"] .state') ? " \
