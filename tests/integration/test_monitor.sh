@@ -58,6 +58,11 @@ done
 grep -q '^ringleader_rpc_calls_total{method="heartbeat"} [1-9]' "$RL_TMP/m.txt" || fail "no heartbeat calls"
 grep -q '^ringleader_step_duration_seconds_count [1-9]' "$RL_TMP/m.txt" || fail "no step histogram"
 grep -q '^ringleader_events_total{kind="join"} 2$' "$RL_TMP/m.txt" || fail "joins not counted"
+# docs/operations.md lists every metric family the scrape has.
+DOC="$(dirname "$0")/../../docs/operations.md"
+for m in $(sed -n 's/^# TYPE \([a-z_]*\) .*/\1/p' "$RL_TMP/m.txt"); do
+  grep -q "\`$m\`" "$DOC" || fail "docs/operations.md does not list $m"
+done
 
 # /api/status is the document `ringleader status --json` prints.
 "$RL" status "$RL_TMP/run.yaml" --json >"$RL_TMP/cli.json" 2>"$RL_TMP/cli.err" ||
