@@ -66,6 +66,7 @@ EOF
 
 # Headless Chromium draws it: not blank, the charts' colours present.
 $BROWSER screenshot "file://$H" "$RL_TMP/report.png" || fail "no screenshot of the report"
+if [ -n "${RL_SCREENSHOT_DIR:-}" ]; then cp "$RL_TMP/report.png" "$RL_SCREENSHOT_DIR/"; fi
 $BROWSER check-image "$RL_TMP/report.png" "#4c8fd6" "#f2a541" "#1f77b4" || fail "the report's screenshot"
 
 # -o - writes to stdout; bad input is an error naming the file and where.
