@@ -261,7 +261,7 @@ int cmd_run(int argc, char **argv)
             job_finish(&j, JOB_FAILED, why);
             goto stop;
         }
-        rl_log_info("monitor at %s (/metrics, /api/status)", monitor_url(mon));
+        rl_log_info("monitor at %s (dashboard at /, /metrics, /api/status)", monitor_url(mon));
     }
     if (spec->launch == RL_LAUNCH_LOCAL && j.program) {
         if (launch_programs(spec, &nodes) != 0) {
