@@ -12,7 +12,7 @@
     X(run, "run a job as its coordinator")                                                         \
     X(status, "print the state of a running job, asked of its coordinator")                        \
     X(predict, "apply a trained model (run.json) to the rows of a CSV")                            \
-    X(report, "write a run's report (run.json) as one HTML file with charts")                     \
+    X(report, "write a run's report (run.json) as one HTML file with charts")                      \
     X(token, "make a cluster token file: token new FILE")                                           \
     X(bench, "benchmarks: allreduce, rpc, train")
 

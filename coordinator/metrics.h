@@ -25,7 +25,7 @@
     X(ringleader_step_duration_seconds, histogram, "Wall time of each completed step")             \
     X(ringleader_allreduce_duration_seconds, histogram,                                            \
       "Time each completed step spent in the ring all-reduce")                                     \
-    X(ringleader_node_state, gauge, "1 for the node's state (expected, alive, failed, left)")     \
+    X(ringleader_node_state, gauge, "1 for the node's state (expected, alive, failed, left)")      \
     X(ringleader_node_blocks, gauge, "Data blocks the node holds")                                 \
     X(ringleader_node_rows_per_second, gauge, "Rows per second of compute, as the node reports")   \
     X(ringleader_node_compute_seconds, gauge, "Compute time per step, mean since its last report") \
@@ -34,7 +34,7 @@
     X(ringleader_node_cpu_seconds_per_second, gauge, "CPU seconds the node used per second")       \
     X(ringleader_node_resident_memory_bytes, gauge, "Resident memory of the node process")         \
     X(ringleader_node_heartbeats_total, counter, "Heartbeats received from the node")              \
-    X(ringleader_rpc_calls_total, counter, "RPC calls served, by method")                         \
+    X(ringleader_rpc_calls_total, counter, "RPC calls served, by method")                          \
     X(ringleader_rpc_errors_total, counter, "RPC calls answered with an error, by method")         \
     X(ringleader_rpc_unauthenticated_total, counter,                                               \
       "RPC calls refused for want of authentication, by method")                                   \

@@ -52,7 +52,8 @@ int monitor_authorized(const rl_token *required, const char *authorization)
     if (authorization == NULL || strncmp(authorization, scheme, strlen(scheme)) != 0) return 0;
     const char *t = authorization + strlen(scheme);
     size_t n = strlen(t);
-    while (n > 0 && isspace((unsigned char)t[n - 1])) n--;
+    while (n > 0 && isspace((unsigned char)t[n - 1]))
+        n--;
     if (n != required->len) return 0;
     unsigned char diff = 0; /* the same time whatever the first wrong byte */
     for (size_t i = 0; i < n; i++)
@@ -187,7 +188,8 @@ int monitor_start(job *j, rl_rpc_server *srv, const rl_token *cluster, monitor *
     pthread_mutex_init(&m->mtx, NULL);
     for (size_t k = 0; k < MONITOR_N_METHODS; k++) {
         snprintf(m->method_names[k], sizeof(m->method_names[k]), "%s", monitor_method_names[k]);
-        for (char *p = m->method_names[k]; *p; p++) *p = (char)tolower((unsigned char)*p);
+        for (char *p = m->method_names[k]; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
     }
     nng_url *u = NULL;
     int rv = nng_url_parse(&u, listen);
@@ -216,8 +218,7 @@ int monitor_start(job *j, rl_rpc_server *srv, const rl_token *cluster, monitor *
         goto fail;
     }
     if ((rv = nng_http_server_start(m->http)) != 0) {
-        snprintf(why, why_len,
-                 "monitor.listen %s: cannot listen: %s%s", listen, nng_strerror(rv),
+        snprintf(why, why_len, "monitor.listen %s: cannot listen: %s%s", listen, nng_strerror(rv),
                  rv == NNG_EADDRINUSE ? " (another coordinator's monitor? choose another port, "
                                         "or port 0 for any free one)"
                                       : "");

@@ -157,9 +157,10 @@ void job_progress(job *j, bool final)
     } else {
         char rate[32] = "-";
         if (isfinite(rps)) snprintf(rate, sizeof(rate), "%.3g", rps);
-        snprintf(line, sizeof(line), "step %llu/%d  loss %.6g  step %.2f ms  %s rows/s  nodes %d/%d",
-                 (unsigned long long)n, j->program ? (int)n : j->spec->steps, loss, ms, rate,
-                 alive, j->reg.n);
+        snprintf(line, sizeof(line),
+                 "step %llu/%d  loss %.6g  step %.2f ms  %s rows/s  nodes %d/%d",
+                 (unsigned long long)n, j->program ? (int)n : j->spec->steps, loss, ms, rate, alive,
+                 j->reg.n);
     }
     if (json) {
         rl_log_info("%s", line);

@@ -14,14 +14,14 @@
 #include "snapshot.h"
 #include "ringleader/spec.h"
 
-#define CH_W 880 /* chart size and margins, in SVG units */
-#define CH_H 260
-#define CH_L 72
-#define CH_R 16
-#define CH_T 14
-#define CH_B 40
-#define CH_MAX_COLUMNS 300 /* step-time bars at most; steps are averaged into them */
-#define CH_MAX_POINTS 1500 /* loss points at most */
+#define CH_W           880 /* chart size and margins, in SVG units */
+#define CH_H           260
+#define CH_L           72
+#define CH_R           16
+#define CH_T           14
+#define CH_B           40
+#define CH_MAX_COLUMNS 300  /* step-time bars at most; steps are averaged into them */
+#define CH_MAX_POINTS  1500 /* loss points at most */
 
 static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
@@ -237,10 +237,11 @@ static void chart_step_time(FILE *f, const rl_run_record *rec)
     for (size_t b = 0; b < nb; b++) {
         double x0 = chart_x(&x, s0[b]), x1 = chart_x(&x, s1[b]), w = fmax(x1 - x0 - 0.2, 0.6);
         double yc = chart_y(&y, comp[b]), yt = chart_y(&y, comp[b] + ar[b]);
-        fprintf(f,
-                "<rect class=\"compute\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>"
-                "<rect class=\"allreduce\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n",
-                x0, yc, w, (CH_H - CH_B) - yc, x0, yt, w, yc - yt);
+        fprintf(
+            f,
+            "<rect class=\"compute\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>"
+            "<rect class=\"allreduce\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n",
+            x0, yc, w, (CH_H - CH_B) - yc, x0, yt, w, yc - yt);
     }
     svg_event_marks(f, rec, &x);
     svg_close(f, "<p class=\"legend\"><span class=\"sw compute\"></span>compute (the step's time "
@@ -288,8 +289,8 @@ static void chart_blocks(FILE *f, const rl_run_record *rec)
         fprintf(f, "<polyline class=\"node\" stroke=\"%s\" points=\"", palette[i % PALETTE_N]);
         for (size_t q = 0; q < nplans; q++) {
             double next = q + 1 < nplans ? t[q + 1] : end, v = held[q * nn + i];
-            fprintf(f, "%.1f,%.1f %.1f,%.1f ", chart_x(&x, t[q]), chart_y(&y, v),
-                    chart_x(&x, next), chart_y(&y, v));
+            fprintf(f, "%.1f,%.1f %.1f,%.1f ", chart_x(&x, t[q]), chart_y(&y, v), chart_x(&x, next),
+                    chart_y(&y, v));
         }
         fputs("\"><title>", f);
         html_text(f, r->nodes[i].id);
@@ -312,8 +313,7 @@ static void chart_node_time(FILE *f, const rl_run_record *rec)
 {
     const rl_run_report *r = &rec->r;
     size_t nn = r->n_nodes;
-    double *comp = calloc(nn + 1, sizeof(double)), *wait = calloc(nn + 1, sizeof(double)),
-           top = 0;
+    double *comp = calloc(nn + 1, sizeof(double)), *wait = calloc(nn + 1, sizeof(double)), top = 0;
     bool any = false;
     for (size_t i = 0; i < nn; i++) {
         size_t n = 0;
@@ -362,8 +362,8 @@ static void chart_node_time(FILE *f, const rl_run_record *rec)
     double ya = CH_T + (double)nn * row + 4;
     for (int k = 0; k <= 5; k++) {
         double v = x.hi * k / 5.0;
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.4g</text>",
-                chart_x(&x, v), ya + 12, v);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.4g</text>", chart_x(&x, v),
+                ya + 12, v);
     }
     fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"middle\">ms per step</text>",
             (CH_L + CH_W - CH_R) / 2, ya + 30);
@@ -415,8 +415,7 @@ static void section_speedup(FILE *f, const rl_run_record *rec)
             rec->speedup, rec->baseline_step_ms, rec->baseline_nodes,
             rec->baseline_nodes == 1 ? "" : "s");
     html_text(f, rec->r.baseline);
-    fprintf(f, ") over this run's %.3f ms on %zu nodes.</p>\n", rec->step_ms_p50,
-            rec->r.n_nodes);
+    fprintf(f, ") over this run's %.3f ms on %zu nodes.</p>\n", rec->step_ms_p50, rec->r.n_nodes);
     double top = fmax(rec->baseline_step_ms, rec->step_ms_p50);
     if (!(top > 0)) return;
     fputs("<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 880 70\" width=\"880\" "

@@ -60,14 +60,17 @@ const char *snapshot_job_status(int status)
 static void snapshot_steps(const job *j, job_snapshot *s)
 {
     uint64_t done = j->steps_done;
-    uint64_t stride = done <= SNAP_MAX_STEPS ? 1 : (done + SNAP_MAX_STEPS - 2) / (SNAP_MAX_STEPS - 1);
+    uint64_t stride =
+        done <= SNAP_MAX_STEPS ? 1 : (done + SNAP_MAX_STEPS - 2) / (SNAP_MAX_STEPS - 1);
     s->steps = rl_xcalloc(SNAP_MAX_STEPS + 1, sizeof(snap_step));
     for (uint64_t k = 0; k < done && s->n_steps < SNAP_MAX_STEPS; k += stride) {
         if (k + stride >= done) k = done - 1; /* the last one in */
         const step_rec *r = &j->steps[k];
-        s->steps[s->n_steps++] =
-            (snap_step){.step = k, .t_ms = r->t_ms, .loss = r->loss, .ms = r->ms,
-                        .allreduce_ms = r->allreduce_ms};
+        s->steps[s->n_steps++] = (snap_step){.step = k,
+                                             .t_ms = r->t_ms,
+                                             .loss = r->loss,
+                                             .ms = r->ms,
+                                             .allreduce_ms = r->allreduce_ms};
     }
 }
 
@@ -78,7 +81,8 @@ static void snapshot_events(const job *j, job_snapshot *s)
     for (size_t k = 0; k < j->n_events; k++) {
         const char *kind = j->events[k].kind;
         int i = 0;
-        while (i < s->n_kinds && strcmp(s->kind[i], kind) != 0) i++;
+        while (i < s->n_kinds && strcmp(s->kind[i], kind) != 0)
+            i++;
         if (i == s->n_kinds) {
             if (s->n_kinds == SNAP_MAX_KINDS) continue;
             snprintf(s->kind[s->n_kinds++], sizeof(s->kind[0]), "%s", kind);

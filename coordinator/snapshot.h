@@ -17,15 +17,16 @@ struct job;
 
 /* Step history in the document: at most this many steps, evenly spread over
  * the run (the last step always in), and the last SNAP_MAX_EVENTS events. */
-#define SNAP_MAX_STEPS  600
-#define SNAP_MAX_EVENTS 200
-#define SNAP_MAX_KINDS  24 /* distinct event kinds counted */
+#define SNAP_MAX_STEPS      600
+#define SNAP_MAX_EVENTS     200
+#define SNAP_MAX_KINDS      24 /* distinct event kinds counted */
 #define SNAP_MAX_PLAN_NODES 64 /* nodes a reassign event's detail can name (160 bytes) */
 
 /* The histograms' upper bounds in seconds, defined once (+Inf is implied). */
 #define SNAP_HIST_BOUNDS(X)                                                                        \
-    X(0.0005) X(0.001) X(0.0025) X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1)      \
-        X(2.5) X(5) X(10)
+    X(0.0005)                                                                                      \
+    X(0.001) X(0.0025) X(0.005) X(0.01) X(0.025) X(0.05) X(0.1) X(0.25) X(0.5) X(1) X(2.5) X(5)    \
+        X(10)
 #define SNAP_HIST_COUNT_ONE(b) +1
 enum { SNAP_HIST_N = 0 SNAP_HIST_BOUNDS(SNAP_HIST_COUNT_ONE) };
 
@@ -78,7 +79,7 @@ typedef struct job_snapshot {
     bool program;
     char error[1024];
     uint64_t started_unix_ms;
-    double t_ms; /* since the job started */
+    double t_ms;         /* since the job started */
     int64_t steps_total; /* the spec's training.steps; program mode: steps_seen */
     uint64_t steps_done, epoch;
     double loss, step_ms; /* the last completed step's; NaN before the first */

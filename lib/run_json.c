@@ -630,7 +630,8 @@ static int run_json_read_nodes(const char *path, const rli_json *list, rl_run_re
         rl_run_node *n = &p->nodes[i];
         double rows;
         int rc;
-        if (o->kind != RLI_JSON_OBJECT) return run_json_bad(path, o, "nodes[%zu] is not an object", i);
+        if (o->kind != RLI_JSON_OBJECT)
+            return run_json_bad(path, o, "nodes[%zu] is not an object", i);
         if ((rc = run_json_read_text(path, o, "a node", "id", &n->id)) != RL_OK ||
             (rc = run_json_read_text(path, o, "a node", "state", &n->state)) != RL_OK ||
             (rc = run_json_member(path, o, "a node", "blocks", &blocks)) != RL_OK ||
@@ -655,13 +656,15 @@ static int run_json_read_steps(const char *path, const rli_json *list, rl_run_re
     size_t nn = rec->r.n_nodes;
     p->steps = calloc(list->len + 1, sizeof(rl_run_step));
     p->compute = calloc(list->len * nn + 1, sizeof(double));
-    if (p->steps == NULL || p->compute == NULL) return rli_err(RL_ENOMEM, "%s: out of memory", path);
+    if (p->steps == NULL || p->compute == NULL)
+        return rli_err(RL_ENOMEM, "%s: out of memory", path);
     for (size_t k = 0; k < list->len; k++) {
         const rli_json *o = list->items[k];
         rl_run_step *s = &p->steps[k];
         double step;
         int rc;
-        if (o->kind != RLI_JSON_OBJECT) return run_json_bad(path, o, "steps[%zu] is not an object", k);
+        if (o->kind != RLI_JSON_OBJECT)
+            return run_json_bad(path, o, "steps[%zu] is not an object", k);
         if ((rc = run_json_read_num(path, o, "a step", "step", &step)) != RL_OK ||
             (rc = run_json_read_num(path, o, "a step", "t_ms", &s->t_ms)) != RL_OK ||
             (rc = run_json_read_num(path, o, "a step", "loss", &s->loss)) != RL_OK ||
@@ -672,7 +675,8 @@ static int run_json_read_steps(const char *path, const rli_json *list, rl_run_re
         s->step = (uint64_t)step;
         const rli_json *c = rli_json_get(o, "compute_ms"); /* optional: per node */
         double *row = p->compute + k * nn;
-        for (size_t i = 0; i < nn; i++) row[i] = NAN;
+        for (size_t i = 0; i < nn; i++)
+            row[i] = NAN;
         if (c != NULL && c->kind == RLI_JSON_OBJECT) {
             for (size_t e = 0; e < c->len; e++)
                 for (size_t i = 0; i < nn; i++)
@@ -698,7 +702,8 @@ static int run_json_read_events(const char *path, const rli_json *list, rl_run_r
         rl_run_event *e = &p->events[k];
         double step;
         int rc;
-        if (o->kind != RLI_JSON_OBJECT) return run_json_bad(path, o, "events[%zu] is not an object", k);
+        if (o->kind != RLI_JSON_OBJECT)
+            return run_json_bad(path, o, "events[%zu] is not an object", k);
         if ((rc = run_json_read_num(path, o, "an event", "t_ms", &e->t_ms)) != RL_OK ||
             (rc = run_json_read_num(path, o, "an event", "step", &step)) != RL_OK ||
             (rc = run_json_read_text(path, o, "an event", "kind", &e->kind)) != RL_OK ||
@@ -785,7 +790,8 @@ int rl_run_json_read(const char *path, rl_run_record **out)
     const rli_json *pg = rli_json_get(root, "program");
     rec->r.program = pg != NULL && pg->kind == RLI_JSON_BOOL && pg->boolean;
     rec->speedup = NAN;
-    const rli_json *su = rli_json_get(root, "speedup"), *sb = rli_json_get(root, "speedup_baseline");
+    const rli_json *su = rli_json_get(root, "speedup"),
+                   *sb = rli_json_get(root, "speedup_baseline");
     if (su != NULL && su->kind == RLI_JSON_NUMBER) {
         rec->speedup = su->number;
         if (sb != NULL && sb->kind == RLI_JSON_OBJECT) {

@@ -85,11 +85,12 @@ START_TEST(json_format_writes_one_object_per_line)
     ck_assert(rl_log_is_json());
     regex_t re;
     ck_assert_int_eq(
-        regcomp(&re,
-                "^\\{\"time\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z\","
-                "\"level\":\"info\",\"node\":\"coord\",\"message\":\"node n1 joined\","
-                "\"fields\":\\{\"pid\":[0-9]+\\}\\}\n$",
-                REG_EXTENDED | REG_NOSUB),
+        regcomp(
+            &re,
+            "^\\{\"time\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z\","
+            "\"level\":\"info\",\"node\":\"coord\",\"message\":\"node n1 joined\","
+            "\"fields\":\\{\"pid\":[0-9]+\\}\\}\n$",
+            REG_EXTENDED | REG_NOSUB),
         0);
     ck_assert_msg(regexec(&re, line, 0, NULL, 0) == 0, "unexpected log line: %s", line);
     regfree(&re);

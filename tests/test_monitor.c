@@ -80,14 +80,18 @@ static void sim_snapshot(job_snapshot *s, snap_step_hists *h, metrics_rpc *rpc, 
     s->n_steps = 2;
     s->steps = calloc(2, sizeof(snap_step));
     s->steps[0] = (snap_step){.step = 0, .t_ms = 1, .loss = 1.0, .ms = 12, .allreduce_ms = 2};
-    s->steps[1] = (snap_step){.step = 499, .t_ms = 600, .loss = 0.25, .ms = 12.5, .allreduce_ms = 2};
+    s->steps[1] =
+        (snap_step){.step = 499, .t_ms = 600, .loss = 0.25, .ms = 12.5, .allreduce_ms = 2};
     *n_rpc = 12;
     for (size_t k = 0; k < *n_rpc; k++) {
         static char names[12][24];
         snprintf(names[k], sizeof(names[k]), "m%zu", k);
         rpc[k].method = names[k];
-        rpc[k].m = (rl_rpc_metrics){.calls = 100 * k, .errors = k, .lat_p50_us = 150,
-                                    .lat_p99_us = 900, .lat_sum_us = 15000.0 * (double)k,
+        rpc[k].m = (rl_rpc_metrics){.calls = 100 * k,
+                                    .errors = k,
+                                    .lat_p50_us = 150,
+                                    .lat_p99_us = 900,
+                                    .lat_sum_us = 15000.0 * (double)k,
                                     .lat_count = 100 * k};
     }
 }
@@ -161,7 +165,8 @@ START_TEST(every_simulated_node_has_its_gauges)
     ck_assert_ptr_nonnull(strstr(text, "ringleader_rpc_calls_total{method=\"m3\"} 300\n"));
     ck_assert_ptr_nonnull(
         strstr(text, "ringleader_rpc_latency_seconds{method=\"m3\",quantile=\"0.99\"} 0.0009"));
-    ck_assert_ptr_nonnull(strstr(text, "ringleader_rpc_latency_seconds_count{method=\"m3\"} 300\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "ringleader_rpc_latency_seconds_count{method=\"m3\"} 300\n"));
     free(text);
     snapshot_fini(&s);
 }
@@ -173,9 +178,9 @@ START_TEST(histograms_are_cumulative_and_end_at_the_count)
     snap_hist_observe(&h, 0.0004);
     snap_hist_observe(&h, 0.003);
     snap_hist_observe(&h, 100);
-    snap_hist_observe(&h, NAN); /* not an observation */
-    ck_assert_uint_eq(h.bucket[0], 1);         /* <= 0.0005 */
-    ck_assert_uint_eq(h.bucket[3], 2);         /* <= 0.005 */
+    snap_hist_observe(&h, NAN);                      /* not an observation */
+    ck_assert_uint_eq(h.bucket[0], 1);               /* <= 0.0005 */
+    ck_assert_uint_eq(h.bucket[3], 2);               /* <= 0.005 */
     ck_assert_uint_eq(h.bucket[SNAP_HIST_N - 1], 2); /* <= 10 */
     ck_assert_uint_eq(h.bucket[SNAP_HIST_N], 3);
     ck_assert(fabs(h.sum - 100.0034) < 1e-9);
@@ -184,7 +189,8 @@ START_TEST(histograms_are_cumulative_and_end_at_the_count)
     job_snapshot s = {.loss = NAN};
     snap_step_hists hs = {.step = h};
     char *text = render(&s, &hs, NULL, 0);
-    ck_assert_ptr_nonnull(strstr(text, "ringleader_step_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "ringleader_step_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(text, "ringleader_step_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
     ck_assert_ptr_nonnull(strstr(text, "ringleader_step_duration_seconds_count 3\n"));
     ck_assert_ptr_null(strstr(text, "ringleader_job_loss ")); /* no step yet: no loss */
@@ -209,8 +215,8 @@ START_TEST(rendering_64_nodes_p99_is_printed)
         bytes = strlen(text);
         free(text);
     }
-    printf("metrics_render 64 nodes: %zu bytes, p50 %.1f us, p99 %.1f us over %d renders\n",
-           bytes, rl_percentile(us, RUNS, 0.50), rl_percentile(us, RUNS, 0.99), RUNS);
+    printf("metrics_render 64 nodes: %zu bytes, p50 %.1f us, p99 %.1f us over %d renders\n", bytes,
+           rl_percentile(us, RUNS, 0.50), rl_percentile(us, RUNS, 0.99), RUNS);
     ck_assert_uint_gt(bytes, 10000);
     free(us);
     snapshot_fini(&s);
@@ -245,16 +251,22 @@ static void sim_job(job *j, rl_spec *spec)
     j->steps = calloc(j->steps_cap + 1, sizeof(step_rec));
     j->steps_done = 10000;
     for (uint64_t k = 0; k < j->steps_done; k++)
-        j->steps[k] = (step_rec){.seen = true, .t_ms = (double)k, .loss = 1.0 / (double)(k + 1),
-                                 .ms = 12, .allreduce_ms = 2};
+        j->steps[k] = (step_rec){.seen = true,
+                                 .t_ms = (double)k,
+                                 .loss = 1.0 / (double)(k + 1),
+                                 .ms = 12,
+                                 .allreduce_ms = 2};
     j->n_blocks = 4096;
     j->owner = calloc(j->n_blocks, sizeof(int));
-    for (uint32_t b = 0; b < j->n_blocks; b++) j->owner[b] = (int)(b % SIM_NODES);
+    for (uint32_t b = 0; b < j->n_blocks; b++)
+        j->owner[b] = (int)(b % SIM_NODES);
     j->cap_events = j->n_events = 300;
     j->events = calloc(j->cap_events, sizeof(job_event));
     for (size_t k = 0; k < j->n_events; k++) {
-        snprintf(j->events[k].kind, sizeof(j->events[k].kind), "%s", k % 3 ? "straggler" : "reassign");
-        snprintf(j->events[k].detail, sizeof(j->events[k].detail), "epoch %zu, blocks n1:64 n2:64", k);
+        snprintf(j->events[k].kind, sizeof(j->events[k].kind), "%s",
+                 k % 3 ? "straggler" : "reassign");
+        snprintf(j->events[k].detail, sizeof(j->events[k].detail), "epoch %zu, blocks n1:64 n2:64",
+                 k);
     }
 }
 
