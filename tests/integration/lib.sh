@@ -10,7 +10,7 @@ report_runs() {
   [ -n "${RL:-}" ] && [ -x "$RL" ] || return 0
   local f bad=0
   while IFS= read -r f; do
-    if ! "$RL" report "$f" -o "$f.html" >/dev/null 2>"$f.report.err"; then
+    if ! timeout 60 "$RL" report "$f" -o "$f.html" >/dev/null 2>"$f.report.err"; then
       echo "FAIL: ringleader report $f: $(cat "$f.report.err")" >&2; bad=1
     elif grep -q '"steps_completed": [1-9]' "$f" && ! grep -q 'id="steptime"' "$f.html"; then
       echo "FAIL: ringleader report $f: no step-time chart for a run with steps" >&2; bad=1
