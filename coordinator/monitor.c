@@ -12,6 +12,7 @@
 
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
+#include <nng/supplemental/tls/tls.h>
 
 #include "dashboard.h"
 #include "metrics.h"
@@ -170,6 +171,61 @@ static int monitor_handle(monitor *m, const char *path, void (*fn)(nng_aio *))
     return rv;
 }
 
+/* Reads a whole PEM file into a NUL-terminated heap string; NULL on error. */
+static char *monitor_read_pem(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (cap - len < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (1u << 20)) break; /* no PEM file is this large */
+            buf = rl_xrealloc(buf, cap + 1);
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) break;
+    }
+    bool bad = ferror(f) || cap > (1u << 20);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+/* https://: the cluster's certificate and key, and a client certificate
+ * signed by the cluster's CA required of every client (nng's TLS). */
+static int monitor_tls(monitor *m, const rl_spec *spec, char *why, size_t why_len)
+{
+    char *cert = monitor_read_pem(spec->tls_cert), *key = monitor_read_pem(spec->tls_key),
+         *ca = monitor_read_pem(spec->tls_ca);
+    nng_tls_config *cfg = NULL;
+    int rv = NNG_ENOENT;
+    const char *what = cert == NULL ? spec->tls_cert : key == NULL ? spec->tls_key : spec->tls_ca;
+    if (cert != NULL && key != NULL && ca != NULL) {
+        what = "security.tls";
+        if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER)) == 0 &&
+            (rv = nng_tls_config_own_cert(cfg, cert, key, NULL)) == 0 &&
+            (rv = nng_tls_config_ca_chain(cfg, ca, NULL)) == 0 &&
+            (rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) == 0)
+            rv = nng_http_server_set_tls(m->http, cfg);
+    }
+    if (rv != 0)
+        snprintf(why, why_len, "monitor.listen %s: TLS with %s: %s", spec->monitor_listen, what,
+                 nng_strerror(rv));
+    if (cfg != NULL) nng_tls_config_free(cfg); /* the server holds its own reference */
+    free(cert);
+    if (key != NULL) memset(key, 0, strlen(key));
+    free(key);
+    free(ca);
+    return rv == 0 ? 0 : -1;
+}
+
 static bool monitor_loopback(const char *host)
 {
     return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
@@ -197,7 +253,8 @@ int monitor_start(job *j, rl_rpc_server *srv, const rl_token *cluster, monitor *
         snprintf(why, why_len, "monitor.listen '%s': %s", listen, nng_strerror(rv));
         goto fail;
     }
-    m->auth = !monitor_loopback(u->u_hostname);
+    bool https = strcmp(u->u_scheme, "https") == 0;
+    m->auth = !https && !monitor_loopback(u->u_hostname); /* https: the client certificate */
     if (m->auth && spec->monitor_token_file[0] != '\0') {
         if (rl_token_load(spec->monitor_token_file, &m->token) != RL_OK) {
             snprintf(why, why_len, "monitor.token_file: %s", rl_errdetail());
@@ -210,6 +267,7 @@ int monitor_start(job *j, rl_rpc_server *srv, const rl_token *cluster, monitor *
         snprintf(why, why_len, "monitor.listen %s: %s", listen, nng_strerror(rv));
         goto fail;
     }
+    if (https && monitor_tls(m, spec, why, why_len) != 0) goto fail;
     if ((rv = monitor_handle(m, "/metrics", monitor_serve_metrics)) != 0 ||
         (rv = monitor_handle(m, "/api/status", monitor_serve_status)) != 0 ||
         (rv = monitor_handle(m, "/", monitor_serve_dashboard)) != 0) {
@@ -230,9 +288,10 @@ int monitor_start(job *j, rl_rpc_server *srv, const rl_token *cluster, monitor *
         port = sa.s_family == NNG_AF_INET6 ? sa.s_in6.sa_port : sa.s_in.sa_port;
     port = ntohs(port);
     if (u->u_host[0] == '[')
-        snprintf(m->url, sizeof(m->url), "http://[%s]:%u", u->u_hostname, (unsigned)port);
+        snprintf(m->url, sizeof(m->url), "%s://[%s]:%u", u->u_scheme, u->u_hostname,
+                 (unsigned)port);
     else
-        snprintf(m->url, sizeof(m->url), "http://%s:%u", u->u_hostname, (unsigned)port);
+        snprintf(m->url, sizeof(m->url), "%s://%s:%u", u->u_scheme, u->u_hostname, (unsigned)port);
     nng_url_free(u);
     *out = m;
     return 0;

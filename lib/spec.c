@@ -42,7 +42,7 @@
     X(ID, "name", "a name (letters, digits, '.', '_' and '-')")                                    \
     X(URL, "URL", "a URL tcp://HOST:PORT or tls+tcp://HOST:PORT")                                  \
     X(LISTEN, "URL", "a URL tcp://HOST:PORT or tls+tcp://HOST:PORT")                               \
-    X(HTTP, "URL", "a URL http://HOST:PORT (port 0: any free port)")                               \
+    X(HTTP, "URL", "a URL http://HOST:PORT or https://HOST:PORT (port 0: any free port)")          \
     X(FILE, "file", "a file name")                                                                 \
     X(DIR, "directory", "a directory name")                                                        \
     X(INT, "integer", "an integer")                                                                \
@@ -467,13 +467,14 @@ static int spec_check_url(const char *s, int any_port, int http, char *endpoint,
     rli_diag_quote(s, strlen(s), q, sizeof(q));
     if (nng_url_parse(&u, s) != 0) {
         snprintf(why, size, "'%s' is not a URL (expected %s)", q,
-                 http ? "http://HOST:PORT" : "tcp://HOST:PORT or tls+tcp://HOST:PORT");
+                 http ? "http://HOST:PORT or https://HOST:PORT"
+                      : "tcp://HOST:PORT or tls+tcp://HOST:PORT");
         return -1;
     }
     int rc = -1;
     char h[64];
-    if (http && strcmp(u->u_scheme, "http") != 0) {
-        snprintf(why, size, "'%s' has scheme '%s' (use http://)", q,
+    if (http && strcmp(u->u_scheme, "http") != 0 && strcmp(u->u_scheme, "https") != 0) {
+        snprintf(why, size, "'%s' has scheme '%s' (use http:// or https://)", q,
                  rli_diag_quote(u->u_scheme, strlen(u->u_scheme), h, sizeof(h)));
     } else if (!http && strcmp(u->u_scheme, "tcp") != 0 && strcmp(u->u_scheme, "tls+tcp") != 0) {
         snprintf(why, size, "'%s' has scheme '%s' (use tcp:// or tls+tcp://)", q,
@@ -1102,6 +1103,11 @@ static void spec_check_nodes(spec_ctx *c)
         spec_check_url(s->coordinator, 0, 0, coord, sizeof(coord), why, sizeof(why));
         spec_check_tls_url(c, s->coordinator, "cluster.coordinator", coord_pos);
     }
+    /* The monitor's https:// uses the cluster's certificate, key and CA. */
+    if (c->state[SPEC_K_monitor_listen] == SPEC_GIVEN &&
+        strncmp(s->monitor_listen, "https://", 8) == 0 && !c->given[SPEC_S_security_tls])
+        rli_diag_at(&c->diags, spec_where_key(c, SPEC_K_monitor_listen, 0, 0),
+                    "monitor.listen: an https:// URL needs security.tls (cert, key and ca)");
     for (int i = 0; i < s->n_nodes; i++) {
         const rl_spec_node *nd = &s->nodes[i];
         for (int j = 0; j < i && nd->id[0] != '\0'; j++) {

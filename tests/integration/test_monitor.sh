@@ -4,7 +4,8 @@
 # every second) stores a series the test reads back through its HTTP API,
 # /api/status is the document `ringleader status --json` prints, --watch
 # redraws; a monitor port already in use fails the job at once, naming it;
-# on a non-loopback address a missing or wrong bearer token gets 401.
+# on a non-loopback address a missing or wrong bearer token gets 401; https://
+# answers only clients with a certificate of the cluster's CA; log lines as JSON.
 # usage: test_monitor.sh RINGLEADER RINGLEADER-NODE
 RL=$1
 [ -n "${RL_KEEP:-}" ] && set -x
@@ -143,6 +144,34 @@ for path in /metrics /api/status; do
   [ "$c" = 200 ] || fail "$path, the right token: $c"
 done
 kill -TERM "$WILD"; wait "$WILD" 2>/dev/null || true
+
+# https://: the cluster's certificate (configs/tls, for 127.0.0.1), and only
+# clients with a certificate of the cluster's CA get an answer.
+T="$(cd "$(dirname "$0")/../../configs/tls" && pwd)"
+write_spec "$RL_TMP/tls.yaml" 1 "$RL_TMP/tok" manual
+sed -i "s#join_timeout_ms: 10000#join_timeout_ms: 60000#; s#^  token_file: .*#&\n  tls: { cert: $T/cert.pem, key: $T/key.pem, ca: $T/ca.pem }#" "$RL_TMP/tls.yaml"
+echo "monitor: { listen: https://127.0.0.1:0 }" >> "$RL_TMP/tls.yaml"
+"$RL" run "$RL_TMP/tls.yaml" >"$RL_TMP/tls.out" 2>"$RL_TMP/tls.err" &
+TLS=$!; RL_PIDS+=("$TLS")
+wait_for 20 grep -q "monitor at https" "$RL_TMP/tls.err" || fail "no https monitor: $(cat "$RL_TMP/tls.err")"
+TURL=$(sed -n 's/.*monitor at \(https:[^ ]*\) .*/\1/p' "$RL_TMP/tls.err" | head -1)
+curl -sf --max-time 10 --cacert "$T/ca.pem" --cert "$T/cert.pem" --key "$T/key.pem" "$TURL/metrics" \
+  >"$RL_TMP/tm.txt" || fail "https with the cluster's certificate: no answer"
+promtool check metrics <"$RL_TMP/tm.txt" >/dev/null 2>&1 || fail "https /metrics does not pass promtool"
+grep -q '^ringleader_job_state{state="waiting"} 1$' "$RL_TMP/tm.txt" || fail "https: not the waiting job"
+if curl -s --max-time 10 --cacert "$T/ca.pem" -o /dev/null "$TURL/api/status"; then
+  fail "https without a client certificate was answered"
+fi
+if curl -s --max-time 10 -o /dev/null "http://${TURL#https://}/api/status"; then
+  fail "plain http to the https monitor was answered"
+fi
+kill -TERM "$TLS"; wait "$TLS" 2>/dev/null || true
+# A spec with https:// but no security.tls is refused, naming the key.
+write_spec "$RL_TMP/notls.yaml" 1 "$RL_TMP/tok"
+echo "monitor: { listen: https://127.0.0.1:0 }" >> "$RL_TMP/notls.yaml"
+rc=0; "$RL" validate "$RL_TMP/notls.yaml" >/dev/null 2>"$RL_TMP/notls.err" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "monitor.listen: an https:// URL needs security.tls" "$RL_TMP/notls.err" ||
+  fail "https without security.tls: exit $rc: $(cat "$RL_TMP/notls.err")"
 
 # RINGLEADER_LOG_FORMAT=json: every line the coordinator writes to stderr is
 # one JSON object with time, level, node, message and fields.
