@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "ringleader/err.h"
 #include "ringleader/log.h"
+#include "ringleader/mem.h"
 #include "ringleader/ring.h"
 #include "ringleader/rpc.h"
 #include "ringleader/spec.h"
@@ -155,7 +156,7 @@ static int status_call(rl_rpc_client *c, const status_opts *o)
     rl_msg req;
     rl_rpc_reply rep;
     rl_msg_init(&req, RL_MSG_STATUS_REQ);
-    if (o->json) req.u.status_req.format = strdup("json");
+    if (o->json) req.u.status_req.format = rl_xstrdup("json");
     int rv = rl_rpc_call(c, &req, &rep, rl_clock_ms() + (uint64_t)o->timeout_ms);
     rl_msg_fini(&req);
     int rc = RL_EXIT_FAILED;
