@@ -8,7 +8,9 @@
 #      torch_allreduce.py N SIZES), and against the same loop in C over the
 #      worker API (build/bench/wapi_allreduce): the binding's cost per call
 #      is python's time minus C's, at 4 B on 1 node (no network: the least
-#      noise) and on N nodes;
+#      noise) and on N nodes; and `ringleader bench allreduce` (peer=ringleader,
+#      --rounds 1), the bare collective without the worker API's header and
+#      barrier rounds;
 #   2. examples/python/torch_mlp.py's step time on N nodes with Ringleader
 #      against the same script on torch.distributed with Gloo (--gloo).
 # Every result is a line in the peers' format; the ratios follow.
@@ -73,6 +75,8 @@ for rep in $(seq 1 "$REPS"); do
         grep '^peer=' >>"$T/r.txt" || rc=1
     job "$N" "$synthetic" "$PY" "$SRC/bench/python_allreduce.py" "$T/r.txt" "$csv_sizes" "$ITERS"
     job "$N" "$synthetic" "$BUILD/bench/wapi_allreduce" "$T/r.txt" "$csv_sizes" "$ITERS"
+    # the bare collective (rl_allreduce on a ring, no worker API rounds), for reference
+    "$RL" bench allreduce --nodes "$N" --bytes "$csv_sizes" --rounds 1 | grep '^peer=' >>"$T/r.txt" || rc=1
     cat "$T/r.txt"
     : >"$T/one.txt"
     job 1 "data: { rows: 1000, features: 4, block_rows: 1000 }" "$PY" "$SRC/bench/python_allreduce.py" "$T/one.txt" 4 1000
