@@ -7,8 +7,9 @@
 #     it before any collective, every dtype and op in place, broadcast,
 #     blocks, elastic.State.sync; members calling with different counts get
 #     ringleader.Error on every member naming both counts;
-#  3. examples/python/numpy_logreg.py on 3 nodes from the prefix's package:
-#     0 coverage violations and the built-in trainer's logistic model on the
+#  3. examples/python/numpy_logreg.py on 3 nodes from the prefix's package,
+#     the spec run from its directory with a relative token path and
+#     program.workdir: 0 coverage violations and the built-in trainer's logistic model on the
 #     same data and steps (1e-6 relative);
 #  4. examples/python/torch_mlp.py on 4 nodes reaches the test accuracy of a
 #     single-process run of the same script within 0.5 points;
@@ -109,7 +110,14 @@ sed -i 's/steps: 5, learning_rate: 0.1/steps: 100, learning_rate: 0.5/' "$SPEC"
 run_job; wait_job 60; [ "$RUN_RC" = 0 ] || fail "reference run: rc $RUN_RC"
 REF=$RL_TMP/out-ref/run.json
 spec logreg 3 "$PP" "$PY" "$SRC/examples/python/numpy_logreg.py" --steps 100 --lr 0.5 --out "$RL_TMP/logreg.txt"
-run_job; wait_job 90; [ "$RUN_RC" = 0 ] || fail "rc $RUN_RC"
+# Run as a user would, from the spec's directory with relative paths: the
+# token file relative to the spec, the program in a subdirectory of it
+# (ringleader run gives the program the token's path absolute).
+mkdir -p "$RL_TMP/work"
+sed -i "s#token_file: $RL_TMP/t.token#token_file: t.token#; s#workdir: $RL_TMP,#workdir: work,#" "$SPEC"
+grep -q "token_file: t.token" "$SPEC" && grep -q "workdir: work," "$SPEC" || fail "relative paths in $SPEC"
+(cd "$RL_TMP" && exec "$RL" run logreg.yaml) > "$SPEC.out" 2> "$SPEC.err" & RUN_PID=$!; RL_PIDS+=("$RUN_PID")
+wait_job 90; [ "$RUN_RC" = 0 ] || fail "rc $RUN_RC"
 R=$RL_TMP/out-logreg/run.json
 [ "$(json "$R" 'r["status"], r["coverage"]["violations"], sorted(n["exit_code"] for n in r["nodes"])')" = "ok 0 [0, 0, 0]" ] ||
   fail "run.json: $(json "$R" 'r["status"], r["coverage"], [n.get("exit_code") for n in r["nodes"]]')"
