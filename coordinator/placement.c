@@ -166,6 +166,79 @@ straggler_verdict placement_straggler_rule(straggler_state prev, double compute_
     return v;
 }
 
+/* ---- The straggler signal ------------------------------------------------ */
+
+double placement_window_mean(const double *ring, size_t ring_len, uint64_t total, uint64_t in_epoch)
+{
+    if (in_epoch < PLACEMENT_MIN_SAMPLES) return 0;
+    size_t m = in_epoch < PLACEMENT_WAIT_WINDOW ? (size_t)in_epoch : PLACEMENT_WAIT_WINDOW;
+    double sum = 0;
+    for (size_t q = 0; q < m; q++)
+        sum += ring[(total - 1 - q) % ring_len];
+    return sum / (double)m;
+}
+
+void placement_load_ms(const double *compute_ms, const double *busy_ms, int n, double *load_ms)
+{
+    bool all = true;
+    for (int k = 0; k < n; k++)
+        all = all && busy_ms[k] > 0;
+    for (int k = 0; k < n; k++)
+        load_ms[k] = all ? fmax(busy_ms[k], compute_ms[k]) : compute_ms[k];
+}
+
+/* Whether the busiest member is a straggler: over factor x the median. */
+static bool placement_has_straggler(const double *load_ms, int n, double factor)
+{
+    double median = placement_median(load_ms, n), most = 0;
+    for (int k = 0; k < n; k++)
+        most = fmax(most, load_ms[k]);
+    return placement_is_over(most, median, factor);
+}
+
+bool placement_link_bound(const double *load_ms, const double *step_ms, int n)
+{
+    double mean_step = 0, most_load = 0;
+    for (int k = 0; k < n; k++) {
+        if (step_ms[k] <= 0 || load_ms[k] <= 0) return false;
+        mean_step += step_ms[k] / n;
+        most_load = fmax(most_load, load_ms[k]);
+    }
+    return n >= 2 && mean_step >= PLACEMENT_LINK_WAIT_RATIO * most_load;
+}
+
+slow_link_verdict placement_slow_link_rule(const double *wait, const double *load_ms,
+                                           const double *step_ms, int n, double factor,
+                                           slow_link_state prev)
+{
+    assert(n >= 1 && n <= PLACEMENT_MAX_MEMBERS);
+    slow_link_verdict v = {.next = {0, -1, -1}};
+    int b = -1, a = -1;
+    double top = 0, second = 0;
+    for (int j = 0; j < n; j++) {
+        double on_j = 0;
+        for (int i = 0; i < n; i++)
+            if (i != j) on_j += wait[i * n + j];
+        if (on_j > top) {
+            second = top;
+            top = on_j;
+            b = j;
+        } else if (on_j > second) {
+            second = on_j;
+        }
+    }
+    for (int i = 0; b >= 0 && i < n; i++)
+        if (i != b && (a < 0 || wait[i * n + b] > wait[a * n + b])) a = i;
+    v.found = n >= 2 && b >= 0 && a >= 0 && !placement_has_straggler(load_ms, n, factor) &&
+              placement_link_bound(load_ms, step_ms, n) &&
+              top >= PLACEMENT_LINK_CONCENTRATION * second;
+    if (!v.found) return v;
+    bool same = prev.a == a && prev.b == b;
+    v.next = (slow_link_state){same ? prev.streak + 1 : 1, a, b};
+    v.link = v.next.streak == PLACEMENT_LINK_ROUNDS;
+    return v;
+}
+
 /* ---- Rebalance ----------------------------------------------------------- */
 
 rebalance_verdict placement_rebalance_rule(const placement_data *d, const placement_round *r,
