@@ -245,13 +245,14 @@ rebalance_verdict placement_rebalance_rule(const placement_data *d, const placem
                                            imbalance_state prev)
 {
     rebalance_verdict v = {.next = prev, .slowest = -1};
-    int n = r->n;
+    int n = r->n, fastest = -1;
     double mean = 0, sum_speed = 0;
     for (int k = 0; k < n; k++) {
         if (r->compute_ms[k] > v.max_ms) {
             v.max_ms = r->compute_ms[k];
             v.slowest = k;
         }
+        if (fastest < 0 || r->compute_ms[k] < r->compute_ms[fastest]) fastest = k;
         mean += r->compute_ms[k] / n;
         sum_speed += r->speed[k];
     }
@@ -269,10 +270,18 @@ rebalance_verdict placement_rebalance_rule(const placement_data *d, const placem
     }
     double cost =
         PLACEMENT_MOVE_STEPS * step_ms + PLACEMENT_REFORM_MS + placement_make_ms(d, surplus);
-    bool worth = v.max_ms > PLACEMENT_IMBALANCE_RATIO * mean &&
-                 gain > PLACEMENT_MIN_GAIN_SHARE * v.max_ms &&
+    /* Imbalanced: one member well over the mean, or one well under it (a
+     * straggler that recovered after losing blocks leaves the others only a
+     * little over the mean each: with four members, a third of its share). */
+    bool over = v.max_ms > PLACEMENT_IMBALANCE_RATIO * mean;
+    bool under = fastest >= 0 && PLACEMENT_IMBALANCE_RATIO * r->compute_ms[fastest] < mean;
+    bool worth = (over || under) && gain > PLACEMENT_MIN_GAIN_SHARE * v.max_ms &&
                  gain > PLACEMENT_MIN_GAIN_SHARE * step_ms && gain * (double)r->steps_left > cost;
-    int blamed = v.slowest >= 0 ? r->members[v.slowest] : -1;
+    /* The round's culprit, the same in consecutive rounds: the slowest when
+     * over, else the idle one (among equally loaded others the slowest is
+     * whichever noise picks). */
+    int culprit = over ? v.slowest : fastest;
+    int blamed = culprit >= 0 ? r->members[culprit] : -1;
     if (worth && (prev.streak == 0 || prev.node == blamed)) {
         v.next.streak = prev.streak + 1;
         v.next.node = blamed;

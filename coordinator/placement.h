@@ -37,7 +37,8 @@
 /* A node over the threshold gets no blocks back for this many heartbeats:
  * its fast readings may come between periodic stalls (a few seconds apart). */
 #define PLACEMENT_HOLD_HEARTBEATS 40u
-/* A rebalance needs the slowest over this x the mean: a real imbalance. */
+/* A rebalance needs the slowest over this x the mean, or the fastest under
+ * the mean by this factor: a real imbalance. */
 #define PLACEMENT_IMBALANCE_RATIO 1.15
 /* ... a gain of at least this share of the slowest's compute and of the
  * step (not when the all-reduce dominates) ... */
@@ -207,9 +208,11 @@ typedef struct rebalance_verdict {
     double ideal_ms; /* the predicted slowest after balancing */
 } rebalance_verdict;
 
-/* The rebalance rule: worth it when the predicted gain passes the thresholds
- * above and pays for the move over the steps left, for
- * PLACEMENT_IMBALANCE_ROUNDS rounds in a row blaming the same node. */
+/* The rebalance rule: worth it when a member is over or under the mean by
+ * PLACEMENT_IMBALANCE_RATIO, the predicted gain passes the thresholds above
+ * and pays for the move over the steps left, for PLACEMENT_IMBALANCE_ROUNDS
+ * rounds in a row blaming the same node (the slowest when one is over, else
+ * the fastest). */
 rebalance_verdict placement_rebalance_rule(const placement_data *d, const placement_round *r,
                                            imbalance_state prev);
 /* Moves blocks from members above their speed-proportional share to those

@@ -328,6 +328,84 @@ START_TEST(a_different_slowest_node_restarts_the_count)
 }
 END_TEST
 
+/* Four members at one speed (rows per ms) whose blocks are split as
+ * owner says, compute times scaled per member by noise[k]. */
+typedef struct four {
+    int members[4];
+    double compute_ms[4], speed[4], rows[4];
+    placement_round r;
+} four;
+
+static void four_init(four *t, const int *owner, const double *noise)
+{
+    for (int k = 0; k < 4; k++)
+        t->members[k] = k;
+    placement_member_rows(&DATA, owner, t->members, 4, t->rows);
+    for (int k = 0; k < 4; k++) {
+        t->compute_ms[k] = t->rows[k] / 1000.0 * noise[k];
+        t->speed[k] = t->rows[k] / t->compute_ms[k];
+    }
+    t->r = (placement_round){.n = 4,
+                             .members = t->members,
+                             .compute_ms = t->compute_ms,
+                             .speed = t->speed,
+                             .rows = t->rows,
+                             .steps_left = 1000,
+                             .has_last_step = true,
+                             .last_step_ms = 12};
+}
+
+START_TEST(a_recovered_node_gets_blocks_back_though_no_other_is_far_over_the_mean)
+{
+    /* A straggler relieved to 7 blocks, then recovered: the others hold 11
+     * each, only 1.1x the mean, and which of them is slowest is noise. */
+    int owner[41];
+    for (uint32_t b = 0; b < DATA.n_blocks; b++)
+        owner[b] = b < 7 ? 3 : (int)(b - 7) % 3;
+    const double noise[3][4] = {{1.02, 1.0, 0.99, 1.0}, {1.0, 1.03, 0.98, 1.0},
+                                {0.99, 1.0, 1.04, 1.0}};
+    imbalance_state st = {0};
+    bool moved = false;
+    for (int round = 0; round < 3 && !moved; round++) {
+        four t;
+        four_init(&t, owner, noise[round]);
+        ck_assert_double_lt(t.compute_ms[3] * 1.15, 9.8); /* well under the mean */
+        rebalance_verdict v = placement_rebalance_rule(&DATA, &t.r, st);
+        ck_assert_int_eq(v.next.node, v.move ? st.node : 3); /* blamed: the idle one */
+        moved = v.move;
+        ck_assert_int_eq(moved, round + 1 == PLACEMENT_IMBALANCE_ROUNDS);
+        st = v.next;
+        if (moved) {
+            const bool held[4] = {false, false, false, false};
+            ck_assert_int_gt(placement_rebalance(&DATA, t.members, 4, t.speed, held, owner), 0);
+        }
+    }
+    ck_assert(moved);
+    ck_assert_int_gt(owned_by(owner, DATA.n_blocks, 3), 7);
+    int members[4] = {0, 1, 2, 3};
+    assert_each_block_once(owner, members, 4);
+}
+END_TEST
+
+START_TEST(a_node_a_little_faster_than_the_rest_moves_nothing)
+{
+    /* Ten blocks each; one reads 13% faster than the rest, which is under the
+     * mean by more than the ratio but gains too little to pay. */
+    int owner[41];
+    for (uint32_t b = 0; b < DATA.n_blocks; b++)
+        owner[b] = (int)b % 4;
+    const double noise[4] = {1.0, 1.0, 1.0, 0.82};
+    imbalance_state st = {0};
+    for (int round = 0; round < 5; round++) {
+        four t;
+        four_init(&t, owner, noise);
+        rebalance_verdict v = placement_rebalance_rule(&DATA, &t.r, st);
+        ck_assert(!v.move);
+        st = v.next;
+    }
+}
+END_TEST
+
 START_TEST(no_rebalance_when_the_gain_does_not_pay_before_the_end)
 {
     two t;
@@ -574,6 +652,8 @@ int main(void)
     tcase_add_test(r, a_persistent_imbalance_rebalances_after_the_required_rounds);
     tcase_add_test(r, a_different_slowest_node_restarts_the_count);
     tcase_add_test(r, no_rebalance_when_the_gain_does_not_pay_before_the_end);
+    tcase_add_test(r, a_recovered_node_gets_blocks_back_though_no_other_is_far_over_the_mean);
+    tcase_add_test(r, a_node_a_little_faster_than_the_rest_moves_nothing);
     tcase_add_test(r, a_rebalance_moves_blocks_to_the_faster_node_and_keeps_each_block_once);
     tcase_add_test(r, a_balanced_plan_neither_moves_nor_ping_pongs);
     tcase_add_test(r, a_held_node_gains_no_blocks);
