@@ -156,7 +156,8 @@ static void *agent_heartbeat_main(void *arg)
                   RL_FIELD_BIT(heartbeat_req, compute_ms) |
                   RL_FIELD_BIT(heartbeat_req, allreduce_ms) |
                   RL_FIELD_BIT(heartbeat_req, cpu_load) | RL_FIELD_BIT(heartbeat_req, rss_bytes);
-        int rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + (uint64_t)a->heartbeat_ms * 2);
+        uint64_t sent_ms = rl_clock_ms();
+        int rv = rl_rpc_call(a->rpc, &req, &rep, sent_ms + (uint64_t)a->heartbeat_ms * 2);
         if (rv == RL_OK) {
             last_ok = rl_clock_ms();
             if (rep.msg.u.heartbeat_resp.stop) {
@@ -185,8 +186,17 @@ static void *agent_heartbeat_main(void *arg)
             abort_ring(a, UINT64_MAX, "coordinator lost");
         }
         rl_rpc_reply_fini(&rep);
-        struct timespec ts = {a->heartbeat_ms / 1000, (long)(a->heartbeat_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL); /* the heartbeat period */
+        /* The period runs from this heartbeat's send, not from its reply: on
+         * a link whose queue is full of ring traffic the round trip alone
+         * can take a period or two, and the coordinator, which counts from
+         * each heartbeat's arrival, must not see the reply's delay added to
+         * every gap (docs/operations.md, "Heartbeats on a busy link"). */
+        uint64_t next_ms = sent_ms + (uint64_t)a->heartbeat_ms, now_ms = rl_clock_ms();
+        if (next_ms > now_ms) {
+            uint64_t left = next_ms - now_ms;
+            struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
     }
     /* Stopping (the job ended, the coordinator is gone, or a signal): a ring
      * still forming ends now rather than at its deadline, whose backstop
