@@ -307,10 +307,19 @@ static void note_waits(job *j, node_entry *e, const rl_msg_heartbeat_req *h)
     if (h->peer_wait_ms.n == (size_t)j->n_members) {
         if (e->peer_n != h->peer_wait_ms.n) {
             free(e->peer_wait_ms);
-            e->peer_wait_ms = rl_xcalloc(h->peer_wait_ms.n + 1, sizeof(double));
+            e->peer_wait_ms =
+                rl_xcalloc(h->peer_wait_ms.n * PLACEMENT_WAIT_WINDOW + 1, sizeof(double));
             e->peer_n = h->peer_wait_ms.n;
+            e->peer_in_epoch = 0;
         }
-        memcpy(e->peer_wait_ms, h->peer_wait_ms.v, e->peer_n * sizeof(double));
+        if (e->peer_epoch != j->epoch) e->peer_in_epoch = 0;
+        /* One ring of PLACEMENT_WAIT_WINDOW samples per member (k's at
+         * k * PLACEMENT_WAIT_WINDOW), read by placement_window_mean. */
+        for (size_t k = 0; k < e->peer_n; k++)
+            e->peer_wait_ms[k * PLACEMENT_WAIT_WINDOW + e->npeer % PLACEMENT_WAIT_WINDOW] =
+                h->peer_wait_ms.v[k];
+        e->npeer++;
+        e->peer_in_epoch++;
         e->peer_epoch = j->epoch;
     }
 }
@@ -1207,9 +1216,16 @@ static void check_slow_link(job *j, const member_figures *f)
     bool complete = true;
     for (int i = 0; i < n && complete; i++) {
         const node_entry *e = &j->reg.nodes[j->members[i]];
-        complete = e->peer_epoch == j->epoch && e->peer_n == (size_t)n && f->step_ms[i] > 0;
+        complete = e->peer_epoch == j->epoch && e->peer_n == (size_t)n && f->step_ms[i] > 0 &&
+                   e->peer_in_epoch >= PLACEMENT_MIN_SAMPLES;
+        /* Windowed means: with steps longer than a heartbeat each heartbeat
+         * carries one step's waits, and one step's pattern alone names the
+         * wrong node about one round in three (the collective's waits pass
+         * from the slow link's ends to their partners). */
         for (int k = 0; complete && k < n; k++)
-            wait[i * n + k] = e->peer_wait_ms[k];
+            wait[i * n + k] =
+                placement_window_mean(e->peer_wait_ms + (size_t)k * PLACEMENT_WAIT_WINDOW,
+                                      PLACEMENT_WAIT_WINDOW, e->npeer, e->peer_in_epoch);
     }
     slow_link_verdict v = {.found = false};
     if (complete) {

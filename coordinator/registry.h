@@ -43,8 +43,10 @@ typedef struct node_entry {
     double step_ms, wait_ms, busy_fraction, stall_ms;
     double busy_samples[256]; /* ... busy ms per step (step - wait) per heartbeat, a ring */
     uint64_t nbusy, busy_epoch, busy_in_epoch;
-    double *peer_wait_ms; /* ... ms per step blocked on each member, by ring rank ... */
-    size_t peer_n;        /* ... peer_n of them ... */
+    double *peer_wait_ms; /* ... ms per step blocked on each member, by ring rank: per
+                           * member a ring of PLACEMENT_WAIT_WINDOW heartbeats' figures ... */
+    size_t peer_n;        /* ... peer_n members ... */
+    uint64_t npeer, peer_in_epoch; /* ... heartbeats written, and of them in peer_epoch */
     uint64_t peer_epoch;  /* ... under this epoch */
     int dup_refused; /* duplicate joins refused whose connections have not closed yet */
     bool late;       /* joined the running job and holds no blocks yet */

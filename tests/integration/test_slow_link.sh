@@ -53,7 +53,7 @@ cluster:
 security: { token_file: $RL_TMP/t.token }
 data: { source: synthetic, rows: 40000, features: 128, seed: 2, block_rows: 1000 }
 model: { type: softmax, classes: 8 }
-training: { steps: 300, learning_rate: 0.2 }
+training: { steps: 150, learning_rate: 0.2 }
 fault_tolerance: { heartbeat_ms: 100, failure_timeout_ms: 1500 }
 output: { dir: $RL_TMP/out }
 YAML
