@@ -246,7 +246,7 @@ rebalance_verdict placement_rebalance_rule(const placement_data *d, const placem
 {
     rebalance_verdict v = {.next = prev, .slowest = -1};
     int n = r->n, fastest = -1;
-    double mean = 0, sum_speed = 0;
+    double mean = 0, sum_speed = 0, mean_rows = 0;
     for (int k = 0; k < n; k++) {
         if (r->compute_ms[k] > v.max_ms) {
             v.max_ms = r->compute_ms[k];
@@ -254,6 +254,7 @@ rebalance_verdict placement_rebalance_rule(const placement_data *d, const placem
         }
         if (fastest < 0 || r->compute_ms[k] < r->compute_ms[fastest]) fastest = k;
         mean += r->compute_ms[k] / n;
+        mean_rows += r->rows[k] / n;
         sum_speed += r->speed[k];
     }
     if (sum_speed <= 0) return v;
@@ -270,11 +271,14 @@ rebalance_verdict placement_rebalance_rule(const placement_data *d, const placem
     }
     double cost =
         PLACEMENT_MOVE_STEPS * step_ms + PLACEMENT_REFORM_MS + placement_make_ms(d, surplus);
-    /* Imbalanced: one member well over the mean, or one well under it (a
-     * straggler that recovered after losing blocks leaves the others only a
-     * little over the mean each: with four members, a third of its share). */
+    /* Imbalanced: one member well over the mean, or one well under it that
+     * also holds well under the mean rows (a straggler that recovered after
+     * losing blocks leaves the others only a little over the mean each: with
+     * four members, a third of its share each). Among members holding
+     * about equal rows only the first counts, as noise makes one fastest. */
     bool over = v.max_ms > PLACEMENT_IMBALANCE_RATIO * mean;
-    bool under = fastest >= 0 && PLACEMENT_IMBALANCE_RATIO * r->compute_ms[fastest] < mean;
+    bool under = fastest >= 0 && PLACEMENT_IMBALANCE_RATIO * r->compute_ms[fastest] < mean &&
+                 PLACEMENT_IMBALANCE_RATIO * r->rows[fastest] < mean_rows;
     bool worth = (over || under) && gain > PLACEMENT_MIN_GAIN_SHARE * v.max_ms &&
                  gain > PLACEMENT_MIN_GAIN_SHARE * step_ms && gain * (double)r->steps_left > cost;
     /* The round's culprit, the same in consecutive rounds: the slowest when

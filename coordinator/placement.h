@@ -38,7 +38,7 @@
  * its fast readings may come between periodic stalls (a few seconds apart). */
 #define PLACEMENT_HOLD_HEARTBEATS 40u
 /* A rebalance needs the slowest over this x the mean, or the fastest under
- * the mean by this factor: a real imbalance. */
+ * the mean by this factor in both time and rows: a real imbalance. */
 #define PLACEMENT_IMBALANCE_RATIO 1.15
 /* ... a gain of at least this share of the slowest's compute and of the
  * step (not when the all-reduce dominates) ... */
@@ -208,8 +208,9 @@ typedef struct rebalance_verdict {
     double ideal_ms; /* the predicted slowest after balancing */
 } rebalance_verdict;
 
-/* The rebalance rule: worth it when a member is over or under the mean by
- * PLACEMENT_IMBALANCE_RATIO, the predicted gain passes the thresholds above
+/* The rebalance rule: worth it when a member is over the mean by
+ * PLACEMENT_IMBALANCE_RATIO, or under it by that factor in both compute time
+ * and rows (a node that lost blocks and is fast again), the predicted gain passes the thresholds above
  * and pays for the move over the steps left, for PLACEMENT_IMBALANCE_ROUNDS
  * rounds in a row blaming the same node (the slowest when one is over, else
  * the fastest). */

@@ -387,14 +387,15 @@ START_TEST(a_recovered_node_gets_blocks_back_though_no_other_is_far_over_the_mea
 }
 END_TEST
 
-START_TEST(a_node_a_little_faster_than_the_rest_moves_nothing)
+START_TEST(a_fast_node_holding_an_even_share_moves_nothing)
 {
-    /* Ten blocks each; one reads 13% faster than the rest, which is under the
-     * mean by more than the ratio but gains too little to pay. */
+    /* Ten blocks each; one reads 40% faster than the rest: under the mean by
+     * more than the ratio in time, not in rows. On a shared machine that is
+     * noise as often as not; the slowest is not over the mean by the ratio. */
     int owner[41];
     for (uint32_t b = 0; b < DATA.n_blocks; b++)
         owner[b] = (int)b % 4;
-    const double noise[4] = {1.0, 1.0, 1.0, 0.82};
+    const double noise[4] = {1.0, 1.0, 1.0, 0.6};
     imbalance_state st = {0};
     for (int round = 0; round < 5; round++) {
         four t;
@@ -653,7 +654,7 @@ int main(void)
     tcase_add_test(r, a_different_slowest_node_restarts_the_count);
     tcase_add_test(r, no_rebalance_when_the_gain_does_not_pay_before_the_end);
     tcase_add_test(r, a_recovered_node_gets_blocks_back_though_no_other_is_far_over_the_mean);
-    tcase_add_test(r, a_node_a_little_faster_than_the_rest_moves_nothing);
+    tcase_add_test(r, a_fast_node_holding_an_even_share_moves_nothing);
     tcase_add_test(r, a_rebalance_moves_blocks_to_the_faster_node_and_keeps_each_block_once);
     tcase_add_test(r, a_balanced_plan_neither_moves_nor_ping_pongs);
     tcase_add_test(r, a_held_node_gains_no_blocks);
