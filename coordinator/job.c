@@ -349,8 +349,7 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
             e->samples_epoch++;
             e->compute_samples[e->ncompute++ % 256] = h->compute_ms;
         }
-        if (RL_HAS_FIELD(h, heartbeat_req, step_ms) && h->step_ms > 0)
-            note_waits(j, e, h);
+        if (RL_HAS_FIELD(h, heartbeat_req, step_ms) && h->step_ms > 0) note_waits(j, e, h);
         if (RL_HAS_FIELD(h, heartbeat_req, allreduce_ms)) e->allreduce_ms = h->allreduce_ms;
         if (RL_HAS_FIELD(h, heartbeat_req, cpu_load)) e->cpu_load = h->cpu_load;
         if (RL_HAS_FIELD(h, heartbeat_req, rss_bytes)) e->rss_bytes = h->rss_bytes;
@@ -824,9 +823,8 @@ static void status_node_line(const job *j, int i, FILE *f)
     bool heard = e->heartbeats > 0;
     char rps[32], cms[32], cpu[32], rss[32], busy[32], wait[32];
     bool waits = e->step_ms > 0;
-    fprintf(f, "%-12s %-9s %7d %12s %11s %9s %9s %6s %8s  %-21s  %s\n", e->id,
-            state_name(e->state), nb,
-            status_field(rps, sizeof(rps), e->rows_per_s > 0, 0, e->rows_per_s),
+    fprintf(f, "%-12s %-9s %7d %12s %11s %9s %9s %6s %8s  %-21s  %s\n", e->id, state_name(e->state),
+            nb, status_field(rps, sizeof(rps), e->rows_per_s > 0, 0, e->rows_per_s),
             status_field(cms, sizeof(cms), e->compute_ms > 0, 3, e->compute_ms),
             status_field(cpu, sizeof(cpu), heard, 2, e->cpu_load),
             status_field(rss, sizeof(rss), heard, 1, (double)e->rss_bytes / 1048576.0),
@@ -1230,8 +1228,8 @@ static void check_slow_link(job *j, const member_figures *f)
     slow_link_verdict v = {.found = false};
     if (complete) {
         slow_link_state prev = {j->link_streak, j->link_a, j->link_b};
-        v = placement_slow_link_rule(wait, f->compute_ms, f->step_ms, n,
-                                     j->spec->straggler_factor, prev);
+        v = placement_slow_link_rule(wait, f->compute_ms, f->step_ms, n, j->spec->straggler_factor,
+                                     prev);
         j->link_streak = v.next.streak;
         j->link_a = v.next.a;
         j->link_b = v.next.b;
@@ -1242,7 +1240,8 @@ static void check_slow_link(job *j, const member_figures *f)
         j->link_named = j->members[v.next.b];
         const char *a = j->reg.nodes[j->members[v.next.a]].id;
         const char *b = j->reg.nodes[j->members[v.next.b]].id;
-        job_event_add(j, "slow_link", b, "%s waits on %s: the link between them is slow, "
+        job_event_add(j, "slow_link", b,
+                      "%s waits on %s: the link between them is slow, "
                       "not a node (steps %.1f ms, %s busy %.2f ms of them); blocks stay",
                       a, b, f->step_ms[v.next.a], b, f->compute_ms[v.next.b]);
         rl_log_info("slow link between %s and %s: blocks stay", a, b);

@@ -210,10 +210,9 @@ typedef struct rebalance_verdict {
 
 /* The rebalance rule: worth it when a member is over the mean by
  * PLACEMENT_IMBALANCE_RATIO, or under it by that factor in both compute time
- * and rows (a node that lost blocks and is fast again), the predicted gain passes the thresholds above
- * and pays for the move over the steps left, for PLACEMENT_IMBALANCE_ROUNDS
- * rounds in a row blaming the same node (the slowest when one is over, else
- * the fastest). */
+ * and rows (a node that lost blocks and is fast again), the predicted gain passes the thresholds
+ * above and pays for the move over the steps left, for PLACEMENT_IMBALANCE_ROUNDS rounds in a row
+ * blaming the same node (the slowest when one is over, else the fastest). */
 rebalance_verdict placement_rebalance_rule(const placement_data *d, const placement_round *r,
                                            imbalance_state prev);
 /* Moves blocks from members above their speed-proportional share to those

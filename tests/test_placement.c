@@ -362,8 +362,8 @@ START_TEST(a_recovered_node_gets_blocks_back_though_no_other_is_far_over_the_mea
     int owner[41];
     for (uint32_t b = 0; b < DATA.n_blocks; b++)
         owner[b] = b < 7 ? 3 : (int)(b - 7) % 3;
-    const double noise[3][4] = {{1.02, 1.0, 0.99, 1.0}, {1.0, 1.03, 0.98, 1.0},
-                                {0.99, 1.0, 1.04, 1.0}};
+    const double noise[3][4] = {
+        {1.02, 1.0, 0.99, 1.0}, {1.0, 1.03, 0.98, 1.0}, {0.99, 1.0, 1.04, 1.0}};
     imbalance_state st = {0};
     bool moved = false;
     for (int round = 0; round < 3 && !moved; round++) {
@@ -545,8 +545,13 @@ START_TEST(a_stalled_node_loses_blocks_by_its_busy_time)
     placement_member_rows(&DATA, owner, members, 4, rows);
     for (int k = 0; k < 4; k++)
         speed[k] = rows[k] / load[k];
-    placement_round r = {.n = 4, .members = members, .compute_ms = load, .speed = speed,
-                         .rows = rows, .steps_left = 1000, .has_last_step = true,
+    placement_round r = {.n = 4,
+                         .members = members,
+                         .compute_ms = load,
+                         .speed = speed,
+                         .rows = rows,
+                         .steps_left = 1000,
+                         .has_last_step = true,
                          .last_step_ms = 12};
     imbalance_state st = {0, -1};
     rebalance_verdict v = {0};
