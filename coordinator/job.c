@@ -291,6 +291,40 @@ static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
     return RL_OK;
 }
 
+/* A heartbeat's straggler signal (docs/operations.md): shown as sent; its
+ * busy time and per-member waits feed placement when measured under the
+ * current epoch. Lock held. */
+static void note_waits(job *j, node_entry *e, const rl_msg_heartbeat_req *h)
+{
+    e->step_ms = h->step_ms;
+    e->wait_ms = RL_HAS_FIELD(h, heartbeat_req, wait_ms) ? h->wait_ms : 0;
+    e->busy_fraction = RL_HAS_FIELD(h, heartbeat_req, busy_fraction) ? h->busy_fraction : 1;
+    e->stall_ms = RL_HAS_FIELD(h, heartbeat_req, stall_ms) ? h->stall_ms : 0;
+    if (h->epoch != j->epoch || h->step <= j->plan_start) return;
+    if (e->busy_epoch != j->epoch) e->busy_in_epoch = 0;
+    e->busy_epoch = j->epoch;
+    e->busy_in_epoch++;
+    e->busy_samples[e->nbusy++ % 256] = fmax(e->step_ms - e->wait_ms, 0);
+    if (h->peer_wait_ms.n == (size_t)j->n_members) {
+        if (e->peer_n != h->peer_wait_ms.n) {
+            free(e->peer_wait_ms);
+            e->peer_wait_ms =
+                rl_xcalloc(h->peer_wait_ms.n * PLACEMENT_WAIT_WINDOW + 1, sizeof(double));
+            e->peer_n = h->peer_wait_ms.n;
+            e->peer_in_epoch = 0;
+        }
+        if (e->peer_epoch != j->epoch) e->peer_in_epoch = 0;
+        /* One ring of PLACEMENT_WAIT_WINDOW samples per member (k's at
+         * k * PLACEMENT_WAIT_WINDOW), read by placement_window_mean. */
+        for (size_t k = 0; k < e->peer_n; k++)
+            e->peer_wait_ms[k * PLACEMENT_WAIT_WINDOW + e->npeer % PLACEMENT_WAIT_WINDOW] =
+                h->peer_wait_ms.v[k];
+        e->npeer++;
+        e->peer_in_epoch++;
+        e->peer_epoch = j->epoch;
+    }
+}
+
 static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *resp)
 {
     job *j = arg;
@@ -316,6 +350,7 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
             e->samples_epoch++;
             e->compute_samples[e->ncompute++ % 256] = h->compute_ms;
         }
+        if (RL_HAS_FIELD(h, heartbeat_req, step_ms) && h->step_ms > 0) note_waits(j, e, h);
         if (RL_HAS_FIELD(h, heartbeat_req, allreduce_ms)) e->allreduce_ms = h->allreduce_ms;
         if (RL_HAS_FIELD(h, heartbeat_req, cpu_load)) e->cpu_load = h->cpu_load;
         if (RL_HAS_FIELD(h, heartbeat_req, rss_bytes)) e->rss_bytes = h->rss_bytes;
@@ -787,12 +822,15 @@ static void status_node_line(const job *j, int i, FILE *f)
     for (uint32_t b = 0; b < j->n_blocks; b++)
         if (j->owner[b] == i) nb++;
     bool heard = e->heartbeats > 0;
-    char rps[32], cms[32], cpu[32], rss[32];
-    fprintf(f, "%-12s %-9s %7d %12s %11s %9s %9s  %-21s  %s\n", e->id, state_name(e->state), nb,
-            status_field(rps, sizeof(rps), e->rows_per_s > 0, 0, e->rows_per_s),
+    char rps[32], cms[32], cpu[32], rss[32], busy[32], wait[32];
+    bool waits = e->step_ms > 0;
+    fprintf(f, "%-12s %-9s %7d %12s %11s %9s %9s %6s %8s  %-21s  %s\n", e->id, state_name(e->state),
+            nb, status_field(rps, sizeof(rps), e->rows_per_s > 0, 0, e->rows_per_s),
             status_field(cms, sizeof(cms), e->compute_ms > 0, 3, e->compute_ms),
             status_field(cpu, sizeof(cpu), heard, 2, e->cpu_load),
-            status_field(rss, sizeof(rss), heard, 1, (double)e->rss_bytes / 1048576.0), e->listen,
+            status_field(rss, sizeof(rss), heard, 1, (double)e->rss_bytes / 1048576.0),
+            status_field(busy, sizeof(busy), waits, 2, e->busy_fraction),
+            status_field(wait, sizeof(wait), waits, 3, e->wait_ms), e->listen,
             e->phase[0] ? e->phase : "-");
 }
 
@@ -822,8 +860,8 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
                 status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
                 (unsigned long long)j->epoch, loss);
     if (j->steps_done) fprintf(f, "last step %.3f ms\n", j->steps[last].ms);
-    fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %-21s  %s\n", "node", "state", "blocks", "rows/s",
-            "compute_ms", "cpu", "rss_MiB", "endpoint", "doing");
+    fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s %6s %8s  %-21s  %s\n", "node", "state", "blocks",
+            "rows/s", "compute_ms", "cpu", "rss_MiB", "busy", "wait_ms", "endpoint", "doing");
     for (int i = 0; i < j->reg.n; i++)
         status_node_line(j, i, f);
     pthread_mutex_unlock(&j->reg.mtx);
@@ -1034,6 +1072,7 @@ static void replan_locked(job *j, const char *reason)
     j->epoch++;
     j->last_plan_ms = rl_clock_ms();
     j->imbalance_streak = 0;
+    j->link_streak = 0;
     j->status = JOB_RUNNING;
     j->replan = false;
     j->failure_hint_ms = 0;
@@ -1080,14 +1119,16 @@ void job_start(job *j)
  * failures are the warnings). Lock held. */
 static void report_straggler(job *j, const node_entry *e, double compute_ms, double median)
 {
-    job_event_add(j, "straggler", e->id, "compute %.3f ms vs median %.3f ms", compute_ms, median);
-    rl_log_info("node %s is a straggler: compute %.3f ms vs median %.3f ms", e->id, compute_ms,
-                median);
+    job_event_add(j, "straggler", e->id, "busy %.3f ms per step vs median %.3f ms", compute_ms,
+                  median);
+    rl_log_info("node %s is a straggler: busy %.3f ms per step vs median %.3f ms", e->id,
+                compute_ms, median);
 }
 
-/* One member's figures for placement, this round. */
+/* One member's figures for placement, this round: compute_ms is what
+ * placement balances (placement_load_ms), busy_ms and step_ms as measured. */
 typedef struct member_figures {
-    double *compute_ms, *speed, *rows;
+    double *compute_ms, *speed, *rows, *busy_ms, *step_ms;
 } member_figures;
 
 /* Fills f for every member. true: every member is measured in this epoch
@@ -1102,14 +1143,21 @@ static bool gather_round(job *j, member_figures *f)
         node_entry *e = &j->reg.nodes[j->members[k]];
         uint64_t in_epoch = e->compute_epoch == j->epoch ? e->samples_epoch : 0;
         double c = placement_recent_compute_ms(e->compute_samples, 256, e->ncompute, in_epoch);
+        uint64_t busy_in = e->busy_epoch == j->epoch ? e->busy_in_epoch : 0;
+        f->busy_ms[k] = placement_window_mean(e->busy_samples, 256, e->nbusy, busy_in);
+        f->step_ms[k] = e->step_ms;
         if (c > 0) {
             f->compute_ms[k] = c;
-            f->speed[k] = f->rows[k] > 0 ? f->rows[k] / c : e->speed;
             fresh++;
         }
         if (e->ncompute != e->evaluated) updated++;
     }
     if (fresh < n || updated < n) return false;
+    placement_load_ms(f->compute_ms, f->busy_ms, n, f->compute_ms);
+    for (int k = 0; k < n; k++) {
+        const node_entry *e = &j->reg.nodes[j->members[k]];
+        f->speed[k] = f->rows[k] > 0 ? f->rows[k] / f->compute_ms[k] : e->speed;
+    }
     for (int k = 0; k < n; k++)
         j->reg.nodes[j->members[k]].evaluated = j->reg.nodes[j->members[k]].ncompute;
     return true;
@@ -1155,9 +1203,53 @@ static void rebalance_now(job *j, const member_figures *f, const rebalance_verdi
     free(held);
     if (moved > 0) {
         char why[96];
-        snprintf(why, sizeof(why), "rebalance: %d blocks moved, slowest %.2f ms -> ~%.2f ms", moved,
-                 v->max_ms, v->ideal_ms);
+        snprintf(why, sizeof(why), "rebalance: %d blocks moved, slowest %.16s %.2f ms -> ~%.2f ms",
+                 moved, s >= 0 ? j->reg.nodes[j->members[s]].id : "-", v->max_ms, v->ideal_ms);
         request_replan(j, why);
+    }
+}
+
+/* The slow link rule (placement.h) over the members' waits on each other
+ * in this epoch: a link named for PLACEMENT_LINK_ROUNDS rounds in a row is
+ * an event, once per node and epoch. Lock held. */
+static void check_slow_link(job *j, const member_figures *f)
+{
+    int n = j->n_members;
+    double *wait = rl_xcalloc((size_t)n * (size_t)n + 1, sizeof(double));
+    bool complete = true;
+    for (int i = 0; i < n && complete; i++) {
+        const node_entry *e = &j->reg.nodes[j->members[i]];
+        complete = e->peer_epoch == j->epoch && e->peer_n == (size_t)n && f->step_ms[i] > 0 &&
+                   e->peer_in_epoch >= PLACEMENT_MIN_SAMPLES;
+        /* Windowed means: with steps longer than a heartbeat each heartbeat
+         * carries one step's waits, and one step's pattern alone names the
+         * wrong node about one round in three (the collective's waits pass
+         * from the slow link's ends to their partners). */
+        for (int k = 0; complete && k < n; k++)
+            wait[i * n + k] =
+                placement_window_mean(e->peer_wait_ms + (size_t)k * PLACEMENT_WAIT_WINDOW,
+                                      PLACEMENT_WAIT_WINDOW, e->npeer, e->peer_in_epoch);
+    }
+    slow_link_verdict v = {.found = false};
+    if (complete) {
+        slow_link_state prev = {j->link_streak, j->link_a, j->link_b};
+        v = placement_slow_link_rule(wait, f->compute_ms, f->step_ms, n, j->spec->straggler_factor,
+                                     prev);
+        j->link_streak = v.next.streak;
+        j->link_a = v.next.a;
+        j->link_b = v.next.b;
+    }
+    free(wait);
+    if (v.link && (j->link_named_epoch != j->epoch || j->link_named != j->members[v.next.b])) {
+        j->link_named_epoch = j->epoch;
+        j->link_named = j->members[v.next.b];
+        const char *a = j->reg.nodes[j->members[v.next.a]].id;
+        const char *b = j->reg.nodes[j->members[v.next.b]].id;
+        job_event_add(j, "slow_link", b,
+                      "%s waits on %s: the link between them is slow, "
+                      "not a node (steps %.1f ms, %s busy %.2f ms of them); blocks stay",
+                      a, b, f->step_ms[v.next.a], b, f->compute_ms[v.next.b]);
+        rl_log_info("slow link between %s and %s: blocks stay", a, b);
     }
 }
 
@@ -1170,9 +1262,12 @@ static void check_balance(job *j, uint64_t now)
     int n = j->n_members;
     if (n < 2 || now - j->last_plan_ms < PLACEMENT_SETTLE_HEARTBEATS * (uint64_t)sp->heartbeat_ms)
         return;
-    double *all = rl_xcalloc(3 * (size_t)n, sizeof(double));
-    member_figures f = {all, all + n, all + 2 * n};
+    double *all = rl_xcalloc(5 * (size_t)n, sizeof(double));
+    member_figures f = {all, all + n, all + 2 * n, all + 3 * n, all + 4 * n};
     if (!gather_round(j, &f)) goto out;
+    check_slow_link(j, &f);
+    /* Steps that nobody's work explains (a slow link): no straggler, no move. */
+    if (placement_link_bound(f.compute_ms, f.step_ms, n)) goto out;
     double median = placement_median(f.compute_ms, n);
     apply_straggler_rule(j, f.compute_ms, median, now);
     if (!sp->rebalance) goto out;
@@ -1185,6 +1280,15 @@ static void check_balance(job *j, uint64_t now)
                          .steps_left = j->program ? 1000 : (uint64_t)sp->steps - done,
                          .has_last_step = j->steps_done > 0,
                          .last_step_ms = j->steps_done ? j->steps[j->steps_done - 1].ms : 0};
+    /* The members' windowed mean step stands for the step when known: one
+     * step caught in a stall would make any gain look small. */
+    double mean_step = 0;
+    for (int k = 0; k < n && mean_step >= 0; k++)
+        mean_step = f.step_ms[k] > 0 ? mean_step + f.step_ms[k] / n : -1;
+    if (mean_step > 0) {
+        r.has_last_step = true;
+        r.last_step_ms = mean_step;
+    }
     placement_data d = job_placement_data(j);
     imbalance_state prev = {j->imbalance_streak, j->imbalance_node};
     rebalance_verdict v = placement_rebalance_rule(&d, &r, prev);

@@ -79,6 +79,9 @@ typedef struct job {
     uint64_t plan_make_ms;    /* allowance for making the moved blocks, in the plan's deadline */
     int imbalance_streak;     /* consecutive evaluations with a rebalance worth doing ... */
     int imbalance_node;       /* ... all blaming this same slowest node */
+    int link_streak, link_a, link_b; /* the slow link rule's state (placement.h) */
+    int link_named;                  /* the member whose link was named ... */
+    uint64_t link_named_epoch;       /* ... in this epoch (once per epoch) */
     rl_rpc_ctx **waiting_plan; /* per node: a PLAN call held until there is a plan */
 
     /* program mode: the user's program runs the steps (collective rounds),

@@ -166,20 +166,95 @@ straggler_verdict placement_straggler_rule(straggler_state prev, double compute_
     return v;
 }
 
+/* ---- The straggler signal ------------------------------------------------ */
+
+double placement_window_mean(const double *ring, size_t ring_len, uint64_t total, uint64_t in_epoch)
+{
+    if (in_epoch < PLACEMENT_MIN_SAMPLES) return 0;
+    size_t m = in_epoch < PLACEMENT_WAIT_WINDOW ? (size_t)in_epoch : PLACEMENT_WAIT_WINDOW;
+    double sum = 0;
+    for (size_t q = 0; q < m; q++)
+        sum += ring[(total - 1 - q) % ring_len];
+    return sum / (double)m;
+}
+
+void placement_load_ms(const double *compute_ms, const double *busy_ms, int n, double *load_ms)
+{
+    bool all = true;
+    for (int k = 0; k < n; k++)
+        all = all && busy_ms[k] > 0;
+    for (int k = 0; k < n; k++)
+        load_ms[k] = all ? fmax(busy_ms[k], compute_ms[k]) : compute_ms[k];
+}
+
+/* Whether the busiest member is a straggler: over factor x the median. */
+static bool placement_has_straggler(const double *load_ms, int n, double factor)
+{
+    double median = placement_median(load_ms, n), most = 0;
+    for (int k = 0; k < n; k++)
+        most = fmax(most, load_ms[k]);
+    return placement_is_over(most, median, factor);
+}
+
+bool placement_link_bound(const double *load_ms, const double *step_ms, int n)
+{
+    double mean_step = 0, most_load = 0;
+    for (int k = 0; k < n; k++) {
+        if (step_ms[k] <= 0 || load_ms[k] <= 0) return false;
+        mean_step += step_ms[k] / n;
+        most_load = fmax(most_load, load_ms[k]);
+    }
+    return n >= 2 && mean_step >= PLACEMENT_LINK_WAIT_RATIO * most_load;
+}
+
+slow_link_verdict placement_slow_link_rule(const double *wait, const double *load_ms,
+                                           const double *step_ms, int n, double factor,
+                                           slow_link_state prev)
+{
+    assert(n >= 1 && n <= PLACEMENT_MAX_MEMBERS);
+    slow_link_verdict v = {.next = {0, -1, -1}};
+    int b = -1, a = -1;
+    double top = 0, second = 0;
+    for (int j = 0; j < n; j++) {
+        double on_j = 0;
+        for (int i = 0; i < n; i++)
+            if (i != j) on_j += wait[i * n + j];
+        if (on_j > top) {
+            second = top;
+            top = on_j;
+            b = j;
+        } else if (on_j > second) {
+            second = on_j;
+        }
+    }
+    for (int i = 0; b >= 0 && i < n; i++)
+        if (i != b && (a < 0 || wait[i * n + b] > wait[a * n + b])) a = i;
+    v.found = n >= 2 && b >= 0 && a >= 0 && !placement_has_straggler(load_ms, n, factor) &&
+              placement_link_bound(load_ms, step_ms, n) &&
+              top >= PLACEMENT_LINK_CONCENTRATION * second;
+    if (!v.found) return v;
+    bool same = prev.a == a && prev.b == b;
+    v.next = (slow_link_state){same ? prev.streak + 1 : 1, a, b};
+    v.link = v.next.streak == PLACEMENT_LINK_ROUNDS;
+    return v;
+}
+
 /* ---- Rebalance ----------------------------------------------------------- */
 
 rebalance_verdict placement_rebalance_rule(const placement_data *d, const placement_round *r,
                                            imbalance_state prev)
 {
     rebalance_verdict v = {.next = prev, .slowest = -1};
-    int n = r->n;
-    double mean = 0, sum_speed = 0;
+    int n = r->n, fastest = -1;
+    double mean = 0, sum_speed = 0, mean_rows = 0;
     for (int k = 0; k < n; k++) {
         if (r->compute_ms[k] > v.max_ms) {
             v.max_ms = r->compute_ms[k];
             v.slowest = k;
         }
+        if (fastest < 0 || r->compute_ms[k] < r->compute_ms[fastest]) fastest = k;
         mean += r->compute_ms[k] / n;
+        mean_rows += r->rows[k] / n;
         sum_speed += r->speed[k];
     }
     if (sum_speed <= 0) return v;
@@ -196,10 +271,21 @@ rebalance_verdict placement_rebalance_rule(const placement_data *d, const placem
     }
     double cost =
         PLACEMENT_MOVE_STEPS * step_ms + PLACEMENT_REFORM_MS + placement_make_ms(d, surplus);
-    bool worth = v.max_ms > PLACEMENT_IMBALANCE_RATIO * mean &&
-                 gain > PLACEMENT_MIN_GAIN_SHARE * v.max_ms &&
+    /* Imbalanced: one member well over the mean, or one well under it that
+     * also holds well under the mean rows (a straggler that recovered after
+     * losing blocks leaves the others only a little over the mean each: with
+     * four members, a third of its share each). Among members holding
+     * about equal rows only the first counts, as noise makes one fastest. */
+    bool over = v.max_ms > PLACEMENT_IMBALANCE_RATIO * mean;
+    bool under = fastest >= 0 && PLACEMENT_IMBALANCE_RATIO * r->compute_ms[fastest] < mean &&
+                 PLACEMENT_IMBALANCE_RATIO * r->rows[fastest] < mean_rows;
+    bool worth = (over || under) && gain > PLACEMENT_MIN_GAIN_SHARE * v.max_ms &&
                  gain > PLACEMENT_MIN_GAIN_SHARE * step_ms && gain * (double)r->steps_left > cost;
-    int blamed = v.slowest >= 0 ? r->members[v.slowest] : -1;
+    /* The round's culprit, the same in consecutive rounds: the slowest when
+     * over, else the idle one (among equally loaded others the slowest is
+     * whichever noise picks). */
+    int culprit = over ? v.slowest : fastest;
+    int blamed = culprit >= 0 ? r->members[culprit] : -1;
     if (worth && (prev.streak == 0 || prev.node == blamed)) {
         v.next.streak = prev.streak + 1;
         v.next.node = blamed;

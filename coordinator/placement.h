@@ -35,9 +35,10 @@
  * so that the flag does not flicker. */
 #define PLACEMENT_STRAGGLER_CLEAR 1.1
 /* A node over the threshold gets no blocks back for this many heartbeats:
- * its fast readings may be stalls that landed outside its compute. */
-#define PLACEMENT_HOLD_HEARTBEATS 20u
-/* A rebalance needs the slowest over this x the mean: a real imbalance. */
+ * its fast readings may come between periodic stalls (a few seconds apart). */
+#define PLACEMENT_HOLD_HEARTBEATS 40u
+/* A rebalance needs the slowest over this x the mean, or the fastest under
+ * the mean by this factor in both time and rows: a real imbalance. */
 #define PLACEMENT_IMBALANCE_RATIO 1.15
 /* ... a gain of at least this share of the slowest's compute and of the
  * step (not when the all-reduce dominates) ... */
@@ -128,6 +129,58 @@ bool placement_is_over(double compute_ms, double median, double factor);
 straggler_verdict placement_straggler_rule(straggler_state prev, double compute_ms, double median,
                                            double factor);
 
+/* ---- The straggler signal (docs/operations.md) ---- */
+
+/* Heartbeats whose busy times are averaged: a mean, not a median, so that a
+ * stall every few heartbeats still counts (a median hides periodic stalls). */
+#define PLACEMENT_WAIT_WINDOW 8u
+/* A slow link: the members' mean step is at least this x the busiest
+ * member's busy time (they mostly wait, yet nobody is busy) ... */
+#define PLACEMENT_LINK_WAIT_RATIO 3.0
+/* ... the waiting on one node is at least this x that on any other ... */
+#define PLACEMENT_LINK_CONCENTRATION 1.5
+/* ... for this many rounds in a row, naming the same edge. */
+#define PLACEMENT_LINK_ROUNDS 3
+
+/* The mean of the last (up to) PLACEMENT_WAIT_WINDOW samples of a ring
+ * (ring_len slots, `total` ever written, the last `in_epoch` of them under
+ * the current epoch), or 0 when fewer than PLACEMENT_MIN_SAMPLES. */
+double placement_window_mean(const double *ring, size_t ring_len, uint64_t total,
+                             uint64_t in_epoch);
+/* What placement balances, per member: its busy time per step (step time
+ * less the time it waited on others) when every member has one (> 0),
+ * never below its compute time; else its compute time. A stall counts
+ * wherever it lands: compute, collective, block making. */
+void placement_load_ms(const double *compute_ms, const double *busy_ms, int n, double *load_ms);
+
+/* Whether the members mostly wait while nobody is busy: the mean step is at
+ * least PLACEMENT_LINK_WAIT_RATIO x the busiest member's load (step_ms and
+ * load_ms per member, all > 0). No node's work explains such steps, so no
+ * node is a straggler and no move can help. */
+bool placement_link_bound(const double *load_ms, const double *step_ms, int n);
+
+typedef struct slow_link_state {
+    int streak; /* consecutive rounds naming the same edge ... */
+    int a, b;   /* ... member positions: a waited on b */
+} slow_link_state;
+
+typedef struct slow_link_verdict {
+    slow_link_state next;
+    bool link;  /* a slow link, named this round (streak reached) */
+    bool found; /* this round looks like a slow link */
+} slow_link_verdict;
+
+/* One round of the slow link rule: wait[i * n + j] is the time per step
+ * member i was blocked on member j's data, load_ms and step_ms per member.
+ * A slow link when nobody is a straggler (the busiest at most `factor` x
+ * the median load), the members mostly wait (PLACEMENT_LINK_WAIT_RATIO) and
+ * the waiting concentrates on one node b (PLACEMENT_LINK_CONCENTRATION):
+ * the edge is b and the member a that waited on it most. Moving blocks
+ * cannot speed a link: the caller names it and moves nothing. */
+slow_link_verdict placement_slow_link_rule(const double *wait, const double *load_ms,
+                                           const double *step_ms, int n, double factor,
+                                           slow_link_state prev);
+
 /* ---- Rebalance ---- */
 
 typedef struct imbalance_state {
@@ -155,9 +208,11 @@ typedef struct rebalance_verdict {
     double ideal_ms; /* the predicted slowest after balancing */
 } rebalance_verdict;
 
-/* The rebalance rule: worth it when the predicted gain passes the thresholds
- * above and pays for the move over the steps left, for
- * PLACEMENT_IMBALANCE_ROUNDS rounds in a row blaming the same node. */
+/* The rebalance rule: worth it when a member is over the mean by
+ * PLACEMENT_IMBALANCE_RATIO, or under it by that factor in both compute time
+ * and rows (a node that lost blocks and is fast again), the predicted gain passes the thresholds
+ * above and pays for the move over the steps left, for PLACEMENT_IMBALANCE_ROUNDS rounds in a row
+ * blaming the same node (the slowest when one is over, else the fastest). */
 rebalance_verdict placement_rebalance_rule(const placement_data *d, const placement_round *r,
                                            imbalance_state prev);
 /* Moves blocks from members above their speed-proportional share to those

@@ -25,6 +25,8 @@ void registry_init(registry *r, const rl_spec *spec)
 
 void registry_fini(registry *r)
 {
+    for (int i = 0; r->nodes != NULL && i < r->n; i++)
+        free(r->nodes[i].peer_wait_ms);
     free(r->nodes);
     pthread_mutex_destroy(&r->mtx);
     pthread_cond_destroy(&r->cv);

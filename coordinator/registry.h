@@ -25,7 +25,7 @@ typedef struct node_entry {
     uint64_t heartbeats;
     double rows_per_s, compute_ms, allreduce_ms, cpu_load;
     uint64_t rss_bytes;
-    uint64_t step; /* steps completed, as last reported */
+    uint64_t step;            /* steps completed, as last reported */
     bool connected;           /* its RPC connection is open */
     uint64_t disconnected_ms; /* when it closed */
     double speed;             /* smoothed rows per compute-ms (0: not measured yet) */
@@ -38,6 +38,16 @@ typedef struct node_entry {
     bool slow;
     double compute_samples[256]; /* compute_ms per heartbeat, a ring */
     uint64_t ncompute;
+    /* The straggler signal, from its last heartbeat with one (means per
+     * step over that heartbeat's window; docs/operations.md) ... */
+    double step_ms, wait_ms, busy_fraction, stall_ms;
+    double busy_samples[256]; /* ... busy ms per step (step - wait) per heartbeat, a ring */
+    uint64_t nbusy, busy_epoch, busy_in_epoch;
+    double *peer_wait_ms;          /* ... ms per step blocked on each member, by ring rank: per
+                                    * member a ring of PLACEMENT_WAIT_WINDOW heartbeats' figures ... */
+    size_t peer_n;                 /* ... peer_n members ... */
+    uint64_t npeer, peer_in_epoch; /* ... heartbeats written, and of them in peer_epoch */
+    uint64_t peer_epoch;           /* ... under this epoch */
     int dup_refused; /* duplicate joins refused whose connections have not closed yet */
     bool late;       /* joined the running job and holds no blocks yet */
     /* program mode (docs/worker-api.md): how far its collectives got, as its

@@ -53,7 +53,11 @@ static rl_run_node report_node(job *j, int i, uint32_t *blocks)
     rl_run_node n = {.id = e->id,
                      .state = report_state(e->state),
                      .blocks = blocks,
-                     .rows_per_s = e->rows_per_s > 0 ? e->rows_per_s : NAN}; /* null: unknown */
+                     .rows_per_s = e->rows_per_s > 0 ? e->rows_per_s : NAN, /* null: unknown */
+                     .step_ms = e->step_ms > 0 ? e->step_ms : NAN,
+                     .wait_ms = e->step_ms > 0 ? e->wait_ms : NAN,
+                     .busy_fraction = e->step_ms > 0 ? e->busy_fraction : NAN,
+                     .stall_ms = e->step_ms > 0 ? e->stall_ms : NAN};
     for (uint32_t b = 0; b < j->n_blocks; b++)
         if (j->owner[b] == i && j->status != JOB_WAITING) {
             blocks[n.n_blocks++] = b;

@@ -52,12 +52,77 @@ static uint64_t rss_bytes(void)
     return (uint64_t)res * 4096u;
 }
 
+void rl_agent_add_waits(rl_agent *a, const rl_agent_step_waits *w)
+{
+    pthread_mutex_lock(&a->acc_mtx);
+    size_t m = w->members < RL_SPEC_MAX_NODES ? w->members : RL_SPEC_MAX_NODES;
+    if (w->epoch != a->acc_epoch || m != a->acc_members) { /* ranks changed: restart per peer */
+        memset(a->acc_peer_wait_ms, 0, sizeof(a->acc_peer_wait_ms));
+        a->acc_epoch = w->epoch;
+        a->acc_members = m;
+    }
+    a->acc_step_ms += w->step_ms;
+    a->acc_wait_ms += w->wait_ms;
+    a->acc_stall_ms += w->stall_ms;
+    for (size_t p = 0; p < m; p++)
+        a->acc_peer_wait_ms[p] += w->peer_ms[p];
+    a->acc_wait_steps++;
+    pthread_mutex_unlock(&a->acc_mtx);
+}
+
+/* A frozen process (SIGSTOP, a CFS quota spent, a CPU taken by others)
+ * cannot tell it was frozen from inside the wait it was frozen in: this
+ * thread's late wakes measure it, so that the worker can take such time out
+ * of its waiting on others (docs/operations.md). */
+static void *agent_stall_watch_main(void *arg)
+{
+    rl_agent *a = arg;
+    const uint64_t tick_ns = RL_AGENT_STALL_TICK_MS * 1000000ull;
+    const uint64_t slack_ns = RL_AGENT_STALL_SLACK_MS * 1000000ull;
+    uint64_t prev = rl_clock_ns();
+    while (!atomic_load(&a->stop)) {
+        struct timespec ts = {0, (long)tick_ns};
+        nanosleep(&ts, NULL);
+        uint64_t now = rl_clock_ns();
+        uint64_t late = now - prev > tick_ns ? now - prev - tick_ns : 0;
+        if (late > slack_ns) atomic_fetch_add(&a->stall_ns, late);
+        prev = now;
+    }
+    return NULL;
+}
+
+/* The straggler signal's heartbeat fields: means per step over the steps
+ * since the last heartbeat (none when no step completed). acc_mtx held;
+ * peer borrows a->acc_peer_wait_ms's copy in buf. */
+static void agent_fill_waits(rl_agent *a, rl_msg_heartbeat_req *h, double *buf)
+{
+    uint64_t k = a->acc_wait_steps;
+    if (k > 0 && a->acc_step_ms > 0) {
+        h->step_ms = a->acc_step_ms / (double)k;
+        h->wait_ms = a->acc_wait_ms / (double)k;
+        h->stall_ms = a->acc_stall_ms / (double)k;
+        h->busy_fraction = 1.0 - a->acc_wait_ms / a->acc_step_ms;
+        h->window_steps = k;
+        for (size_t p = 0; p < a->acc_members; p++)
+            buf[p] = a->acc_peer_wait_ms[p] / (double)k;
+        h->peer_wait_ms = (rl_f64list){buf, a->acc_members};
+        h->has |= RL_FIELD_BIT(heartbeat_req, step_ms) | RL_FIELD_BIT(heartbeat_req, wait_ms) |
+                  RL_FIELD_BIT(heartbeat_req, stall_ms) |
+                  RL_FIELD_BIT(heartbeat_req, busy_fraction) |
+                  RL_FIELD_BIT(heartbeat_req, window_steps);
+    }
+    a->acc_step_ms = a->acc_wait_ms = a->acc_stall_ms = 0;
+    memset(a->acc_peer_wait_ms, 0, a->acc_members * sizeof(double));
+    a->acc_wait_steps = 0;
+}
+
 static void *agent_heartbeat_main(void *arg)
 {
     rl_agent *a = arg;
     uint64_t last_ok = rl_clock_ms();
     uint64_t t_prev = rl_clock_ms();
     double cpu_prev = cpu_seconds();
+    double peer_buf[RL_SPEC_MAX_NODES]; /* the heartbeat's peer_wait_ms */
     while (!atomic_load(&a->stop)) {
         uint64_t now = rl_clock_ms();
         double cpu = cpu_seconds();
@@ -81,6 +146,7 @@ static void *agent_heartbeat_main(void *arg)
         }
         a->acc_compute_ms = a->acc_rows = 0;
         a->acc_steps = 0;
+        agent_fill_waits(a, h, peer_buf);
         pthread_mutex_unlock(&a->acc_mtx);
         h->allreduce_ms = atomic_load(&a->allreduce_ms);
         h->cpu_load = load;
@@ -90,7 +156,8 @@ static void *agent_heartbeat_main(void *arg)
                   RL_FIELD_BIT(heartbeat_req, compute_ms) |
                   RL_FIELD_BIT(heartbeat_req, allreduce_ms) |
                   RL_FIELD_BIT(heartbeat_req, cpu_load) | RL_FIELD_BIT(heartbeat_req, rss_bytes);
-        int rv = rl_rpc_call(a->rpc, &req, &rep, rl_clock_ms() + (uint64_t)a->heartbeat_ms * 2);
+        uint64_t sent_ms = rl_clock_ms();
+        int rv = rl_rpc_call(a->rpc, &req, &rep, sent_ms + (uint64_t)a->heartbeat_ms * 2);
         if (rv == RL_OK) {
             last_ok = rl_clock_ms();
             if (rep.msg.u.heartbeat_resp.stop) {
@@ -119,8 +186,17 @@ static void *agent_heartbeat_main(void *arg)
             abort_ring(a, UINT64_MAX, "coordinator lost");
         }
         rl_rpc_reply_fini(&rep);
-        struct timespec ts = {a->heartbeat_ms / 1000, (long)(a->heartbeat_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL); /* the heartbeat period */
+        /* The period runs from this heartbeat's send, not from its reply: on
+         * a link whose queue is full of ring traffic the round trip alone
+         * can take a period or two, and the coordinator, which counts from
+         * each heartbeat's arrival, must not see the reply's delay added to
+         * every gap (docs/operations.md, "Heartbeats on a busy link"). */
+        uint64_t next_ms = sent_ms + (uint64_t)a->heartbeat_ms, now_ms = rl_clock_ms();
+        if (next_ms > now_ms) {
+            uint64_t left = next_ms - now_ms;
+            struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
     }
     /* Stopping (the job ended, the coordinator is gone, or a signal): a ring
      * still forming ends now rather than at its deadline, whose backstop
@@ -222,6 +298,11 @@ int rl_agent_open(const rl_agent_opts *o, rl_agent **out)
         goto fail;
     }
     a->hb_started = true;
+    if (pthread_create(&a->stall_thread, NULL, agent_stall_watch_main, a) != 0) {
+        rv = rli_err(RL_ENOMEM, "cannot start the stall watch thread");
+        goto fail;
+    }
+    a->stall_started = true;
     *out = a;
     return RL_OK;
 fail:
@@ -234,6 +315,7 @@ void rl_agent_close(rl_agent *a)
     if (a == NULL) return;
     atomic_store(&a->stop, true);
     if (a->hb_started) pthread_join(a->hb_thread, NULL);
+    if (a->stall_started) pthread_join(a->stall_thread, NULL);
     rl_rpc_client_close(a->rpc);
     rl_endpoint_close(a->ep);
     pthread_mutex_destroy(&a->mtx);

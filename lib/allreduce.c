@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "reduce_ops.h"
+#include "ringleader/clock.h"
 #include "ring_internal.h"
 #include "rli.h"
 
@@ -91,7 +92,10 @@ static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, cons
     rli_link *l = c->r->links[peer];
     int rv;
     if ((phase == PHASE_DIRECT || phase == PHASE_DOUBLING) && len <= DIRECT_INLINE_MAX) {
+        /* Blocked until the peer's link takes the frame: waiting on it too. */
+        uint64_t t0 = rl_clock_ns();
         rv = rli_link_send_now(l, &m, c->deadline);
+        c->r->wait_ns[peer] += rl_clock_ns() - t0;
     } else {
         rli_ring_lock(c->r);
         rv = c->r->err != 0 ? rli_ring_link_error(c->r) : rli_link_send(l, &m);
@@ -132,7 +136,9 @@ static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size
     for (;;) {
         const uint8_t *p;
         size_t n;
+        uint64_t t0 = rl_clock_ns();
         int rv = rli_link_recv(l, &p, &n, c->deadline, more);
+        r->wait_ns[peer] += rl_clock_ns() - t0;
         if (rv == RL_ETIMEDOUT)
             return abort_or(c, rli_err(RL_ETIMEDOUT, "allreduce epoch %llu seq %llu %s step %d: "
                                        "no data from %s (rank %d) before the deadline",

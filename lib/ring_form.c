@@ -342,6 +342,7 @@ static rl_ring *ring_new(rl_endpoint *ep, const rl_ring_config *cfg, int *local,
     r->ids = rli_calloc((size_t)r->size, sizeof(char *));
     r->urls = rli_calloc((size_t)r->size, sizeof(char *));
     r->links = rli_calloc((size_t)r->size, sizeof(rli_link *));
+    r->wait_ns = rli_calloc((size_t)r->size, sizeof(uint64_t));
     for (int i = 0; i < r->size; i++) {
         r->ids[i] = rli_strdup(cfg->members[i].id);
         r->urls[i] = rli_strdup(cfg->members[i].url);
@@ -597,6 +598,7 @@ void rl_ring_free(rl_ring *r)
     for (int p = 0; p < r->size; p++)
         rli_link_free(r->links[p]);
     free(r->links);
+    free(r->wait_ns);
     ring_free_members(r);
     free(r);
 }
@@ -614,6 +616,11 @@ int rl_ring_rank(const rl_ring *r)
 int rl_ring_size(const rl_ring *r)
 {
     return r->size;
+}
+
+uint64_t rl_ring_wait_ns(const rl_ring *r, int peer)
+{
+    return peer >= 0 && peer < r->size ? r->wait_ns[peer] : 0;
 }
 
 void rl_ring_get_stats(const rl_ring *r, rl_ring_stats *st)

@@ -163,6 +163,9 @@ struct rl_ring {
     int err;          /* set once by abort; every later call fails with it */
     char err_detail[256];
     rl_ring_stats stats;
+    /* Nanoseconds the collectives' thread spent blocked on each peer rank
+     * (rl_ring_wait_ns); written by that thread only. */
+    uint64_t *wait_ns;
 };
 
 /* Phases of a collective, as carried in RING_CHUNK.phase. */

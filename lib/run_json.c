@@ -440,6 +440,14 @@ static void run_json_node(FILE *f, const rl_run_node *n, bool first)
     run_json_num(f, n->compute_ms_p50);
     fputs(", \"rows_per_s\": ", f);
     run_json_num(f, n->rows_per_s);
+    fputs(", \"step_ms\": ", f);
+    run_json_num(f, n->step_ms);
+    fputs(", \"wait_ms\": ", f);
+    run_json_num(f, n->wait_ms);
+    fputs(", \"busy_fraction\": ", f);
+    run_json_num(f, n->busy_fraction);
+    fputs(", \"stall_ms\": ", f);
+    run_json_num(f, n->stall_ms);
     if (n->has_exit_code) fprintf(f, ", \"exit_code\": %d", n->exit_code);
     fputc('}', f);
 }

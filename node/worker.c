@@ -6,6 +6,7 @@
  * a coverage check, and the same update on every node.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,6 +271,14 @@ typedef struct worker {
     rl_exact *xacc;    /* the payload's exact sums (pl.len), when exact */
     double *gblk;      /* one block's gradient (pl.G + 1: the loss last), when exact */
     batch rb;
+    /* The straggler signal (worker_account_waits): the ring's wait counters,
+     * the stall watch's, and when the previous step ended, at the last step. */
+    uint64_t *wait_seen;
+    double *peer_ms;
+    uint64_t stall_seen;
+    double prev_end_ms, stall_carry_ms;
+    int schedstat_fd;    /* this thread's /proc schedstat (-1: none) ... */
+    uint64_t delay_seen; /* ... and its run-queue delay (ns) at the last step */
 } worker;
 
 /* Logs the failure just recorded: at info when it is routine (the job is
@@ -577,6 +586,73 @@ static void worker_record(worker *w, const rl_msg_plan_resp *p, uint64_t s, bool
         batch_flush(w->a, rb, w->epoch, &w->m, false);
 }
 
+/* Nanoseconds the worker thread has waited on a run queue (runnable, not
+ * running: its CPU taken by others, or its group throttled), or 0 when the
+ * kernel does not tell (no schedstat). */
+static uint64_t worker_run_delay_ns(const worker *w)
+{
+    char buf[96];
+    if (w->schedstat_fd < 0) return 0;
+    ssize_t n = pread(w->schedstat_fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    unsigned long long run = 0, delay = 0;
+    return sscanf(buf, "%llu %llu", &run, &delay) == 2 ? (uint64_t)delay : 0;
+}
+
+/* Starts the straggler signal's counting on a formed ring: what the ring's
+ * waits and the stall watch read now (the barrier's wait is not a step's). */
+static void worker_start_waits(worker *w, rl_ring *ring)
+{
+    int n = rl_ring_size(ring);
+    free(w->wait_seen);
+    free(w->peer_ms);
+    w->wait_seen = rl_xcalloc((size_t)n + 1, sizeof(uint64_t)); /* a few words per member */
+    w->peer_ms = rl_xcalloc((size_t)n + 1, sizeof(double));
+    for (int p = 0; p < n; p++)
+        w->wait_seen[p] = rl_ring_wait_ns(ring, p);
+    w->stall_seen = atomic_load(&w->a->stall_ns);
+    w->delay_seen = worker_run_delay_ns(w);
+    w->prev_end_ms = 0;
+    w->stall_carry_ms = 0;
+}
+
+/* One step's waiting, into the heartbeat window: the time blocked on each
+ * peer's data since the last step, less the time this process was frozen
+ * (it cannot tell from inside a wait that it was frozen in it). The stall
+ * watch may report a stall a little after the wait it lay in ended, so a
+ * step's stall not matched by its own waiting is carried to the next step
+ * once (docs/operations.md). */
+static void worker_account_waits(worker *w, rl_ring *ring, const step_times *t)
+{
+    int n = rl_ring_size(ring);
+    double wait = 0;
+    for (int p = 0; p < n; p++) {
+        uint64_t now = rl_ring_wait_ns(ring, p);
+        w->peer_ms[p] = (double)(now - w->wait_seen[p]) / 1e6;
+        w->wait_seen[p] = now;
+        wait += w->peer_ms[p];
+    }
+    uint64_t stall_now = atomic_load(&w->a->stall_ns), delay_now = worker_run_delay_ns(w);
+    /* Frozen (the stall watch) or kept off the CPU (the run-queue delay):
+     * both often at once, so the larger counts. */
+    double stall =
+        fmax((double)(stall_now - w->stall_seen), (double)(delay_now - w->delay_seen)) / 1e6;
+    w->stall_seen = stall_now;
+    w->delay_seen = delay_now;
+    double avail = stall + w->stall_carry_ms;
+    double mine = wait < avail ? wait : avail;
+    w->stall_carry_ms = avail - mine < stall ? avail - mine : stall;
+    rl_agent_step_waits sw = {.epoch = w->epoch,
+                              .step_ms = t->t3 - (w->prev_end_ms > 0 ? w->prev_end_ms : t->t0),
+                              .wait_ms = wait - mine,
+                              .stall_ms = stall,
+                              .peer_ms = w->peer_ms,
+                              .members = (size_t)n};
+    w->prev_end_ms = t->t3;
+    rl_agent_add_waits(w->a, &sw);
+}
+
 /* One training step: gradient, all-reduce, coverage check, update, report.
  * RL_OK and *ok false: a coverage violation (no update). */
 static int worker_step(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint64_t s,
@@ -599,6 +675,7 @@ static int worker_step(worker *w, const rl_msg_plan_resp *p, rl_ring *ring, uint
         rl_model_step(&w->m, w->red, w->red[PAYLOAD_LOSS(pl)], (int64_t)w->red[PAYLOAD_ROWS(pl)],
                       p->learning_rate, p->l2, &loss);
     t.t3 = now_ms();
+    worker_account_waits(w, ring, &t);
     worker_publish(w->a, s, rows, &t);
     if (p->rank == 0 || !*ok) worker_record(w, p, s, *ok, loss, &t);
     return RL_OK;
@@ -612,6 +689,7 @@ static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring
     rl_agent *a = w->a;
     int64_t total_rows = (int64_t)p->rows;
     atomic_store(&a->phase, RL_AGENT_PHASE_STEPPING);
+    worker_start_waits(w, ring);
     for (uint64_t s = p->start_step; rv == RL_OK && s < p->end_step && !atomic_load(&a->stop);
          s++) {
         bool ok = true;
@@ -658,6 +736,7 @@ int worker_run(rl_agent *a)
     worker w = {.a = a};
     int code = 0;
     worker_lower_priority();
+    w.schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     for (;;) {
         rl_rpc_reply rep;
         atomic_store(&a->phase, RL_AGENT_PHASE_WAITING);
@@ -690,5 +769,8 @@ int worker_run(rl_agent *a)
     free(w.red);
     free(w.xacc);
     free(w.gblk);
+    free(w.wait_seen);
+    free(w.peer_ms);
+    if (w.schedstat_fd >= 0) close(w.schedstat_fd);
     return code;
 }

@@ -328,6 +328,85 @@ START_TEST(a_different_slowest_node_restarts_the_count)
 }
 END_TEST
 
+/* Four members at one speed (rows per ms) whose blocks are split as
+ * owner says, compute times scaled per member by noise[k]. */
+typedef struct four {
+    int members[4];
+    double compute_ms[4], speed[4], rows[4];
+    placement_round r;
+} four;
+
+static void four_init(four *t, const int *owner, const double *noise)
+{
+    for (int k = 0; k < 4; k++)
+        t->members[k] = k;
+    placement_member_rows(&DATA, owner, t->members, 4, t->rows);
+    for (int k = 0; k < 4; k++) {
+        t->compute_ms[k] = t->rows[k] / 1000.0 * noise[k];
+        t->speed[k] = t->rows[k] / t->compute_ms[k];
+    }
+    t->r = (placement_round){.n = 4,
+                             .members = t->members,
+                             .compute_ms = t->compute_ms,
+                             .speed = t->speed,
+                             .rows = t->rows,
+                             .steps_left = 1000,
+                             .has_last_step = true,
+                             .last_step_ms = 12};
+}
+
+START_TEST(a_recovered_node_gets_blocks_back_though_no_other_is_far_over_the_mean)
+{
+    /* A straggler relieved to 7 blocks, then recovered: the others hold 11
+     * each, only 1.1x the mean, and which of them is slowest is noise. */
+    int owner[41];
+    for (uint32_t b = 0; b < DATA.n_blocks; b++)
+        owner[b] = b < 7 ? 3 : (int)(b - 7) % 3;
+    const double noise[3][4] = {
+        {1.02, 1.0, 0.99, 1.0}, {1.0, 1.03, 0.98, 1.0}, {0.99, 1.0, 1.04, 1.0}};
+    imbalance_state st = {0};
+    bool moved = false;
+    for (int round = 0; round < 3 && !moved; round++) {
+        four t;
+        four_init(&t, owner, noise[round]);
+        ck_assert_double_lt(t.compute_ms[3] * 1.15, 9.8); /* well under the mean */
+        rebalance_verdict v = placement_rebalance_rule(&DATA, &t.r, st);
+        ck_assert_int_eq(v.next.node, v.move ? st.node : 3); /* blamed: the idle one */
+        moved = v.move;
+        ck_assert_int_eq(moved, round + 1 == PLACEMENT_IMBALANCE_ROUNDS);
+        st = v.next;
+        if (moved) {
+            const bool held[4] = {false, false, false, false};
+            ck_assert_int_gt(placement_rebalance(&DATA, t.members, 4, t.speed, held, owner), 0);
+        }
+    }
+    ck_assert(moved);
+    ck_assert_int_gt(owned_by(owner, DATA.n_blocks, 3), 7);
+    int members[4] = {0, 1, 2, 3};
+    assert_each_block_once(owner, members, 4);
+}
+END_TEST
+
+START_TEST(a_fast_node_holding_an_even_share_moves_nothing)
+{
+    /* Ten blocks each; one reads 40% faster than the rest: under the mean by
+     * more than the ratio in time, not in rows. On a shared machine that is
+     * noise as often as not; the slowest is not over the mean by the ratio. */
+    int owner[41];
+    for (uint32_t b = 0; b < DATA.n_blocks; b++)
+        owner[b] = (int)b % 4;
+    const double noise[4] = {1.0, 1.0, 1.0, 0.6};
+    imbalance_state st = {0};
+    for (int round = 0; round < 5; round++) {
+        four t;
+        four_init(&t, owner, noise);
+        rebalance_verdict v = placement_rebalance_rule(&DATA, &t.r, st);
+        ck_assert(!v.move);
+        st = v.next;
+    }
+}
+END_TEST
+
 START_TEST(no_rebalance_when_the_gain_does_not_pay_before_the_end)
 {
     two t;
@@ -423,8 +502,139 @@ START_TEST(a_node_grows_by_at_most_the_growth_cap_per_rebalance)
 }
 END_TEST
 
+/* ---- The straggler signal ---- */
+
+START_TEST(the_window_mean_sees_a_periodic_stall_the_median_hides)
+{
+    /* A node stalled one heartbeat in five: ~1 ms a step, 41 ms in the stall. */
+    double ring[8] = {1, 1, 41, 1, 1, 1, 1, 41};
+    ck_assert_double_eq_tol(placement_recent_compute_ms(ring, 8, 8, 8), 1.0, 1e-12);
+    ck_assert_double_eq_tol(placement_window_mean(ring, 8, 8, 8), 11.0, 1e-12);
+    ck_assert(placement_is_over(placement_window_mean(ring, 8, 8, 8), 1.0, 1.5));
+    ck_assert_double_eq(placement_window_mean(ring, 8, 8, 1), 0.0); /* too few in the epoch */
+}
+END_TEST
+
+START_TEST(a_stall_in_the_collective_counts_as_load_wherever_it_lands)
+{
+    /* n4's compute is normal; its stalls land in the all-reduce, so only
+     * its busy time (step less waiting on others) shows them. */
+    double compute[4] = {1.0, 1.1, 1.0, 1.0}, busy[4] = {1.3, 1.2, 1.3, 9.0}, load[4];
+    placement_load_ms(compute, busy, 4, load);
+    ck_assert_double_eq_tol(load[3], 9.0, 1e-12);
+    straggler_state st = {0};
+    for (int round = 0; round < PLACEMENT_STRAGGLER_ROUNDS; round++) {
+        straggler_verdict v = placement_straggler_rule(st, load[3], placement_median(load, 4), 1.5);
+        st = v.next;
+    }
+    ck_assert(st.slow);
+    /* Without busy times from every member, compute times stand. */
+    double partial[4] = {1.3, 0, 1.3, 9.0};
+    placement_load_ms(compute, partial, 4, load);
+    ck_assert_double_eq_tol(load[3], 1.0, 1e-12);
+}
+END_TEST
+
+START_TEST(a_stalled_node_loses_blocks_by_its_busy_time)
+{
+    int members[4] = {0, 1, 2, 3}, owner[40];
+    double cap[4] = {1, 1, 1, 1};
+    placement_assign_by_weight(&DATA, members, 4, cap, owner);
+    double compute[4] = {1, 1, 1, 1}, busy[4] = {1.2, 1.2, 1.2, 12}, load[4], rows[4], speed[4];
+    placement_load_ms(compute, busy, 4, load);
+    placement_member_rows(&DATA, owner, members, 4, rows);
+    for (int k = 0; k < 4; k++)
+        speed[k] = rows[k] / load[k];
+    placement_round r = {.n = 4,
+                         .members = members,
+                         .compute_ms = load,
+                         .speed = speed,
+                         .rows = rows,
+                         .steps_left = 1000,
+                         .has_last_step = true,
+                         .last_step_ms = 12};
+    imbalance_state st = {0, -1};
+    rebalance_verdict v = {0};
+    for (int round = 0; round < PLACEMENT_IMBALANCE_ROUNDS; round++) {
+        v = placement_rebalance_rule(&DATA, &r, st);
+        st = v.next;
+    }
+    ck_assert(v.move);
+    ck_assert_int_eq(v.slowest, 3);
+    bool held[4] = {false, false, false, true};
+    int before = owned_by(owner, DATA.n_blocks, 3);
+    ck_assert_int_gt(placement_rebalance(&DATA, members, 4, speed, held, owner), 0);
+    ck_assert_int_lt(owned_by(owner, DATA.n_blocks, 3), before);
+    assert_each_block_once(owner, members, 4);
+}
+END_TEST
+
+/* wait[i * 4 + j]: member i blocked on member j, ms per step. */
+static void link_waits(double *wait, int slow)
+{
+    for (int i = 0; i < 16; i++)
+        wait[i] = 0.2;
+    for (int i = 0; i < 4; i++)
+        if (i != slow) wait[i * 4 + slow] = i == 0 ? 9.0 : 4.0;
+    for (int i = 0; i < 4; i++)
+        wait[i * 4 + i] = 0;
+}
+
+START_TEST(waiting_on_one_node_whose_busy_time_is_normal_is_a_slow_link)
+{
+    double wait[16], load[4] = {1.1, 1.0, 1.2, 1.0}, step[4] = {10, 10, 10, 10};
+    link_waits(wait, 2);
+    slow_link_state st = {0, -1, -1};
+    slow_link_verdict v = {0};
+    for (int round = 0; round < PLACEMENT_LINK_ROUNDS; round++) {
+        v = placement_slow_link_rule(wait, load, step, 4, 1.5, st);
+        ck_assert(v.found);
+        ck_assert_int_eq(v.link, round + 1 == PLACEMENT_LINK_ROUNDS);
+        st = v.next;
+    }
+    ck_assert_int_eq(v.next.a, 0); /* waited most on ... */
+    ck_assert_int_eq(v.next.b, 2); /* ... the node behind the slow link */
+    v = placement_slow_link_rule(wait, load, step, 4, 1.5, st);
+    ck_assert(v.found && !v.link); /* named once, not every round */
+}
+END_TEST
+
+START_TEST(steps_that_nobodys_work_explains_are_link_bound)
+{
+    double step[4] = {10, 10, 10, 10}, idle[4] = {1.1, 1.0, 1.2, 3.0}, busy[4] = {1, 1, 1, 4};
+    ck_assert(placement_link_bound(idle, step, 4));
+    ck_assert(!placement_link_bound(busy, step, 4)); /* n4's work is 40% of the step */
+    double unknown[4] = {10, 0, 10, 10};
+    ck_assert(!placement_link_bound(idle, unknown, 4));
+}
+END_TEST
+
+START_TEST(waiting_on_a_busy_node_is_a_straggler_not_a_link)
+{
+    double wait[16], load[4] = {1.1, 1.0, 9.0, 1.0}, step[4] = {10, 10, 10, 10};
+    link_waits(wait, 2);
+    slow_link_verdict v = placement_slow_link_rule(wait, load, step, 4, 1.5, (slow_link_state){0});
+    ck_assert(!v.found && !v.link);
+}
+END_TEST
+
+START_TEST(spread_or_little_waiting_is_no_slow_link)
+{
+    double wait[16], load[4] = {1.0, 1.0, 1.0, 1.0}, step[4] = {10, 10, 10, 10};
+    for (int i = 0; i < 16; i++)
+        wait[i] = i % 5 == 0 ? 0 : 3.0; /* everyone waits on everyone alike */
+    slow_link_verdict v = placement_slow_link_rule(wait, load, step, 4, 1.5, (slow_link_state){0});
+    ck_assert(!v.found);
+    link_waits(wait, 1);
+    double fast[4] = {2.0, 2.0, 2.0, 2.0}; /* steps barely longer than the work */
+    v = placement_slow_link_rule(wait, load, fast, 4, 1.5, (slow_link_state){0});
+    ck_assert(!v.found);
+}
+END_TEST
+
 int main(void)
 {
+
     Suite *s = suite_create("placement");
     TCase *a = tcase_create("assignment");
     tcase_add_test(a, the_first_plan_gives_every_block_exactly_one_member);
@@ -448,10 +658,21 @@ int main(void)
     tcase_add_test(r, a_persistent_imbalance_rebalances_after_the_required_rounds);
     tcase_add_test(r, a_different_slowest_node_restarts_the_count);
     tcase_add_test(r, no_rebalance_when_the_gain_does_not_pay_before_the_end);
+    tcase_add_test(r, a_recovered_node_gets_blocks_back_though_no_other_is_far_over_the_mean);
+    tcase_add_test(r, a_fast_node_holding_an_even_share_moves_nothing);
     tcase_add_test(r, a_rebalance_moves_blocks_to_the_faster_node_and_keeps_each_block_once);
     tcase_add_test(r, a_balanced_plan_neither_moves_nor_ping_pongs);
     tcase_add_test(r, a_held_node_gains_no_blocks);
     tcase_add_test(r, a_node_grows_by_at_most_the_growth_cap_per_rebalance);
+    TCase *w = tcase_create("straggler signal");
+    tcase_add_test(w, the_window_mean_sees_a_periodic_stall_the_median_hides);
+    tcase_add_test(w, a_stall_in_the_collective_counts_as_load_wherever_it_lands);
+    tcase_add_test(w, a_stalled_node_loses_blocks_by_its_busy_time);
+    tcase_add_test(w, waiting_on_one_node_whose_busy_time_is_normal_is_a_slow_link);
+    tcase_add_test(w, steps_that_nobodys_work_explains_are_link_bound);
+    tcase_add_test(w, waiting_on_a_busy_node_is_a_straggler_not_a_link);
+    tcase_add_test(w, spread_or_little_waiting_is_no_slow_link);
     suite_add_tcase(s, r);
+    suite_add_tcase(s, w);
     return rlt_run_suite(s);
 }

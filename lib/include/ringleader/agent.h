@@ -35,8 +35,8 @@ typedef struct rl_agent {
     int heartbeat_ms, failure_timeout_ms;
     char job[RL_ID_MAX]; /* the job's name, from the JOIN reply */
     rl_token token;
-    pthread_t hb_thread;
-    bool hb_started;
+    pthread_t hb_thread, stall_thread;
+    bool hb_started, stall_started;
 
     pthread_mutex_t mtx;
     rl_ring *ring;          /* the ring in use, so that a stop can abort it */
@@ -53,7 +53,32 @@ typedef struct rl_agent {
     pthread_mutex_t acc_mtx;
     double acc_compute_ms, acc_rows;
     uint64_t acc_steps;
+    /* The straggler signal over the same window (docs/operations.md): step
+     * time, time blocked on others' data (own stalls taken out), own stalls,
+     * and time blocked on each member by ring rank under acc_epoch. */
+    double acc_step_ms, acc_wait_ms, acc_stall_ms;
+    double acc_peer_wait_ms[RL_SPEC_MAX_NODES];
+    size_t acc_members;
+    uint64_t acc_wait_steps, acc_epoch;
+    /* Nanoseconds this process did not run while its stall watch thread
+     * wanted to (stopped, throttled, starved of CPU); see lib/agent.c. */
+    atomic_uint_fast64_t stall_ns;
 } rl_agent;
+
+/* One step's waiting, for rl_agent_add_waits. */
+typedef struct rl_agent_step_waits {
+    uint64_t epoch;
+    double step_ms;        /* since the previous step ended (or this one began) */
+    double wait_ms;        /* blocked on others, this node's own stalls taken out */
+    double stall_ms;       /* this process not running */
+    const double *peer_ms; /* blocked on each member, by ring rank */
+    size_t members;
+} rl_agent_step_waits;
+
+/* The stall watch thread wakes every RL_AGENT_STALL_TICK_MS until stop and
+ * adds to stall_ns how late each wake was beyond RL_AGENT_STALL_SLACK_MS. */
+#define RL_AGENT_STALL_TICK_MS  5
+#define RL_AGENT_STALL_SLACK_MS 2
 
 /* The worker's phases, as heartbeats (and `ringleader status`) name them. */
 enum {
@@ -75,13 +100,13 @@ typedef struct rl_agent_opts {
 
 /*
  * Connects to the coordinator (authenticated), opens the ring endpoint,
- * joins, and starts the heartbeat thread. On RL_OK *out is the caller's
+ * joins, and starts the heartbeat and stall watch threads. On RL_OK *out is the caller's
  * until rl_agent_close; otherwise nothing is left open and rl_errdetail()
  * says what was refused and by whom. Blocks up to join_timeout_ms.
  */
 RL_API int rl_agent_open(const rl_agent_opts *o, rl_agent **out);
 
-/* Stops the heartbeat thread, closes the connection and the endpoint, and
+/* Stops the heartbeat and stall watch threads, closes the connection and the endpoint, and
  * frees a (NULL is fine). The caller's ring, if any, must be freed first. */
 RL_API void rl_agent_close(rl_agent *a);
 
@@ -91,6 +116,10 @@ RL_API void rl_agent_stop_now(rl_agent *a, const char *why);
 
 /* Adds one step's compute time and rows to the next heartbeat's figures. */
 RL_API void rl_agent_add_step(rl_agent *a, double compute_ms, double rows);
+
+/* Adds one step's waiting to the next heartbeat's straggler signal
+ * (HEARTBEAT_REQ step_ms .. window_steps). Any thread. */
+RL_API void rl_agent_add_waits(rl_agent *a, const rl_agent_step_waits *w);
 
 /* Fills *out with CSV block id's rows fetched from the coordinator (which
  * has the table), about 1 MiB per call, 10 s each at most. On error *out is

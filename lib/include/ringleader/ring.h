@@ -179,6 +179,14 @@ RL_API uint64_t rl_ring_epoch(const rl_ring *r);
 RL_API int rl_ring_rank(const rl_ring *r);
 RL_API int rl_ring_size(const rl_ring *r);
 
+/* Nanoseconds the caller of r's collectives spent blocked receiving from
+ * member `peer` (or sending to it, for frames written from the caller's
+ * thread) since r formed (0 for itself or a rank out of range): how
+ * long this member waited on that peer's data, the straggler signal's raw
+ * figure (docs/operations.md). Call from the collectives' thread, between
+ * collectives. */
+RL_API uint64_t rl_ring_wait_ns(const rl_ring *r, int peer);
+
 /* Counters of frames dropped instead of used. */
 typedef struct rl_ring_stats {
     uint64_t frames_in;        /* frames used */

@@ -43,6 +43,10 @@ typedef struct rl_run_node {
      * signal N); written when has_exit_code */
     bool has_exit_code;
     int exit_code;
+    /* The straggler signal of its last heartbeat with one, means per step
+     * (NaN: null): step time, time waiting on others, its busy fraction
+     * (1 - wait / step) and time its process did not run. */
+    double step_ms, wait_ms, busy_fraction, stall_ms;
 } rl_run_node;
 
 /* One event of "events". */
