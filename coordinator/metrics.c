@@ -135,6 +135,8 @@ static void node_families(const job_snapshot *s, FILE *f)
     NODE_FAMILY(M_ringleader_node_compute_seconds, n->compute_ms > 0, n->compute_ms / 1e3);
     NODE_FAMILY(M_ringleader_node_allreduce_wait_seconds, n->allreduce_ms > 0,
                 n->allreduce_ms / 1e3);
+    NODE_FAMILY(M_ringleader_node_wait_seconds, isfinite(n->wait_ms), n->wait_ms / 1e3);
+    NODE_FAMILY(M_ringleader_node_busy_ratio, isfinite(n->busy_fraction), n->busy_fraction);
     NODE_FAMILY(M_ringleader_node_cpu_seconds_per_second, n->heartbeats > 0, n->cpu_load);
     NODE_FAMILY(M_ringleader_node_resident_memory_bytes, n->heartbeats > 0, (double)n->rss_bytes);
     NODE_FAMILY(M_ringleader_node_heartbeats_total, true, (double)n->heartbeats);

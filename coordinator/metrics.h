@@ -31,6 +31,10 @@
     X(ringleader_node_compute_seconds, gauge, "Compute time per step, mean since its last report") \
     X(ringleader_node_allreduce_wait_seconds, gauge,                                               \
       "Time the node's last step spent in the all-reduce (waiting for the ring)")                  \
+    X(ringleader_node_wait_seconds, gauge,                                                         \
+      "Time per step the node waited on other members' data (the straggler signal)")               \
+    X(ringleader_node_busy_ratio, gauge,                                                           \
+      "Share of the node's step time not spent waiting on others (the straggler signal)")          \
     X(ringleader_node_cpu_seconds_per_second, gauge, "CPU seconds the node used per second")       \
     X(ringleader_node_resident_memory_bytes, gauge, "Resident memory of the node process")         \
     X(ringleader_node_heartbeats_total, counter, "Heartbeats received from the node")              \

@@ -134,6 +134,8 @@ void snapshot_take(job *j, job_snapshot *s, snap_step_hists *hists)
         n->compute_ms = e->compute_ms;
         n->allreduce_ms = e->allreduce_ms;
         n->cpu_load = e->cpu_load;
+        n->wait_ms = e->step_ms > 0 ? e->wait_ms : NAN;
+        n->busy_fraction = e->step_ms > 0 ? e->busy_fraction : NAN;
         n->rss_bytes = e->rss_bytes;
         n->heartbeats = e->heartbeats;
         n->step = e->step;
@@ -244,6 +246,10 @@ void snapshot_write_json(const job_snapshot *s, FILE *f)
         json_reported(f, n->compute_ms);
         fputs(",\"allreduce_ms\":", f);
         json_reported(f, n->allreduce_ms);
+        fputs(",\"wait_ms\":", f);
+        json_num(f, n->wait_ms);
+        fputs(",\"busy\":", f);
+        json_num(f, n->busy_fraction);
         fputs(",\"cpu_load\":", f);
         json_num(f, n->heartbeats > 0 ? n->cpu_load : NAN);
         fputs(",\"rss_bytes\":", f);

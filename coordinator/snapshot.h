@@ -56,6 +56,7 @@ typedef struct snap_node {
     int state; /* node_state (registry.h) */
     int blocks;
     double rows_per_s, compute_ms, allreduce_ms, cpu_load; /* 0: not reported yet */
+    double wait_ms, busy_fraction; /* the straggler signal: NaN until a step is reported */
     uint64_t rss_bytes, heartbeats, step;
     bool connected, slow;
 } snap_node;
