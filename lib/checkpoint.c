@@ -5,12 +5,17 @@
  * The payload is one msgpack map; its keys (every one required):
  *   spec_hash, incarnation, step, steps_total, epoch, elapsed_ms,
  *   started_unix_ms, coverage_checked, violations   numbers
- *   model    map: type, features, classes (uint), w, b (arrays of float64)
+ *   model    map: type, features, classes (uint), w, b (f64 columns)
  *   owner    array of int, one per block
  *   n_nodes  uint
- *   steps    array of [step, t_ms, loss, ms, allreduce_ms, imbalance, [node_ms...]]
+ *   steps    map of columns, one entry per recorded step: step (u64),
+ *            t_ms, loss, ms, allreduce_ms, imbalance (f64), node_n (u32:
+ *            how many node_ms the step has), node_ms (f64, all steps' in turn)
  *   events   array of [t_ms, step, kind, node, detail, recovery_ms]
- * Doubles are msgpack float64, so the model's bytes come back unchanged.
+ * A column is a msgpack bin of little-endian values (IEEE-754 bits for
+ * f64): the model's bytes come back unchanged, and a long step history
+ * costs a copy rather than one msgpack object per number (the decoder's
+ * pre-scan bounds objects, rli_msgpack_scan).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "proto_internal.h"
 #include "rli.h"
 #include "ringleader/checkpoint.h"
 
@@ -97,11 +103,84 @@ static void pack_string(msgpack_packer *pk, const char *s, size_t cap)
     msgpack_pack_str_body(pk, s, n);
 }
 
+/* A column of n values of size bytes each, value i from get(src, i). */
+static void pack_column(msgpack_packer *pk, const void *src, size_t n, int size,
+                        uint64_t (*get)(const void *src, size_t i))
+{
+    unsigned char buf[4096];
+    size_t fill = 0;
+    msgpack_pack_bin(pk, n * (size_t)size);
+    for (size_t i = 0; i < n; i++) {
+        put_le(buf + fill, get(src, i), size);
+        fill += (size_t)size;
+        if (fill + 8 > sizeof(buf) || i + 1 == n) {
+            msgpack_pack_bin_body(pk, buf, fill);
+            fill = 0;
+        }
+    }
+}
+
+static uint64_t bits_of_double(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof(u));
+    return u;
+}
+
+static uint64_t get_f64(const void *src, size_t i)
+{
+    return bits_of_double(((const double *)src)[i]);
+}
+
 static void pack_doubles(msgpack_packer *pk, const double *v, size_t n)
 {
-    msgpack_pack_array(pk, n);
+    pack_column(pk, v, n, 8, get_f64);
+}
+
+/* The steps' columns. */
+#define CKPT_STEP_F64(X) X(t_ms) X(loss) X(ms) X(allreduce_ms) X(imbalance)
+#define CKPT_GETTER(f)                                                                             \
+    static uint64_t get_step_##f(const void *src, size_t i)                                        \
+    {                                                                                              \
+        return bits_of_double(((const rl_ckpt_step *)src)[i].f);                                   \
+    }
+CKPT_STEP_F64(CKPT_GETTER)
+#undef CKPT_GETTER
+
+static uint64_t get_step_step(const void *src, size_t i)
+{
+    return ((const rl_ckpt_step *)src)[i].step;
+}
+
+static uint64_t get_step_node_n(const void *src, size_t i)
+{
+    return ((const rl_ckpt_step *)src)[i].n_node_ms;
+}
+
+static void pack_steps(msgpack_packer *pk, const rl_checkpoint *c)
+{
+    size_t n = c->n_steps, all = 0;
+    msgpack_pack_map(pk, 8);
+    pack_key(pk, "step");
+    pack_column(pk, c->steps, n, 8, get_step_step);
+#define CKPT_PACK(f)                                                                               \
+    pack_key(pk, #f);                                                                              \
+    pack_column(pk, c->steps, n, 8, get_step_##f);
+    CKPT_STEP_F64(CKPT_PACK)
+#undef CKPT_PACK
+    pack_key(pk, "node_n");
+    pack_column(pk, c->steps, n, 4, get_step_node_n);
     for (size_t i = 0; i < n; i++)
-        msgpack_pack_double(pk, v[i]);
+        all += c->steps[i].n_node_ms;
+    pack_key(pk, "node_ms");
+    msgpack_pack_bin(pk, all * 8);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b[8];
+        for (size_t k = 0; k < c->steps[i].n_node_ms; k++) {
+            put_le(b, bits_of_double(c->steps[i].node_ms[k]), 8);
+            msgpack_pack_bin_body(pk, b, 8);
+        }
+    }
 }
 
 static void pack_payload(msgpack_packer *pk, const rl_checkpoint *c)
@@ -144,18 +223,7 @@ static void pack_payload(msgpack_packer *pk, const rl_checkpoint *c)
     pack_key(pk, "n_nodes");
     msgpack_pack_uint32(pk, c->n_nodes);
     pack_key(pk, "steps");
-    msgpack_pack_array(pk, c->n_steps);
-    for (size_t i = 0; i < c->n_steps; i++) {
-        const rl_ckpt_step *s = &c->steps[i];
-        msgpack_pack_array(pk, 7);
-        msgpack_pack_uint64(pk, s->step);
-        msgpack_pack_double(pk, s->t_ms);
-        msgpack_pack_double(pk, s->loss);
-        msgpack_pack_double(pk, s->ms);
-        msgpack_pack_double(pk, s->allreduce_ms);
-        msgpack_pack_double(pk, s->imbalance);
-        pack_doubles(pk, s->node_ms, s->n_node_ms);
-    }
+    pack_steps(pk, c);
     pack_key(pk, "events");
     msgpack_pack_array(pk, c->n_events);
     for (size_t i = 0; i < c->n_events; i++) {
@@ -255,18 +323,42 @@ static int want_array(const msgpack_object *o, const char *what, uint64_t n)
     return RL_OK;
 }
 
-/* An array of exactly n floats into a new array *out (n may be 0). */
+/* A column of exactly n values of size bytes (n UINT64_MAX: any number,
+ * returned in *n_out); *p points into the payload. */
+static int want_column(const msgpack_object *o, const char *what, int size, uint64_t n,
+                       const unsigned char **p, uint64_t *n_out)
+{
+    if (o->type != MSGPACK_OBJECT_BIN) return rli_err(RL_EDATA, "%s: not a bin", what);
+    uint64_t have = o->via.bin.size;
+    if (have % (uint64_t)size != 0)
+        return rli_err(RL_EDATA, "%s: %llu bytes, not a whole number of %d-byte values", what,
+                       (unsigned long long)have, size);
+    if (n != UINT64_MAX && have / (uint64_t)size != n)
+        return rli_err(RL_EDATA, "%s: %llu values, %llu expected", what,
+                       (unsigned long long)(have / (uint64_t)size), (unsigned long long)n);
+    *p = (const unsigned char *)o->via.bin.ptr;
+    if (n_out != NULL) *n_out = have / (uint64_t)size;
+    return RL_OK;
+}
+
+static double double_at(const unsigned char *p, size_t i)
+{
+    uint64_t u = get_le(p + 8 * i, 8);
+    double d;
+    memcpy(&d, &u, sizeof(d));
+    return d;
+}
+
+/* A column of exactly n doubles into a new array *out (n may be 0). */
 static int want_doubles(const msgpack_object *o, const char *what, uint64_t n, double **out)
 {
-    int rv = want_array(o, what, n);
+    const unsigned char *p;
+    int rv = want_column(o, what, 8, n, &p, NULL);
     if (rv != RL_OK) return rv;
     *out = calloc((size_t)n + 1, sizeof(double));
     if (*out == NULL) return rli_err(RL_ENOMEM, "%s: out of memory", what);
-    for (uint64_t i = 0; i < n; i++) {
-        char w[96];
-        snprintf(w, sizeof(w), "%s[%llu]", what, (unsigned long long)i);
-        if ((rv = want_f64(&o->via.array.ptr[i], w, &(*out)[i])) != RL_OK) return rv;
-    }
+    for (uint64_t i = 0; i < n; i++)
+        (*out)[i] = double_at(p, i);
     return RL_OK;
 }
 
@@ -306,40 +398,61 @@ static int decode_model(const msgpack_object *m, rl_checkpoint *c)
     return want_doubles(o, "model.b", c->classes, &c->b);
 }
 
-static int decode_steps(const msgpack_object *a, rl_checkpoint *c)
+static int decode_steps(const msgpack_object *m, rl_checkpoint *c)
 {
-    int rv = want_array(a, "steps", UINT64_MAX);
-    if (rv != RL_OK) return rv;
-    if (a->via.array.size > c->step)
-        return rli_err(RL_EDATA, "steps: %u entries for a checkpoint at step %llu",
-                       a->via.array.size, (unsigned long long)c->step);
-    c->steps = calloc((size_t)a->via.array.size + 1, sizeof(*c->steps));
-    if (c->steps == NULL) return rli_err(RL_ENOMEM, "steps: out of memory");
-    for (uint32_t i = 0; i < a->via.array.size; i++) {
-        char w[64];
-        snprintf(w, sizeof(w), "steps[%u]", i);
-        const msgpack_object *e = &a->via.array.ptr[i];
-        if ((rv = want_array(e, w, 7)) != RL_OK) return rv;
-        const msgpack_object *f = e->via.array.ptr;
-        rl_ckpt_step *s = &c->steps[c->n_steps++];
-        if ((rv = want_u64(&f[0], w, c->step ? c->step - 1 : 0, &s->step)) != RL_OK) return rv;
-        if (i > 0 && s->step <= c->steps[i - 1].step)
-            return rli_err(RL_EDATA, "%s: step %llu after step %llu", w,
-                           (unsigned long long)s->step, (unsigned long long)c->steps[i - 1].step);
-        double *d[5] = {&s->t_ms, &s->loss, &s->ms, &s->allreduce_ms, &s->imbalance};
-        for (int k = 0; k < 5; k++)
-            if ((rv = want_f64(&f[1 + k], w, d[k])) != RL_OK) return rv;
-        if ((rv = want_array(&f[6], w, UINT64_MAX)) != RL_OK) return rv;
-        uint32_t nn = f[6].via.array.size;
-        if (nn > c->n_nodes)
-            return rli_err(RL_EDATA, "%s: %u node times for %u nodes", w, nn, c->n_nodes);
-        if ((rv = want_doubles(&f[6], w, nn, &s->node_ms)) != RL_OK) return rv;
-        s->n_node_ms = nn;
-        if (nn == 0) {
-            free(s->node_ms);
-            s->node_ms = NULL;
-        }
+    if (m->type != MSGPACK_OBJECT_MAP) return rli_err(RL_EDATA, "steps: not a map");
+    const msgpack_object *o;
+    const unsigned char *col[6] = {0}, *node_n = NULL, *node_ms = NULL;
+    const char *names[6] = {"step", "t_ms", "loss", "ms", "allreduce_ms", "imbalance"};
+    uint64_t n = 0, n_node_ms = 0;
+    int rv;
+    for (int k = 0; k < 6; k++) {
+        char w[32];
+        snprintf(w, sizeof(w), "steps.%s", names[k]);
+        if ((o = map_get(m, "steps", names[k])) == NULL) return RL_EDATA;
+        if ((rv = want_column(o, w, 8, k == 0 ? UINT64_MAX : n, &col[k], &n)) != RL_OK) return rv;
     }
+    if (n > c->step)
+        return rli_err(RL_EDATA, "steps: %llu entries for a checkpoint at step %llu",
+                       (unsigned long long)n, (unsigned long long)c->step);
+    if ((o = map_get(m, "steps", "node_n")) == NULL) return RL_EDATA;
+    if ((rv = want_column(o, "steps.node_n", 4, n, &node_n, NULL)) != RL_OK) return rv;
+    if ((o = map_get(m, "steps", "node_ms")) == NULL) return RL_EDATA;
+    if ((rv = want_column(o, "steps.node_ms", 8, UINT64_MAX, &node_ms, &n_node_ms)) != RL_OK)
+        return rv;
+    c->steps = calloc((size_t)n + 1, sizeof(*c->steps));
+    if (c->steps == NULL) return rli_err(RL_ENOMEM, "steps: out of memory");
+    uint64_t used = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        rl_ckpt_step *s = &c->steps[c->n_steps++];
+        s->step = get_le(col[0] + 8 * i, 8);
+        if (s->step >= c->step || (i > 0 && s->step <= c->steps[i - 1].step))
+            return rli_err(RL_EDATA,
+                           "steps.step[%llu]: step %llu out of order or not below the "
+                           "checkpoint's step %llu",
+                           (unsigned long long)i, (unsigned long long)s->step,
+                           (unsigned long long)c->step);
+        s->t_ms = double_at(col[1], i);
+        s->loss = double_at(col[2], i);
+        s->ms = double_at(col[3], i);
+        s->allreduce_ms = double_at(col[4], i);
+        s->imbalance = double_at(col[5], i);
+        uint64_t nn = get_le(node_n + 4 * i, 4);
+        if (nn > c->n_nodes || nn > n_node_ms - used)
+            return rli_err(RL_EDATA, "steps.node_n[%llu]: %llu node times (%u nodes, %llu left)",
+                           (unsigned long long)i, (unsigned long long)nn, c->n_nodes,
+                           (unsigned long long)(n_node_ms - used));
+        if (nn == 0) continue;
+        s->node_ms = calloc((size_t)nn, sizeof(double));
+        if (s->node_ms == NULL) return rli_err(RL_ENOMEM, "steps: out of memory");
+        s->n_node_ms = (size_t)nn;
+        for (uint64_t k = 0; k < nn; k++)
+            s->node_ms[k] = double_at(node_ms, used + k);
+        used += nn;
+    }
+    if (used != n_node_ms)
+        return rli_err(RL_EDATA, "steps.node_ms: %llu values, the steps use %llu",
+                       (unsigned long long)n_node_ms, (unsigned long long)used);
     return RL_OK;
 }
 
@@ -465,12 +578,13 @@ int rl_checkpoint_decode(const void *buf, size_t len, rl_checkpoint *c)
     if (crc != (uint32_t)get_le(p + 12, 4))
         return rli_err(RL_EDATA, "checksum mismatch (CRC-32C %08x, header says %08x): corrupt", crc,
                        (unsigned)get_le(p + 12, 4));
+    int rv = rli_msgpack_scan(p + RL_CHECKPOINT_HEADER, (size_t)want);
+    if (rv != RL_OK) return rli_err_prefix(RL_EDATA, "payload");
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     size_t off = 0;
     msgpack_unpack_return ur =
         msgpack_unpack_next(&up, (const char *)p + RL_CHECKPOINT_HEADER, (size_t)want, &off);
-    int rv;
     if (ur != MSGPACK_UNPACK_SUCCESS)
         rv = rli_err(RL_EDATA, "payload is not msgpack (msgpack_unpack_next returned %d)", (int)ur);
     else if (off != want)

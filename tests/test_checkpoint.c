@@ -198,7 +198,7 @@ START_TEST(a_well_checksummed_payload_that_does_not_add_up_is_refused)
     c = sample();
     c.step = 3; /* step 3 recorded in a checkpoint at step 3 */
     ck_assert_int_eq(rl_checkpoint_encode(&c, &buf, &len), RL_OK);
-    refused(buf, len, RL_EDATA, "steps[2]");
+    refused(buf, len, RL_EDATA, "steps.step[2]");
     free(buf);
     c = sample();
     c.step = 11; /* past steps_total */
