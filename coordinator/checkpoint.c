@@ -45,11 +45,46 @@ int ckpt_spec_hash(const char *spec_path, int nodes_override, uint64_t *hash)
     return RL_OK;
 }
 
-int ckpt_encode_job(job *j, uint64_t spec_hash, uint64_t incarnation, void **buf, size_t *len,
-                    uint64_t *step)
+/* A copy of step k's record (node_ms copied too). */
+static rl_ckpt_step ckpt_step_copy(const job *j, uint64_t k)
+{
+    const step_rec *r = &j->steps[k];
+    rl_ckpt_step s = {.step = k,
+                      .t_ms = r->t_ms,
+                      .loss = r->loss,
+                      .ms = r->ms,
+                      .allreduce_ms = r->allreduce_ms,
+                      .imbalance = r->imbalance};
+    if (r->node_ms != NULL && r->node_n > 0) {
+        s.n_node_ms = (size_t)r->node_n;
+        s.node_ms = rl_xmalloc(s.n_node_ms * sizeof(double));
+        memcpy(s.node_ms, r->node_ms, s.n_node_ms * sizeof(double));
+    }
+    return s;
+}
+
+static void ckpt_hist_push(ckpt_history *h, rl_ckpt_step s)
+{
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 1024;
+        h->v = rl_xrealloc(h->v, h->cap * sizeof(*h->v));
+    }
+    h->v[h->n++] = s;
+}
+
+void ckpt_history_fini(ckpt_history *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        free(h->v[i].node_ms);
+    free(h->v);
+    memset(h, 0, sizeof(*h));
+}
+
+int ckpt_snapshot(job *j, ckpt_history *h, uint64_t spec_hash, uint64_t incarnation,
+                  rl_checkpoint *c)
 {
     uint64_t done = j->model_step;
-    rl_checkpoint c = {
+    *c = (rl_checkpoint){
         .spec_hash = spec_hash,
         .incarnation = incarnation,
         .step = done,
@@ -62,34 +97,37 @@ int ckpt_encode_job(job *j, uint64_t spec_hash, uint64_t incarnation, void **buf
         .model_type = (uint32_t)j->model.type,
         .features = (uint32_t)j->model.features,
         .classes = (uint32_t)j->model.classes,
-        .w = j->model.w,
-        .b = j->model.b,
         .n_blocks = j->n_blocks,
         .n_nodes = (uint32_t)j->reg.n,
         .n_events = j->n_events,
     };
-    c.owner = rl_xcalloc((size_t)j->n_blocks + 1, sizeof(int32_t));
+    size_t kf = (size_t)j->model.classes * (size_t)j->model.features;
+    c->w = rl_xmalloc(kf * sizeof(double));
+    memcpy(c->w, j->model.w, kf * sizeof(double));
+    c->b = rl_xmalloc((size_t)j->model.classes * sizeof(double));
+    memcpy(c->b, j->model.b, (size_t)j->model.classes * sizeof(double));
+    c->owner = rl_xcalloc((size_t)j->n_blocks + 1, sizeof(int32_t));
     for (uint32_t b = 0; b < j->n_blocks; b++)
-        c.owner[b] = j->owner[b];
-    /* Borrowed: the step records below model_step and the events do not
-     * change while the lock is held. */
-    c.steps = rl_xcalloc((size_t)done + 1, sizeof(rl_ckpt_step));
-    for (uint64_t k = 0; k < done && k < j->steps_cap; k++) {
-        const step_rec *r = &j->steps[k];
-        if (!r->seen) continue;
-        c.steps[c.n_steps++] = (rl_ckpt_step){.step = k,
-                                              .t_ms = r->t_ms,
-                                              .loss = r->loss,
-                                              .ms = r->ms,
-                                              .allreduce_ms = r->allreduce_ms,
-                                              .imbalance = r->imbalance,
-                                              .node_ms = r->node_ms,
-                                              .n_node_ms = r->node_ms ? (size_t)r->node_n : 0};
-    }
-    c.events = rl_xcalloc(j->n_events + 1, sizeof(rl_ckpt_event));
+        c->owner[b] = j->owner[b];
+    /* The steps below both steps_done and model_step are all reported and
+     * never change again: copied into h once. Those reported above them
+     * (out of order) are copied anew each time, after h's. */
+    uint64_t stable = j->steps_done < done ? j->steps_done : done;
+    for (uint64_t k = h->upto; k < stable; k++)
+        ckpt_hist_push(h, ckpt_step_copy(j, k));
+    if (stable > h->upto) h->upto = stable;
+    size_t tail = 0;
+    for (uint64_t k = h->upto; k < done && k < j->steps_cap; k++)
+        if (j->steps[k].seen) tail++;
+    c->steps = rl_xcalloc(h->n + tail + 1, sizeof(rl_ckpt_step));
+    memcpy(c->steps, h->v, h->n * sizeof(rl_ckpt_step)); /* node_ms borrowed from h */
+    c->n_steps = h->n;
+    for (uint64_t k = h->upto; k < done && k < j->steps_cap; k++)
+        if (j->steps[k].seen) c->steps[c->n_steps++] = ckpt_step_copy(j, k);
+    c->events = rl_xcalloc(j->n_events + 1, sizeof(rl_ckpt_event));
     for (size_t k = 0; k < j->n_events; k++) {
         const job_event *e = &j->events[k];
-        rl_ckpt_event *o = &c.events[k];
+        rl_ckpt_event *o = &c->events[k];
         o->t_ms = e->t_ms;
         o->step = e->step;
         o->recovery_ms = e->recovery_ms;
@@ -97,12 +135,17 @@ int ckpt_encode_job(job *j, uint64_t spec_hash, uint64_t incarnation, void **buf
         snprintf(o->node, sizeof(o->node), "%s", e->node);
         snprintf(o->detail, sizeof(o->detail), "%s", e->detail);
     }
-    int rv = rl_checkpoint_encode(&c, buf, len);
-    free(c.owner);
-    free(c.steps);
-    free(c.events);
-    *step = done;
-    return rv;
+    return RL_OK;
+}
+
+void ckpt_snapshot_fini(const ckpt_history *h, rl_checkpoint *c)
+{
+    for (size_t i = h->n; i < c->n_steps; i++) /* the tail's own copies */
+        free(c->steps[i].node_ms);
+    free(c->steps);
+    c->steps = NULL;
+    c->n_steps = 0;
+    rl_checkpoint_fini(c);
 }
 
 int ckpt_load_newest(const char *dir, uint64_t spec_hash, rl_checkpoint *c, char *used,
@@ -209,14 +252,21 @@ static int ckpt_write_once(ckpt_writer *w)
     job *j = w->j;
     void *buf = NULL;
     size_t len = 0;
-    uint64_t step = 0;
+    rl_checkpoint c;
     pthread_mutex_lock(&j->reg.mtx);
     bool moved = j->model_step != w->written_step && j->epoch > 0;
-    int rv = RL_OK;
-    if (moved) rv = ckpt_encode_job(j, w->spec_hash, w->incarnation, &buf, &len, &step);
+    double t0 = ((double)rl_clock_ns() / 1e6);
+    if (moved) ckpt_snapshot(j, &w->hist, w->spec_hash, w->incarnation, &c);
     pthread_mutex_unlock(&j->reg.mtx);
     if (!moved) return RL_OK;
+    double t1 = ((double)rl_clock_ns() / 1e6);
+    uint64_t step = c.step;
+    int rv = rl_checkpoint_encode(&c, &buf, &len);
+    ckpt_snapshot_fini(&w->hist, &c);
     if (rv == RL_OK) rv = rl_checkpoint_write_file(w->dir, buf, len);
+    double t2 = ((double)rl_clock_ns() / 1e6);
+    if (t1 - t0 > w->lock_ms_max) w->lock_ms_max = t1 - t0;
+    if (t2 - t1 > w->write_ms_max) w->write_ms_max = t2 - t1;
     free(buf);
     if (rv == RL_OK) {
         w->written_step = step;
@@ -287,6 +337,12 @@ int ckpt_writer_finish(ckpt_writer *w)
         w->running = false;
     }
     int rv = w->every_ms < 0 ? RL_OK : ckpt_write_once(w);
+    if (w->n_written > 0)
+        rl_log_info("checkpoints: %llu written to %s, the last at step %llu; longest snapshot "
+                    "(job lock held) %.3f ms, longest encode and write %.3f ms",
+                    (unsigned long long)w->n_written, w->dir, (unsigned long long)w->written_step,
+                    w->lock_ms_max, w->write_ms_max);
+    ckpt_history_fini(&w->hist);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mtx);
     return rv;

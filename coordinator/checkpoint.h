@@ -14,6 +14,14 @@
 #include "job.h"
 #include "ringleader/checkpoint.h"
 
+/* The step records a writer has copied: steps 0 .. upto-1 that were reported
+ * (those below both steps_done and model_step, which never change again). */
+typedef struct ckpt_history {
+    rl_ckpt_step *v;
+    size_t n, cap;
+    uint64_t upto;
+} ckpt_history;
+
 typedef struct ckpt_writer {
     job *j;
     char dir[4096];
@@ -25,18 +33,25 @@ typedef struct ckpt_writer {
     pthread_cond_t cv;
     bool stop;
     uint64_t written_step; /* the step of the last file written; UINT64_MAX: none */
+    ckpt_history hist;
     uint64_t n_written, n_failed;
+    double lock_ms_max, write_ms_max; /* the longest snapshot (lock held), encode+write */
 } ckpt_writer;
 
 /* The spec's identity in a checkpoint: the spec file's bytes, and the node
  * count of `--nodes N` (0: the spec's). RL_EIO when the file cannot be read. */
 int ckpt_spec_hash(const char *spec_path, int nodes_override, uint64_t *hash);
 
-/* Encodes the job as it is (the model after model_step steps and what led
- * there) as a whole checkpoint file into a new buffer. Lock held; cheap
- * enough to hold it (a copy of the step records, no I/O). */
-int ckpt_encode_job(job *j, uint64_t spec_hash, uint64_t incarnation, void **buf, size_t *len,
-                    uint64_t *step);
+void ckpt_history_fini(ckpt_history *h);
+
+/* Copies the job as it is (the model after model_step steps and what led
+ * there) into *c, to encode without the lock: the steps not yet in h are
+ * added to it, so the lock is held for the steps since the last snapshot
+ * only. c->steps borrows h's records; release c with ckpt_snapshot_fini
+ * (before h changes). Lock held. */
+int ckpt_snapshot(job *j, ckpt_history *h, uint64_t spec_hash, uint64_t incarnation,
+                  rl_checkpoint *c);
+void ckpt_snapshot_fini(const ckpt_history *h, rl_checkpoint *c);
 
 /* Reads DIR's newest checkpoint, or when it is refused (truncated, corrupt,
  * another version or spec) the previous one; says on stderr which file is
@@ -51,8 +66,8 @@ int ckpt_load_newest(const char *dir, uint64_t spec_hash, rl_checkpoint *c, char
  * steps). Lock NOT held. */
 int ckpt_restore(job *j, const rl_checkpoint *c, const char *from);
 
-/* Starts the writer thread (every_ms > 0) for job j into dir; every_ms 0:
- * the final checkpoint only, < 0: none (program mode). */
+/* Starts the writer thread for job j into dir, writing every every_ms;
+ * every_ms < 0: no checkpoints at all (program mode, or turned off). */
 void ckpt_writer_start(ckpt_writer *w, job *j, const char *dir, uint64_t spec_hash,
                        uint64_t incarnation, int every_ms);
 /* Stops the thread (if any) and writes the final checkpoint of the job as it

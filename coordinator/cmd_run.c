@@ -281,7 +281,7 @@ int cmd_run(int argc, char **argv)
         return RL_EXIT_USAGE;
     }
     ckpt_writer_start(&ckpt, &j, out_dir, spec_hash, incarnation,
-                      j.program ? -1 : spec->checkpoint_every_ms);
+                      j.program || spec->checkpoint_every_ms == 0 ? -1 : spec->checkpoint_every_ms);
     if (resume_done) {
         printf("the job was complete at that checkpoint: nothing to run\n");
         job_finish(&j, JOB_DONE, NULL);
