@@ -225,6 +225,8 @@ int ckpt_restore(job *j, const rl_checkpoint *c, const char *from)
     while (j->steps_done < j->model_step && j->steps[j->steps_done].seen)
         j->steps_done++;
     j->epoch = c->epoch;
+    j->resumed = true;
+    j->resumed_step = c->step;
     j->coverage_checked = c->coverage_checked;
     j->violations = c->violations;
     j->started_unix_ms = c->started_unix_ms;

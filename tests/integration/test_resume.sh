@@ -7,6 +7,7 @@
 #     resume event says from where;
 #  3. launch: manual, two runs: the same, the nodes started by the test (the
 #     old ones leave when the coordinator is gone; new ones join the resumed one);
+#     before they join, `ringleader status` says the coordinator is resuming;
 #  4. the newest checkpoint bit-flipped after a kill: --resume refuses it
 #     naming the file and the checksum, falls back to the previous one and
 #     still gives the reference's bytes;
@@ -141,7 +142,17 @@ for r in 1 2; do
   S=$RL_TMP/manual$r.yaml; spec "$S" "manual$r" manual; start "$S"; start_manual_nodes "$S"
   wait_step "$S" "$(random_step)"; kill_coordinator "$S"
   echo "manual $r: coordinator killed after step $STEP_SEEN"
-  start "$S" --resume; start_manual_nodes "$S"; finish "$S"
+  start "$S" --resume
+  # before its nodes come, status says the coordinator is resuming (bounded: 20 s)
+  for i in $(seq 1 200); do
+    st=$("$RL" status "$CURL" --timeout-ms 1000 2>/dev/null || true)
+    grep -q "^resuming from its checkpoint at step [0-9]" <<<"$st" && break
+    kill -0 "$CPID" 2>/dev/null || fail "manual $r: the resumed coordinator exited"
+    [ "$i" -lt 200 ] || fail "manual $r: status never said resuming: $st"
+    sleep 0.1
+  done
+  grep -q "waiting for nodes" <<<"$st" || fail "manual $r: status: $st"
+  start_manual_nodes "$S"; finish "$S"
   check_resumed "manual$r"
   echo "manual $r: resumed ($(grep -o 'at step [0-9]*' "$S.out")), model identical"
 done
