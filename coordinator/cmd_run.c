@@ -82,7 +82,8 @@ static void watch_programs(job *j, launched *progs, bool *seen)
 }
 
 /* Waits until the job leaves `while_status` or deadline; prints progress. */
-static void follow(job *j, job_status while_status, uint64_t deadline, launched *nodes, bool *seen)
+static void follow(job *j, job_status while_status, uint64_t deadline, launched *nodes,
+                   bool *seen)
 {
     uint64_t next_log = rl_clock_ms() + RUN_WAIT_LOG_MS;
     while (!interrupted && rl_clock_ms() < deadline) {
@@ -356,7 +357,8 @@ report:
     /* resumed: the job's time so far, from its first start (less the time
      * no coordinator ran) */
     if (o.resume) t_start = j.t0_ms;
-    if (job_write_report(&j, out_dir, spec_path, (double)(rl_clock_ms() - t_start) / 1e3) == RL_OK)
+    if (job_write_report(&j, out_dir, spec_path, (double)(rl_clock_ms() - t_start) / 1e3) ==
+        RL_OK)
         printf("%s: %s/run.json\n",
                j.status == JOB_DONE ? "trained"
                : j.interrupted      ? "interrupted"

@@ -470,7 +470,7 @@ static void settle_try(job *j)
     for (int k = 0; k < j->n_settle; k++) {
         const node_entry *e = &j->reg.nodes[j->settle_members[k]];
         if (e->state != NODE_JOINED) continue; /* failed or left: not waited for */
-        if (e->rep_epoch != j->settle_epoch) { /* not heard from yet */
+        if (e->rep_epoch != j->settle_epoch) {  /* not heard from yet */
             free(r);
             return;
         }
@@ -589,8 +589,7 @@ static void job_steps_grow(job *j, uint64_t s)
 {
     if (s < j->steps_cap) return;
     uint64_t cap = j->steps_cap;
-    while (cap <= s)
-        cap *= 2;
+    while (cap <= s) cap *= 2;
     j->steps = rl_xrealloc(j->steps, (size_t)(cap + 1) * sizeof(step_rec));
     memset(j->steps + j->steps_cap + 1, 0, (size_t)(cap - j->steps_cap) * sizeof(step_rec));
     j->steps_cap = cap;
@@ -893,7 +892,8 @@ static int handle_leave(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *
         int alive = 0;
         for (int k = 0; k < j->reg.n; k++)
             if (j->reg.nodes[k].state == NODE_JOINED) alive++;
-        if (j->status == JOB_RUNNING && is_member(j, i) && alive >= j->spec->min_nodes && alive > 0)
+        if (j->status == JOB_RUNNING && is_member(j, i) && alive >= j->spec->min_nodes &&
+            alive > 0)
             request_replan(j, "leave");
     }
     program_check_done(j);
@@ -1228,8 +1228,7 @@ static void program_failed(job *j, int i, int code, const char *tail)
     if (j->status == JOB_FAILED || j->interrupted) return;
     const char *t = tail != NULL ? tail : "";
     size_t n = strlen(t);
-    while (n > 0 && t[n - 1] == '\n')
-        n--;
+    while (n > 0 && t[n - 1] == '\n') n--;
     snprintf(j->error, sizeof(j->error),
              "the program of node %s exited with code %d; the last lines of its stderr:\n%.*s",
              j->reg.nodes[i].id, code, (int)n, t);
