@@ -41,7 +41,7 @@ cg_lift() {
 trap 'cg_lift; cleanup' EXIT
 
 # spec FILE NAME NODES EXACT [FAILURE_TIMEOUT_MS]: not a fault test unless told (the CPUs are
-# shared: a generous failure timeout)
+# shared: a generous failure timeout). ROWS, BLOCK_ROWS and JOB_STEPS change the job.
 spec() {
   {
     echo "cluster:"
@@ -52,9 +52,9 @@ spec() {
     echo "  join_timeout_ms: 10000"
     echo "  nodes:"
     for i in $(seq 1 "$3"); do echo "    - { id: n$i, listen: tcp://127.0.0.1:$(free_port) }"; done
-    echo "data: { source: synthetic, rows: 40000, features: 16, noise: 0.1, seed: 11, block_rows: 1000 }"
+    echo "data: { source: synthetic, rows: ${ROWS:-40000}, features: 16, noise: 0.1, seed: 11, block_rows: ${BLOCK_ROWS:-1000} }"
     echo "model: { type: linear }"
-    echo "training: { steps: $STEPS, learning_rate: 0.05, l2: 0.001, exact_sum: $4 }"
+    echo "training: { steps: ${JOB_STEPS:-$STEPS}, learning_rate: 0.05, l2: 0.001, exact_sum: $4 }"
     echo "fault_tolerance: { heartbeat_ms: 100, failure_timeout_ms: ${5:-5000} }"
     echo "output: { dir: $RL_TMP/$2 }"
   } > "$1"
@@ -123,13 +123,18 @@ cmp -s "$RL_TMP/n1.model" "$RL_TMP/kill.model" || fail "a kill changed the model
 echo "exact sums, 4 nodes with one killed: model identical to 1 node's"
 
 # 3. A throttle-driven rebalance: n2 at 10% of a CPU until it holds fewer
-#    blocks (bounded: 30 s), then lifted.
+#    blocks (bounded: 30 s), then lifted. Placement sees a throttled node by
+#    its compute time, so the job computes more per step (1M rows): its
+#    reference is the same job on 1 node.
 blocks_of() { # blocks_of ID: that node's block count in the coordinator's status
-  "$RL" status "$CURL" --timeout-ms 1000 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }' | head -1
+  { "$RL" status "$CURL" --timeout-ms 1000 2>/dev/null || true; } | awk -v id="$1" '$1 == id { print $3 }' | head -1
 }
 if [ -w /sys/fs/cgroup/cpu ]; then
+  export ROWS=1000000 BLOCK_ROWS=10000 JOB_STEPS=600
+  run_job thr1 1 true
+  model_text "$RL_TMP/thr1/run.json" > "$RL_TMP/thr1.model" || fail "thr1: bad run.json"
   SPEC=$RL_TMP/thr.yaml; spec "$SPEC" thr 4 true 600000; start "$SPEC"
-  wait_step thr 200
+  wait_step thr 20
   port=$(grep "id: n2," "$SPEC" | sed 's/.*:\([0-9]*\) }/\1/')
   pid=$(pgrep -f "ringleader-node.*--id n2 --listen tcp://127.0.0.1:$port" | head -1 || true)
   [ -n "$pid" ] || fail "throttle: n2 is not running"
@@ -149,7 +154,8 @@ if [ -w /sys/fs/cgroup/cpu ]; then
   /usr/bin/python3 -c 'import json,sys; assert any(e["kind"] == "reassign" and "rebalance" in e["detail"] for e in json.load(open(sys.argv[1]))["events"])' \
     "$RL_TMP/thr/run.json" || fail "throttle: no rebalance event in run.json"
   model_text "$RL_TMP/thr/run.json" > "$RL_TMP/thr.model" || fail "throttle: bad run.json"
-  cmp -s "$RL_TMP/n1.model" "$RL_TMP/thr.model" || fail "a throttle-driven rebalance changed the model"
+  cmp -s "$RL_TMP/thr1.model" "$RL_TMP/thr.model" || fail "a throttle-driven rebalance changed the model"
+  unset ROWS BLOCK_ROWS JOB_STEPS
   echo "exact sums, 4 nodes with a throttle-driven rebalance: model identical to 1 node's"
 else
   echo "test_exact: no writable cgroup v1 cpu controller; throttle case skipped" >&2
