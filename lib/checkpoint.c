@@ -697,9 +697,16 @@ int rl_checkpoint_write_file(const char *dir, const void *buf, size_t len)
         unlink(tmp);
         return rli_err(RL_EIO, "checkpoint: cannot write %s: %s", tmp, strerror(e));
     }
-    /* The current one becomes the previous; a crash between the renames
-     * leaves the previous one for --resume. */
-    if (rename(path, prev) != 0 && errno != ENOENT) {
+    /* The current one becomes the previous as a second name of the same
+     * file, so that a newest checkpoint exists at every moment (the rename
+     * below replaces it atomically); where hard links are refused, by a
+     * rename, which leaves only the previous one for a moment. */
+    if (unlink(prev) != 0 && errno != ENOENT) {
+        e = errno;
+        unlink(tmp);
+        return rli_err(RL_EIO, "checkpoint: cannot remove %s: %s", prev, strerror(e));
+    }
+    if (link(path, prev) != 0 && errno != ENOENT && rename(path, prev) != 0 && errno != ENOENT) {
         e = errno;
         unlink(tmp);
         return rli_err(RL_EIO, "checkpoint: cannot rename %s to %s: %s", path, prev, strerror(e));

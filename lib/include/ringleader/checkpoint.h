@@ -99,10 +99,12 @@ RL_API int rl_checkpoint_read(const char *path, uint64_t spec_hash, rl_checkpoin
 
 /* Writes the file bytes buf (from rl_checkpoint_encode) as
  * DIR/RL_CHECKPOINT_FILE atomically: a temporary file, fsync, the current
- * file renamed to RL_CHECKPOINT_PREV_FILE, the temporary renamed into place,
- * fsync of the directory. Creates dir if needed. Returns RL_OK or RL_EIO
- * naming the file; on error the files in dir are as they were, or the
- * previous checkpoint is in RL_CHECKPOINT_PREV_FILE. */
+ * file linked as RL_CHECKPOINT_PREV_FILE (the older previous one removed),
+ * the temporary renamed over the current, fsync of the directory. A crash at
+ * any point leaves a good RL_CHECKPOINT_FILE (where hard links are refused,
+ * the current file is renamed instead, and for a moment only the previous
+ * one exists). Creates dir if needed. Returns RL_OK or RL_EIO naming the
+ * file. */
 RL_API int rl_checkpoint_write_file(const char *dir, const void *buf, size_t len);
 
 /* Releases what *c holds and zeroes it. */
