@@ -79,7 +79,7 @@ wait_step() {
     if [ -n "$s" ] && [ "$s" -ge "$2" ] && [ -f "$f" ]; then
       STEP_SEEN=$s; return 0
     fi
-    kill -0 "$CPID" 2>/dev/null || fail "$1: coordinator exited before step $2"
+    kill -0 "$CPID" 2>/dev/null || { grep -v '^step' "$1.err" | tail -8 >&2; fail "$1: coordinator exited before step $2"; }
     sleep 0.1
   done
   fail "$1: step $2 not reached in 60 s (last seen: ${s:-none})"
