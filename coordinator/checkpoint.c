@@ -120,7 +120,8 @@ int ckpt_snapshot(job *j, ckpt_history *h, uint64_t spec_hash, uint64_t incarnat
     for (uint64_t k = h->upto; k < done && k < j->steps_cap; k++)
         if (j->steps[k].seen) tail++;
     c->steps = rl_xcalloc(h->n + tail + 1, sizeof(rl_ckpt_step));
-    memcpy(c->steps, h->v, h->n * sizeof(rl_ckpt_step)); /* node_ms borrowed from h */
+    if (h->n > 0) /* node_ms borrowed from h */
+        memcpy(c->steps, h->v, h->n * sizeof(rl_ckpt_step));
     c->n_steps = h->n;
     for (uint64_t k = h->upto; k < done && k < j->steps_cap; k++)
         if (j->steps[k].seen) c->steps[c->n_steps++] = ckpt_step_copy(j, k);

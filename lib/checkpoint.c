@@ -368,7 +368,7 @@ static int want_str(const msgpack_object *o, const char *what, char *out, size_t
     if (o->type != MSGPACK_OBJECT_STR) return rli_err(RL_EDATA, "%s: not a string", what);
     if (o->via.str.size >= cap)
         return rli_err(RL_EDATA, "%s: %u bytes, at most %zu", what, o->via.str.size, cap - 1);
-    memcpy(out, o->via.str.ptr, o->via.str.size);
+    if (o->via.str.size > 0) memcpy(out, o->via.str.ptr, o->via.str.size);
     out[o->via.str.size] = '\0';
     return RL_OK;
 }
