@@ -100,8 +100,10 @@ int launch_reap(launched *l)
     for (int i = 0; i < l->n; i++) {
         if (l->pids[i] <= 0) continue;
         pid_t w = waitpid(l->pids[i], &l->status[i], WNOHANG);
-        if (w == l->pids[i]) l->pids[i] = 0;
-        else running++;
+        if (w == l->pids[i])
+            l->pids[i] = 0;
+        else
+            running++;
     }
     return running;
 }
@@ -228,17 +230,42 @@ void launch_stderr_tail(launched *l, int i, char *buf, size_t cap)
     pthread_mutex_unlock(&l->mtx);
 }
 
+/* The spec's file paths are relative to the coordinator's working directory
+ * (the spec resolved them so); a program runs in program.workdir, so it gets
+ * them absolute, made in the parent before fork. */
+typedef struct launch_paths {
+    char token[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
+} launch_paths;
+
+static void launch_abs(const char *cwd, const char *path, char *out, size_t cap)
+{
+    int k = -1;
+    if (path[0] != '/' && path[0] != '\0' && cwd[0] != '\0')
+        k = snprintf(out, cap, "%s/%s", cwd, path);
+    if (k < 0 || (size_t)k >= cap) snprintf(out, cap, "%s", path); /* too long: as given */
+}
+
+static void launch_paths_make(const rl_spec *spec, launch_paths *lp)
+{
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL) cwd[0] = '\0';
+    launch_abs(cwd, spec->token_file, lp->token, sizeof(lp->token));
+    launch_abs(cwd, spec->tls_cert, lp->cert, sizeof(lp->cert));
+    launch_abs(cwd, spec->tls_key, lp->key, sizeof(lp->key));
+    launch_abs(cwd, spec->tls_ca, lp->ca, sizeof(lp->ca));
+}
+
 /* In the child: the environment a worker API program joins with. */
-static void launch_program_env(const rl_spec *spec, int i)
+static void launch_program_env(const rl_spec *spec, const launch_paths *lp, int i)
 {
     setenv("RINGLEADER_COORDINATOR", spec->coordinator, 1);
     setenv("RINGLEADER_NODE_ID", spec->nodes[i].id, 1);
     setenv("RINGLEADER_LISTEN", spec->nodes[i].listen, 1);
-    if (spec->token_file[0] != '\0') setenv("RINGLEADER_TOKEN_FILE", spec->token_file, 1);
+    if (lp->token[0] != '\0') setenv("RINGLEADER_TOKEN_FILE", lp->token, 1);
     if (spec->tls_cert[0] != '\0') {
-        setenv("RINGLEADER_TLS_CERT", spec->tls_cert, 1);
-        setenv("RINGLEADER_TLS_KEY", spec->tls_key, 1);
-        setenv("RINGLEADER_TLS_CA", spec->tls_ca, 1);
+        setenv("RINGLEADER_TLS_CERT", lp->cert, 1);
+        setenv("RINGLEADER_TLS_KEY", lp->key, 1);
+        setenv("RINGLEADER_TLS_CA", lp->ca, 1);
         if (!spec->tls_verify_hostname) setenv("RINGLEADER_TLS_VERIFY_HOSTNAME", "false", 1);
     }
     for (int k = 0; k < spec->program_env.n; k++)
@@ -254,13 +281,19 @@ int launch_programs(const rl_spec *spec, launched *out)
     out->err_fd = rl_xcalloc((size_t)n, sizeof(int));
     out->tail = rl_xcalloc((size_t)n, sizeof(*out->tail));
     out->tail_len = rl_xcalloc((size_t)n, sizeof(size_t));
-    for (int i = 0; i < n; i++) out->err_fd[i] = -1;
+    for (int i = 0; i < n; i++)
+        out->err_fd[i] = -1;
     pthread_mutex_init(&out->mtx, NULL);
     char workdir[PATH_MAX];
     const char *w = spec->program_workdir;
-    if (w[0] == '/') snprintf(workdir, sizeof(workdir), "%s", w);
-    else if (w[0] != '\0') snprintf(workdir, sizeof(workdir), "%s/%s", spec->dir, w);
-    else snprintf(workdir, sizeof(workdir), "%s", spec->dir[0] ? spec->dir : ".");
+    if (w[0] == '/')
+        snprintf(workdir, sizeof(workdir), "%s", w);
+    else if (w[0] != '\0')
+        snprintf(workdir, sizeof(workdir), "%s/%s", spec->dir, w);
+    else
+        snprintf(workdir, sizeof(workdir), "%s", spec->dir[0] ? spec->dir : ".");
+    static launch_paths lp; /* large; one launch per process */
+    launch_paths_make(spec, &lp);
     for (int i = 0; i < n; i++) {
         int fds[2];
         if (pipe(fds) != 0 || fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 ||
@@ -285,7 +318,7 @@ int launch_programs(const rl_spec *spec, launched *out)
                 fprintf(stderr, "cannot enter program.workdir %s: %s\n", workdir, strerror(errno));
                 _exit(127);
             }
-            launch_program_env(spec, i);
+            launch_program_env(spec, &lp, i);
             execvp(spec->program_argv.v[0], spec->program_argv.v);
             fprintf(stderr, "cannot run %s (in %s): %s\n", spec->program_argv.v[0], workdir,
                     strerror(errno));

@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(gcc clang cmake make pkg-config libnng-dev libmsgpack-dev libyaml-dev check
       libmbedtls-dev libclang-rt-14-dev openssl python3 python3-numpy iproute2
-      curl prometheus chromium chromium-driver python3-pil)  # the monitor's tests: promtool, a scraper, screenshots
+      curl prometheus chromium chromium-driver python3-pil   # the monitor's tests: promtool, a scraper, screenshots
+      python3-torch python3-sklearn)   # the Python package's tests and examples (it_python)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
