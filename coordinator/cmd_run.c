@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "job.h"
 #include "launch.h"
@@ -31,7 +33,8 @@ static void on_interrupt(int sig)
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: ringleader run SPEC [--nodes N] [--out DIR] [--baseline RUN_JSON]\n\n"
+    fprintf(f, "usage: ringleader run SPEC [--nodes N] [--out DIR] [--baseline RUN_JSON] "
+               "[--resume]\n\n"
                "Runs the job described by SPEC as its coordinator. With `launch: local` it\n"
                "starts one ringleader-node per spec node on this machine; with `launch: manual`\n"
                "it waits up to cluster.join_timeout_ms for the listed nodes to join, and\n"
@@ -41,6 +44,10 @@ static void run_usage(FILE *f)
                "Writes DIR/run.json (default: output.dir of the spec).\n"
                "--baseline: the run.json of the same job on 1 node (or any baseline); run.json\n"
                "then carries speedup = its median step time / this run's.\n"
+               "The coordinator writes DIR/checkpoint.rlc every output.checkpoint_every_ms\n"
+               "and at the end (the one before is kept as DIR/checkpoint.prev.rlc).\n"
+               "--resume: continue the job from DIR's newest good checkpoint (the previous\n"
+               "one if the newest is refused); the spec must be the same file.\n"
                "Exit codes: 0 ok, 1 the job failed, 2 bad spec or usage.\n");
 }
 
@@ -137,7 +144,8 @@ static bool enough_joined(job *j, rl_rpc_server *srv)
 
 typedef struct run_opts {
     const char *spec_path, *out_dir, *baseline;
-    int nodes; /* --nodes N; 0: the spec's nodes */
+    int nodes;   /* --nodes N; 0: the spec's nodes */
+    bool resume; /* --resume */
 } run_opts;
 
 /* Parses argv; on a mistake says what (naming the option) and returns -1. */
@@ -152,6 +160,10 @@ static int run_parse(int argc, char **argv, run_opts *o)
                 return -1;
             }
             o->spec_path = a;
+            continue;
+        }
+        if (strcmp(a, "--resume") == 0) {
+            o->resume = true;
             continue;
         }
         if (strcmp(a, "--out") != 0 && strcmp(a, "--baseline") != 0 && strcmp(a, "--nodes") != 0) {
@@ -211,6 +223,18 @@ int cmd_run(int argc, char **argv)
         return RL_EXIT_USAGE;
     }
     if (out_dir == NULL) out_dir = spec->out_dir;
+    uint64_t spec_hash = 0, incarnation = 0;
+    if (ckpt_spec_hash(spec_path, o.nodes, &spec_hash) != RL_OK ||
+        getrandom(&incarnation, sizeof(incarnation), 0) != (ssize_t)sizeof(incarnation)) {
+        rl_spec_free(spec);
+        return RL_EXIT_USAGE;
+    }
+    if (o.resume && spec->program_argv.n > 0) {
+        fprintf(stderr, "ringleader run: --resume: a program job (program:) keeps its own state; "
+                        "the coordinator has no checkpoint of it\n");
+        rl_spec_free(spec);
+        return RL_EXIT_USAGE;
+    }
     rl_log_set_tag("coord");
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_interrupt);
@@ -224,6 +248,8 @@ int cmd_run(int argc, char **argv)
     launched nodes = {0};
     bool *seen = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(bool)); /* programs ended */
     job j;
+    ckpt_writer ckpt;
+    bool resume_done = false; /* --resume of a job its checkpoint says is complete */
     int init_rv = job_init(&j, spec);
     j.baseline_path = baseline;
     j.baseline_step_ms = base_ms;
@@ -233,12 +259,36 @@ int cmd_run(int argc, char **argv)
         job_finish(&j, JOB_FAILED, rl_errdetail());
         goto report;
     }
+    if (o.resume) {
+        rl_checkpoint c;
+        char from[4200];
+        int rv = ckpt_load_newest(out_dir, spec_hash, &c, from, sizeof(from));
+        if (rv == RL_OK) rv = ckpt_restore(&j, &c, from);
+        rl_checkpoint_fini(&c);
+        if (rv != RL_OK) {
+            job_fini(&j);
+            rl_spec_free(spec);
+            free(seen);
+            return RL_EXIT_FAILED;
+        }
+        printf("resuming job '%s' from %s at step %llu of %d\n", spec->name, from,
+               (unsigned long long)j.model_step, spec->steps);
+        fflush(stdout);
+        resume_done = j.model_step == (uint64_t)spec->steps;
+    }
     if (rl_token_load(spec->token_file, &token) != 0) {
         fprintf(stderr, "ringleader run: %s\n", rl_errdetail());
         job_fini(&j);
         rl_spec_free(spec);
         free(seen);
         return RL_EXIT_USAGE;
+    }
+    ckpt_writer_start(&ckpt, &j, out_dir, spec_hash, incarnation,
+                      j.program || spec->checkpoint_every_ms == 0 ? -1 : spec->checkpoint_every_ms);
+    if (resume_done) {
+        printf("the job was complete at that checkpoint: nothing to run\n");
+        job_finish(&j, JOB_DONE, NULL);
+        goto checkpoint;
     }
     rl_tls_files tls = {spec->tls_cert, spec->tls_key, spec->tls_ca};
     rl_rpc_server_opts so = {.url = spec->coordinator,
@@ -250,7 +300,7 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "ringleader run: coordinator cannot serve %s: %s\n", spec->coordinator,
                 rl_errdetail());
         job_finish(&j, JOB_FAILED, rl_errdetail());
-        goto report;
+        goto checkpoint;
     }
     rl_log_info("coordinator for job '%s' listening on %s (%d nodes, launch %s)", spec->name,
                 rl_rpc_server_url(srv), spec->n_nodes, rl_launch_name(spec->launch));
@@ -313,7 +363,12 @@ stop:
     }
     monitor_stop(mon);
     rl_rpc_server_free(srv);
+checkpoint:
+    ckpt_writer_finish(&ckpt);
 report:
+    /* resumed: the job's time so far, from its first start (less the time
+     * no coordinator ran) */
+    if (o.resume) t_start = j.t0_ms;
     if (job_write_report(&j, out_dir, spec_path, (double)(rl_clock_ms() - t_start) / 1e3) ==
         RL_OK)
         printf("%s: %s/run.json\n",

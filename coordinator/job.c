@@ -821,6 +821,10 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
         fprintf(f, "job %s: %s, step %llu/%d, epoch %llu, loss %s\n", j->spec->name,
                 status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
                 (unsigned long long)j->epoch, loss);
+    if (j->resumed)
+        fprintf(f, "%s from its checkpoint at step %llu\n",
+                j->status == JOB_WAITING ? "resuming" : "resumed",
+                (unsigned long long)j->resumed_step);
     if (j->steps_done) fprintf(f, "last step %.3f ms\n", j->steps[last].ms);
     fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s  %-21s  %s\n", "node", "state", "blocks", "rows/s",
             "compute_ms", "cpu", "rss_MiB", "endpoint", "doing");

@@ -98,6 +98,10 @@ typedef struct job {
     uint64_t final_seen_ms; /* when the last step's report arrived (0: not yet) */
     step_rec *steps;
     uint64_t coverage_checked, violations;
+    /* --resume (coordinator/checkpoint.c): the step of the checkpoint the
+     * job continues from, which `status` shows while nodes are awaited */
+    bool resumed;
+    uint64_t resumed_step;
     job_event *events;
     size_t n_events, cap_events;
 } job;

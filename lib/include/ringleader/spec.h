@@ -104,6 +104,7 @@ typedef struct rl_spec {
 
     /* output */
     char out_dir[RL_PATH_MAX]; /* as written: relative to the current directory */
+    int checkpoint_every_ms;   /* 0: no checkpoints */
 
     /* program: the user's program instead of the built-in trainer */
     rl_strv program_argv;              /* the command; n 0: no program section */
