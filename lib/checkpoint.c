@@ -352,7 +352,7 @@ static double double_at(const unsigned char *p, size_t i)
 /* A column of exactly n doubles into a new array *out (n may be 0). */
 static int want_doubles(const msgpack_object *o, const char *what, uint64_t n, double **out)
 {
-    const unsigned char *p;
+    const unsigned char *p = NULL;
     int rv = want_column(o, what, 8, n, &p, NULL);
     if (rv != RL_OK) return rv;
     *out = calloc((size_t)n + 1, sizeof(double));

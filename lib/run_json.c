@@ -592,12 +592,10 @@ static int run_json_read_num(const char *path, const rli_json *obj, const char *
                              const char *key, double *out)
 {
     const rli_json *v;
+    *out = NAN; /* defined on every path: callers read it only on RL_OK */
     int rc = run_json_member(path, obj, where, key, &v);
     if (rc != RL_OK) return rc;
-    if (v->kind == RLI_JSON_NULL) {
-        *out = NAN;
-        return RL_OK;
-    }
+    if (v->kind == RLI_JSON_NULL) return RL_OK;
     if (v->kind != RLI_JSON_NUMBER)
         return run_json_bad(path, v, "%s \"%s\" is %s: want a number", where, key,
                             rli_json_kind_name(v->kind));
@@ -669,7 +667,7 @@ static int run_json_read_steps(const char *path, const rli_json *list, rl_run_re
     for (size_t k = 0; k < list->len; k++) {
         const rli_json *o = list->items[k];
         rl_run_step *s = &p->steps[k];
-        double step;
+        double step = NAN;
         int rc;
         if (o->kind != RLI_JSON_OBJECT)
             return run_json_bad(path, o, "steps[%zu] is not an object", k);
@@ -708,7 +706,7 @@ static int run_json_read_events(const char *path, const rli_json *list, rl_run_r
     for (size_t k = 0; k < list->len; k++) {
         const rli_json *o = list->items[k];
         rl_run_event *e = &p->events[k];
-        double step;
+        double step = NAN;
         int rc;
         if (o->kind != RLI_JSON_OBJECT)
             return run_json_bad(path, o, "events[%zu] is not an object", k);
@@ -762,7 +760,7 @@ int rl_run_json_read(const char *path, rl_run_record **out)
                           rli_json_kind_name(root->kind));
         goto out;
     }
-    double completed, total, base_nodes;
+    double completed = NAN, total = NAN, base_nodes = NAN;
     if ((rc = run_json_read_text(path, root, "run.json", "status", &rec->status)) != RL_OK ||
         (rc = run_json_read_num(path, root, "run.json", "wall_s", &rec->r.wall_s)) != RL_OK ||
         (rc = run_json_read_num(path, root, "run.json", "steps_completed", &completed)) != RL_OK ||
