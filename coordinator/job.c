@@ -366,6 +366,15 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
     return RL_OK;
 }
 
+/* The blocks registry node i owns. Lock held. */
+static uint32_t job_blocks_of(const job *j, int i)
+{
+    uint32_t nb = 0;
+    for (uint32_t b = 0; b < j->n_blocks; b++)
+        nb += j->owner[b] == i;
+    return nb;
+}
+
 /* Fills a PLAN reply for node i. Lock held. */
 static void fill_plan(job *j, int i, rl_msg *resp)
 {
@@ -395,9 +404,7 @@ static void fill_plan(job *j, int i, rl_msg *resp)
         p->member_ids.v[k] = rl_xstrdup(j->reg.nodes[j->members[k]].id);
         p->member_urls.v[k] = rl_xstrdup(j->reg.nodes[j->members[k]].listen);
     }
-    size_t nb = 0;
-    for (uint32_t b = 0; b < j->n_blocks; b++)
-        if (j->owner[b] == i) nb++;
+    size_t nb = job_blocks_of(j, i);
     p->blocks = (rl_u32list){rl_xcalloc(nb + 1, sizeof(uint32_t)), nb};
     nb = 0;
     for (uint32_t b = 0; b < j->n_blocks; b++)
@@ -506,7 +513,7 @@ static void settle_try(job *j)
     for (int k = 0; k < j->n_settle; k++) {
         const node_entry *e = &j->reg.nodes[j->settle_members[k]];
         if (e->state != NODE_JOINED) continue; /* failed or left: not waited for */
-        if (e->rep_epoch != j->settle_epoch) {  /* not heard from yet */
+        if (e->rep_epoch != j->settle_epoch) { /* not heard from yet */
             free(r);
             return;
         }
@@ -625,7 +632,8 @@ static void job_steps_grow(job *j, uint64_t s)
 {
     if (s < j->steps_cap) return;
     uint64_t cap = j->steps_cap;
-    while (cap <= s) cap *= 2;
+    while (cap <= s)
+        cap *= 2;
     j->steps = rl_xrealloc(j->steps, (size_t)(cap + 1) * sizeof(step_rec));
     memset(j->steps + j->steps_cap + 1, 0, (size_t)(cap - j->steps_cap) * sizeof(step_rec));
     j->steps_cap = cap;
@@ -818,9 +826,7 @@ static const char *status_field(char *buf, size_t len, bool known, int decimals,
 static void status_node_line(const job *j, int i, FILE *f)
 {
     const node_entry *e = &j->reg.nodes[i];
-    int nb = 0;
-    for (uint32_t b = 0; b < j->n_blocks; b++)
-        if (j->owner[b] == i) nb++;
+    int nb = (int)job_blocks_of(j, i);
     bool heard = e->heartbeats > 0;
     char rps[32], cms[32], cpu[32], rss[32], busy[32], wait[32];
     bool waits = e->step_ms > 0;
@@ -935,8 +941,7 @@ static int handle_leave(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *
         int alive = 0;
         for (int k = 0; k < j->reg.n; k++)
             if (j->reg.nodes[k].state == NODE_JOINED) alive++;
-        if (j->status == JOB_RUNNING && is_member(j, i) && alive >= j->spec->min_nodes &&
-            alive > 0)
+        if (j->status == JOB_RUNNING && is_member(j, i) && alive >= j->spec->min_nodes && alive > 0)
             request_replan(j, "leave");
     }
     program_check_done(j);
@@ -1148,7 +1153,7 @@ static bool gather_round(job *j, member_figures *f)
         uint64_t in_epoch = e->compute_epoch == j->epoch ? e->samples_epoch : 0;
         double c = placement_recent_compute_ms(e->compute_samples, 256, e->ncompute, in_epoch);
         uint64_t busy_in = e->busy_epoch == j->epoch ? e->busy_in_epoch : 0;
-        f->busy_ms[k] = placement_window_mean(e->busy_samples, 256, e->nbusy, busy_in);
+        f->busy_ms[k] = placement_busy_ms(e->busy_samples, 256, e->nbusy, busy_in);
         f->step_ms[k] = e->step_ms;
         if (c > 0) {
             f->compute_ms[k] = c;
@@ -1167,6 +1172,16 @@ static bool gather_round(job *j, member_figures *f)
     return true;
 }
 
+/* e read over the straggler threshold: no blocks back for a while, longer
+ * each time it relapses (placement_hold). Lock held. */
+static void hold_node(job *j, node_entry *e, uint64_t now)
+{
+    hold_state h = {e->hold_until_ms, e->hold_level};
+    h = placement_hold(h, now, PLACEMENT_HOLD_HEARTBEATS * (uint64_t)j->spec->heartbeat_ms);
+    e->hold_until_ms = h.until_ms;
+    e->hold_level = h.level;
+}
+
 /* The straggler rule for every member; an over-threshold member gets no
  * blocks back for a while. Lock held. */
 static void apply_straggler_rule(job *j, const double *compute_ms, double median, uint64_t now)
@@ -1179,7 +1194,7 @@ static void apply_straggler_rule(job *j, const double *compute_ms, double median
             placement_straggler_rule(st, compute_ms[k], median, sp->straggler_factor);
         e->slow_streak = v.next.streak;
         e->slow = v.next.slow;
-        if (v.over) e->hold_until_ms = now + PLACEMENT_HOLD_HEARTBEATS * (uint64_t)sp->heartbeat_ms;
+        if (v.over) hold_node(j, e, now);
         if (v.flagged) report_straggler(j, e, compute_ms[k], median);
     }
 }
@@ -1195,16 +1210,26 @@ static void rebalance_now(job *j, const member_figures *f, const rebalance_verdi
         node_entry *e = &j->reg.nodes[j->members[s]];
         if (placement_is_over(f->compute_ms[s], median, sp->straggler_factor) && !e->slow) {
             e->slow = true;
-            e->hold_until_ms = now + PLACEMENT_HOLD_HEARTBEATS * (uint64_t)sp->heartbeat_ms;
+            hold_node(j, e, now);
             report_straggler(j, e, f->compute_ms[s], median);
         }
     }
     bool *held = rl_xcalloc((size_t)n + 1, sizeof(bool));
-    for (int k = 0; k < n; k++)
+    uint32_t *had = rl_xcalloc((size_t)n + 1, sizeof(uint32_t));
+    for (int k = 0; k < n; k++) {
         held[k] = j->reg.nodes[j->members[k]].hold_until_ms > now;
+        had[k] = job_blocks_of(j, j->members[k]);
+    }
     placement_data d = job_placement_data(j);
     int moved = placement_rebalance(&d, j->members, n, f->speed, held, j->owner);
+    /* A member that lost blocks gets none back for a hold: the readings
+     * that moved them may come between stalls, and blocks that bounce back
+     * at the next fast reading cost two moves for nothing. */
+    for (int k = 0; moved > 0 && k < n; k++)
+        if (job_blocks_of(j, j->members[k]) < had[k])
+            hold_node(j, &j->reg.nodes[j->members[k]], now);
     free(held);
+    free(had);
     if (moved > 0) {
         char why[96];
         snprintf(why, sizeof(why), "rebalance: %d blocks moved, slowest %.16s %.2f ms -> ~%.2f ms",
@@ -1337,7 +1362,8 @@ static void program_failed(job *j, int i, int code, const char *tail)
     if (j->status == JOB_FAILED || j->interrupted) return;
     const char *t = tail != NULL ? tail : "";
     size_t n = strlen(t);
-    while (n > 0 && t[n - 1] == '\n') n--;
+    while (n > 0 && t[n - 1] == '\n')
+        n--;
     snprintf(j->error, sizeof(j->error),
              "the program of node %s exited with code %d; the last lines of its stderr:\n%.*s",
              j->reg.nodes[i].id, code, (int)n, t);

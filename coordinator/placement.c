@@ -166,16 +166,45 @@ straggler_verdict placement_straggler_rule(straggler_state prev, double compute_
     return v;
 }
 
+hold_state placement_hold(hold_state prev, uint64_t now_ms, uint64_t base_ms)
+{
+    hold_state h = prev;
+    if (prev.until_ms == 0) {
+        h.level = 0;
+    } else if (now_ms >= prev.until_ms) {
+        uint64_t len = base_ms << prev.level, clean = now_ms - prev.until_ms;
+        bool relapse = clean < len;
+        h.level =
+            relapse ? (prev.level < PLACEMENT_HOLD_MAX_DOUBLINGS ? prev.level + 1 : prev.level) : 0;
+    }
+    h.until_ms = now_ms + (base_ms << h.level);
+    return h;
+}
+
 /* ---- The straggler signal ------------------------------------------------ */
 
-double placement_window_mean(const double *ring, size_t ring_len, uint64_t total, uint64_t in_epoch)
+/* The mean of the last (up to) `window` samples of the epoch's in a ring. */
+static double window_mean(const double *ring, size_t ring_len, uint64_t total, uint64_t in_epoch,
+                          size_t window)
 {
     if (in_epoch < PLACEMENT_MIN_SAMPLES) return 0;
-    size_t m = in_epoch < PLACEMENT_WAIT_WINDOW ? (size_t)in_epoch : PLACEMENT_WAIT_WINDOW;
+    size_t m = in_epoch < window ? (size_t)in_epoch : window;
+    m = m < ring_len ? m : ring_len;
     double sum = 0;
     for (size_t q = 0; q < m; q++)
         sum += ring[(total - 1 - q) % ring_len];
     return sum / (double)m;
+}
+
+double placement_window_mean(const double *ring, size_t ring_len, uint64_t total, uint64_t in_epoch)
+{
+    return window_mean(ring, ring_len, total, in_epoch, PLACEMENT_WAIT_WINDOW);
+}
+
+double placement_busy_ms(const double *ring, size_t ring_len, uint64_t total, uint64_t in_epoch)
+{
+    return fmax(window_mean(ring, ring_len, total, in_epoch, PLACEMENT_WAIT_WINDOW),
+                window_mean(ring, ring_len, total, in_epoch, PLACEMENT_LONG_WINDOW));
 }
 
 void placement_load_ms(const double *compute_ms, const double *busy_ms, int n, double *load_ms)

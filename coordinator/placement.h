@@ -37,6 +37,11 @@
 /* A node over the threshold gets no blocks back for this many heartbeats:
  * its fast readings may come between periodic stalls (a few seconds apart). */
 #define PLACEMENT_HOLD_HEARTBEATS 40u
+/* A node over the threshold again within one hold's length of its last hold
+ * running out relapsed: its next hold is twice as long, up to 2^this x the
+ * first (a node stopped now and then, its stalls outside the window once it
+ * holds fewer blocks, would otherwise get them back after every hold). */
+#define PLACEMENT_HOLD_MAX_DOUBLINGS 4
 /* A rebalance needs the slowest over this x the mean, or the fastest under
  * the mean by this factor in both time and rows: a real imbalance. */
 #define PLACEMENT_IMBALANCE_RATIO 1.15
@@ -125,6 +130,18 @@ typedef struct straggler_verdict {
 
 /* Whether compute_ms is over factor x median. */
 bool placement_is_over(double compute_ms, double median, double factor);
+typedef struct hold_state {
+    uint64_t until_ms; /* no blocks back before this (0: never held) */
+    int level;         /* the hold lasts base_ms << level */
+} hold_state;
+
+/* A node read over the threshold at now_ms: its hold from now, base_ms long,
+ * doubled for each relapse (over again within one hold's length of the last
+ * hold running out, up to PLACEMENT_HOLD_MAX_DOUBLINGS), back to base_ms
+ * after a clean spell longer than that. A reading inside a running hold
+ * renews it at the same length. */
+hold_state placement_hold(hold_state prev, uint64_t now_ms, uint64_t base_ms);
+
 /* One round of the straggler rule for one node. */
 straggler_verdict placement_straggler_rule(straggler_state prev, double compute_ms, double median,
                                            double factor);
@@ -134,6 +151,8 @@ straggler_verdict placement_straggler_rule(straggler_state prev, double compute_
 /* Heartbeats whose busy times are averaged: a mean, not a median, so that a
  * stall every few heartbeats still counts (a median hides periodic stalls). */
 #define PLACEMENT_WAIT_WINDOW 8u
+/* ... and the long window placement_busy_ms also reads (3.2 s at 100 ms). */
+#define PLACEMENT_LONG_WINDOW 32u
 /* A slow link: the members' mean step is at least this x the busiest
  * member's busy time (they mostly wait, yet nobody is busy) ... */
 #define PLACEMENT_LINK_WAIT_RATIO 3.0
@@ -147,6 +166,13 @@ straggler_verdict placement_straggler_rule(straggler_state prev, double compute_
  * the current epoch), or 0 when fewer than PLACEMENT_MIN_SAMPLES. */
 double placement_window_mean(const double *ring, size_t ring_len, uint64_t total,
                              uint64_t in_epoch);
+/* A member's busy time per step as placement reads it: the larger of the
+ * windowed mean above and the mean over the last (up to)
+ * PLACEMENT_LONG_WINDOW samples of the epoch. The short window sees a stall
+ * within a heartbeat or two; the long one still holds a stall that comes
+ * every couple of seconds, so that a node stopped now and then does not
+ * read as fast between its stops and get its blocks straight back. */
+double placement_busy_ms(const double *ring, size_t ring_len, uint64_t total, uint64_t in_epoch);
 /* What placement balances, per member: its busy time per step (step time
  * less the time it waited on others) when every member has one (> 0),
  * never below its compute time; else its compute time. A stall counts

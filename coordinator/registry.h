@@ -34,6 +34,7 @@ typedef struct node_entry {
     uint64_t samples_epoch;   /* heartbeats with a fresh compute_ms in this epoch */
     uint64_t evaluated;       /* ncompute when placement last looked at this node */
     uint64_t hold_until_ms;   /* a recent straggler gets no blocks back before this */
+    int hold_level;           /* ... its hold is PLACEMENT_HOLD_HEARTBEATS << this */
     char phase[24];           /* what it reported doing: stepping, making-blocks, ... */
     bool slow;
     double compute_samples[256]; /* compute_ms per heartbeat, a ring */

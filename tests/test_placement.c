@@ -250,6 +250,42 @@ START_TEST(a_flagged_node_is_cleared_only_below_the_clear_margin)
 }
 END_TEST
 
+START_TEST(a_first_hold_lasts_the_base_and_a_reading_inside_it_renews_it)
+{
+    hold_state h = placement_hold((hold_state){0}, 1000, 4000);
+    ck_assert_uint_eq(h.until_ms, 5000);
+    ck_assert_int_eq(h.level, 0);
+    h = placement_hold(h, 3000, 4000); /* still held: renewed, same length */
+    ck_assert_uint_eq(h.until_ms, 7000);
+    ck_assert_int_eq(h.level, 0);
+}
+END_TEST
+
+START_TEST(a_node_that_relapses_soon_after_its_hold_is_held_twice_as_long_up_to_the_cap)
+{
+    hold_state h = placement_hold((hold_state){0}, 0, 4000);
+    uint64_t now = 0;
+    for (int k = 1; k <= PLACEMENT_HOLD_MAX_DOUBLINGS + 2; k++) {
+        now = h.until_ms + 1000; /* over again 1 s after the hold ran out */
+        h = placement_hold(h, now, 4000);
+        int level = k < PLACEMENT_HOLD_MAX_DOUBLINGS ? k : PLACEMENT_HOLD_MAX_DOUBLINGS;
+        ck_assert_int_eq(h.level, level);
+        ck_assert_uint_eq(h.until_ms, now + ((uint64_t)4000 << level));
+    }
+}
+END_TEST
+
+START_TEST(a_node_clean_for_longer_than_its_hold_starts_again_at_the_base)
+{
+    hold_state h = {.until_ms = 10000, .level = 2}; /* a 16 s hold ran out at 10 s */
+    hold_state again = placement_hold(h, 10000 + 15000, 4000);
+    ck_assert_int_eq(again.level, 3); /* 15 s clean < 16 s: a relapse */
+    hold_state fresh = placement_hold(h, 10000 + 16000, 4000);
+    ck_assert_int_eq(fresh.level, 0);
+    ck_assert_uint_eq(fresh.until_ms, 26000 + 4000);
+}
+END_TEST
+
 /* ---- Rebalance ---- */
 
 /* Two members holding half the rows each, with compute times c0, c1. */
@@ -515,6 +551,23 @@ START_TEST(the_window_mean_sees_a_periodic_stall_the_median_hides)
 }
 END_TEST
 
+START_TEST(busy_time_keeps_a_stall_of_the_last_seconds_the_short_window_has_passed)
+{
+    /* 40 heartbeats at 1 ms a step; one stall heartbeat (33 ms) 12 ago. */
+    double ring[64];
+    for (int k = 0; k < 40; k++)
+        ring[k] = k == 40 - 12 ? 33 : 1;
+    ck_assert_double_eq_tol(placement_window_mean(ring, 64, 40, 40), 1.0, 1e-12);
+    ck_assert_double_eq_tol(placement_busy_ms(ring, 64, 40, 40), 2.0, 1e-12); /* 64 / 32 */
+    /* A stall in the short window: its mean is the larger. */
+    ring[39] = 33;
+    ck_assert_double_eq_tol(placement_busy_ms(ring, 64, 40, 40), 5.0, 1e-12); /* 40 / 8 */
+    /* Only the epoch's samples count: 6 in the epoch, the stall before it. */
+    ring[39] = 1;
+    ck_assert_double_eq_tol(placement_busy_ms(ring, 64, 40, 6), 1.0, 1e-12);
+}
+END_TEST
+
 START_TEST(a_stall_in_the_collective_counts_as_load_wherever_it_lands)
 {
     /* n4's compute is normal; its stalls land in the all-reduce, so only
@@ -652,6 +705,11 @@ int main(void)
     tcase_add_test(st, a_node_at_or_below_the_threshold_is_not_flagged);
     tcase_add_test(st, slow_rounds_that_are_not_consecutive_flag_nothing);
     tcase_add_test(st, a_flagged_node_is_cleared_only_below_the_clear_margin);
+    tcase_add_test(st, busy_time_keeps_a_stall_of_the_last_seconds_the_short_window_has_passed);
+    tcase_add_test(st, a_first_hold_lasts_the_base_and_a_reading_inside_it_renews_it);
+    tcase_add_test(st,
+                   a_node_that_relapses_soon_after_its_hold_is_held_twice_as_long_up_to_the_cap);
+    tcase_add_test(st, a_node_clean_for_longer_than_its_hold_starts_again_at_the_base);
     suite_add_tcase(s, st);
     TCase *r = tcase_create("rebalance");
     tcase_add_test(r, no_rebalance_within_the_imbalance_margin);

@@ -340,8 +340,11 @@ else
 fi
 
 begin_case "6"
-# 6. Throttle one node to 10% of a CPU until the coordinator has moved blocks
-#    away from it (bounded wait), then lift it until blocks come back.
+# 6. Throttle one node to 10% of a CPU until the coordinator has moved most of
+#    its blocks away (under half: issue 18 wants a 10% node at 0.4x the
+#    others' mean; lifted at the first move, it may hold so nearly its share
+#    that moving blocks back gains under PLACEMENT_MIN_GAIN_SHARE of a step,
+#    and rightly none move), then lift it until blocks come back.
 blocks_of() { # blocks_of ID: that node's block count in the coordinator's status
   doing | awk -v id="$1" '$1 == id { print $2 }' | head -1
 }
@@ -366,9 +369,11 @@ elif [ -w /sys/fs/cgroup/cpu ]; then
   P=$(node_pid "$SPEC" n2); b0=$(blocks_of n2)
   [ -n "$b0" ] || fail "no status for n2"
   cg_throttle "$P" 10000
-  low=$(wait_blocks n2 lt "$b0" 30) || fail "the throttled node kept its $b0 blocks for 30 s"
+  low=$(wait_blocks n2 lt $((b0 / 2)) 30) ||
+    { status; fail "the throttled node held over half its $b0 blocks for 30 s"; }
   cg_lift
-  back=$(wait_blocks n2 gt "$low" 30) || fail "no blocks came back to n2 within 30 s of lifting the throttle"
+  back=$(wait_blocks n2 gt "$low" 30) ||
+    { status; fail "no blocks came back to n2 (holding $low) within 30 s of lifting the throttle"; }
   echo "throttled n2: $b0 blocks -> $low while throttled -> $back after"
   kill -TERM "$CPID"   # enough: stop the run (Ctrl-C path); run.json is still written
   finish 1
