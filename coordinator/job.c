@@ -505,7 +505,7 @@ static void settle_try(job *j)
     for (int k = 0; k < j->n_settle; k++) {
         const node_entry *e = &j->reg.nodes[j->settle_members[k]];
         if (e->state != NODE_JOINED) continue; /* failed or left: not waited for */
-        if (e->rep_epoch != j->settle_epoch) { /* not heard from yet */
+        if (e->rep_epoch != j->settle_epoch) {  /* not heard from yet */
             free(r);
             return;
         }
@@ -624,8 +624,7 @@ static void job_steps_grow(job *j, uint64_t s)
 {
     if (s < j->steps_cap) return;
     uint64_t cap = j->steps_cap;
-    while (cap <= s)
-        cap *= 2;
+    while (cap <= s) cap *= 2;
     j->steps = rl_xrealloc(j->steps, (size_t)(cap + 1) * sizeof(step_rec));
     memset(j->steps + j->steps_cap + 1, 0, (size_t)(cap - j->steps_cap) * sizeof(step_rec));
     j->steps_cap = cap;
@@ -927,7 +926,8 @@ static int handle_leave(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *
         int alive = 0;
         for (int k = 0; k < j->reg.n; k++)
             if (j->reg.nodes[k].state == NODE_JOINED) alive++;
-        if (j->status == JOB_RUNNING && is_member(j, i) && alive >= j->spec->min_nodes && alive > 0)
+        if (j->status == JOB_RUNNING && is_member(j, i) && alive >= j->spec->min_nodes &&
+            alive > 0)
             request_replan(j, "leave");
     }
     program_check_done(j);
@@ -1124,7 +1124,6 @@ static void report_straggler(job *j, const node_entry *e, double compute_ms, dou
  * placement balances (placement_load_ms), busy_ms and step_ms as measured. */
 typedef struct member_figures {
     double *compute_ms, *speed, *rows, *busy_ms, *step_ms;
-    double *peak_ms; /* the busiest of its last PLACEMENT_CLEAN_HEARTBEATS */
 } member_figures;
 
 /* Fills f for every member. true: every member is measured in this epoch
@@ -1142,8 +1141,6 @@ static bool gather_round(job *j, member_figures *f)
         uint64_t busy_in = e->busy_epoch == j->epoch ? e->busy_in_epoch : 0;
         f->busy_ms[k] = placement_window_mean(e->busy_samples, 256, e->nbusy, busy_in);
         f->step_ms[k] = e->step_ms;
-        f->peak_ms[k] =
-            placement_window_max(e->busy_samples, 256, e->nbusy, PLACEMENT_CLEAN_HEARTBEATS);
         if (c > 0) {
             f->compute_ms[k] = c;
             fresh++;
@@ -1195,8 +1192,7 @@ static void rebalance_now(job *j, const member_figures *f, const rebalance_verdi
     }
     bool *held = rl_xcalloc((size_t)n + 1, sizeof(bool));
     for (int k = 0; k < n; k++)
-        held[k] = j->reg.nodes[j->members[k]].hold_until_ms > now ||
-                  !placement_may_gain(f->peak_ms[k], median, sp->straggler_factor);
+        held[k] = j->reg.nodes[j->members[k]].hold_until_ms > now;
     placement_data d = job_placement_data(j);
     int moved = placement_rebalance(&d, j->members, n, f->speed, held, j->owner);
     free(held);
@@ -1261,8 +1257,8 @@ static void check_balance(job *j, uint64_t now)
     int n = j->n_members;
     if (n < 2 || now - j->last_plan_ms < PLACEMENT_SETTLE_HEARTBEATS * (uint64_t)sp->heartbeat_ms)
         return;
-    double *all = rl_xcalloc(6 * (size_t)n, sizeof(double));
-    member_figures f = {all, all + n, all + 2 * n, all + 3 * n, all + 4 * n, all + 5 * n};
+    double *all = rl_xcalloc(5 * (size_t)n, sizeof(double));
+    member_figures f = {all, all + n, all + 2 * n, all + 3 * n, all + 4 * n};
     if (!gather_round(j, &f)) goto out;
     check_slow_link(j, &f);
     /* Steps that nobody's work explains (a slow link): no straggler, no move. */
@@ -1278,9 +1274,7 @@ static void check_balance(job *j, uint64_t now)
                          .rows = f.rows,
                          .steps_left = j->program ? 1000 : (uint64_t)sp->steps - done,
                          .has_last_step = j->steps_done > 0,
-                         .last_step_ms = j->steps_done ? j->steps[j->steps_done - 1].ms : 0,
-                         .factor = sp->straggler_factor,
-                         .peak_ms = f.peak_ms};
+                         .last_step_ms = j->steps_done ? j->steps[j->steps_done - 1].ms : 0};
     /* The members' windowed mean step stands for the step when known: one
      * step caught in a stall would make any gain look small. */
     double mean_step = 0;
@@ -1334,8 +1328,7 @@ static void program_failed(job *j, int i, int code, const char *tail)
     if (j->status == JOB_FAILED || j->interrupted) return;
     const char *t = tail != NULL ? tail : "";
     size_t n = strlen(t);
-    while (n > 0 && t[n - 1] == '\n')
-        n--;
+    while (n > 0 && t[n - 1] == '\n') n--;
     snprintf(j->error, sizeof(j->error),
              "the program of node %s exited with code %d; the last lines of its stderr:\n%.*s",
              j->reg.nodes[i].id, code, (int)n, t);

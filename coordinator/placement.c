@@ -187,21 +187,6 @@ void placement_load_ms(const double *compute_ms, const double *busy_ms, int n, d
         load_ms[k] = all ? fmax(busy_ms[k], compute_ms[k]) : compute_ms[k];
 }
 
-double placement_window_max(const double *ring, size_t ring_len, uint64_t total, size_t window)
-{
-    size_t m = total < window ? (size_t)total : window;
-    m = m < ring_len ? m : ring_len;
-    double most = 0;
-    for (size_t q = 0; q < m; q++)
-        most = fmax(most, ring[(total - 1 - q) % ring_len]);
-    return most;
-}
-
-bool placement_may_gain(double peak_ms, double median, double factor)
-{
-    return !placement_is_over(peak_ms, median, factor);
-}
-
 /* Whether the busiest member is a straggler: over factor x the median. */
 static bool placement_has_straggler(const double *load_ms, int n, double factor)
 {
@@ -292,10 +277,8 @@ rebalance_verdict placement_rebalance_rule(const placement_data *d, const placem
      * four members, a third of its share each). Among members holding
      * about equal rows only the first counts, as noise makes one fastest. */
     bool over = v.max_ms > PLACEMENT_IMBALANCE_RATIO * mean;
-    double median = placement_median(r->compute_ms, n);
     bool under = fastest >= 0 && PLACEMENT_IMBALANCE_RATIO * r->compute_ms[fastest] < mean &&
-                 PLACEMENT_IMBALANCE_RATIO * r->rows[fastest] < mean_rows &&
-                 (!r->peak_ms || placement_may_gain(r->peak_ms[fastest], median, r->factor));
+                 PLACEMENT_IMBALANCE_RATIO * r->rows[fastest] < mean_rows;
     bool worth = (over || under) && gain > PLACEMENT_MIN_GAIN_SHARE * v.max_ms &&
                  gain > PLACEMENT_MIN_GAIN_SHARE * step_ms && gain * (double)r->steps_left > cost;
     /* The round's culprit, the same in consecutive rounds: the slowest when
@@ -309,12 +292,7 @@ rebalance_verdict placement_rebalance_rule(const placement_data *d, const placem
     } else {
         v.next.streak = 0;
     }
-    /* Clearly off (a straggler, or idle by the same factor) moves soon;
-     * a mild imbalance must last (noise on a shared machine does not). */
-    double c = culprit >= 0 ? r->compute_ms[culprit] : 0;
-    bool clear = over ? placement_is_over(c, median, r->factor) : r->factor * c < median;
-    int rounds = clear ? PLACEMENT_IMBALANCE_ROUNDS : PLACEMENT_MILD_ROUNDS;
-    if (v.next.streak >= rounds) {
+    if (v.next.streak >= PLACEMENT_IMBALANCE_ROUNDS) {
         v.move = true;
         v.next.streak = 0;
     }

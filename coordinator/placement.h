@@ -43,15 +43,8 @@
 /* ... a gain of at least this share of the slowest's compute and of the
  * step (not when the all-reduce dominates) ... */
 #define PLACEMENT_MIN_GAIN_SHARE 0.1
-/* ... and the same node blamed in this many consecutive rounds (noise moves
- * the maximum) when it is clearly off: over straggler_factor x the median
- * load, or under the median by that factor ... */
+/* ... and the same node slowest in this many consecutive rounds (noise moves the maximum). */
 #define PLACEMENT_IMBALANCE_ROUNDS 2
-/* ... or in this many when it is only mildly off (between 1.15x and the
- * straggler factor): on a shared machine a member of an unfaulted run is
- * that much slower for a few hundred ms at a time, and a move follows the
- * noise. */
-#define PLACEMENT_MILD_ROUNDS 6
 /* What a move costs: this many steps redone ... */
 #define PLACEMENT_MOVE_STEPS 2.0
 /* ... plus re-forming the ring (ms) ... (plus making the moved blocks). */
@@ -149,12 +142,6 @@ straggler_verdict placement_straggler_rule(straggler_state prev, double compute_
 /* ... for this many rounds in a row, naming the same edge. */
 #define PLACEMENT_LINK_ROUNDS 3
 
-/* A member gains blocks only when none of its last this many heartbeats'
- * busy times (the peak, not the mean) was over straggler_factor x the median
- * load: longer than the period of periodic stalls (a node stopped for 300 ms
- * every 2 s looks clean between stops once its windowed mean has fallen). */
-#define PLACEMENT_CLEAN_HEARTBEATS 32u
-
 /* The mean of the last (up to) PLACEMENT_WAIT_WINDOW samples of a ring
  * (ring_len slots, `total` ever written, the last `in_epoch` of them under
  * the current epoch), or 0 when fewer than PLACEMENT_MIN_SAMPLES. */
@@ -165,13 +152,6 @@ double placement_window_mean(const double *ring, size_t ring_len, uint64_t total
  * never below its compute time; else its compute time. A stall counts
  * wherever it lands: compute, collective, block making. */
 void placement_load_ms(const double *compute_ms, const double *busy_ms, int n, double *load_ms);
-/* The largest of the last (up to) `window` samples of a ring (ring_len
- * slots, `total` ever written, whatever the epoch: a stall before the last
- * move still counts), or 0 when none was written. */
-double placement_window_max(const double *ring, size_t ring_len, uint64_t total, size_t window);
-/* Whether a member whose busy peak over PLACEMENT_CLEAN_HEARTBEATS is
- * peak_ms may gain blocks: not over factor x the median load. */
-bool placement_may_gain(double peak_ms, double median, double factor);
 
 /* Whether the members mostly wait while nobody is busy: the mean step is at
  * least PLACEMENT_LINK_WAIT_RATIO x the busiest member's load (step_ms and
@@ -216,10 +196,8 @@ typedef struct placement_round {
     const double *speed;      /* per member */
     const double *rows;       /* per member, under the current plan */
     uint64_t steps_left;
-    bool has_last_step;    /* a step completed: last_step_ms is its time */
-    double last_step_ms;   /* (else the slowest's compute time stands for it) */
-    double factor;         /* straggler_factor (0: every imbalance counts as clear) */
-    const double *peak_ms; /* per member, placement_window_max of busy (NULL: unknown) */
+    bool has_last_step;  /* a step completed: last_step_ms is its time */
+    double last_step_ms; /* (else the slowest's compute time stands for it) */
 } placement_round;
 
 typedef struct rebalance_verdict {
@@ -232,12 +210,9 @@ typedef struct rebalance_verdict {
 
 /* The rebalance rule: worth it when a member is over the mean by
  * PLACEMENT_IMBALANCE_RATIO, or under it by that factor in both compute time
- * and rows (a node that lost blocks and is fast again, and clean by
- * placement_may_gain over its peak_ms), the predicted gain passes the
- * thresholds above and pays for the move over the steps left, for
- * PLACEMENT_IMBALANCE_ROUNDS rounds in a row blaming the same node (the
- * slowest when one is over, else the fastest), or PLACEMENT_MILD_ROUNDS when
- * that node is within `factor` of the median compute time. */
+ * and rows (a node that lost blocks and is fast again), the predicted gain passes the thresholds
+ * above and pays for the move over the steps left, for PLACEMENT_IMBALANCE_ROUNDS rounds in a row
+ * blaming the same node (the slowest when one is over, else the fastest). */
 rebalance_verdict placement_rebalance_rule(const placement_data *d, const placement_round *r,
                                            imbalance_state prev);
 /* Moves blocks from members above their speed-proportional share to those
