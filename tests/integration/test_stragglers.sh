@@ -119,44 +119,47 @@ for e in r["events"]:
 PY
 }
 
-# 1. n4 throttled to 10% of a CPU from its start.
-if [ ! -w /sys/fs/cgroup/cpu ]; then
-  echo "test_stragglers: no writable cgroup v1 cpu controller; throttle case skipped" >&2
-else
-  SPEC=$RL_TMP/thr.yaml; spec "$SPEC" thr
+# Each case runs RL_STRAG_RUNS times (2 by default; bench/stragglers.sh runs 10).
+for run in $(seq 1 "${RL_STRAG_RUNS:-2}"); do
+  # 1. n4 throttled to 10% of a CPU from its start.
+  if [ ! -w /sys/fs/cgroup/cpu ]; then
+    echo "test_stragglers: no writable cgroup v1 cpu controller; throttle case skipped" >&2
+  else
+    SPEC=$RL_TMP/thr$run.yaml; spec "$SPEC" thr$run
+    start "$SPEC"
+    cg_throttle "$(wait_pid "$SPEC" n4)" 10000
+    low=$(wait_blocks n4 lt 12 30) || fail "the node throttled from its start kept its blocks for 30 s"
+    echo "run $run: throttled from the start: n4 down to $low blocks"
+    finish; cg_lift
+    verdict "$RL_TMP/thr$run/run.json" n4 || fail "throttle from the start"
+  fi
+
+  # 2. n3 SIGSTOPped 300 ms every 2 s (a bounded loop: at most 20 pulses).
+  SPEC=$RL_TMP/stop$run.yaml; spec "$SPEC" stop$run
   start "$SPEC"
-  cg_throttle "$(wait_pid "$SPEC" n4)" 10000
-  low=$(wait_blocks n4 lt 12 30) || fail "the node throttled from its start kept its blocks for 30 s"
-  echo "throttled from the start: n4 down to $low blocks"
-  finish; cg_lift
-  verdict "$RL_TMP/thr/run.json" n4 || fail "throttle from the start"
-fi
+  P=$(wait_pid "$SPEC" n3)
+  wait_blocks n3 ge 1 30 >/dev/null || fail "no status for n3"
+  ( for i in $(seq 1 20); do
+      kill -STOP "$P" 2>/dev/null || exit 0; sleep 0.3; kill -CONT "$P" 2>/dev/null || exit 0; sleep 1.7
+    done ) &
+  PULSE=$!; RL_PIDS+=("$PULSE")
+  low=$(wait_blocks n3 lt 12 35) || fail "the node stopped 300 ms every 2 s kept its blocks"
+  echo "run $run: stopped 300 ms every 2 s: n3 down to $low blocks"
+  kill "$PULSE" 2>/dev/null || true; wait "$PULSE" 2>/dev/null || true; kill -CONT "$P" 2>/dev/null || true
+  finish
+  verdict "$RL_TMP/stop$run/run.json" n3 || fail "periodic SIGSTOP"
 
-# 2. n3 SIGSTOPped 300 ms every 2 s (a bounded loop: at most 20 pulses).
-SPEC=$RL_TMP/stop.yaml; spec "$SPEC" stop
-start "$SPEC"
-P=$(wait_pid "$SPEC" n3)
-wait_blocks n3 ge 1 30 >/dev/null || fail "no status for n3"
-( for i in $(seq 1 20); do
-    kill -STOP "$P" 2>/dev/null || exit 0; sleep 0.3; kill -CONT "$P" 2>/dev/null || exit 0; sleep 1.7
-  done ) &
-PULSE=$!; RL_PIDS+=("$PULSE")
-low=$(wait_blocks n3 lt 12 35) || fail "the node stopped 300 ms every 2 s kept its blocks"
-echo "stopped 300 ms every 2 s: n3 down to $low blocks"
-kill "$PULSE" 2>/dev/null || true; wait "$PULSE" 2>/dev/null || true; kill -CONT "$P" 2>/dev/null || true
-finish
-verdict "$RL_TMP/stop/run.json" n3 || fail "periodic SIGSTOP"
-
-# 3. n2 pinned to CPU 0 with a busy loop pinned beside it.
-SPEC=$RL_TMP/hog.yaml; spec "$SPEC" hog
-start "$SPEC"
-P=$(wait_pid "$SPEC" n2)
-taskset -a -c -p 0 "$P" >/dev/null || fail "taskset $P"
-taskset -c 0 bash -c 'while :; do :; done' &
-HOG=$!; RL_PIDS+=("$HOG")
-low=$(wait_blocks n2 lt 12 30) || fail "the node sharing its CPU with a busy loop kept its blocks (or others had fewer)"
-echo "CPU shared with a busy loop: n2 down to $low blocks"
-kill "$HOG"; wait "$HOG" 2>/dev/null || true
-finish
-verdict "$RL_TMP/hog/run.json" n2 || fail "CPU hog"
+  # 3. n2 pinned to CPU 0 with a busy loop pinned beside it.
+  SPEC=$RL_TMP/hog$run.yaml; spec "$SPEC" hog$run
+  start "$SPEC"
+  P=$(wait_pid "$SPEC" n2)
+  taskset -a -c -p 0 "$P" >/dev/null || fail "taskset $P"
+  taskset -c 0 bash -c 'while :; do :; done' &
+  HOG=$!; RL_PIDS+=("$HOG")
+  low=$(wait_blocks n2 lt 12 30) || fail "the node sharing its CPU with a busy loop kept its blocks (or others had fewer)"
+  echo "run $run: CPU shared with a busy loop: n2 down to $low blocks"
+  kill "$HOG"; wait "$HOG" 2>/dev/null || true
+  finish
+  verdict "$RL_TMP/hog$run/run.json" n2 || fail "CPU hog"
+done
 echo "test_stragglers: ok"
