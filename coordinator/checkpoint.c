@@ -16,28 +16,16 @@
 #include "ringleader/log.h"
 #include "ringleader/mem.h"
 
-int ckpt_spec_hash(const char *spec_path, int nodes_override, uint64_t *hash)
+int ckpt_spec_hash(const rl_spec *spec, uint64_t *hash)
 {
-    FILE *f = fopen(spec_path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "ringleader run: cannot read %s: %s\n", spec_path, strerror(errno));
-        return RL_EIO;
-    }
     char *text = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&text, &len);
-    char buf[8192];
-    size_t n;
-    while (m != NULL && (n = fread(buf, 1, sizeof(buf), f)) > 0)
-        fwrite(buf, 1, n, m);
-    int bad = ferror(f) || m == NULL;
-    fclose(f);
-    if (m != NULL) fprintf(m, "\n--nodes %d\n", nodes_override);
-    if (m != NULL) fclose(m);
-    if (bad) {
+    if (m != NULL) rl_spec_write_canonical(spec, m);
+    if (m == NULL || fclose(m) != 0) {
         free(text);
-        fprintf(stderr, "ringleader run: cannot read %s\n", spec_path);
-        return RL_EIO;
+        fprintf(stderr, "ringleader run: the spec's hash: %s\n", strerror(errno));
+        return RL_ENOMEM;
     }
     *hash = rl_checkpoint_spec_hash(text, len);
     if (*hash == 0) *hash = 1; /* 0 means "any spec" to rl_checkpoint_read */

@@ -38,9 +38,11 @@ typedef struct ckpt_writer {
     double lock_ms_max, write_ms_max; /* the longest snapshot (lock held), encode+write */
 } ckpt_writer;
 
-/* The spec's identity in a checkpoint: the spec file's bytes, and the node
- * count of `--nodes N` (0: the spec's). RL_EIO when the file cannot be read. */
-int ckpt_spec_hash(const char *spec_path, int nodes_override, uint64_t *hash);
+/* The spec's identity in a checkpoint: a hash of its resolved keys
+ * (rl_spec_write_canonical), after `--nodes N` was applied, so that a
+ * comment, a layout change or a default written out does not refuse the
+ * checkpoint while any value that takes effect does. */
+int ckpt_spec_hash(const rl_spec *spec, uint64_t *hash);
 
 void ckpt_history_fini(ckpt_history *h);
 

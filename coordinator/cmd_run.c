@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 #include <sys/random.h>
@@ -224,8 +225,12 @@ int cmd_run(int argc, char **argv)
     }
     if (out_dir == NULL) out_dir = spec->out_dir;
     uint64_t spec_hash = 0, incarnation = 0;
-    if (ckpt_spec_hash(spec_path, o.nodes, &spec_hash) != RL_OK ||
-        getrandom(&incarnation, sizeof(incarnation), 0) != (ssize_t)sizeof(incarnation)) {
+    if (ckpt_spec_hash(spec, &spec_hash) != RL_OK) {
+        rl_spec_free(spec);
+        return RL_EXIT_USAGE;
+    }
+    if (getrandom(&incarnation, sizeof(incarnation), 0) != (ssize_t)sizeof(incarnation)) {
+        fprintf(stderr, "ringleader run: getrandom: %s\n", strerror(errno));
         rl_spec_free(spec);
         return RL_EXIT_USAGE;
     }

@@ -1610,6 +1610,33 @@ void rl_spec_describe(const rl_spec *s, FILE *out)
     }
 }
 
+/* A value as rl_spec_write_canonical writes it: doubles exactly (%a). */
+static const char *spec_canon_value(const spec_key *k, const void *base, char *buf, size_t size)
+{
+    if (k->type != SPEC_T_DBL) return spec_format(k, base, buf, size);
+    double d;
+    memcpy(&d, (const char *)base + k->off, sizeof(d));
+    snprintf(buf, size, "%a", d);
+    return buf;
+}
+
+void rl_spec_write_canonical(const rl_spec *s, FILE *out)
+{
+    char v[8192], path[SPEC_NAME_MAX];
+    for (int k = 0; k < SPEC_NKEYS; k++) {
+        const spec_key *key = &spec_keys[k];
+        if (spec_key_unused(s, k, NULL) != NULL) continue;
+        spec_section_path(key->section, path, sizeof(path));
+        if (key->section == SPEC_S_cluster_nodes) {
+            for (int i = 0; i < s->n_nodes; i++)
+                fprintf(out, "%s[%d].%s=%s\n", path, i, key->key,
+                        spec_canon_value(key, &s->nodes[i], v, sizeof(v)));
+        } else if (!spec_in_list(key->section)) {
+            fprintf(out, "%s.%s=%s\n", path, key->key, spec_canon_value(key, s, v, sizeof(v)));
+        }
+    }
+}
+
 /* A key's bounds as "[lo, hi]" (empty without bounds), for the reference. */
 static const char *spec_key_range(const spec_key *key, char *buf, size_t size)
 {

@@ -177,6 +177,48 @@ START_TEST(csv_yaml_reads_the_header)
 }
 END_TEST
 
+/* rl_spec_write_canonical of a spec text, caller frees. */
+static char *canonical(const char *text)
+{
+    rl_spec *s = NULL;
+    char *out = NULL;
+    size_t size = 0;
+    ck_assert_int_eq(load_text(text, NULL, &s), RL_OK);
+    FILE *f = open_memstream(&out, &size);
+    rl_spec_write_canonical(s, f);
+    fclose(f);
+    rl_spec_free(s);
+    return out;
+}
+
+START_TEST(the_canonical_form_ignores_comments_layout_order_and_written_defaults)
+{
+    char *a = canonical(MINIMAL "training: { steps: 50, learning_rate: 0.05 }\n");
+    char *b = canonical("# the same job, written differently\n"
+                        "training:\n"
+                        "  learning_rate: 0.05   # a comment\n"
+                        "  steps: 50\n"
+                        "cluster:\n"
+                        "  nodes:\n"
+                        "    - id: n1\n"
+                        "      listen: tcp://127.0.0.1:7701\n"
+                        "  coordinator: tcp://127.0.0.1:7700\n"
+                        "  min_nodes: 1\n"
+                        "data: { rows: 100000 }\n");
+    char *c = canonical(MINIMAL "training: { steps: 50, learning_rate: 0.0500000001 }\n");
+    char *d = canonical(MINIMAL "training: { steps: 51, learning_rate: 0.05 }\n");
+    ck_assert_str_eq(a, b);
+    ck_assert_str_ne(a, c); /* doubles are written exactly */
+    ck_assert_str_ne(a, d);
+    ck_assert_ptr_nonnull(strstr(a, "training.steps=50\n"));
+    ck_assert_ptr_nonnull(strstr(a, "cluster.nodes[0].id=n1\n"));
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+}
+END_TEST
+
 START_TEST(defaults_apply)
 {
     rl_spec *s = NULL;
@@ -982,6 +1024,7 @@ int main(void)
     tc = tcase_create("hostile");
     tcase_add_test(tc, hostile_documents_stay_cheap);
     tcase_add_test(tc, mutated_specs_load_cleanly);
+    tcase_add_test(tc, the_canonical_form_ignores_comments_layout_order_and_written_defaults);
     suite_add_tcase(s, tc);
     return rlt_run_suite(s);
 }

@@ -187,4 +187,14 @@ rc=0; timeout 20 "$RL" run "$RL_TMP/ref.yaml" --resume >"$RL_TMP/other.out" 2>"$
 grep -q "checkpoint $RL_TMP/ref/checkpoint.rlc: written for another spec" "$RL_TMP/other.err" \
   || fail "other spec: $(cat "$RL_TMP/other.err")"
 echo "no checkpoint and another spec's: refused with the directory or file named"
+# The same job with a comment and its lines in another order: the same spec.
+sed -i "s/steps: $((STEPS + 1)),/steps: $STEPS,/" "$RL_TMP/ref.yaml"
+{ echo "# the same job, edited"; grep -v '^cluster:\|^  ' "$RL_TMP/ref.yaml"; \
+  sed -n '/^cluster:/,/^[^ ]/{/^cluster:/p;/^  /p}' "$RL_TMP/ref.yaml"; } > "$RL_TMP/ref2.yaml"
+cmp -s "$RL_TMP/ref.yaml" "$RL_TMP/ref2.yaml" && fail "the edited spec is byte-identical"
+mv "$RL_TMP/ref2.yaml" "$RL_TMP/ref.yaml"
+rc=0; timeout 20 "$RL" run "$RL_TMP/ref.yaml" --resume >"$RL_TMP/same.out" 2>"$RL_TMP/same.err" || rc=$?
+[ "$rc" -eq 0 ] || fail "a comment and a new order refused the checkpoint: exit $rc: $(cat "$RL_TMP/same.err")"
+grep -q "nothing to run" "$RL_TMP/same.err" "$RL_TMP/same.out" || fail "same spec: $(cat "$RL_TMP/same.err")"
+echo "a comment and the sections reordered: the same spec, its checkpoint taken"
 echo "PASS"

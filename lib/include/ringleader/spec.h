@@ -142,6 +142,11 @@ RL_API void rl_spec_free(rl_spec *spec);
 
 /* Writes the one-screen summary printed by `ringleader validate`. */
 RL_API void rl_spec_describe(const rl_spec *spec, FILE *out);
+/* Writes every key that takes effect with its resolved value, one
+ * "section.key=value" line each (nodes as cluster.nodes[i].key), in the key
+ * table's order, doubles exact: the same text for specs that differ only in
+ * comments, layout, key order or defaults written out. Checkpoints hash it. */
+RL_API void rl_spec_write_canonical(const rl_spec *spec, FILE *out);
 
 /* Writes the reference of every key: name, type, default, range and help. */
 RL_API void rl_spec_print_keys(FILE *out);
