@@ -22,6 +22,8 @@ cleanup() {
   local rc=$?
   for p in "${RL_PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
   for p in "${RL_PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  cg_lift
+  netns_down
   report_runs || rc=1
   rm -rf "$RL_TMP"
   [ "$rc" -eq 0 ] || exit "$rc"
@@ -52,4 +54,71 @@ write_spec() {
     echo "fault_tolerance: { failure_timeout_ms: 5000 }"  # not a fault test
     echo "output: { dir: $RL_TMP/out }"
   } > "$f"
+}
+
+# ---- CPU throttling (cgroup v1) --------------------------------------------
+# cg_throttle PID QUOTA_US: every thread of PID into its own group
+# $RL_CG-PID, QUOTA_US of CPU per 100 ms (threads it starts later inherit the
+# group). cg_lift: every such group's quota lifted, its threads back in the
+# root group, the group removed (also at exit).
+RL_CG=/sys/fs/cgroup/cpu/rl-it-$$
+cg_throttle() {
+  local g=$RL_CG-$1 t
+  mkdir -p "$g"; echo 100000 > "$g/cpu.cfs_period_us"; echo "$2" > "$g/cpu.cfs_quota_us"
+  for t in /proc/"$1"/task/*; do echo "${t##*/}" > "$g/tasks" 2>/dev/null || true; done
+}
+cg_lift() {
+  local g t i
+  for g in "$RL_CG"-*; do
+    [ -d "$g" ] || continue
+    echo -1 > "$g/cpu.cfs_quota_us"
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+      for t in $(cat "$g/tasks"); do echo "$t" > /sys/fs/cgroup/cpu/tasks 2>/dev/null || true; done
+      rmdir "$g" 2>/dev/null && break
+      sleep 0.1
+    done
+    [ ! -d "$g" ] || echo "$(basename "$0"): could not remove $g" >&2
+  done
+}
+
+# ---- Hosts in network namespaces -------------------------------------------
+# netns_usable: root and `ip netns` work here (else the caller skips).
+netns_usable() {
+  [ "$(id -u)" -eq 0 ] && ip netns add "rl-probe-$$" 2>/dev/null && ip netns del "rl-probe-$$"
+}
+# netns_up HOST...: a namespace $RL_NS-HOST per host, each joined by a veth
+# pair to a bridge in $RL_NS-hub, with the address IP[HOST] (c: .1, nK: .1K
+# of a /24 unique to this run). netns_down removes them (also at exit).
+RL_NS=rln$$ RL_NS_HOSTS=""
+declare -A IP=()
+netns_up() {
+  local h net=10.77.$(( $$ % 200 ))
+  RL_NS_HOSTS="$*"
+  ip netns add "$RL_NS-hub"
+  ip -n "$RL_NS-hub" link add br0 type bridge
+  ip -n "$RL_NS-hub" link set br0 up
+  for h in "$@"; do
+    if [ "$h" = c ]; then IP[$h]=$net.1; else IP[$h]=$net.1${h#n}; fi
+    ip netns add "$RL_NS-$h"
+    ip link add "v$RL_NS$h" type veth peer name "b$RL_NS$h"
+    ip link set "v$RL_NS$h" netns "$RL_NS-$h"
+    ip link set "b$RL_NS$h" netns "$RL_NS-hub"
+    ip -n "$RL_NS-hub" link set "b$RL_NS$h" master br0
+    ip -n "$RL_NS-hub" link set "b$RL_NS$h" up
+    ip -n "$RL_NS-$h" addr add "${IP[$h]}/24" dev "v$RL_NS$h"
+    ip -n "$RL_NS-$h" link set "v$RL_NS$h" up
+    ip -n "$RL_NS-$h" link set lo up
+  done
+}
+# netns_tbf HOST RATE: HOST's link limited to RATE (tc tbf) both ways.
+netns_tbf() {
+  ip netns exec "$RL_NS-$1" tc qdisc add dev "v$RL_NS$1" root tbf rate "$2" burst 16kb latency 100ms
+  ip netns exec "$RL_NS-hub" tc qdisc add dev "b$RL_NS$1" root tbf rate "$2" burst 16kb latency 100ms
+}
+# in_host HOST CMD...: runs CMD in HOST's namespace.
+in_host() { local h=$1; shift; ip netns exec "$RL_NS-$h" "$@"; }
+netns_down() {
+  local h
+  [ -n "$RL_NS_HOSTS" ] || return 0
+  for h in $RL_NS_HOSTS hub; do ip netns del "$RL_NS-$h" 2>/dev/null || true; done
 }

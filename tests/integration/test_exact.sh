@@ -18,27 +18,7 @@ export RINGLEADER_NODE_BIN=$NODE
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
 export RINGLEADER_TOKEN=$(cat "$RL_TMP/t.token")
 STEPS=${RL_EXACT_STEPS:-4000}
-CG=/sys/fs/cgroup/cpu/rl-exact-$$
-# cg_throttle PID QUOTA_US: every thread of PID into the group $CG, QUOTA_US
-# of CPU per 100 ms; cg_lift: the quota lifted, the threads back in the
-# root group, the group removed (also on exit). As in test_faults.sh.
-cg_throttle() {
-  local t
-  mkdir -p "$CG"; echo 100000 > "$CG/cpu.cfs_period_us"; echo "$2" > "$CG/cpu.cfs_quota_us"
-  for t in /proc/"$1"/task/*; do echo "${t##*/}" > "$CG/tasks" 2>/dev/null || true; done
-}
-cg_lift() {
-  local t i
-  [ -d "$CG" ] || return 0
-  echo -1 > "$CG/cpu.cfs_quota_us"
-  for i in 1 2 3 4 5 6 7 8 9 10; do
-    for t in $(cat "$CG/tasks"); do echo "$t" > /sys/fs/cgroup/cpu/tasks 2>/dev/null || true; done
-    rmdir "$CG" 2>/dev/null && break
-    sleep 0.1
-  done
-  [ ! -d "$CG" ] || echo "test_exact: could not remove $CG" >&2
-}
-trap 'cg_lift; cleanup' EXIT
+# cg_throttle and cg_lift: lib.sh.
 
 # spec FILE NAME NODES EXACT [FAILURE_TIMEOUT_MS]: not a fault test unless told (the CPUs are
 # shared: a generous failure timeout). ROWS, BLOCK_ROWS and JOB_STEPS change the job.

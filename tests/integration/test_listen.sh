@@ -19,7 +19,7 @@ fi
 ip netns del "rlj-probe-$$"
 P=rlj$$ # namespace and interface prefix, unique per run
 netns_cleanup() { ip netns del "$P-1" 2>/dev/null || true; ip netns del "$P-2" 2>/dev/null || true; }
-trap 'cleanup; netns_cleanup' EXIT
+trap 'netns_cleanup; cleanup' EXIT  # cleanup exits with the test's status
 ip netns add "$P-1"
 ip netns add "$P-2"
 ip link add "${P}a" type veth peer name "${P}b"

@@ -7,34 +7,10 @@
 # usage: test_netns.sh RINGLEADER RINGLEADER_NODE
 RL=$1 NODE=$2
 . "$(dirname "$0")/lib.sh"
-if [ "$(id -u)" -ne 0 ] || ! ip netns add "rlt-probe-$$" 2>/dev/null; then
-  echo "test_netns: skipped (needs root and ip netns)"; exit 0
-fi
-ip netns del "rlt-probe-$$"
-P=rlt$$                      # namespace prefix, unique per run
-HOSTS="c n1 n2 n3"
-declare -A IP=([c]=10.77.$(( $$ % 200 )).1 [n1]=10.77.$(( $$ % 200 )).11 [n2]=10.77.$(( $$ % 200 )).12 [n3]=10.77.$(( $$ % 200 )).13)
-netns_cleanup() {
-  for h in $HOSTS hub; do ip netns del "$P-$h" 2>/dev/null || true; done
-}
-trap 'cleanup; netns_cleanup' EXIT
-ip netns add "$P-hub"
-ip -n "$P-hub" link add br0 type bridge
-ip -n "$P-hub" link set br0 up
-for h in $HOSTS; do
-  ip netns add "$P-$h"
-  ip link add "v$P$h" type veth peer name "b$P$h"
-  ip link set "v$P$h" netns "$P-$h"
-  ip link set "b$P$h" netns "$P-hub"
-  ip -n "$P-hub" link set "b$P$h" master br0
-  ip -n "$P-hub" link set "b$P$h" up
-  ip -n "$P-$h" addr add "${IP[$h]}/24" dev "v$P$h"
-  ip -n "$P-$h" link set "v$P$h" up
-  ip -n "$P-$h" link set lo up
-done
+netns_usable || { echo "test_netns: skipped (needs root and ip netns)"; exit 0; }
+netns_up c n1 n2 n3
 # n3's link: 4 Mbit/s with a token bucket (tc tbf), both ways of its veth.
-ip netns exec "$P-n3" tc qdisc add dev "v${P}n3" root tbf rate 4mbit burst 16kb latency 100ms
-ip netns exec "$P-hub" tc qdisc add dev "b${P}n3" root tbf rate 4mbit burst 16kb latency 100ms
+netns_tbf n3 4mbit
 
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
 cat > "$RL_TMP/mh.yaml" <<YAML
@@ -55,10 +31,10 @@ training: { steps: 40, learning_rate: 0.2 }
 fault_tolerance: { heartbeat_ms: 100, failure_timeout_ms: 500 }
 output: { dir: $RL_TMP/out }
 YAML
-ip netns exec "$P-c" "$RL" run "$RL_TMP/mh.yaml" >"$RL_TMP/c.out" 2>"$RL_TMP/c.err" &
+in_host c "$RL" run "$RL_TMP/mh.yaml" >"$RL_TMP/c.out" 2>"$RL_TMP/c.err" &
 CPID=$!; RL_PIDS+=("$CPID")
 for n in n1 n2 n3; do
-  ip netns exec "$P-$n" "$NODE" --coordinator "tcp://${IP[c]}:7700" --id "$n" \
+  in_host "$n" "$NODE" --coordinator "tcp://${IP[c]}:7700" --id "$n" \
     --listen "tcp://${IP[$n]}:770${n#n}" --token-file "$RL_TMP/t.token" 2>"$RL_TMP/$n.err" &
   RL_PIDS+=("$!")
 done

@@ -17,25 +17,7 @@ fail() {
 }
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
 export RINGLEADER_TOKEN=$(cat "$RL_TMP/t.token")
-CG=/sys/fs/cgroup/cpu/rl-strag-$$
-cg_throttle() { # cg_throttle PID QUOTA_US: every thread of PID held to QUOTA_US per 100 ms
-  local g=$CG-$1 t
-  mkdir -p "$g"; echo 100000 > "$g/cpu.cfs_period_us"; echo "$2" > "$g/cpu.cfs_quota_us"
-  for t in /proc/"$1"/task/*; do echo "${t##*/}" > "$g/tasks" 2>/dev/null || true; done
-}
-cg_lift() { # every such group lifted and removed (also on exit)
-  local g t i
-  for g in "$CG"-*; do
-    [ -d "$g" ] || continue
-    echo -1 > "$g/cpu.cfs_quota_us"
-    for i in 1 2 3 4 5 6 7 8 9 10; do
-      for t in $(cat "$g/tasks"); do echo "$t" > /sys/fs/cgroup/cpu/tasks 2>/dev/null || true; done
-      rmdir "$g" 2>/dev/null && break
-      sleep 0.1
-    done
-  done
-}
-trap 'cg_lift; cleanup' EXIT
+# cg_throttle and cg_lift: lib.sh.
 
 spec() { # spec FILE NAME: 4 nodes, 200k x 32 linear, long enough to be stopped
   {

@@ -21,7 +21,7 @@ grep -q '^tls_stress runs=5 hangs=0 spurious_exits=0 ' "$RL_TMP/stress.txt" || f
 # 2. SIGTERM a node blocked in a collective.
 P=rltl$$ NET=10.201.$(($$ % 250))
 IP1=$NET.1 IP2=$NET.2
-trap 'cleanup; ip netns del "$P-1" 2>/dev/null || true; ip netns del "$P-2" 2>/dev/null || true' EXIT
+trap 'ip netns del "$P-1" 2>/dev/null || true; ip netns del "$P-2" 2>/dev/null || true; cleanup' EXIT
 ip netns add "$P-1"
 ip netns add "$P-2"
 ip link add "$P-v1" type veth peer name "$P-v2"

@@ -20,7 +20,7 @@ fi
 ip netns del "rltls-probe-$$"
 NS=rltls$$
 A1=10.200.$(( $$ % 200 )).1 A2=10.200.$(( $$ % 200 )).2
-trap 'cleanup; ip netns del "$NS" 2>/dev/null || true' EXIT
+trap 'ip netns del "$NS" 2>/dev/null || true; cleanup' EXIT
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 ip -n "$NS" addr add "$A1/32" dev lo
