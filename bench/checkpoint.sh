@@ -21,15 +21,15 @@ export RINGLEADER_NODE_BIN=${RINGLEADER_NODE:-$PWD/build/node/ringleader-node}
 REPS=${REPS:-10}
 STEPS_LIST=${STEPS_LIST:-"100 5000"}
 EVERY=${EVERY:-2000}
-TMP=$(mktemp -d /tmp/rl-bench-ckpt.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+WORK=$(mktemp -d /tmp/rl-bench-ckpt.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
 
 # job_spec STEPS EVERY_MS: configs/local.yaml on free ports.
 job_spec() {
-    local f=$TMP/local-$1-$2.yaml p
+    local f=$WORK/local-$1-$2.yaml p
     sed -e "s#token_file: demo.token#token_file: $PWD/configs/demo.token#" \
-        -e "s#dir: runs/demo#dir: $TMP/out-$2\n  checkpoint_every_ms: $2#" \
+        -e "s#dir: runs/demo#dir: $WORK/out-$2\n  checkpoint_every_ms: $2#" \
         -e "s#steps: 100#steps: $1#" configs/local.yaml > "$f"
     for p in 7700 7701 7702 7703 7704; do sed -i "s#127.0.0.1:$p\$#127.0.0.1:$(free_port)#; s#127.0.0.1:$p }#127.0.0.1:$(free_port) }#" "$f"; done
     echo "$f"
@@ -41,13 +41,13 @@ for steps in $STEPS_LIST; do
     for rep in $(seq 1 "$REPS"); do
         for every in "$EVERY" 0; do
             spec=$(job_spec "$steps" "$every")
-            rm -rf "$TMP/out-$every"
+            rm -rf "$WORK/out-$every"
             t0=$(date +%s.%N)
-            if ! timeout -k 5 600 "$RINGLEADER" run "$spec" > /dev/null 2> "$TMP/err"; then
-                echo "# job steps=$steps checkpoint_every_ms=$every rep=$rep failed"; tail -3 "$TMP/err"; rc=1; continue
+            if ! timeout -k 5 600 "$RINGLEADER" run "$spec" > /dev/null 2> "$WORK/err"; then
+                echo "# job steps=$steps checkpoint_every_ms=$every rep=$rep failed"; tail -3 "$WORK/err"; rc=1; continue
             fi
             t1=$(date +%s.%N)
-            python3 - "$TMP/out-$every/run.json" "$steps" "$every" "$rep" "$t0" "$t1" "$TMP/err" <<'PY'
+            python3 - "$WORK/out-$every/run.json" "$steps" "$every" "$rep" "$t0" "$t1" "$WORK/err" <<'PY'
 import json, re, sys
 r = json.load(open(sys.argv[1]))
 m = re.search(r"checkpoints: (\d+) written .* \(job lock held\) ([0-9.]+) ms, longest encode and write ([0-9.]+) ms",

@@ -20,17 +20,17 @@ export RINGLEADER_NODE_BIN=${RINGLEADER_NODE:-$PWD/build/node/ringleader-node}
 REPS=${REPS:-7}
 STEPS=${STEPS:-5000}
 PY=/usr/bin/python3
-TMP=$(mktemp -d /tmp/rl-bench-monitor.XXXXXX)
+WORK=$(mktemp -d /tmp/rl-bench-monitor.XXXXXX)
 SCRAPER=""
-trap '[ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null; rm -rf "$TMP"' EXIT
+trap '[ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null; rm -rf "$WORK"' EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
 
 # job_spec MON: configs/local.yaml on free ports; the monitor on a free port
 # (MON=on) or the section removed (off).
 job_spec() {
-    local f=$TMP/local-$1.yaml p
+    local f=$WORK/local-$1.yaml p
     sed -e "s#token_file: demo.token#token_file: $PWD/configs/demo.token#" \
-        -e "s#dir: runs/demo#dir: $TMP/out-$1#" \
+        -e "s#dir: runs/demo#dir: $WORK/out-$1#" \
         -e "s#steps: 100#steps: $STEPS#" configs/local.yaml > "$f"
     for p in 7700 7701 7702 7703 7704; do sed -i "s#127.0.0.1:$p\$#127.0.0.1:$(free_port)#; s#127.0.0.1:$p }#127.0.0.1:$(free_port) }#" "$f"; done
     if [ "$1" = on ]; then
@@ -45,9 +45,9 @@ job_spec() {
 scrape() {
     local k=0
     while true; do
-        curl -sf -o /dev/null --max-time 1 "$1/api/status" && echo status >> "$TMP/scrapes"
+        curl -sf -o /dev/null --max-time 1 "$1/api/status" && echo status >> "$WORK/scrapes"
         if [ $((k % 2)) -eq 0 ]; then
-            curl -sf -o /dev/null --max-time 1 "$1/metrics" && echo metrics >> "$TMP/scrapes"
+            curl -sf -o /dev/null --max-time 1 "$1/metrics" && echo metrics >> "$WORK/scrapes"
         fi
         k=$((k + 1))
         sleep 0.5
@@ -59,27 +59,27 @@ rc=0
 for rep in $(seq 1 "$REPS"); do
     for mon in off on; do
         spec=$(job_spec $mon)
-        : > "$TMP/scrapes"
+        : > "$WORK/scrapes"
         if [ "$mon" = on ]; then
             url=$(sed -n 's#^  listen: \(http://[^ ]*\).*#\1#p' "$spec")
             scrape "$url" & SCRAPER=$!
         fi
-        if ! timeout -k 5 300 "$RINGLEADER" run "$spec" > /dev/null 2> "$TMP/err"; then
-            echo "# job monitor=$mon rep=$rep failed"; tail -3 "$TMP/err"; rc=1
+        if ! timeout -k 5 300 "$RINGLEADER" run "$spec" > /dev/null 2> "$WORK/err"; then
+            echo "# job monitor=$mon rep=$rep failed"; tail -3 "$WORK/err"; rc=1
         fi
         if [ -n "$SCRAPER" ]; then kill "$SCRAPER" 2>/dev/null; wait "$SCRAPER" 2>/dev/null; SCRAPER=""; fi
-        [ -f "$TMP/out-$mon/run.json" ] || continue
-        $PY - "$TMP/out-$mon/run.json" "$mon" "$rep" "$(wc -l < "$TMP/scrapes")" <<'EOF' | tee -a "$TMP/lines"
+        [ -f "$WORK/out-$mon/run.json" ] || continue
+        $PY - "$WORK/out-$mon/run.json" "$mon" "$rep" "$(wc -l < "$WORK/scrapes")" <<'EOF' | tee -a "$WORK/lines"
 import json, sys
 r = json.load(open(sys.argv[1]))
 print("job=local monitor=%s rep=%s nodes=%d steps=%d step_p50_ms=%.4f step_p99_ms=%.4f scrapes=%s" % (
     sys.argv[2], sys.argv[3], len(r["nodes"]), r["steps_completed"], r["step_ms"]["p50"],
     r["step_ms"]["p99"], sys.argv[4]))
 EOF
-        rm -rf "$TMP/out-$mon"
+        rm -rf "$WORK/out-$mon"
     done
 done
-$PY - "$TMP/lines" <<'EOF'
+$PY - "$WORK/lines" <<'EOF'
 import re, statistics, sys
 p50 = {"on": [], "off": []}
 for l in open(sys.argv[1]):

@@ -782,21 +782,6 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
     return RL_OK;
 }
 
-static const char *state_name(node_state s)
-{
-    switch (s) {
-    case NODE_EXPECTED:
-        return "expected";
-    case NODE_JOINED:
-        return "alive";
-    case NODE_FAILED:
-        return "failed";
-    case NODE_LEFT:
-        return "left";
-    }
-    return "?";
-}
-
 static const char *status_name(job_status s)
 {
     switch (s) {
@@ -830,8 +815,9 @@ static void status_node_line(const job *j, int i, FILE *f)
     bool heard = e->heartbeats > 0;
     char rps[32], cms[32], cpu[32], rss[32], busy[32], wait[32];
     bool waits = e->step_ms > 0;
-    fprintf(f, "%-12s %-9s %7d %12s %11s %9s %9s %6s %8s  %-21s  %s\n", e->id, state_name(e->state),
-            nb, status_field(rps, sizeof(rps), e->rows_per_s > 0, 0, e->rows_per_s),
+    fprintf(f, "%-12s %-9s %7d %12s %11s %9s %9s %6s %8s  %-21s  %s\n", e->id,
+            snapshot_node_state(e->state), nb,
+            status_field(rps, sizeof(rps), e->rows_per_s > 0, 0, e->rows_per_s),
             status_field(cms, sizeof(cms), e->compute_ms > 0, 3, e->compute_ms),
             status_field(cpu, sizeof(cpu), heard, 2, e->cpu_load),
             status_field(rss, sizeof(rss), heard, 1, (double)e->rss_bytes / 1048576.0),
