@@ -23,7 +23,7 @@ STEPS_LIST=${STEPS_LIST:-"100 5000"}
 EVERY=${EVERY:-2000}
 WORK=$(mktemp -d /tmp/rl-bench-ckpt.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+. "$(dirname "$0")/lib.sh" "$WORK"  # free_port
 
 # job_spec STEPS EVERY_MS: configs/local.yaml on free ports.
 job_spec() {

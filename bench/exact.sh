@@ -23,7 +23,7 @@ NODES=${NODES:-"2 4"}
 STEPS=${STEPS:-100}
 TMP=$(mktemp -d /tmp/rl-bench-exact.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+. "$(dirname "$0")/lib.sh" "$TMP"  # free_port
 
 # job_spec EXACT: configs/local.yaml on free ports, with exact_sum EXACT.
 job_spec() {

@@ -28,11 +28,11 @@ PIDS=()
 trap 'for p in "${PIDS[@]:-}"; do kill -KILL "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$T/tok"
 export RINGLEADER_TOKEN=$(cat "$T/tok")
-port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. "$(dirname "$0")/lib.sh" "$T"  # free_port
 spec() { # FILE NAME STEPS ROWS FEATURES REBALANCE
-  { echo "cluster:"; echo "  name: $2"; echo "  coordinator: tcp://127.0.0.1:$(port)"
+  { echo "cluster:"; echo "  name: $2"; echo "  coordinator: tcp://127.0.0.1:$(free_port)"
     echo "  launch: local"; echo "  min_nodes: 2"; echo "  nodes:"
-    for i in 1 2 3 4; do echo "    - { id: n$i, listen: tcp://127.0.0.1:$(port) }"; done
+    for i in 1 2 3 4; do echo "    - { id: n$i, listen: tcp://127.0.0.1:$(free_port) }"; done
     echo "data: { source: synthetic, rows: $4, features: $5, seed: 5, block_rows: 4096 }"
     echo "model: { type: linear }"; echo "training: { steps: $3, learning_rate: 0.05 }"
     echo "fault_tolerance: { heartbeat_ms: 100, failure_timeout_ms: 500, rebalance: $6 }"

@@ -23,7 +23,7 @@ PY=/usr/bin/python3
 WORK=$(mktemp -d /tmp/rl-bench-monitor.XXXXXX)
 SCRAPER=""
 trap '[ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+. "$(dirname "$0")/lib.sh" "$WORK"  # free_port
 
 # job_spec MON: configs/local.yaml on free ports; the monitor on a free port
 # (MON=on) or the section removed (off).

@@ -41,7 +41,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/t.token"
 chmod 600 "$T/t.token"
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+. "$(dirname "$0")/lib.sh" "$T"  # free_port
 csv_sizes=$(echo "$SIZES" | tr ' ' ',')
 rc=0
 

@@ -13,12 +13,12 @@ T=$(mktemp -d)  # removed on exit
 trap 'rm -rf "$T"' EXIT
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$T/tok"
 export RINGLEADER_TOKEN=$(cat "$T/tok")
-port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. "$(dirname "$0")/lib.sh" "$T"  # free_port
 run() { # NODES ROWS FEATURES STEPS -> prints step_ms p50
   local f=$T/s-$1-$2.yaml
-  { echo "cluster:"; echo "  name: s$1-$2"; echo "  coordinator: tcp://127.0.0.1:$(port)"
+  { echo "cluster:"; echo "  name: s$1-$2"; echo "  coordinator: tcp://127.0.0.1:$(free_port)"
     echo "  launch: local"; echo "  nodes:"
-    for i in $(seq 1 "$1"); do echo "    - { id: n$i, listen: tcp://127.0.0.1:$(port) }"; done
+    for i in $(seq 1 "$1"); do echo "    - { id: n$i, listen: tcp://127.0.0.1:$(free_port) }"; done
     echo "data: { source: synthetic, rows: $2, features: $3, seed: 3, block_rows: 4096 }"
     echo "model: { type: linear }"; echo "training: { steps: $4, learning_rate: 0.05 }"
     echo "fault_tolerance: { rebalance: false }"

@@ -30,8 +30,16 @@ TOK = os.urandom(32).hex()
 ENV = dict(os.environ, RINGLEADER_TOKEN=TOK)
 CG = "/sys/fs/cgroup/cpu/rl-bench-%d" % os.getpid()
 
+GIVEN = set()
+
 def port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+    # A port free now and not handed out before: the kernel may offer a
+    # closed port again, and a spec with one port twice is refused.
+    for _ in range(50):
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+        if p not in GIVEN:
+            GIVEN.add(p); return p
+    raise RuntimeError("no port not handed out before in 50 tries")
 
 def spec(name, steps, rebalance):
     ports = [port() for _ in range(4)]

@@ -34,7 +34,7 @@ void rlt_write_file(const char *path, const void *data, size_t len)
     fclose(f);
 }
 
-int rlt_free_port(void)
+static int any_loopback_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a;
@@ -47,6 +47,27 @@ int rlt_free_port(void)
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
     close(fd);
     return ntohs(a.sin_port);
+}
+
+/* A loopback port free now and not handed out before in this process: the
+ * kernel may offer a port it just gave again once the socket is closed, and
+ * two endpoints of one test on one port would fail for the wrong reason. */
+int rlt_free_port(void)
+{
+    static int given[256];
+    static int ngiven;
+    for (int tries = 0; tries < 50; tries++) {
+        int p = any_loopback_port();
+        int seen = 0;
+        for (int i = 0; i < ngiven && i < 256; i++)
+            seen |= given[i] == p;
+        if (!seen) {
+            given[ngiven++ % 256] = p;
+            return p;
+        }
+    }
+    ck_abort_msg("rlt_free_port: no port not handed out before in 50 tries");
+    return -1;
 }
 
 uint64_t rlt_rand(uint64_t *s)

@@ -30,7 +30,19 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
+# free_port: a loopback port free now and not handed out before in this test
+# (the kernel may offer a closed port again, and a spec whose coordinator and
+# node share a port is refused).
+free_port() {
+  local p i
+  for i in $(seq 1 50); do
+    p=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()')
+    if ! grep -qx "$p" "$RL_TMP/.ports" 2>/dev/null; then
+      echo "$p" >>"$RL_TMP/.ports"; echo "$p"; return 0
+    fi
+  done
+  fail "free_port: no port not handed out before in 50 tries"
+}
 
 # write_spec FILE NODES TOKENFILE [launch]: a spec on free loopback ports.
 write_spec() {
