@@ -51,6 +51,13 @@ typedef struct coll {
     rli_reduce_fn reduce; /* the kernel over elements of es bytes */
     size_t es;
     uint64_t deadline;
+    /* The windowed sum (reduce_ops.h), else NULL: the reduce-scatter sums
+     * int64 terms, each member rounds the segment it completed into wout
+     * (f32) with the groups' codes wcode, and the all-gather carries those
+     * f32 values, half the bytes. Algorithms other than the ring round the
+     * whole int64 result afterwards (allreduce_run). */
+    const int32_t *wcode;
+    float *wout;
 } coll;
 
 static int mod(int a, int n)
@@ -404,16 +411,30 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
             const uint8_t *data;
             size_t flen;
             bool more = t + 1 < total || k + 1 < nc;
-            rv = recv_chunk(c, left, phase, step, k, ne * es, more, &data, &flen);
+            size_t want = phase == PHASE_ALL_GATHER && c->wout != NULL ? ne * sizeof(float)
+                                                                       : ne * es;
+            rv = recv_chunk(c, left, phase, step, k, want, more, &data, &flen);
             if (rv != RL_OK) break;
             /* The link reads ahead and sends while we reduce. */
             if (rli_allreduce_hook != NULL) rli_allreduce_hook(phase, step, k);
-            if (phase == PHASE_REDUCE_SCATTER)
+            size_t fes = es; /* the forwarded chunk's element size */
+            if (phase == PHASE_REDUCE_SCATTER) {
                 c->reduce(dst, in + (off + e0) * es, data, ne);
-            else
+                if (c->wout != NULL && t == n - 2) { /* our segment is complete */
+                    rli_window_round_f32((const int64_t *)(const void *)dst, c->wout + off + e0,
+                                         off + e0, ne, c->wcode);
+                    dst = (uint8_t *)(c->wout + off + e0);
+                    fes = sizeof(float);
+                }
+            } else if (c->wout != NULL) {
+                dst = (uint8_t *)(c->wout + off + e0);
+                fes = sizeof(float);
+                memcpy(dst, data, ne * fes);
+            } else {
                 memcpy(dst, data, ne * es);
+            }
             rli_link_consume(r->links[left], flen);
-            if (t + 1 < total) rv = send_chunk(c, right, nphase, nstep, k, dst, ne * es);
+            if (t + 1 < total) rv = send_chunk(c, right, nphase, nstep, k, dst, ne * fes);
         }
     }
 #undef SEG_OFF
@@ -522,13 +543,18 @@ static int allreduce_run(coll *c, const void *in, void *out, size_t count)
     rli_ring_unlock(r);
     if (rv == RL_OK) {
         size_t bytes = count * c->es;
-        if (r->size == 1 || count == 0) {
+        /* AUTO stands for "nothing to exchange": one member or no elements. */
+        rl_allreduce_algorithm a = r->size == 1 || count == 0
+                                       ? RL_ALLREDUCE_AUTO
+                                       : rli_allreduce_choose(r->algorithm, r->small_bytes,
+                                                              r->size, bytes);
+        if (a == RL_ALLREDUCE_AUTO) {
             if (out != in && bytes > 0) memmove(out, in, bytes);
         } else {
-            rv = run_algorithm(c, rli_allreduce_choose(r->algorithm, r->small_bytes, r->size,
-                                                       bytes),
-                               in, out, count);
+            rv = run_algorithm(c, a, in, out, count);
         }
+        if (rv == RL_OK && c->wout != NULL && a != RL_ALLREDUCE_RING)
+            rli_window_round_f32(out, c->wout, 0, count, c->wcode);
         rli_ring_settle(r);
     }
     if (rv != RL_OK && rv != RL_EINVAL) {
@@ -549,14 +575,11 @@ int rl_allreduce_exact(rl_ring *r, const rl_exact *in, rl_exact *out, size_t cou
     return allreduce_run(&c, in, out, count);
 }
 
-/* RL_OP_SUM_EXACT: the values become accumulators, which are reduced, then
- * rounded once into out (in is read before out is written). */
-static int allreduce_sum_exact(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt,
-                               uint64_t deadline_ms)
+/* RL_OP_SUM_EXACT in binned form: the values become accumulators, which are
+ * reduced, then rounded once into out (in is read before out is written). */
+static int sum_exact_binned(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt,
+                            uint64_t deadline_ms)
 {
-    if (dt != RL_F32 && dt != RL_F64)
-        return rli_err(RL_EINVAL, "rl_allreduce: sum_exact takes f32 or f64, not %s",
-                       rl_dtype_name(dt));
     if (count > SIZE_MAX / sizeof(rl_exact))
         return rli_err(RL_ETOOBIG, "rl_allreduce: %zu elements is too many", count);
     rl_exact *acc = malloc(count * sizeof(rl_exact) + 1);
@@ -570,6 +593,58 @@ static int allreduce_sum_exact(rl_ring *r, const void *in, void *out, size_t cou
     else if (rv == RL_OK) rl_exact_to_f32(acc, out, count);
     free(acc);
     return rv;
+}
+
+/* RL_OP_SUM_EXACT in windowed form (f32, reduce_ops.h): the groups' codes
+ * are max-reduced, the terms become int64 on their group's window and are
+ * summed, and each sum is rounded once. A group with an Inf or NaN term
+ * anywhere sends every member to the binned form, which defines those. */
+static int sum_exact_windowed(rl_ring *r, const float *in, float *out, size_t count,
+                              uint64_t deadline_ms)
+{
+    size_t ng = (count + RLI_WINDOW_GROUP - 1) / RLI_WINDOW_GROUP;
+    if (count > SIZE_MAX / sizeof(int64_t))
+        return rli_err(RL_ETOOBIG, "rl_allreduce: %zu elements is too many", count);
+    int32_t *code = malloc(ng * sizeof(int32_t));
+    int rv = RL_OK;
+    if (code == NULL) return rli_err(RL_ENOMEM, "rl_allreduce: sum_exact of %zu elements", count);
+    rli_window_codes_f32(in, count, code);
+    rv = rl_allreduce(r, code, code, ng, RL_I32, RL_OP_MAX, deadline_ms);
+    if (rv == RL_OK && rli_window_special(code, ng)) {
+        rv = sum_exact_binned(r, in, out, count, RL_F32, deadline_ms);
+    } else if (rv == RL_OK) {
+        if (r->scratch_len < count * sizeof(int64_t)) {
+            free(r->scratch);
+            r->scratch_len = 0;
+            if ((r->scratch = malloc(count * sizeof(int64_t))) == NULL)
+                rv = rli_err(RL_ENOMEM, "rl_allreduce: sum_exact of %zu elements", count);
+            else
+                r->scratch_len = count * sizeof(int64_t);
+        }
+        if (rv == RL_OK) {
+            int64_t *q = r->scratch;
+            rli_window_quantize_f32(in, count, code, q);
+            coll c = {.r = r, .reduce = rli_reduce_kernel(RL_I64, RL_OP_SUM),
+                      .es = sizeof(int64_t), .deadline = deadline_ms, .wcode = code,
+                      .wout = out};
+            rv = allreduce_run(&c, q, q, count);
+        }
+    }
+    free(code);
+    return rv;
+}
+
+/* RL_OP_SUM_EXACT: windowed for large f32 buffers, binned otherwise. The
+ * choice depends on count and dtype only, so every member makes it alike. */
+static int allreduce_sum_exact(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt,
+                               uint64_t deadline_ms)
+{
+    if (dt != RL_F32 && dt != RL_F64)
+        return rli_err(RL_EINVAL, "rl_allreduce: sum_exact takes f32 or f64, not %s",
+                       rl_dtype_name(dt));
+    if (dt == RL_F32 && count >= RLI_WINDOW_MIN_COUNT)
+        return sum_exact_windowed(r, in, out, count, deadline_ms);
+    return sum_exact_binned(r, in, out, count, dt, deadline_ms);
 }
 
 int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_dtype dt, rl_op op,

@@ -215,3 +215,95 @@ void rl_exact_to_f32(const rl_exact *acc, float *out, size_t n)
         out[i] = neg ? -r : r;
     }
 }
+
+/* ---- The windowed form ------------------------------------------------------ */
+/*
+ * RL_OP_SUM_EXACT on large f32 buffers (allreduce.c): a group of
+ * RLI_WINDOW_GROUP elements shares one window, set by the largest exponent
+ * field of any member's element in the group (a max all-reduce of one code
+ * per group). Each term becomes the int64 nearest x * 2^(K - E) (ties to
+ * even), E the
+ * window's exponent and K = RLI_WINDOW_BITS, so the sums are integer
+ * additions (associative) of 8 bytes per element instead of an rl_exact's
+ * 32, and the sum is rounded once. See docs/exactness.md.
+ */
+
+/* 1.5 * 2^52 and its bits: see rli_window_quantize_f32. */
+#define WINDOW_MAGIC      0x1.8p52
+#define WINDOW_MAGIC_BITS INT64_C(0x4338000000000000)
+
+/* The window exponent E of a group's code (its largest exponent field):
+ * every term of the group is below 2^(E + 1). */
+static int window_exp(int32_t code)
+{
+    return (code < 1 ? 1 : code) - 127;
+}
+
+void rli_window_codes_f32(const float *x, size_t n, int32_t *code)
+{
+    for (size_t g = 0; g * RLI_WINDOW_GROUP < n; g++) {
+        size_t i0 = g * RLI_WINDOW_GROUP, i1 = n - i0 < RLI_WINDOW_GROUP ? n : i0 + RLI_WINDOW_GROUP;
+        uint32_t mx = 0;
+        for (size_t i = i0; i < i1; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], sizeof(u));
+            uint32_t f = (u >> 23) & 0xffu;
+            mx = f > mx ? f : mx;
+        }
+        code[g] = (int32_t)mx;
+    }
+}
+
+bool rli_window_special(const int32_t *code, size_t ngroups)
+{
+    for (size_t g = 0; g < ngroups; g++)
+        if (code[g] >= RLI_WINDOW_SPECIAL) return true;
+    return false;
+}
+
+void rli_window_quantize_f32(const float *x, size_t n, const int32_t *code, int64_t *q)
+{
+    for (size_t g = 0; g * RLI_WINDOW_GROUP < n; g++) {
+        size_t i0 = g * RLI_WINDOW_GROUP, i1 = n - i0 < RLI_WINDOW_GROUP ? n : i0 + RLI_WINDOW_GROUP;
+        /* |x| < 2^(E + 1), so |x * scale| < 2^(K + 1) <= 2^51: exact in
+         * double, and adding 1.5 * 2^52 rounds it to an integer (to nearest,
+         * ties to even) held in the low bits, read back with one integer
+         * subtraction; unlike a conversion to int64, this vectorises. */
+        double scale = ldexp(1.0, RLI_WINDOW_BITS - window_exp(code[g]));
+        for (size_t i = i0; i < i1; i++) {
+            double v = (double)x[i] * scale + WINDOW_MAGIC;
+            int64_t b;
+            memcpy(&b, &v, sizeof(b));
+            q[i] = b - WINDOW_MAGIC_BITS;
+        }
+    }
+}
+
+/* One sum, q units of 2^scale (pow2 = 2^scale), correctly rounded to f32. */
+static float window_round_one(int64_t q, int scale, double pow2)
+{
+    double v = (double)(float)q * pow2; /* one rounding, to nearest even; exact scaling */
+    if (fabs(v) >= 0x1p-126 && fabs(v) < 0x1p128) return (float)v; /* exact */
+    if (q == 0) return 0.0f;
+    bool neg = q < 0;
+    u128 mag = neg ? (u128)0 - (u128)(uint64_t)q : (u128)(uint64_t)q;
+    uint64_t m;
+    int k;
+    float r = exact_round(mag, scale, FMT_F32, &m, &k) ? ldexpf((float)m, k) : INFINITY;
+    return neg ? -r : r;
+}
+
+void rli_window_round_f32(const int64_t *q, float *out, size_t first, size_t n,
+                          const int32_t *code)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t g = (first + i) / RLI_WINDOW_GROUP;
+        size_t end = (g + 1) * RLI_WINDOW_GROUP - first;
+        if (end > n) end = n;
+        int scale = window_exp(code[g]) - RLI_WINDOW_BITS;
+        double pow2 = ldexp(1.0, scale);
+        for (; i < end; i++)
+            out[i] = window_round_one(q[i], scale, pow2);
+    }
+}

@@ -599,6 +599,7 @@ void rl_ring_free(rl_ring *r)
         rli_link_free(r->links[p]);
     free(r->links);
     free(r->wait_ns);
+    free(r->scratch);
     ring_free_members(r);
     free(r);
 }

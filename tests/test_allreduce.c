@@ -157,6 +157,91 @@ static int exact_terms_check(member *m, rl_ring *ring, uint8_t *buf1, uint8_t *b
     return bad;
 }
 
+/* Member r's f32 term for element i of the windowed-sum check: exponents
+ * from the subnormals to 2^126 inside one group, zeros, both signs. */
+static float window_term(int r, size_t i)
+{
+    double d = exact_term(r, i);
+    uint64_t h = ((uint64_t)r * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)i * 0xD1B54A32D192ED03ULL);
+    h ^= h >> 29;
+    switch (h % 16) {
+    case 0: return 0.0f;
+    case 1: return (float)ldexp(d, -100 - (int)(h % 40)); /* near or in the subnormals */
+    case 2: return (float)ldexp(d, 60);                   /* near the top of the range */
+    default: return (float)d;
+    }
+}
+
+/*
+ * The windowed sum's definition, written out without the library: per group
+ * of 128 elements E = the largest exponent (frexp's, less one, at least
+ * -126) of any member's nonzero term; each term rounded to the nearest
+ * multiple of 2^(E - 40); their integer sum rounded once to f32.
+ */
+static void window_reference(float *out, size_t n, int nmembers)
+{
+    for (size_t g0 = 0; g0 < n; g0 += 128) {
+        size_t g1 = g0 + 128 < n ? g0 + 128 : n;
+        int E = -126;
+        for (int r = 0; r < nmembers; r++)
+            for (size_t i = g0; i < g1; i++) {
+                float x = window_term(r, i);
+                int ex;
+                if (x != 0.0f && (frexpf(x, &ex), ex - 1 > E)) E = ex - 1;
+            }
+        for (size_t i = g0; i < g1; i++) {
+            int64_t S = 0;
+            for (int r = 0; r < nmembers; r++)
+                S += (int64_t)nearbyint(ldexp((double)window_term(r, i), 40 - E));
+            double v = ldexp((double)S, E - 40); /* exact: |S| < 2^44 */
+            out[i] = fabs(v) >= 0x1p128 ? (float)copysign(INFINITY, v) : (float)v;
+        }
+    }
+}
+
+/*
+ * RL_OP_SUM_EXACT on f32: the windowed form (from RLI_WINDOW_MIN_COUNT
+ * elements) must give bitwise window_reference on every member, whichever
+ * algorithm carried it; with an Inf term anywhere every member must take the
+ * binned form instead, bitwise the serial binned sum. Returns 0, or 1 with
+ * m->msg set.
+ */
+static int window_check(member *m, rl_ring *ring, uint8_t *buf1, uint8_t *buf2, size_t n)
+{
+    float *x = (float *)buf1, *got = (float *)buf2, *want = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = window_term(m->rank, i);
+    window_reference(want, n, m->n);
+    int rv = rl_allreduce(ring, x, got, n, RL_F32, RL_OP_SUM_EXACT, rl_clock_ms() + 30000);
+    int bad = rv != RL_OK || memcmp(got, want, n * sizeof(float)) != 0;
+    if (bad)
+        snprintf(m->msg, sizeof(m->msg), "windowed sum_exact n=%zu: %s", n,
+                 rv != RL_OK ? rl_errdetail() : "differs from the reference");
+    if (!bad) {
+        rl_exact *all = malloc(n * sizeof(rl_exact));
+        rl_exact_clear(all, n);
+        for (int r = 0; r < m->n; r++) {
+            for (size_t i = 0; i < n; i++)
+                x[i] = window_term(r, i);
+            if (r == m->n - 1) x[n / 2] = INFINITY;
+            rl_exact_add_f32(all, x, n);
+        }
+        rl_exact_to_f32(all, want, n);
+        for (size_t i = 0; i < n; i++)
+            x[i] = window_term(m->rank, i);
+        if (m->rank == m->n - 1) x[n / 2] = INFINITY;
+        rv = rl_allreduce(ring, x, x, n, RL_F32, RL_OP_SUM_EXACT, rl_clock_ms() + 30000);
+        bad = rv != RL_OK || memcmp(x, want, n * sizeof(float)) != 0 || !isinf(x[n / 2]);
+        if (bad)
+            snprintf(m->msg, sizeof(m->msg), "sum_exact n=%zu with an Inf: %s", n,
+                     rv != RL_OK ? rl_errdetail() : "differs from the binned sum");
+        free(all);
+    }
+    m->failures += bad;
+    free(want);
+    return bad;
+}
+
 static void *member_main(void *arg)
 {
     member *m = arg;
@@ -227,6 +312,9 @@ static void *member_main(void *arg)
     /* 640 KiB of accumulators, and 32 KiB (the small-buffer algorithms). */
     if (exact_terms_check(m, ring, in, out, 20011) != 0 ||
         exact_terms_check(m, ring, in, out, 1000) != 0)
+        goto done;
+    /* f32 sum_exact: windowed at 100003 and 20011 elements */
+    if (window_check(m, ring, in, out, 100003) != 0 || window_check(m, ring, in, out, 20011) != 0)
         goto done;
     rv = rl_barrier(ring, rl_clock_ms() + 10000);
     if (rv != RL_OK) {
