@@ -228,6 +228,14 @@ void rl_exact_to_f32(const rl_exact *acc, float *out, size_t n)
  * 32, and the sum is rounded once. See docs/exactness.md.
  */
 
+/* The conversions are built for AVX-512 and AVX2 too; every clone rounds
+ * alike, as each operation in them is exact or one IEEE rounding. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WINDOW_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WINDOW_KERNEL
+#endif
+
 /* 1.5 * 2^52 and its bits: see rli_window_quantize_f32. */
 #define WINDOW_MAGIC      0x1.8p52
 #define WINDOW_MAGIC_BITS INT64_C(0x4338000000000000)
@@ -239,6 +247,7 @@ static int window_exp(int32_t code)
     return (code < 1 ? 1 : code) - 127;
 }
 
+WINDOW_KERNEL
 void rli_window_codes_f32(const float *x, size_t n, int32_t *code)
 {
     for (size_t g = 0; g * RLI_WINDOW_GROUP < n; g++) {
@@ -261,6 +270,7 @@ bool rli_window_special(const int32_t *code, size_t ngroups)
     return false;
 }
 
+WINDOW_KERNEL
 void rli_window_quantize_f32(const float *x, size_t n, const int32_t *code, int64_t *q)
 {
     for (size_t g = 0; g * RLI_WINDOW_GROUP < n; g++) {
@@ -279,11 +289,10 @@ void rli_window_quantize_f32(const float *x, size_t n, const int32_t *code, int6
     }
 }
 
-/* One sum, q units of 2^scale (pow2 = 2^scale), correctly rounded to f32. */
-static float window_round_one(int64_t q, int scale, double pow2)
+/* One sum, q units of 2^scale, correctly rounded to f32, for a result out
+ * of f32's normal range (the general path). */
+static float window_round_slow(int64_t q, int scale)
 {
-    double v = (double)(float)q * pow2; /* one rounding, to nearest even; exact scaling */
-    if (fabs(v) >= 0x1p-126 && fabs(v) < 0x1p128) return (float)v; /* exact */
     if (q == 0) return 0.0f;
     bool neg = q < 0;
     u128 mag = neg ? (u128)0 - (u128)(uint64_t)q : (u128)(uint64_t)q;
@@ -293,17 +302,33 @@ static float window_round_one(int64_t q, int scale, double pow2)
     return neg ? -r : r;
 }
 
+WINDOW_KERNEL
 void rli_window_round_f32(const int64_t *q, float *out, size_t first, size_t n,
                           const int32_t *code)
 {
     size_t i = 0;
     while (i < n) {
         size_t g = (first + i) / RLI_WINDOW_GROUP;
-        size_t end = (g + 1) * RLI_WINDOW_GROUP - first;
+        size_t i0 = i, end = (g + 1) * RLI_WINDOW_GROUP - first;
         if (end > n) end = n;
         int scale = window_exp(code[g]) - RLI_WINDOW_BITS;
         double pow2 = ldexp(1.0, scale);
-        for (; i < end; i++)
-            out[i] = window_round_one(q[i], scale, pow2);
+        int odd = 0;
+        /* For |q| < 2^51 the magic number turns q into the double q exactly
+         * (the inverse of rli_window_quantize_f32's step, and it
+         * vectorises); the scaling is exact, and the one rounding to f32 is
+         * the correct one while the result is a normal f32. */
+        for (; i < end; i++) {
+            int64_t b = q[i] + WINDOW_MAGIC_BITS;
+            double d;
+            memcpy(&d, &b, sizeof(d));
+            double v = (d - WINDOW_MAGIC) * pow2;
+            out[i] = (float)v;
+            odd |= (q[i] >= (INT64_C(1) << 51)) | (q[i] <= -(INT64_C(1) << 51)) |
+                   (fabs(v) < 0x1p-126 && v != 0.0) | (fabs(v) >= 0x1p128);
+        }
+        if (odd)
+            for (size_t j = i0; j < end; j++)
+                out[j] = window_round_slow(q[j], scale);
     }
 }

@@ -203,8 +203,9 @@ class Worker:
         """Reduces x with the other members' copies, in place, and returns x.
         x: a C-contiguous, writable NumPy array or CPU torch.Tensor of
         float32, float64, int32 or int64 (not copied). op: "sum", "min",
-        "max", or "sum_exact" (float32/float64: the exact sum, rounded once,
-        the same bits on any member count; docs/exactness.md). Every member
+        "max", or "sum_exact" (float32/float64: a sum in associative form,
+        rounded once, the same bits on any member count; docs/exactness.md
+        gives its precision). Every member
         must call with the same element count, dtype and op: otherwise
         ringleader.Error on every member, naming both. Raises Replanned (see
         the class), Error, or TypeError/ValueError for bad arguments before

@@ -88,12 +88,18 @@ RL_API int rl_allreduce(rl_ring *r, const void *in, void *out, size_t count, rl_
                         uint64_t deadline_ms);
 
 /*
- * RL_OP_SUM_EXACT (f32 and f64 only; RL_EINVAL for the integer dtypes): the
- * exact sum of the members' values, correctly rounded once at the end, the
- * same bits whatever the member count, ring order or algorithm (exact.h,
- * docs/exactness.md). The accumulators travel (32 bytes per element), so it
- * moves 4x (f64) or 8x (f32) the bytes of RL_OP_SUM; RL_ENOMEM if the
- * count x 32 bytes of accumulators cannot be had.
+ * RL_OP_SUM_EXACT (f32 and f64 only; RL_EINVAL for the integer dtypes): a
+ * sum of the members' values in a form whose addition is associative,
+ * rounded once at the end: the same bits whatever the member count, ring
+ * order or algorithm (docs/exactness.md). Two forms, chosen by dtype and
+ * count alone, so every member makes the same choice:
+ *  - binned (f64, and f32 below 16384 elements): the exact accumulators of
+ *    exact.h travel, 32 bytes per element (4x the bytes of RL_OP_SUM for
+ *    f64, 8x for f32); RL_ENOMEM if count x 32 bytes cannot be had;
+ *  - windowed (f32 from 16384 elements): per group of 128 elements a window
+ *    agreed by a max all-reduce, each term rounded to a multiple of 2^-40
+ *    of the window and summed as int64; 1.5x the bytes of RL_OP_SUM. A term
+ *    that is Inf or NaN on any member sends every member to the binned form.
  */
 
 /*
