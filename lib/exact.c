@@ -229,7 +229,9 @@ void rl_exact_to_f32(const rl_exact *acc, float *out, size_t n)
  */
 
 /* The conversions are built for AVX-512 and AVX2 too; every clone rounds
- * alike, as each operation in them is exact or one IEEE rounding. */
+ * alike, as each operation in them is exact or one IEEE rounding. The
+ * clones are static (their resolvers would otherwise be exported), behind
+ * the rli_ functions. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define WINDOW_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -248,7 +250,7 @@ static int window_exp(int32_t code)
 }
 
 WINDOW_KERNEL
-void rli_window_codes_f32(const float *x, size_t n, int32_t *code)
+static void window_codes(const float *x, size_t n, int32_t *code)
 {
     for (size_t g = 0; g * RLI_WINDOW_GROUP < n; g++) {
         size_t i0 = g * RLI_WINDOW_GROUP, i1 = n - i0 < RLI_WINDOW_GROUP ? n : i0 + RLI_WINDOW_GROUP;
@@ -263,6 +265,11 @@ void rli_window_codes_f32(const float *x, size_t n, int32_t *code)
     }
 }
 
+void rli_window_codes_f32(const float *x, size_t n, int32_t *code)
+{
+    window_codes(x, n, code);
+}
+
 bool rli_window_special(const int32_t *code, size_t ngroups)
 {
     for (size_t g = 0; g < ngroups; g++)
@@ -271,7 +278,7 @@ bool rli_window_special(const int32_t *code, size_t ngroups)
 }
 
 WINDOW_KERNEL
-void rli_window_quantize_f32(const float *x, size_t n, const int32_t *code, int64_t *q)
+static void window_quantize(const float *x, size_t n, const int32_t *code, int64_t *q)
 {
     for (size_t g = 0; g * RLI_WINDOW_GROUP < n; g++) {
         size_t i0 = g * RLI_WINDOW_GROUP, i1 = n - i0 < RLI_WINDOW_GROUP ? n : i0 + RLI_WINDOW_GROUP;
@@ -289,6 +296,11 @@ void rli_window_quantize_f32(const float *x, size_t n, const int32_t *code, int6
     }
 }
 
+void rli_window_quantize_f32(const float *x, size_t n, const int32_t *code, int64_t *q)
+{
+    window_quantize(x, n, code, q);
+}
+
 /* One sum, q units of 2^scale, correctly rounded to f32, for a result out
  * of f32's normal range (the general path). */
 static float window_round_slow(int64_t q, int scale)
@@ -303,8 +315,8 @@ static float window_round_slow(int64_t q, int scale)
 }
 
 WINDOW_KERNEL
-void rli_window_round_f32(const int64_t *q, float *out, size_t first, size_t n,
-                          const int32_t *code)
+static void window_round(const int64_t *q, float *out, size_t first, size_t n,
+                         const int32_t *code)
 {
     size_t i = 0;
     while (i < n) {
@@ -331,4 +343,10 @@ void rli_window_round_f32(const int64_t *q, float *out, size_t first, size_t n,
             for (size_t j = i0; j < end; j++)
                 out[j] = window_round_slow(q[j], scale);
     }
+}
+
+void rli_window_round_f32(const int64_t *q, float *out, size_t first, size_t n,
+                          const int32_t *code)
+{
+    window_round(q, out, first, n, code);
 }
