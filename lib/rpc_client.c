@@ -69,6 +69,11 @@ struct rl_rpc_client {
     char peer_id[RL_ID_MAX];
     bool has_token;
     rl_token token;
+    /* One handshake at a time: the server keeps one challenge per
+     * connection, so two threads proving at once on a new connection would
+     * spoil each other's (rl_rpc_call). */
+    pthread_mutex_t auth_mtx;
+    uint64_t auth_gen; /* handshakes done by rl_rpc_call (under auth_mtx) */
     pthread_mutex_t mtx;
     atomic_uint_fast64_t next_call_id;
     pending *free_async;
@@ -295,12 +300,19 @@ static int authenticate(rl_rpc_client *c, uint64_t deadline)
 
 int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64_t deadline_ms)
 {
+    pthread_mutex_lock(&c->auth_mtx);
+    uint64_t gen = c->auth_gen;
+    pthread_mutex_unlock(&c->auth_mtx);
     int rv = call_once(c, req, reply, deadline_ms);
     if (rv == RL_EAUTH && c->has_token && reply->status == RL_STATUS_UNAUTHENTICATED) {
-        /* The connection is new (reconnect, server restart): prove again. */
+        /* The connection is new (reconnect, server restart): prove again,
+         * unless another thread has since this call was sent. */
         rl_rpc_reply_fini(reply);
-        if ((rv = authenticate(c, deadline_ms)) != RL_OK) return rv;
-        rv = call_once(c, req, reply, deadline_ms);
+        pthread_mutex_lock(&c->auth_mtx);
+        rv = c->auth_gen == gen ? authenticate(c, deadline_ms) : RL_OK;
+        if (rv == RL_OK && c->auth_gen == gen) c->auth_gen++;
+        pthread_mutex_unlock(&c->auth_mtx);
+        if (rv == RL_OK) rv = call_once(c, req, reply, deadline_ms);
     }
     return rv;
 }
@@ -808,6 +820,7 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
     rl_rpc_client *c = rli_calloc(1, sizeof(*c));
     int rv;
     pthread_mutex_init(&c->mtx, NULL);
+    pthread_mutex_init(&c->auth_mtx, NULL);
     pthread_cond_init(&c->close_cv, NULL);
     snprintf(c->url, sizeof(c->url), "%s", o->url);
     snprintf(c->peer_id, sizeof(c->peer_id), "%s", o->peer_id ? o->peer_id : "");
@@ -820,6 +833,7 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
     if ((rv = nng_req0_open(&c->sock)) != 0) {
         pthread_cond_destroy(&c->close_cv);
         pthread_mutex_destroy(&c->mtx);
+        pthread_mutex_destroy(&c->auth_mtx);
         free(c);
         return rli_err(rli_err_from_nng(rv), "rpc client: %s", nng_strerror(rv));
     }
@@ -927,6 +941,7 @@ void rl_rpc_client_close(rl_rpc_client *c)
     if (c->tls != NULL) nng_tls_config_free(c->tls);
     pthread_cond_destroy(&c->close_cv);
     pthread_mutex_destroy(&c->mtx);
+    pthread_mutex_destroy(&c->auth_mtx);
     memset(&c->token, 0, sizeof(c->token));
     free(c);
 }

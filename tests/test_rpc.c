@@ -210,6 +210,53 @@ START_TEST(many_calls_in_flight)
 }
 END_TEST
 
+/* One thread's calls for reauth_after_a_server_restart. */
+typedef struct reauth_arg {
+    rl_rpc_client *c;
+    int ok;
+} reauth_arg;
+
+static void *reauth_thread(void *p)
+{
+    reauth_arg *a = p;
+    for (int k = 0; k < 5; k++) {
+        rl_rpc_reply rep;
+        if (echo(a->c, "again", 5, &rep, 5000) == RL_OK) a->ok++;
+        rl_rpc_reply_fini(&rep);
+    }
+    return NULL;
+}
+
+/* A server that comes back on the same URL (a coordinator resumed) meets
+ * calls from several threads of one client on the new connection at once:
+ * one handshake serves them all, none fails authentication. */
+START_TEST(reauth_after_a_server_restart)
+{
+    rl_token tok = make_token(TOKEN);
+    char url[64];
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", rlt_free_port());
+    rl_rpc_server *s = start_server(&tok, NULL, url);
+    rl_rpc_client *c = open_client(url, &tok, RL_OK);
+    rl_rpc_reply rep;
+    ck_assert_int_eq(echo(c, "hi", 2, &rep, 5000), RL_OK);
+    rl_rpc_reply_fini(&rep);
+    rl_rpc_server_free(s);
+    s = start_server(&tok, NULL, url);
+    pthread_t th[4];
+    reauth_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (reauth_arg){.c = c};
+        pthread_create(&th[i], NULL, reauth_thread, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(args[i].ok == 5, "thread %d: %d of 5 calls after the restart", i, args[i].ok);
+    }
+    rl_rpc_client_close(c);
+    rl_rpc_server_free(s);
+}
+END_TEST
+
 START_TEST(wrong_token_is_refused_both_ways)
 {
     rl_token tok = make_token(TOKEN), bad = make_token("another-token-0123456789");
@@ -945,6 +992,7 @@ int main(void)
     tcase_add_test(tc, echo_and_health);
     tcase_add_test(tc, deadline_is_enforced);
     tcase_add_test(tc, many_calls_in_flight);
+    tcase_add_test(tc, reauth_after_a_server_restart);
     tcase_add_test(tc, wrong_token_is_refused_both_ways);
     tcase_add_test(tc, unauthenticated_calls_are_refused);
     tcase_add_test(tc, captured_proof_cannot_be_replayed);
