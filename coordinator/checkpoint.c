@@ -213,6 +213,12 @@ int ckpt_restore(job *j, const rl_checkpoint *c, const char *from)
     j->steps_done = 0;
     while (j->steps_done < j->model_step && j->steps[j->steps_done].seen)
         j->steps_done++;
+    /* The checkpoint's assignment: the first plan keeps it for the nodes
+     * that are back (a re-admitted node keeps the blocks it holds) and
+     * hands out the others' (job.c, assign_members_blocks). */
+    if (c->owner != NULL)
+        for (uint32_t b = 0; b < j->n_blocks; b++)
+            j->owner[b] = c->owner[b] >= 0 && c->owner[b] < j->reg.n ? (int)c->owner[b] : -1;
     j->epoch = c->epoch;
     j->resumed = true;
     j->resumed_step = c->step;

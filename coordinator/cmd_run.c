@@ -115,6 +115,91 @@ static void follow(job *j, job_status while_status, uint64_t deadline, launched 
     }
 }
 
+/* Manual nodes still to hear the job's end: programs that have not left,
+ * built-in nodes whose connection is open. */
+static int manual_nodes_connected(job *j)
+{
+    int n = 0;
+    pthread_mutex_lock(&j->reg.mtx);
+    for (int i = 0; i < j->reg.n; i++)
+        if (j->reg.nodes[i].state == NODE_JOINED && (j->program || j->reg.nodes[i].connected)) n++;
+    pthread_mutex_unlock(&j->reg.mtx);
+    return n;
+}
+
+/* Stops process pid (SIGKILL), waiting (bounded) until it is gone, so that
+ * the ring address it held is free for its successor. */
+static void stop_by_pid(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    uint64_t gone_by = rl_clock_ms() + 2000;
+    while (kill(pid, 0) == 0 && rl_clock_ms() < gone_by) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* bounded by gone_by */
+    }
+}
+
+/* A fresh run with launch: local: nodes an earlier coordinator of this
+ * spec left running (re-dialing it, lib/agent.c) hold the nodes' ring
+ * addresses; they are stopped by PID before the job's own start. Returns
+ * NULL (nothing to keep). */
+static pid_t *stop_leftovers(const rl_spec *spec)
+{
+    pid_t *pids = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(pid_t));
+    launch_find_running(spec, pids);
+    for (int i = 0; i < spec->n_nodes; i++)
+        if (pids[i] > 0) {
+            rl_log_warn("node %s (pid %d) was left running by an earlier coordinator of this "
+                        "job: stopping it (ringleader run --resume would have kept it)",
+                        spec->nodes[i].id, (int)pids[i]);
+            stop_by_pid(pids[i]);
+        }
+    free(pids);
+    return NULL;
+}
+
+/*
+ * --resume with launch: local: the nodes the earlier coordinator started and
+ * that still run (they re-dial it for coordinator_grace_ms, lib/agent.c) are
+ * given until failure_timeout_ms plus SURVIVOR_WAIT_MS to join this one, and
+ * kept; one that does not join by then is stopped by its PID (it holds the
+ * node's ring address), and is started afresh with the nodes not running.
+ * Returns the PIDs to keep, indexed like the spec's nodes (0: start one).
+ */
+#define SURVIVOR_WAIT_MS 3000
+static pid_t *await_survivors(job *j)
+{
+    const rl_spec *spec = j->spec;
+    pid_t *pids = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(pid_t));
+    int found = launch_find_running(spec, pids);
+    if (found == 0) return pids;
+    rl_log_info("%d node%s of the earlier coordinator still running: waiting for them to join",
+                found, found == 1 ? "" : "s");
+    uint64_t until = rl_clock_ms() + (uint64_t)spec->failure_timeout_ms + SURVIVOR_WAIT_MS;
+    for (;;) {
+        int missing = 0;
+        pthread_mutex_lock(&j->reg.mtx);
+        for (int i = 0; i < spec->n_nodes; i++)
+            if (pids[i] > 0 && j->reg.nodes[i].state != NODE_JOINED) missing++;
+        pthread_mutex_unlock(&j->reg.mtx);
+        if (missing == 0 || rl_clock_ms() >= until || interrupted) break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling the registry, bounded by until */
+    }
+    pthread_mutex_lock(&j->reg.mtx);
+    for (int i = 0; i < spec->n_nodes; i++)
+        if (pids[i] > 0 && j->reg.nodes[i].state != NODE_JOINED) {
+            rl_log_warn("node %s (pid %d) of the earlier coordinator did not join within %d ms: "
+                        "stopping it and starting it afresh",
+                        spec->nodes[i].id, (int)pids[i],
+                        spec->failure_timeout_ms + SURVIVOR_WAIT_MS);
+            stop_by_pid(pids[i]);
+            pids[i] = 0;
+        }
+    pthread_mutex_unlock(&j->reg.mtx);
+    return pids;
+}
+
 /* The join window is over (or every node joined): true when at least
  * cluster.min_nodes have joined, and the job starts with them (the others
  * join the running job when they come); else the job fails naming the
@@ -256,6 +341,7 @@ int cmd_run(int argc, char **argv)
     ckpt_writer ckpt;
     bool resume_done = false; /* --resume of a job its checkpoint says is complete */
     int init_rv = job_init(&j, spec);
+    j.incarnation = incarnation;
     j.baseline_path = baseline;
     j.baseline_step_ms = base_ms;
     j.baseline_nodes = base_nodes;
@@ -329,7 +415,10 @@ int cmd_run(int argc, char **argv)
             job_finish(&j, JOB_FAILED, "cannot find ringleader-node (set RINGLEADER_NODE_BIN)");
             goto stop;
         }
-        if (launch_nodes(spec, bin, &nodes) != 0) {
+        pid_t *adopt = o.resume ? await_survivors(&j) : stop_leftovers(spec);
+        int lrv = launch_nodes(spec, bin, adopt, &nodes);
+        free(adopt);
+        if (lrv != 0) {
             job_finish(&j, JOB_FAILED, "cannot start the local nodes");
             goto stop;
         }
@@ -356,12 +445,13 @@ stop:
         }
         launch_stop(&nodes, 1000);
         launch_free(&nodes);
-    } else if (j.program) {
-        /* Manual programs hear the end from their heartbeats' replies: serve
-         * them a few heartbeats more (bounded) rather than let them find
-         * the coordinator gone only after the failure timeout. */
+    } else {
+        /* Manual nodes and programs hear the end from their heartbeats'
+         * replies: serve them a few heartbeats more (bounded) rather than
+         * let them find the coordinator gone, which a node takes for a
+         * coordinator to re-dial (lib/agent.c). */
         uint64_t grace = rl_clock_ms() + (uint64_t)spec->heartbeat_ms * 3 + 500;
-        while (registry_count(&j.reg, NODE_JOINED) > 0 && rl_clock_ms() < grace) {
+        while (manual_nodes_connected(&j) > 0 && rl_clock_ms() < grace) {
             struct timespec ts = {0, 10 * 1000 * 1000};
             nanosleep(&ts, NULL); /* bounded by grace */
         }

@@ -237,14 +237,23 @@ static void admit(job *j, int i, const rl_msg_join_req *q)
                       (unsigned long long)q->pid,
                       e->connected ? "stopped heartbeating" : "closed its connection");
     }
+    /* A node of an earlier coordinator (a resume): plans start above every
+     * epoch it had, so its old rings' frames are fenced (lib/agent.c). */
+    bool rejoin = RL_HAS_FIELD(q, join_req, incarnation) && q->incarnation != 0 &&
+                  q->incarnation != j->incarnation;
+    if (rejoin && j->status == JOB_WAITING && RL_HAS_FIELD(q, join_req, epoch) &&
+        q->epoch > j->epoch)
+        j->epoch = q->epoch;
+    if (rejoin && e->state == NODE_EXPECTED) j->readmitted++;
     snprintf(e->listen, sizeof(e->listen), "%s", q->listen);
     e->pid = (pid_t)q->pid;
     e->exited = false; /* a new process: how it ends is still to come */
     if (e->state == NODE_EXPECTED) {
         e->state = NODE_JOINED;
         bool late = j->status == JOB_RUNNING;
-        job_event_add(j, "join", q->node_id, "pid %llu, ring endpoint %s%s",
+        job_event_add(j, "join", q->node_id, "pid %llu, ring endpoint %s%s%s",
                       (unsigned long long)q->pid, q->listen,
+                      rejoin ? "; re-admitted from an earlier coordinator, with its blocks" : "",
                       late ? "; joined the running job, admitted under the next epoch" : "");
         if (late) {
             e->late = true;
@@ -288,6 +297,36 @@ static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
     resp->u.join_resp.heartbeat_ms = (uint64_t)j->spec->heartbeat_ms;
     resp->u.join_resp.failure_timeout_ms = (uint64_t)j->spec->failure_timeout_ms;
     resp->u.join_resp.listen = rl_xstrdup(spec_url);
+    resp->u.join_resp.incarnation = j->incarnation;
+    /* A program's state is its own: no coordinator resumes it, so its nodes
+     * do not wait for one. */
+    resp->u.join_resp.coordinator_grace_ms =
+        j->program ? 0 : (uint64_t)j->spec->coordinator_grace_ms;
+    resp->u.join_resp.has |= RL_FIELD_BIT(join_resp, incarnation) |
+                             RL_FIELD_BIT(join_resp, coordinator_grace_ms);
+    return RL_OK;
+}
+
+/* A call from a node admitted by another coordinator process (a resumed
+ * job's nodes, before they join again) is answered RL_ESTALE, which sends
+ * the node to JOIN (lib/agent.c). `admitted`: the node's state here is not
+ * NODE_EXPECTED. Returns whether it is stale; then `why` says so. */
+static bool stale_incarnation(const job *j, const char *what, const char *node, bool has,
+                              uint64_t incarnation, bool admitted, char *why, size_t len)
+{
+    if (!has || incarnation == 0 || (admitted && incarnation == j->incarnation)) return false;
+    snprintf(why, len,
+             "%s from node %s, admitted by coordinator incarnation %016llx: this one is "
+             "%016llx; join again",
+             what, node, (unsigned long long)incarnation, (unsigned long long)j->incarnation);
+    return true;
+}
+
+/* Answers a stale call (stale_incarnation) from inside its handler. */
+static int refuse_stale(rl_rpc_ctx *call, const char *why)
+{
+    rl_rpc_ctx_defer(call);
+    rl_rpc_ctx_reply(call, RL_ESTALE, why, NULL);
     return RL_OK;
 }
 
@@ -332,6 +371,13 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
     (void)call;
     pthread_mutex_lock(&j->reg.mtx);
     int i = node_index(j, h->node_id);
+    char why[256];
+    if (i >= 0 && stale_incarnation(j, "heartbeat", h->node_id,
+                                    RL_HAS_FIELD(h, heartbeat_req, incarnation), h->incarnation,
+                                    j->reg.nodes[i].state != NODE_EXPECTED, why, sizeof(why))) {
+        pthread_mutex_unlock(&j->reg.mtx);
+        return refuse_stale(call, why);
+    }
     if (i >= 0 && j->reg.nodes[i].state != NODE_EXPECTED) {
         node_entry *e = &j->reg.nodes[i];
         mark_alive(j, i);
@@ -574,10 +620,15 @@ static int handle_plan(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
     job *j = arg;
     const rl_msg_plan_req *q = &req->u.plan_req;
     int rv = RL_OK;
+    char why[256];
     pthread_mutex_lock(&j->reg.mtx);
     int i = node_index(j, q->node_id);
     if (i < 0) {
         rv = RL_ENOTFOUND;
+    } else if (stale_incarnation(j, "plan request", q->node_id,
+                                 RL_HAS_FIELD(q, plan_req, incarnation), q->incarnation,
+                                 j->reg.nodes[i].state != NODE_EXPECTED, why, sizeof(why))) {
+        refuse_stale(call, why); /* the node joins again */
     } else if (j->program) {
         plan_program(j, i, call, q, resp);
     } else if (RL_HAS_FIELD(q, plan_req, data_error) && q->data_error && j->status == JOB_RUNNING) {
@@ -713,6 +764,14 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
     const rl_msg_step_report_req *r = &req->u.step_report_req;
     (void)call;
     pthread_mutex_lock(&j->reg.mtx);
+    int ni = node_index(j, r->node_id);
+    char why[256];
+    if (stale_incarnation(j, "step report", r->node_id,
+                          RL_HAS_FIELD(r, step_report_req, incarnation), r->incarnation,
+                          ni >= 0 && j->reg.nodes[ni].state != NODE_EXPECTED, why, sizeof(why))) {
+        pthread_mutex_unlock(&j->reg.mtx); /* steps of another coordinator's plan: never filed */
+        return refuse_stale(call, why);
+    }
     size_t k = r->batch_steps.n, nb = j->n_blocks;
     bool batch = k > 0;
     size_t per_node = batch ? r->batch_node_compute_ms.n / k : 0;
@@ -852,9 +911,10 @@ static int handle_status(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg 
                 status_name(j->status), (unsigned long long)j->steps_done, j->spec->steps,
                 (unsigned long long)j->epoch, loss);
     if (j->resumed)
-        fprintf(f, "%s from its checkpoint at step %llu\n",
+        fprintf(f, "%s from its checkpoint at step %llu; %d node%s re-admitted with their blocks\n",
                 j->status == JOB_WAITING ? "resuming" : "resumed",
-                (unsigned long long)j->resumed_step);
+                (unsigned long long)j->resumed_step, j->readmitted,
+                j->readmitted == 1 ? "" : "s");
     if (j->steps_done) fprintf(f, "last step %.3f ms\n", j->steps[last].ms);
     fprintf(f, "%-12s %-9s %7s %12s %11s %9s %9s %6s %8s  %-21s  %s\n", "node", "state", "blocks",
             "rows/s", "compute_ms", "cpu", "rss_MiB", "busy", "wait_ms", "endpoint", "doing");
@@ -997,7 +1057,8 @@ static void share_with_newcomers(job *j, const double *speed)
     free(held);
 }
 
-/* The first plan: capacity-weighted contiguous runs. Later plans: orphaned
+/* The first plan: capacity-weighted contiguous runs. Later plans (and a
+ * resumed job's first, from its checkpoint's assignment): orphaned
  * blocks go to the members by expected speed, the others stay, and members
  * that joined late get a first share. Lock held. */
 static void assign_members_blocks(job *j, bool first)
@@ -1058,7 +1119,8 @@ static void replan_locked(job *j, const char *reason)
     j->n_members = 0;
     for (int i = 0; i < j->reg.n; i++)
         if (j->reg.nodes[i].state == NODE_JOINED) j->members[j->n_members++] = i;
-    assign_members_blocks(j, prev == 0);
+    /* A resumed job's first plan starts from its checkpoint's assignment. */
+    assign_members_blocks(j, prev == 0 && !j->resumed);
     /* Members wait for each other while the slowest makes its new blocks. */
     placement_data d = job_placement_data(j);
     j->plan_make_ms =

@@ -105,6 +105,11 @@ typedef struct job {
      * job continues from, which `status` shows while nodes are awaited */
     bool resumed;
     uint64_t resumed_step;
+    int readmitted; /* nodes of an earlier coordinator that joined this one */
+    /* This coordinator process (random, cmd_run.c): in every JOIN reply;
+     * calls naming another are refused (RL_ESTALE), so that the node joins
+     * again (lib/agent.c). 0: not set (no check). */
+    uint64_t incarnation;
     job_event *events;
     size_t n_events, cap_events;
 } job;

@@ -1,4 +1,5 @@
 /* launch.c - starting and stopping local ringleader-node processes. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -46,12 +47,63 @@ int launch_find_node_bin(char *out, size_t cap)
     return -1;
 }
 
-int launch_nodes(const rl_spec *spec, const char *node_bin, launched *out)
+/* Whether /proc/PID/cmdline is ringleader-node's with --id id and
+ * --coordinator url. */
+static bool cmdline_is_node(const char *pid, const char *id, const char *url)
+{
+    char path[300], buf[8192];
+    snprintf(path, sizeof(path), "/proc/%s/cmdline", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    const char *arg0 = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
+    if (strcmp(arg0, "ringleader-node") != 0) return false;
+    bool id_ok = false, url_ok = false;
+    const char *prev = NULL;
+    for (const char *p = buf; p < buf + n; p += strlen(p) + 1) {
+        if (prev != NULL && strcmp(prev, "--id") == 0) id_ok = strcmp(p, id) == 0;
+        if (prev != NULL && strcmp(prev, "--coordinator") == 0) url_ok = strcmp(p, url) == 0;
+        prev = p;
+    }
+    return id_ok && url_ok;
+}
+
+int launch_find_running(const rl_spec *spec, pid_t *pids)
+{
+    int found = 0;
+    for (int i = 0; i < spec->n_nodes; i++)
+        pids[i] = 0;
+    DIR *d = opendir("/proc");
+    if (d == NULL) return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        for (int i = 0; i < spec->n_nodes; i++)
+            if (pids[i] == 0 && cmdline_is_node(e->d_name, spec->nodes[i].id, spec->coordinator)) {
+                pids[i] = (pid_t)atol(e->d_name);
+                found++;
+                break;
+            }
+    }
+    closedir(d);
+    return found;
+}
+
+int launch_nodes(const rl_spec *spec, const char *node_bin, const pid_t *adopt, launched *out)
 {
     out->n = spec->n_nodes;
     out->pids = rl_xcalloc((size_t)out->n, sizeof(pid_t));
     out->status = rl_xcalloc((size_t)out->n, sizeof(int));
+    out->adopted = rl_xcalloc((size_t)out->n, sizeof(bool));
     for (int i = 0; i < spec->n_nodes; i++) {
+        if (adopt != NULL && adopt[i] > 0) {
+            out->pids[i] = adopt[i];
+            out->adopted[i] = true;
+            continue;
+        }
         const char *argv[20];
         int k = 0;
         argv[k++] = node_bin;
@@ -99,6 +151,11 @@ int launch_reap(launched *l)
     int running = 0;
     for (int i = 0; i < l->n; i++) {
         if (l->pids[i] <= 0) continue;
+        if (l->adopted != NULL && l->adopted[i]) { /* not our child: is it there? */
+            if (kill(l->pids[i], 0) != 0 && errno == ESRCH) l->pids[i] = 0;
+            else running++;
+            continue;
+        }
         pid_t w = waitpid(l->pids[i], &l->status[i], WNOHANG);
         if (w == l->pids[i])
             l->pids[i] = 0;
@@ -120,7 +177,7 @@ void launch_stop(launched *l, int grace_ms)
     for (int i = 0; i < l->n; i++)
         if (l->pids[i] > 0) {
             kill(l->pids[i], SIGKILL);
-            waitpid(l->pids[i], &l->status[i], 0);
+            if (l->adopted == NULL || !l->adopted[i]) waitpid(l->pids[i], &l->status[i], 0);
             l->pids[i] = 0;
         }
 }
@@ -137,6 +194,8 @@ void launch_free(launched *l)
         if (l->err_fd[i] >= 0) close(l->err_fd[i]);
     free(l->pids);
     free(l->status);
+    free(l->adopted);
+    l->adopted = NULL;
     free(l->err_fd);
     free(l->tail);
     free(l->tail_len);

@@ -16,6 +16,9 @@ typedef struct launched {
     int n;
     pid_t *pids; /* 0 once reaped */
     int *status;
+    /* --resume: nodes of the earlier coordinator that joined this one, left
+     * running (not our children: watched with kill(pid, 0), stopped by PID) */
+    bool *adopted;
     /* program mode: each program's stderr comes through a pipe, copied to
      * ours by a thread that keeps its last LAUNCH_TAIL_BYTES */
     int *err_fd;
@@ -31,9 +34,16 @@ typedef struct launched {
  * the build tree (../node/). Writes the path to out. 0 if found. */
 int launch_find_node_bin(char *out, size_t cap);
 
-/* Starts one node per spec node. Returns 0, or -1 (with the ones started
- * already stopped). */
-int launch_nodes(const rl_spec *spec, const char *node_bin, launched *out);
+/* Starts one node per spec node, except node i where adopt (may be NULL)
+ * has a PID: that process, still running, is kept as node i. Returns 0, or
+ * -1 (with the ones started already stopped). */
+int launch_nodes(const rl_spec *spec, const char *node_bin, const pid_t *adopt, launched *out);
+
+/* For each spec node, the PID of a ringleader-node process on this machine
+ * started for it (its command line names the node's --id and the spec's
+ * --coordinator), or 0: a node left by an earlier coordinator of the job.
+ * Returns how many were found. */
+int launch_find_running(const rl_spec *spec, pid_t *pids);
 
 /* Program mode: starts the spec's program once per spec node, with the
  * RINGLEADER_* environment (docs/worker-api.md), in program.workdir, its

@@ -32,7 +32,119 @@ void rl_agent_stop_now(rl_agent *a, const char *why)
     atomic_store(&a->stop, true);
     rl_endpoint_fence(a->ep, UINT64_MAX);
     abort_ring(a, UINT64_MAX, why);
+    pthread_mutex_lock(&a->mtx);
+    pthread_cond_broadcast(&a->readmit_cv);
+    pthread_mutex_unlock(&a->mtx);
 }
+
+/* ---- A lost coordinator ---------------------------------------------------------- */
+/*
+ * A node whose coordinator stops answering for failure_timeout_ms (or that
+ * a coordinator refuses as admitted by another incarnation) does not leave
+ * at once: it aborts its ring, keeps its blocks, and re-dials the same URL,
+ * sending JOIN again with its ring endpoint, newest epoch and the
+ * incarnation that admitted it, every REDIAL_MIN_MS doubling to
+ * REDIAL_MAX_MS, for coordinator_grace_ms (the JOIN reply's; 0: it leaves).
+ * A coordinator resumed from its checkpoint (`ringleader run --resume`)
+ * re-admits it and plans epochs above every epoch its nodes had, so frames
+ * of the old incarnation's rings are fenced (docs/operations.md).
+ */
+#define REDIAL_MIN_MS 50
+#define REDIAL_MAX_MS 1000
+
+static void agent_set_redialing(rl_agent *a, bool on)
+{
+    pthread_mutex_lock(&a->mtx);
+    atomic_store(&a->redialing, on);
+    pthread_cond_broadcast(&a->readmit_cv);
+    pthread_mutex_unlock(&a->mtx);
+}
+
+int rl_agent_wait_readmitted(rl_agent *a)
+{
+    pthread_mutex_lock(&a->mtx);
+    /* bounded: the heartbeat thread clears redialing or sets stop within
+     * coordinator_grace_ms; the slices only re-check stop */
+    while (atomic_load(&a->redialing) && !atomic_load(&a->stop))
+        rl_cond_wait_until(&a->readmit_cv, &a->mtx, rl_clock_ms() + 200);
+    int rv = atomic_load(&a->stop) ? RL_ECANCELED : RL_OK;
+    pthread_mutex_unlock(&a->mtx);
+    return rv;
+}
+
+/* Takes a JOIN reply's terms. */
+static void agent_take_join(rl_agent *a, const rl_msg_join_resp *r)
+{
+    a->heartbeat_ms = (int)r->heartbeat_ms;
+    a->failure_timeout_ms = (int)r->failure_timeout_ms;
+    a->coordinator_grace_ms =
+        RL_HAS_FIELD(r, join_resp, coordinator_grace_ms) ? (int)r->coordinator_grace_ms : 0;
+    atomic_store(&a->incarnation, RL_HAS_FIELD(r, join_resp, incarnation) ? r->incarnation : 0);
+    snprintf(a->job, sizeof(a->job), "%s", r->job);
+    atomic_fetch_add(&a->admissions, 1);
+    if (a->heartbeat_ms <= 0) a->heartbeat_ms = 100;
+    if (a->failure_timeout_ms <= a->heartbeat_ms) a->failure_timeout_ms = 5 * a->heartbeat_ms;
+}
+
+/* One JOIN as a node that was admitted before. */
+static int agent_rejoin(rl_agent *a, uint64_t deadline_ms)
+{
+    rl_msg req;
+    rl_rpc_reply rep;
+    rl_msg_init(&req, RL_MSG_JOIN_REQ);
+    req.u.join_req.node_id = (char *)a->id;
+    req.u.join_req.listen = (char *)rl_endpoint_url(a->ep);
+    req.u.join_req.pid = (uint64_t)getpid();
+    req.u.join_req.epoch = atomic_load(&a->planned_epoch) > atomic_load(&a->epoch)
+                               ? atomic_load(&a->planned_epoch)
+                               : atomic_load(&a->epoch);
+    req.u.join_req.incarnation = atomic_load(&a->incarnation);
+    req.u.join_req.has |= RL_FIELD_BIT(join_req, pid) | RL_FIELD_BIT(join_req, epoch) |
+                          RL_FIELD_BIT(join_req, incarnation);
+    int rv = rl_rpc_call(a->rpc, &req, &rep, deadline_ms);
+    if (rv == RL_OK) {
+        uint64_t was = atomic_load(&a->incarnation);
+        agent_take_join(a, &rep.msg.u.join_resp);
+        rl_log_info("re-admitted to job '%s' by the coordinator at %s (incarnation %016llx%s)",
+                    a->job, a->coordinator, (unsigned long long)atomic_load(&a->incarnation),
+                    atomic_load(&a->incarnation) == was ? ", the same one" : ", a new one");
+    }
+    rl_rpc_reply_fini(&rep);
+    return rv;
+}
+
+/* Re-dials until a coordinator admits the node again (true) or the grace
+ * ends or the node stops (false). The worker waits meanwhile
+ * (rl_agent_wait_readmitted). */
+static bool agent_redial(rl_agent *a, const char *why)
+{
+    uint64_t t0 = rl_clock_ms(), until = t0 + (uint64_t)a->coordinator_grace_ms;
+    rl_log_warn("%s; keeping this node's blocks and re-dialing %s for up to %d ms "
+                "(fault_tolerance.coordinator_grace_ms)",
+                why, a->coordinator, a->coordinator_grace_ms);
+    agent_set_redialing(a, true);
+    abort_ring(a, UINT64_MAX, "coordinator lost");
+    uint64_t wait = REDIAL_MIN_MS;
+    char last[256] = "no answer";
+    while (!atomic_load(&a->stop) && rl_clock_ms() < until) {
+        uint64_t now = rl_clock_ms(), d = now + 1000 < until ? now + 1000 : until;
+        if (agent_rejoin(a, d) == RL_OK) {
+            agent_set_redialing(a, false);
+            return true;
+        }
+        snprintf(last, sizeof(last), "%s", rl_errdetail());
+        uint64_t left = until > rl_clock_ms() ? until - rl_clock_ms() : 0;
+        uint64_t nap = wait < left ? wait : left;
+        struct timespec ts = {(time_t)(nap / 1000), (long)(nap % 1000) * 1000000L};
+        nanosleep(&ts, NULL); /* the backoff between dials, bounded by the grace */
+        wait = wait * 2 < REDIAL_MAX_MS ? wait * 2 : REDIAL_MAX_MS;
+    }
+    if (!atomic_load(&a->stop))
+        rl_log_error("no coordinator admitted this node within %d ms (last try: %s); leaving",
+                     a->coordinator_grace_ms, last);
+    return false;
+}
+
 
 static double cpu_seconds(void)
 {
@@ -123,6 +235,10 @@ static void *agent_heartbeat_main(void *arg)
     uint64_t t_prev = rl_clock_ms();
     double cpu_prev = cpu_seconds();
     double peer_buf[RL_SPEC_MAX_NODES]; /* the heartbeat's peer_wait_ms */
+    /* The coordinator answered after the worker's last step: its closing
+     * then is the job's end. One gone before (the nodes step on without
+     * it) may be resumed: the node re-dials it. */
+    bool done_heard = false;
     while (!atomic_load(&a->stop)) {
         uint64_t now = rl_clock_ms();
         double cpu = cpu_seconds();
@@ -152,6 +268,8 @@ static void *agent_heartbeat_main(void *arg)
         h->cpu_load = load;
         h->rss_bytes = rss_bytes();
         h->phase = (char *)rl_agent_phase_names[atomic_load(&a->phase)];
+        h->incarnation = atomic_load(&a->incarnation);
+        if (h->incarnation != 0) RL_SET_FIELD(h, heartbeat_req, incarnation);
         h->has |= RL_FIELD_BIT(heartbeat_req, step) | RL_FIELD_BIT(heartbeat_req, rows_per_s) |
                   RL_FIELD_BIT(heartbeat_req, compute_ms) |
                   RL_FIELD_BIT(heartbeat_req, allreduce_ms) |
@@ -160,6 +278,7 @@ static void *agent_heartbeat_main(void *arg)
         int rv = rl_rpc_call(a->rpc, &req, &rep, sent_ms + (uint64_t)a->heartbeat_ms * 2);
         if (rv == RL_OK) {
             last_ok = rl_clock_ms();
+            done_heard = atomic_load(&a->job_done);
             if (rep.msg.u.heartbeat_resp.stop) {
                 atomic_store(&a->stop, true);
                 abort_ring(a, UINT64_MAX, "the coordinator ended the job");
@@ -174,7 +293,23 @@ static void *agent_heartbeat_main(void *arg)
                  * one since a->epoch was read. */
                 abort_ring(a, rep.msg.u.heartbeat_resp.epoch, "a newer epoch was planned");
             }
-        } else if (rl_clock_ms() - last_ok > (uint64_t)a->failure_timeout_ms) {
+        } else if ((rv == RL_ESTALE || rl_clock_ms() - last_ok > (uint64_t)a->failure_timeout_ms) &&
+                   !(atomic_load(&a->job_done) && done_heard) && a->coordinator_grace_ms > 0) {
+            /* ESTALE: a coordinator that did not admit us (a new incarnation) */
+            char why[400];
+            snprintf(why, sizeof(why), "%s (%s)",
+                     rv == RL_ESTALE ? "the coordinator does not know this node"
+                                     : "the coordinator is not answering",
+                     rl_errdetail());
+            if (agent_redial(a, why)) {
+                last_ok = rl_clock_ms();
+            } else {
+                atomic_store(&a->gave_up, true);
+                atomic_store(&a->coord_lost, true);
+                atomic_store(&a->stop, true);
+                abort_ring(a, UINT64_MAX, "coordinator lost");
+            }
+        } else if (rv == RL_ESTALE || rl_clock_ms() - last_ok > (uint64_t)a->failure_timeout_ms) {
             /* After the job's last step the coordinator ending is the job's end. */
             if (atomic_load(&a->job_done))
                 rl_log_info("the coordinator closed after the job's last step; leaving");
@@ -198,6 +333,7 @@ static void *agent_heartbeat_main(void *arg)
             nanosleep(&ts, NULL);
         }
     }
+    agent_set_redialing(a, false); /* a worker waiting for re-admission sees stop */
     /* Stopping (the job ended, the coordinator is gone, or a signal): a ring
      * still forming ends now rather than at its deadline, whose backstop
      * is long (worker.c, READY_BACKSTOP_MS). A formed ring is left to finish
@@ -274,6 +410,8 @@ int rl_agent_open(const rl_agent_opts *o, rl_agent **out)
     a->id = a->id_buf;
     pthread_mutex_init(&a->mtx, NULL);
     pthread_mutex_init(&a->acc_mtx, NULL);
+    rl_cond_init_monotonic(&a->readmit_cv);
+    snprintf(a->coordinator, sizeof(a->coordinator), "%s", o->coordinator);
     int rv = rl_token_load(o->token_file, &a->token);
     if (rv != RL_OK) goto fail;
     rl_rpc_client_opts co = {
@@ -285,12 +423,8 @@ int rl_agent_open(const rl_agent_opts *o, rl_agent **out)
     }
     rl_rpc_reply rep;
     if ((rv = agent_open_and_join(a, &oo, &rep)) != RL_OK) goto fail;
-    a->heartbeat_ms = (int)rep.msg.u.join_resp.heartbeat_ms;
-    a->failure_timeout_ms = (int)rep.msg.u.join_resp.failure_timeout_ms;
-    snprintf(a->job, sizeof(a->job), "%s", rep.msg.u.join_resp.job);
+    agent_take_join(a, &rep.msg.u.join_resp);
     rl_rpc_reply_fini(&rep);
-    if (a->heartbeat_ms <= 0) a->heartbeat_ms = 100;
-    if (a->failure_timeout_ms <= a->heartbeat_ms) a->failure_timeout_ms = 5 * a->heartbeat_ms;
     rl_log_info("joined job '%s' at %s; ring endpoint %s", a->job, o->coordinator,
                 rl_endpoint_url(a->ep));
     if (pthread_create(&a->hb_thread, NULL, agent_heartbeat_main, a) != 0) {
@@ -320,6 +454,7 @@ void rl_agent_close(rl_agent *a)
     rl_endpoint_close(a->ep);
     pthread_mutex_destroy(&a->mtx);
     pthread_mutex_destroy(&a->acc_mtx);
+    pthread_cond_destroy(&a->readmit_cv);
     free(a);
 }
 

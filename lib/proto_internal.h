@@ -147,8 +147,7 @@ int rli_msgpack_scan(const uint8_t *buf, size_t len);
     X(RL_ENOMEM, RESOURCE_EXHAUSTED, RLI_BOTH)                                                     \
     X(RL_ETOOBIG, RESOURCE_EXHAUSTED, RLI_TO_STATUS)                                               \
     X(RL_EPRECOND, FAILED_PRECONDITION, RLI_BOTH)                                                  \
-    X(RL_ESTALE, FAILED_PRECONDITION, RLI_TO_STATUS)                                               \
-    X(RL_ESTALE, ABORTED, RLI_TO_ERR)                                                              \
+    X(RL_ESTALE, ABORTED, RLI_BOTH)                                                                \
     X(RL_EREPLAN, FAILED_PRECONDITION, RLI_TO_STATUS)                                              \
     X(RL_ECANCELED, CANCELLED, RLI_BOTH)                                                           \
     X(RL_EUNAVAIL, UNAVAILABLE, RLI_BOTH)                                                          \

@@ -191,6 +191,8 @@ static int worker_ask_plan(rl_worker *w, bool failed, bool data_done, rl_rpc_rep
     q->node_id = (char *)w->a->id;
     q->epoch = w->epoch;
     q->step = w->done;
+    q->incarnation = atomic_load(&w->a->incarnation);
+    if (q->incarnation != 0) RL_SET_FIELD(q, plan_req, incarnation);
     if (failed) {
         q->failed = true;
         RL_SET_FIELD(q, plan_req, failed);

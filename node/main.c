@@ -234,8 +234,11 @@ int main(int argc, char **argv)
     }
     publish_agent(a);
     int exit_code = worker_run(a);
-    /* A coordinator gone after the job's last step ended the job: no failure. */
-    if (atomic_load(&a->coord_lost) && !atomic_load(&a->job_done)) exit_code = 1;
+    /* A coordinator gone after the job's last step ended the job: no
+     * failure. One that never came back (the grace passed): whatever the
+     * steps, no coordinator has the job's result. */
+    if (atomic_load(&a->gave_up) || (atomic_load(&a->coord_lost) && !atomic_load(&a->job_done)))
+        exit_code = 1;
     publish_agent(NULL);
     teardown_watch tw = {.exit_code = exit_code};
     pthread_mutex_init(&tw.mtx, NULL);

@@ -70,8 +70,9 @@ static bool held_has(const held *h, uint32_t id, size_t *at)
  * others (synthetic: generated; csv: cut from the table, or fetched from
  * the coordinator when this node has no table). */
 static int held_update(rl_agent *a, held *h, const rl_msg_plan_resp *p, const rl_data_params *dp,
-                       const rl_table *table, const rl_model *m)
+                       const rl_table *table, const rl_model *m, size_t *kept)
 {
+    *kept = 0;
     held nh = {0};
     nh.n = p->blocks.n;
     nh.blocks = calloc(nh.n + 1, sizeof(rl_block));
@@ -89,6 +90,7 @@ static int held_update(rl_agent *a, held *h, const rl_msg_plan_resp *p, const rl
         if (held_has(h, id, &at)) {
             nh.blocks[i] = h->blocks[at];
             memset(&h->blocks[at], 0, sizeof(rl_block));
+            (*kept)++;
             continue;
         }
         bool csv = p->source == RL_DATA_CSV;
@@ -123,12 +125,28 @@ static int ask_plan(rl_agent *a, uint64_t epoch, uint64_t step, const char *fail
         if (unreachable[0] != '\0') req.u.plan_req.unreachable = (char *)unreachable;
     }
     /* The coordinator answers when it has a plan for us: wait in slices so a
-     * lost coordinator is noticed. */
+     * lost coordinator is noticed. While the agent re-dials a lost one, a
+     * failed call is tried again (its re-admission ends the wait: RL_EREPLAN,
+     * the caller asks afresh), and a call refused as being from another
+     * incarnation too: the agent re-joins. */
     for (;;) {
         if (atomic_load(&a->stop) || atomic_load(&a->coord_lost)) return RL_ECANCELED;
+        if (atomic_load(&a->redialing))
+            return rl_agent_wait_readmitted(a) == RL_OK ? RL_EREPLAN : RL_ECANCELED;
+        req.u.plan_req.incarnation = atomic_load(&a->incarnation);
+        if (req.u.plan_req.incarnation != 0) RL_SET_FIELD(&req.u.plan_req, plan_req, incarnation);
         int rv = rl_rpc_call(a->rpc, &req, rep, rl_clock_ms() + 2000);
-        if (rv != RL_ETIMEDOUT) return rv;
+        if (rv == RL_OK) return rv;
         rl_rpc_reply_fini(rep);
+        if (rv == RL_ETIMEDOUT) continue;
+        if (rv == RL_ESTALE || rv == RL_ECLOSED || rv == RL_EUNAVAIL) {
+            /* the heartbeat thread decides within failure_timeout_ms:
+             * re-dial (redialing) or leave (stop) */
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        return rv;
     }
 }
 
@@ -194,12 +212,18 @@ static int batch_init(batch *b, size_t cap, size_t nb, size_t nm)
 static void batch_flush(rl_agent *a, batch *b, uint64_t epoch, const rl_model *m, bool sync)
 {
     if (b->k == 0) return;
+    if (atomic_load(&a->redialing)) { /* its coordinator is gone: a resumed one restarts */
+        b->k = 0;                      /* from its checkpoint and would refuse these */
+        return;
+    }
     size_t i = b->k - 1;
     rl_msg r;
     rl_msg_init(&r, RL_MSG_STEP_REPORT_REQ);
     rl_msg_step_report_req *q = &r.u.step_report_req;
     q->node_id = (char *)a->id;
     q->epoch = epoch;
+    q->incarnation = atomic_load(&a->incarnation);
+    if (q->incarnation != 0) RL_SET_FIELD(q, step_report_req, incarnation);
     q->step = b->steps[i];
     q->loss = b->loss[i];
     q->step_ms = b->ms[i];
@@ -261,6 +285,7 @@ typedef struct worker {
     char failure[300]; /* told to the coordinator with the next PLAN request */
     bool data_error;   /* failure is in the data: told as such, then the node exits 1 */
     bool told_data_error;
+    uint64_t admissions; /* the agent's JOINs when the last plan came (0: none yet) */
     char unreachable[RL_ID_MAX]; /* with it: the member the ring could not reach ("" none) */
     held h;
     rl_table *table;
@@ -371,8 +396,15 @@ static worker_next worker_take_blocks(worker *w, const rl_msg_plan_resp *p,
 {
     rl_agent *a = w->a;
     atomic_store(&a->phase, RL_AGENT_PHASE_MAKING_BLOCKS);
-    int rv = held_update(a, &w->h, p, dp, w->table, &w->m);
+    size_t had = w->h.n, kept = 0;
+    int rv = held_update(a, &w->h, p, dp, w->table, &w->m, &kept);
     atomic_store(&a->phase, RL_AGENT_PHASE_FORMING_RING);
+    /* the first plan since the node joined again (a lost coordinator) */
+    uint64_t joins = atomic_load(&a->admissions);
+    if (w->admissions != 0 && joins != w->admissions && rv == RL_OK)
+        rl_log_info("epoch %llu after re-admission: %zu blocks, %zu of the %zu held kept, %zu made",
+                    (unsigned long long)p->epoch, w->h.n, kept, had, w->h.n - kept);
+    w->admissions = joins;
     if (atomic_load(&a->stop)) return WORKER_STOP; /* while making blocks */
     if (rv == RL_EDATA) return worker_data_error(w, rl_errdetail());
     if (rv != RL_OK) {
@@ -749,6 +781,12 @@ int worker_run(rl_agent *a)
         worker_next next = WORKER_STOP;
         if (rv == RL_OK) {
             next = worker_follow_plan(&w, &rep.msg.u.plan_resp);
+        } else if (rv == RL_EREPLAN) {
+            /* Re-admitted after losing the coordinator: the failure told
+             * nothing to the coordinator that admitted us again; the blocks
+             * are kept for its plan. */
+            rl_log_info("re-admitted; asking for a plan (holding %zu blocks)", w.h.n);
+            next = WORKER_NEXT_PLAN;
         } else if (rv != RL_ECANCELED && atomic_load(&a->job_done)) {
             /* The coordinator ended after our last step: the job's end. */
             rl_log_info("the coordinator closed after the job's last step (%s); leaving",

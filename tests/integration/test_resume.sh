@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# test_resume.sh - checkpoints and `ringleader run --resume` (docs/operations.md):
+# test_resume.sh - checkpoints, `ringleader run --resume` and the nodes'
+# coordinator_grace_ms (docs/operations.md):
 #  1. an uninterrupted 4-node run: the reference model;
 #  2. launch: local, three runs: the coordinator SIGKILLed at a random step
-#     (after a checkpoint exists), then --resume: the job completes, run.json's
-#     model is the reference's bytes, every step is in the history once, and a
-#     resume event says from where;
-#  3. launch: manual, two runs: the same, the nodes started by the test (the
-#     old ones leave when the coordinator is gone; new ones join the resumed one);
-#     before they join, `ringleader status` says the coordinator is resuming;
+#     (after a checkpoint exists); its nodes stay, re-dialing it; then
+#     --resume: the same node processes are re-admitted (no new one is
+#     started) keeping blocks, the job completes, run.json's model is the
+#     reference's bytes, every step is in the history once, and a resume
+#     event says from where;
+#  3. launch: manual, two runs: the coordinator and n4 SIGKILLed; the
+#     resumed coordinator re-admits n1-n3, and `ringleader status` says it is
+#     resuming with 3 nodes re-admitted until a new n4 joins; the model is
+#     the reference's bytes;
 #  4. the newest checkpoint bit-flipped after a kill: --resume refuses it
 #     naming the file and the checksum, falls back to the previous one and
 #     still gives the reference's bytes;
 #  5. --resume with no checkpoint, and with a checkpoint of another spec:
-#     refused, naming the directory or the file, exit 1, in seconds.
+#     refused, naming the directory or the file, exit 1, in seconds;
+#  6. no coordinator comes back: the nodes leave, exit 1, once
+#     coordinator_grace_ms (1500 ms) has passed, saying so.
 # usage: test_resume.sh RINGLEADER RINGLEADER_NODE
 RL=$1 NODE=$2
 . "$(dirname "$0")/lib.sh"
@@ -27,6 +33,7 @@ STEPS=${RL_RESUME_STEPS:-3000}
 # under ASan), and a node failed for a late heartbeat must cost a recovery,
 # not the job (exact sums keep the model's bytes either way).
 spec() {
+  local grace=${4:-60000}
   {
     echo "cluster:"
     echo "  name: $2"
@@ -39,7 +46,7 @@ spec() {
     echo "data: { source: synthetic, rows: 40000, features: 16, noise: 0.1, seed: 11, block_rows: 1000 }"
     echo "model: { type: linear }"
     echo "training: { steps: $STEPS, learning_rate: 0.05, l2: 0.001, exact_sum: true }"
-    echo "fault_tolerance: { heartbeat_ms: 100, failure_timeout_ms: 5000 }"
+    echo "fault_tolerance: { heartbeat_ms: 100, failure_timeout_ms: 5000, coordinator_grace_ms: $grace }"
     echo "output: { dir: $RL_TMP/$2, checkpoint_every_ms: 100 }"
   } > "$1"
 }
@@ -84,15 +91,40 @@ wait_step() {
   done
   fail "$1: step $2 not reached in 60 s (last seen: ${s:-none})"
 }
-# kill_coordinator SPEC: SIGKILL, then until its nodes have left (bounded: 60 s)
+# node_logs SPEC: where its nodes log (local: the coordinator's stderr)
+node_logs() { ls "$1".err "$1".n[1-4] 2>/dev/null; }
+# kill_coordinator SPEC [N]: SIGKILL, then until N (default 4) of its nodes
+# say they keep their blocks and re-dial it (bounded: 30 s); the nodes'
+# PIDs then are in BEFORE (sorted), and each must still run.
 kill_coordinator() {
+  local want=${2:-4} i n
   kill -KILL "$CPID"; wait "$CPID" 2>/dev/null || true
-  local i
-  for i in $(seq 1 600); do
-    [ -z "$(node_pids "$1")" ] && return 0
+  for i in $(seq 1 300); do
+    n=$(cat $(node_logs "$1") | grep -c "keeping this node's blocks and re-dialing" || true)
+    [ "$n" -ge "$want" ] && break
+    [ "$i" -lt 300 ] || fail "$1: $n of $want nodes said they re-dial within 30 s of the kill"
     sleep 0.1
   done
-  fail "$1: nodes still running 60 s after the coordinator was killed: $(node_pids "$1" | tr '\n' ' ')"
+  BEFORE=$(node_pids "$1" | sort -n | tr '\n' ' ')
+  [ "$(wc -w <<<"$BEFORE")" -eq "$want" ] || fail "$1: nodes running after the kill: $BEFORE"
+  cat $(node_logs "$1") | grep -q "leaving" && fail "$1: a node left: $(cat $(node_logs "$1") | grep leaving)"
+  return 0
+}
+# check_readmitted SPEC NAME PIDS: the resumed job's join events name each of
+# PIDS as re-admitted from the earlier coordinator, and each said it kept blocks
+check_readmitted() {
+  /usr/bin/python3 - "$RL_TMP/$2/run.json" $3 <<'PY' || { cat $(node_logs "$1") | grep -v '^step' | tail -40 >&2; fail "$2: re-admission not in run.json"; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+re_pids = sorted(int(e["detail"].split()[1].rstrip(",")) for e in r["events"]
+                 if e["kind"] == "join" and "re-admitted from an earlier coordinator" in e["detail"])
+want = sorted(int(p) for p in sys.argv[2:])
+assert re_pids == want, "re-admitted pids %s, the nodes that ran on: %s; events since the resume: %s" % (
+    re_pids, want, [e["node"] + ": " + e["detail"] for e in r["events"][-12:]])
+PY
+  local k
+  k=$(cat $(node_logs "$1") | grep -c "after re-admission: [0-9]* blocks, [1-9][0-9]* of the [0-9]* held kept" || true)
+  [ "$k" -ge "$(wc -w <<<"$3")" ] || fail "$2: $k nodes said they kept blocks after re-admission"
 }
 # model_text RUN_JSON: steps completed and the model's doubles as repr(), one
 # line; checks status, coverage, and that every step is in the history once.
@@ -135,28 +167,36 @@ for r in 1 2 3; do
   start "$S" --resume; finish "$S"
   grep -q "resuming job 'local$r' from $RL_TMP/local$r/checkpoint.rlc at step" "$S.out" \
     || fail "local $r: --resume did not say where from: $(cat "$S.out")"
+  grep -q "4 nodes of the earlier coordinator still running" "$S.err" \
+    || fail "local $r: the resumed coordinator did not find the running nodes"
   check_resumed "local$r"
-  echo "local $r: resumed ($(grep -o 'at step [0-9]*' "$S.out")), model identical"
+  check_readmitted "$S" "local$r" "$BEFORE"
+  echo "local $r: resumed ($(grep -o 'at step [0-9]*' "$S.out")), the 4 running nodes re-admitted, model identical"
 done
 
-# 3. launch: manual.
+# 3. launch: manual; n4 is killed with the coordinator.
 for r in 1 2; do
   S=$RL_TMP/manual$r.yaml; spec "$S" "manual$r" manual; start "$S"; start_manual_nodes "$S"
-  wait_step "$S" "$(random_step)"; kill_coordinator "$S"
-  echo "manual $r: coordinator killed after step $STEP_SEEN"
+  wait_step "$S" "$(random_step)"
+  n4=$(pgrep -f "ringleader-node --coordinator $CURL --id n4( |\$)") || fail "manual $r: no n4"
+  kill -KILL "$n4"; kill_coordinator "$S" 3
+  echo "manual $r: coordinator and n4 killed after step $STEP_SEEN; n1-n3 re-dial"
   start "$S" --resume
-  # before its nodes come, status says the coordinator is resuming (bounded: 20 s)
+  # until n1-n3 are back and n4 is not, status says the coordinator is resuming (bounded: 20 s)
   for i in $(seq 1 200); do
     st=$("$RL" status "$CURL" --timeout-ms 1000 2>/dev/null || true)
-    grep -q "^resuming from its checkpoint at step [0-9]" <<<"$st" && break
+    grep -q "^resuming from its checkpoint at step [0-9]*; 3 nodes re-admitted with their blocks" <<<"$st" && break
     kill -0 "$CPID" 2>/dev/null || fail "manual $r: the resumed coordinator exited"
-    [ "$i" -lt 200 ] || fail "manual $r: status never said resuming: $st"
+    [ "$i" -lt 200 ] || fail "manual $r: status never said resuming with 3 nodes re-admitted: $st"
     sleep 0.1
   done
   grep -q "waiting for nodes" <<<"$st" || fail "manual $r: status: $st"
-  start_manual_nodes "$S"; finish "$S"
+  "$NODE" --coordinator "$CURL" --id n4 --join-timeout-ms 20000 >>"$S.n4" 2>&1 &
+  RL_PIDS+=("$!"); MANUAL_PIDS+=("$!")
+  finish "$S"
   check_resumed "manual$r"
-  echo "manual $r: resumed ($(grep -o 'at step [0-9]*' "$S.out")), model identical"
+  check_readmitted "$S" "manual$r" "$BEFORE"
+  echo "manual $r: resumed ($(grep -o 'at step [0-9]*' "$S.out")), n1-n3 re-admitted, a new n4, model identical"
 done
 
 # 4. A bit-flipped newest checkpoint: the previous one is used.
@@ -197,4 +237,17 @@ rc=0; timeout 20 "$RL" run "$RL_TMP/ref.yaml" --resume >"$RL_TMP/same.out" 2>"$R
 [ "$rc" -eq 0 ] || fail "a comment and a new order refused the checkpoint: exit $rc: $(cat "$RL_TMP/same.err")"
 grep -q "nothing to run" "$RL_TMP/same.err" "$RL_TMP/same.out" || fail "same spec: $(cat "$RL_TMP/same.err")"
 echo "a comment and the sections reordered: the same spec, its checkpoint taken"
+
+# 6. No coordinator comes back: the nodes leave once the grace has passed.
+S=$RL_TMP/gone.yaml; spec "$S" gone manual 1500; start "$S"; MANUAL_PIDS=(); start_manual_nodes "$S"
+wait_step "$S" 100; kill_coordinator "$S"
+t0=$(date +%s%N)
+for p in $BEFORE; do
+  timeout 30 tail --pid="$p" -f /dev/null || fail "gone: node pid $p still running 30 s after the kill"
+done
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+for p in "${MANUAL_PIDS[@]}"; do rc=0; wait "$p" || rc=$?; [ "$rc" -eq 1 ] || fail "gone: a node exited $rc, want 1"; done
+n=$(cat "$S".n[1-4] | grep -c "no coordinator admitted this node within 1500 ms" || true)
+[ "$n" -eq 4 ] || fail "gone: $n of 4 nodes said why they left: $(tail -2 "$S".n1)"
+echo "gone: the 4 nodes left ${ms} ms after re-dialing began (grace 1500 ms), exit 1, saying why"
 echo "PASS"

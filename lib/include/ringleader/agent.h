@@ -34,6 +34,7 @@ typedef struct rl_agent {
     rl_endpoint *ep;
     int heartbeat_ms, failure_timeout_ms;
     char job[RL_ID_MAX]; /* the job's name, from the JOIN reply */
+    char coordinator[RL_URL_MAX]; /* its URL, for messages */
     rl_token token;
     pthread_t hb_thread, stall_thread;
     bool hb_started, stall_started;
@@ -41,7 +42,16 @@ typedef struct rl_agent {
     pthread_mutex_t mtx;
     rl_ring *ring;          /* the ring in use, so that a stop can abort it */
     atomic_bool stop;       /* the job ended, or we were told to leave */
-    atomic_bool coord_lost; /* no answer from the coordinator for too long */
+    atomic_bool coord_lost; /* no answer from the coordinator for too long: leaving */
+    /* The coordinator was lost and the node re-dials it, keeping its blocks,
+     * for coordinator_grace_ms (lib/agent.c); cleared (readmit_cv
+     * signalled, under mtx) when a coordinator admits it again. */
+    atomic_bool redialing;
+    atomic_bool gave_up; /* no coordinator admitted it again within the grace */
+    pthread_cond_t readmit_cv;
+    int coordinator_grace_ms;
+    atomic_uint_fast64_t incarnation; /* the coordinator that admitted us (JOIN_RESP) */
+    atomic_uint_fast64_t admissions;  /* JOINs accepted: 1, then one per re-admission */
     atomic_bool job_done;   /* the worker completed the job's last step */
     atomic_uint_fast64_t epoch, step;
     atomic_uint_fast64_t planned_epoch; /* the newest epoch the coordinator announced */
@@ -109,6 +119,11 @@ RL_API int rl_agent_open(const rl_agent_opts *o, rl_agent **out);
 /* Stops the heartbeat and stall watch threads, closes the connection and the endpoint, and
  * frees a (NULL is fine). The caller's ring, if any, must be freed first. */
 RL_API void rl_agent_close(rl_agent *a);
+
+/* While the agent re-dials a lost coordinator (a->redialing): waits until
+ * one admits the node again (RL_OK) or the node stops (RL_ECANCELED: the
+ * grace ended, or a signal). Returns RL_OK at once when not re-dialing. */
+RL_API int rl_agent_wait_readmitted(rl_agent *a);
 
 /* Stops the node now (a signal): sets stop, fences the endpoint (a ring
  * forming ends) and aborts the ring in use (a collective ends). Any thread. */

@@ -95,6 +95,7 @@ typedef struct rl_spec {
     /* fault_tolerance */
     int heartbeat_ms;
     int failure_timeout_ms;
+    int coordinator_grace_ms; /* nodes re-dial a lost coordinator this long */
     double straggler_factor;
     int rebalance; /* bool */
 
