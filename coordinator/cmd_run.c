@@ -143,15 +143,15 @@ static void stop_by_pid(pid_t pid)
  * spec left running (re-dialing it, lib/agent.c) hold the nodes' ring
  * addresses; they are stopped by PID before the job's own start. Returns
  * NULL (nothing to keep). */
-static pid_t *stop_leftovers(const rl_spec *spec)
+static pid_t *stop_leftovers(const rl_spec *spec, const char *why)
 {
     pid_t *pids = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(pid_t));
     launch_find_running(spec, pids);
     for (int i = 0; i < spec->n_nodes; i++)
         if (pids[i] > 0) {
             rl_log_warn("node %s (pid %d) was left running by an earlier coordinator of this "
-                        "job: stopping it (ringleader run --resume would have kept it)",
-                        spec->nodes[i].id, (int)pids[i]);
+                        "job: stopping it (%s)",
+                        spec->nodes[i].id, (int)pids[i], why);
             stop_by_pid(pids[i]);
         }
     free(pids);
@@ -186,9 +186,13 @@ static pid_t *await_survivors(job *j)
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL); /* polling the registry, bounded by until */
     }
+    bool *late = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(bool));
     pthread_mutex_lock(&j->reg.mtx);
     for (int i = 0; i < spec->n_nodes; i++)
-        if (pids[i] > 0 && j->reg.nodes[i].state != NODE_JOINED) {
+        late[i] = pids[i] > 0 && j->reg.nodes[i].state != NODE_JOINED;
+    pthread_mutex_unlock(&j->reg.mtx);
+    for (int i = 0; i < spec->n_nodes; i++)
+        if (late[i]) { /* outside the job lock: this waits for the process to go */
             rl_log_warn("node %s (pid %d) of the earlier coordinator did not join within %d ms: "
                         "stopping it and starting it afresh",
                         spec->nodes[i].id, (int)pids[i],
@@ -196,7 +200,7 @@ static pid_t *await_survivors(job *j)
             stop_by_pid(pids[i]);
             pids[i] = 0;
         }
-    pthread_mutex_unlock(&j->reg.mtx);
+    free(late);
     return pids;
 }
 
@@ -342,6 +346,7 @@ int cmd_run(int argc, char **argv)
     bool resume_done = false; /* --resume of a job its checkpoint says is complete */
     int init_rv = job_init(&j, spec);
     j.incarnation = incarnation;
+    j.spec_hash = spec_hash;
     j.baseline_path = baseline;
     j.baseline_step_ms = base_ms;
     j.baseline_nodes = base_nodes;
@@ -377,6 +382,7 @@ int cmd_run(int argc, char **argv)
     ckpt_writer_start(&ckpt, &j, out_dir, spec_hash, incarnation,
                       j.program || spec->checkpoint_every_ms == 0 ? -1 : spec->checkpoint_every_ms);
     if (resume_done) {
+        if (spec->launch == RL_LAUNCH_LOCAL) free(stop_leftovers(spec, "the job is complete: nothing to re-admit"));
         printf("the job was complete at that checkpoint: nothing to run\n");
         job_finish(&j, JOB_DONE, NULL);
         goto checkpoint;
@@ -415,7 +421,8 @@ int cmd_run(int argc, char **argv)
             job_finish(&j, JOB_FAILED, "cannot find ringleader-node (set RINGLEADER_NODE_BIN)");
             goto stop;
         }
-        pid_t *adopt = o.resume ? await_survivors(&j) : stop_leftovers(spec);
+        pid_t *adopt = o.resume ? await_survivors(&j)
+                                  : stop_leftovers(spec, "ringleader run --resume would have kept it");
         int lrv = launch_nodes(spec, bin, adopt, &nodes);
         free(adopt);
         if (lrv != 0) {

@@ -241,9 +241,7 @@ static void admit(job *j, int i, const rl_msg_join_req *q)
      * epoch it had, so its old rings' frames are fenced (lib/agent.c). */
     bool rejoin = RL_HAS_FIELD(q, join_req, incarnation) && q->incarnation != 0 &&
                   q->incarnation != j->incarnation;
-    if (rejoin && j->status == JOB_WAITING && RL_HAS_FIELD(q, join_req, epoch) &&
-        q->epoch > j->epoch)
-        j->epoch = q->epoch;
+    if (RL_HAS_FIELD(q, join_req, epoch) && q->epoch > j->epoch_floor) j->epoch_floor = q->epoch;
     if (rejoin && e->state == NODE_EXPECTED) j->readmitted++;
     snprintf(e->listen, sizeof(e->listen), "%s", q->listen);
     e->pid = (pid_t)q->pid;
@@ -302,8 +300,10 @@ static int handle_join(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_msg *r
      * do not wait for one. */
     resp->u.join_resp.coordinator_grace_ms =
         j->program ? 0 : (uint64_t)j->spec->coordinator_grace_ms;
+    resp->u.join_resp.spec_hash = j->spec_hash;
     resp->u.join_resp.has |= RL_FIELD_BIT(join_resp, incarnation) |
-                             RL_FIELD_BIT(join_resp, coordinator_grace_ms);
+                             RL_FIELD_BIT(join_resp, coordinator_grace_ms) |
+                             RL_FIELD_BIT(join_resp, spec_hash);
     return RL_OK;
 }
 
@@ -1126,6 +1126,7 @@ static void replan_locked(job *j, const char *reason)
     j->plan_make_ms =
         (uint64_t)placement_make_allowance_ms(&d, before, j->owner, j->members, j->n_members);
     free(before);
+    if (j->epoch < j->epoch_floor) j->epoch = j->epoch_floor; /* above re-admitted nodes' fences */
     j->epoch++;
     j->last_plan_ms = rl_clock_ms();
     j->imbalance_streak = 0;

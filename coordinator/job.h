@@ -110,6 +110,8 @@ typedef struct job {
      * calls naming another are refused (RL_ESTALE), so that the node joins
      * again (lib/agent.c). 0: not set (no check). */
     uint64_t incarnation;
+    uint64_t spec_hash;   /* the resolved spec's (checkpoint.c), in JOIN replies */
+    uint64_t epoch_floor; /* the newest epoch a re-admitted node had: plans go above it */
     job_event *events;
     size_t n_events, cap_events;
 } job;

@@ -80,10 +80,19 @@ static void agent_take_join(rl_agent *a, const rl_msg_join_resp *r)
     a->coordinator_grace_ms =
         RL_HAS_FIELD(r, join_resp, coordinator_grace_ms) ? (int)r->coordinator_grace_ms : 0;
     atomic_store(&a->incarnation, RL_HAS_FIELD(r, join_resp, incarnation) ? r->incarnation : 0);
+    atomic_store(&a->spec_hash, RL_HAS_FIELD(r, join_resp, spec_hash) ? r->spec_hash : 0);
     snprintf(a->job, sizeof(a->job), "%s", r->job);
     atomic_fetch_add(&a->admissions, 1);
     if (a->heartbeat_ms <= 0) a->heartbeat_ms = 100;
     if (a->failure_timeout_ms <= a->heartbeat_ms) a->failure_timeout_ms = 5 * a->heartbeat_ms;
+}
+
+/* The newest epoch this node was planned or in (the worker raises
+ * planned_epoch when it takes a plan, before its ring forms). */
+static uint64_t agent_newest_epoch(rl_agent *a)
+{
+    uint64_t p = atomic_load(&a->planned_epoch), e = atomic_load(&a->epoch);
+    return p > e ? p : e;
 }
 
 /* One JOIN as a node that was admitted before. */
@@ -95,9 +104,7 @@ static int agent_rejoin(rl_agent *a, uint64_t deadline_ms)
     req.u.join_req.node_id = (char *)a->id;
     req.u.join_req.listen = (char *)rl_endpoint_url(a->ep);
     req.u.join_req.pid = (uint64_t)getpid();
-    req.u.join_req.epoch = atomic_load(&a->planned_epoch) > atomic_load(&a->epoch)
-                               ? atomic_load(&a->planned_epoch)
-                               : atomic_load(&a->epoch);
+    req.u.join_req.epoch = agent_newest_epoch(a);
     req.u.join_req.incarnation = atomic_load(&a->incarnation);
     req.u.join_req.has |= RL_FIELD_BIT(join_req, pid) | RL_FIELD_BIT(join_req, epoch) |
                           RL_FIELD_BIT(join_req, incarnation);
@@ -123,6 +130,9 @@ static bool agent_redial(rl_agent *a, const char *why)
                 "(fault_tolerance.coordinator_grace_ms)",
                 why, a->coordinator, a->coordinator_grace_ms);
     agent_set_redialing(a, true);
+    /* No ring of the lost coordinator's epochs forms or runs from now on:
+     * the coordinator that re-admits us plans above the epoch we name. */
+    rl_endpoint_fence(a->ep, agent_newest_epoch(a) + 1);
     abort_ring(a, UINT64_MAX, "coordinator lost");
     uint64_t wait = REDIAL_MIN_MS;
     char last[256] = "no answer";
@@ -235,10 +245,6 @@ static void *agent_heartbeat_main(void *arg)
     uint64_t t_prev = rl_clock_ms();
     double cpu_prev = cpu_seconds();
     double peer_buf[RL_SPEC_MAX_NODES]; /* the heartbeat's peer_wait_ms */
-    /* The coordinator answered after the worker's last step: its closing
-     * then is the job's end. One gone before (the nodes step on without
-     * it) may be resumed: the node re-dials it. */
-    bool done_heard = false;
     while (!atomic_load(&a->stop)) {
         uint64_t now = rl_clock_ms();
         double cpu = cpu_seconds();
@@ -278,7 +284,6 @@ static void *agent_heartbeat_main(void *arg)
         int rv = rl_rpc_call(a->rpc, &req, &rep, sent_ms + (uint64_t)a->heartbeat_ms * 2);
         if (rv == RL_OK) {
             last_ok = rl_clock_ms();
-            done_heard = atomic_load(&a->job_done);
             if (rep.msg.u.heartbeat_resp.stop) {
                 atomic_store(&a->stop, true);
                 abort_ring(a, UINT64_MAX, "the coordinator ended the job");
@@ -294,8 +299,11 @@ static void *agent_heartbeat_main(void *arg)
                 abort_ring(a, rep.msg.u.heartbeat_resp.epoch, "a newer epoch was planned");
             }
         } else if ((rv == RL_ESTALE || rl_clock_ms() - last_ok > (uint64_t)a->failure_timeout_ms) &&
-                   !(atomic_load(&a->job_done) && done_heard) && a->coordinator_grace_ms > 0) {
-            /* ESTALE: a coordinator that did not admit us (a new incarnation) */
+                   a->coordinator_grace_ms > 0) {
+            /* ESTALE: a coordinator that did not admit us (a new incarnation).
+             * The job's end is heard as stop (above, or in a plan or step
+             * report reply): a coordinator lost even after our last step
+             * may not have the job's result, and is re-dialed. */
             char why[400];
             snprintf(why, sizeof(why), "%s (%s)",
                      rv == RL_ESTALE ? "the coordinator does not know this node"
@@ -313,6 +321,9 @@ static void *agent_heartbeat_main(void *arg)
             /* After the job's last step the coordinator ending is the job's end. */
             if (atomic_load(&a->job_done))
                 rl_log_info("the coordinator closed after the job's last step; leaving");
+            else if (rv == RL_ESTALE)
+                rl_log_error("the coordinator does not know this node (%s); leaving",
+                             rl_errdetail());
             else
                 rl_log_error("coordinator gone for more than %d ms (%s); leaving",
                              a->failure_timeout_ms, rl_errdetail());

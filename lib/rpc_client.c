@@ -47,6 +47,9 @@ struct pending {
 };
 
 #define WINDOW_MAX 16
+/* Handshakes a call makes before it gives up (a connection renewed again
+ * each time: the server restarting over and over) */
+#define AUTH_ATTEMPTS 3
 #define DRAIN_MS 500 /* close() lets exchanges in flight end by themselves this long */
 
 typedef struct batch {
@@ -73,7 +76,9 @@ struct rl_rpc_client {
      * connection, so two threads proving at once on a new connection would
      * spoil each other's (rl_rpc_call). */
     pthread_mutex_t auth_mtx;
-    uint64_t auth_gen; /* handshakes done by rl_rpc_call (under auth_mtx) */
+    pthread_cond_t auth_cv; /* monotonic: rl_cond_wait_until */
+    bool authing;           /* a thread is proving (under auth_mtx) */
+    uint64_t auth_gen;      /* handshakes done by rl_rpc_call (under auth_mtx) */
     pthread_mutex_t mtx;
     atomic_uint_fast64_t next_call_id;
     pending *free_async;
@@ -300,21 +305,39 @@ static int authenticate(rl_rpc_client *c, uint64_t deadline)
 
 int rl_rpc_call(rl_rpc_client *c, const rl_msg *req, rl_rpc_reply *reply, uint64_t deadline_ms)
 {
-    pthread_mutex_lock(&c->auth_mtx);
-    uint64_t gen = c->auth_gen;
-    pthread_mutex_unlock(&c->auth_mtx);
-    int rv = call_once(c, req, reply, deadline_ms);
-    if (rv == RL_EAUTH && c->has_token && reply->status == RL_STATUS_UNAUTHENTICATED) {
+    for (int attempt = 0;; attempt++) {
+        pthread_mutex_lock(&c->auth_mtx);
+        uint64_t gen = c->auth_gen;
+        pthread_mutex_unlock(&c->auth_mtx);
+        int rv = call_once(c, req, reply, deadline_ms);
+        if (rv != RL_EAUTH || !c->has_token || reply->status != RL_STATUS_UNAUTHENTICATED ||
+            attempt == AUTH_ATTEMPTS)
+            return rv;
         /* The connection is new (reconnect, server restart): prove again,
-         * unless another thread has since this call was sent. */
+         * unless another thread has since this call was sent; one thread
+         * proves at a time, the others wait for it until their deadline. */
         rl_rpc_reply_fini(reply);
         pthread_mutex_lock(&c->auth_mtx);
-        rv = c->auth_gen == gen ? authenticate(c, deadline_ms) : RL_OK;
-        if (rv == RL_OK && c->auth_gen == gen) c->auth_gen++;
+        while (c->authing && c->auth_gen == gen)
+            if (rl_cond_wait_until(&c->auth_cv, &c->auth_mtx, deadline_ms) == RL_ETIMEDOUT) {
+                pthread_mutex_unlock(&c->auth_mtx);
+                return rli_err(RL_ETIMEDOUT, "%s to %s: authentication by another call "
+                               "not finished before the deadline",
+                               rl_msg_name(req->type) ? rl_msg_name(req->type) : "call", c->url);
+            }
+        rv = RL_OK; /* unless this thread proves, and fails */
+        if (c->auth_gen == gen) {
+            c->authing = true;
+            pthread_mutex_unlock(&c->auth_mtx);
+            rv = authenticate(c, deadline_ms);
+            pthread_mutex_lock(&c->auth_mtx);
+            c->authing = false;
+            if (rv == RL_OK) c->auth_gen++;
+            pthread_cond_broadcast(&c->auth_cv);
+        }
         pthread_mutex_unlock(&c->auth_mtx);
-        if (rv == RL_OK) rv = call_once(c, req, reply, deadline_ms);
+        if (rv != RL_OK) return rv;
     }
-    return rv;
 }
 
 /* ---- Asynchronous calls -------------------------------------------------------- */
@@ -821,6 +844,7 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
     int rv;
     pthread_mutex_init(&c->mtx, NULL);
     pthread_mutex_init(&c->auth_mtx, NULL);
+    rl_cond_init_monotonic(&c->auth_cv);
     pthread_cond_init(&c->close_cv, NULL);
     snprintf(c->url, sizeof(c->url), "%s", o->url);
     snprintf(c->peer_id, sizeof(c->peer_id), "%s", o->peer_id ? o->peer_id : "");
@@ -834,6 +858,7 @@ int rl_rpc_client_open(const rl_rpc_client_opts *o, uint64_t deadline_ms, rl_rpc
         pthread_cond_destroy(&c->close_cv);
         pthread_mutex_destroy(&c->mtx);
         pthread_mutex_destroy(&c->auth_mtx);
+        pthread_cond_destroy(&c->auth_cv);
         free(c);
         return rli_err(rli_err_from_nng(rv), "rpc client: %s", nng_strerror(rv));
     }
@@ -942,6 +967,7 @@ void rl_rpc_client_close(rl_rpc_client *c)
     pthread_cond_destroy(&c->close_cv);
     pthread_mutex_destroy(&c->mtx);
     pthread_mutex_destroy(&c->auth_mtx);
+    pthread_cond_destroy(&c->auth_cv);
     memset(&c->token, 0, sizeof(c->token));
     free(c);
 }

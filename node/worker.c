@@ -166,6 +166,7 @@ typedef struct batch {
     double *loss, *ms, *compute, *ar, *rows, *ncomp;
     double *done_ms; /* when each step completed (this node's clock) */
     double first_ms; /* when the oldest record was added */
+    uint64_t admissions; /* the agent's JOINs when the plan of these steps came */
 } batch;
 
 static void batch_free(batch *b)
@@ -212,8 +213,11 @@ static int batch_init(batch *b, size_t cap, size_t nb, size_t nm)
 static void batch_flush(rl_agent *a, batch *b, uint64_t epoch, const rl_model *m, bool sync)
 {
     if (b->k == 0) return;
-    if (atomic_load(&a->redialing)) { /* its coordinator is gone: a resumed one restarts */
-        b->k = 0;                      /* from its checkpoint and would refuse these */
+    /* Steps of a plan from a coordinator that is gone (re-dialing) or was
+     * replaced (re-admitted since): the resumed one restarts from its
+     * checkpoint, and they must not reach it. */
+    if (atomic_load(&a->redialing) || b->admissions != atomic_load(&a->admissions)) {
+        b->k = 0;
         return;
     }
     size_t i = b->k - 1;
@@ -286,6 +290,8 @@ typedef struct worker {
     bool data_error;   /* failure is in the data: told as such, then the node exits 1 */
     bool told_data_error;
     uint64_t admissions; /* the agent's JOINs when the last plan came (0: none yet) */
+    uint64_t plan_admissions; /* ... when the current plan came (failures are of it) */
+    uint64_t spec_hash;       /* the coordinator's spec at the last plan (0: none yet) */
     char unreachable[RL_ID_MAX]; /* with it: the member the ring could not reach ("" none) */
     held h;
     rl_table *table;
@@ -436,7 +442,9 @@ static int worker_size_buffers(worker *w, const rl_msg_plan_resp *p)
     w->gblk = w->exact ? malloc((pl->G + 1) * sizeof(double)) : NULL;
     if (w->buf == NULL || w->red == NULL || (w->exact && (w->xacc == NULL || w->gblk == NULL)))
         return RL_ENOMEM;
-    return batch_init(&w->rb, 64, pl->nb, pl->nm);
+    int rv = batch_init(&w->rb, 64, pl->nb, pl->nm);
+    w->rb.admissions = w->plan_admissions; /* the batch's steps are of this plan */
+    return rv;
 }
 
 /* Forms the ring of the plan's epoch (the worker's epoch becomes the
@@ -740,11 +748,35 @@ static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring
     pthread_mutex_unlock(&a->mtx);
 }
 
+/* A coordinator of another spec admitted this node (a new job on the same
+ * URL while it waited for its own, lib/agent.c): the blocks and the table
+ * may be of other data, so they go, and the plan's blocks are made anew. */
+static void worker_check_spec(worker *w)
+{
+    uint64_t h = atomic_load(&w->a->spec_hash);
+    if (w->spec_hash != 0 && h != w->spec_hash) {
+        rl_log_warn("re-admitted by a coordinator of another spec (hash %016llx, was %016llx): "
+                    "dropping the %zu blocks held",
+                    (unsigned long long)h, (unsigned long long)w->spec_hash, w->h.n);
+        held_free(&w->h);
+        rl_table_free(w->table);
+        w->table = NULL;
+    }
+    w->spec_hash = h;
+}
+
 /* Carries out one plan: the model and blocks, the ring, the steps. */
 static worker_next worker_follow_plan(worker *w, const rl_msg_plan_resp *p)
 {
     if (p->stop) return WORKER_STOP;
     atomic_store(&w->a->job_done, false); /* steps to run again */
+    /* This plan's epoch fences older rings from now on, also for a re-join
+     * that comes before its ring forms (lib/agent.c, agent_rejoin). */
+    uint64_t pe = atomic_load(&w->a->planned_epoch);
+    while (pe < p->epoch && !atomic_compare_exchange_weak(&w->a->planned_epoch, &pe, p->epoch)) {
+    }
+    w->plan_admissions = atomic_load(&w->a->admissions);
+    worker_check_spec(w);
     rl_data_params dp = plan_data_params(p);
     worker_next next = worker_take_model(w, p);
     if (next == WORKER_NEXT_PLAN && !w->data_error) next = worker_take_blocks(w, p, &dp);
@@ -771,7 +803,12 @@ int worker_run(rl_agent *a)
     w.schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     for (;;) {
         rl_rpc_reply rep;
+        memset(&rep, 0, sizeof(rep)); /* ask_plan may return before any call */
         atomic_store(&a->phase, RL_AGENT_PHASE_WAITING);
+        if (w.plan_admissions != atomic_load(&a->admissions)) {
+            w.failure[0] = '\0'; /* of a plan of a coordinator since replaced */
+            w.unreachable[0] = '\0';
+        }
         int rv = ask_plan(a, w.epoch, w.step_done, w.failure[0] ? w.failure : NULL, w.data_error,
                           w.unreachable, &rep);
         w.failure[0] = '\0';

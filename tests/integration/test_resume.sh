@@ -100,7 +100,7 @@ kill_coordinator() {
   local want=${2:-4} i n
   kill -KILL "$CPID"; wait "$CPID" 2>/dev/null || true
   for i in $(seq 1 300); do
-    n=$(cat $(node_logs "$1") | grep -c "keeping this node's blocks and re-dialing" || true)
+    n=$(cat $(node_logs "$1") | grep "keeping this node's blocks and re-dialing" | grep -o ' n[0-9]* warn\]' | sort -u | wc -l || true)
     [ "$n" -ge "$want" ] && break
     [ "$i" -lt 300 ] || fail "$1: $n of $want nodes said they re-dial within 30 s of the kill"
     sleep 0.1
@@ -176,7 +176,7 @@ done
 
 # 3. launch: manual; n4 is killed with the coordinator.
 for r in 1 2; do
-  S=$RL_TMP/manual$r.yaml; spec "$S" "manual$r" manual; start "$S"; start_manual_nodes "$S"
+  S=$RL_TMP/manual$r.yaml; spec "$S" "manual$r" manual; start "$S"; MANUAL_PIDS=(); start_manual_nodes "$S"
   wait_step "$S" "$(random_step)"
   n4=$(pgrep -f "ringleader-node --coordinator $CURL --id n4( |\$)") || fail "manual $r: no n4"
   kill -KILL "$n4"; kill_coordinator "$S" 3
@@ -196,6 +196,11 @@ for r in 1 2; do
   finish "$S"
   check_resumed "manual$r"
   check_readmitted "$S" "manual$r" "$BEFORE"
+  # the job's end reaches every node: n1-n3 and the new n4 exit 0, promptly (bounded: 15 s)
+  for p in $BEFORE "${MANUAL_PIDS[-1]}"; do
+    timeout 15 tail --pid="$p" -f /dev/null || fail "manual $r: node pid $p still running 15 s after the job's end"
+    rc=0; wait "$p" || rc=$?; [ "$rc" -eq 0 ] || fail "manual $r: node pid $p exited $rc after the job's end"
+  done
   echo "manual $r: resumed ($(grep -o 'at step [0-9]*' "$S.out")), n1-n3 re-admitted, a new n4, model identical"
 done
 
@@ -246,6 +251,8 @@ for p in $BEFORE; do
   timeout 30 tail --pid="$p" -f /dev/null || fail "gone: node pid $p still running 30 s after the kill"
 done
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+# each node began its grace at most ~0.5 s before t0 (the log poll), and ends it within a second
+[ "$ms" -ge 1000 ] && [ "$ms" -le 6000 ] || fail "gone: the nodes left ${ms} ms after re-dialing began, grace 1500 ms"
 for p in "${MANUAL_PIDS[@]}"; do rc=0; wait "$p" || rc=$?; [ "$rc" -eq 1 ] || fail "gone: a node exited $rc, want 1"; done
 n=$(cat "$S".n[1-4] | grep -c "no coordinator admitted this node within 1500 ms" || true)
 [ "$n" -eq 4 ] || fail "gone: $n of 4 nodes said why they left: $(tail -2 "$S".n1)"

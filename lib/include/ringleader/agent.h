@@ -52,6 +52,7 @@ typedef struct rl_agent {
     int coordinator_grace_ms;
     atomic_uint_fast64_t incarnation; /* the coordinator that admitted us (JOIN_RESP) */
     atomic_uint_fast64_t admissions;  /* JOINs accepted: 1, then one per re-admission */
+    atomic_uint_fast64_t spec_hash;   /* the admitting coordinator's spec (JOIN_RESP; 0: none) */
     atomic_bool job_done;   /* the worker completed the job's last step */
     atomic_uint_fast64_t epoch, step;
     atomic_uint_fast64_t planned_epoch; /* the newest epoch the coordinator announced */
