@@ -11,9 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "reduce_ops.h"
 #include "ringleader/agent.h"
 #include "ringleader/clock.h"
 #include "ringleader/data.h"
+#include "ringleader/exact.h"
 #include "ringleader/log.h"
 #include "ringleader/mem.h"
 #include "ringleader/worker.h"
@@ -25,6 +27,10 @@
 #define WORKER_WAIT_BACKSTOP_MS 600000
 /* Step records rank 0 keeps before it must report them. */
 #define WORKER_BATCH_CAP 64
+/* Elements a collective carries in its header round instead of a round of
+ * its own (worker_inline): every member's values are gathered there, each
+ * in its own slots, and every member reduces them alike. */
+#define WORKER_INLINE_MAX 8
 
 /* Rank 0's step records not yet reported (batched as the trainer does). */
 typedef struct worker_batch {
@@ -68,6 +74,9 @@ struct rl_worker {
 #define HDR_BLOCK(w, b)   (3 * (size_t)(w)->size + (b))
 #define HDR_COMPUTE(w, r) (3 * (size_t)(w)->size + (w)->n_blocks_total + (size_t)(r))
 #define HDR_ROWS(w)       (4 * (size_t)(w)->size + (w)->n_blocks_total)
+/* A small collective's data travels in its header (worker_inline): each
+ * rank's WORKER_INLINE_MAX slots, after the rows. */
+#define HDR_INLINE(w, r)  (HDR_ROWS(w) + 1 + (size_t)(r) * WORKER_INLINE_MAX)
 
 static double worker_now_ms(void)
 {
@@ -256,7 +265,7 @@ static void worker_take_plan(rl_worker *w, const rl_msg_plan_resp *p)
         w->rows += (size_t)(left < w->dp.block_rows ? left : w->dp.block_rows);
     }
     w->data_valid = false;
-    w->hdr_len = 4 * (size_t)w->size + w->n_blocks_total + 1;
+    w->hdr_len = 4 * (size_t)w->size + w->n_blocks_total + 1 + (size_t)w->size * WORKER_INLINE_MAX;
     free(w->hdr);
     free(w->hdr_red);
     w->hdr = rl_xcalloc(w->hdr_len, sizeof(double));
@@ -587,7 +596,50 @@ static int worker_check_coverage(rl_worker *w)
     return RL_OK;
 }
 
-/* One collective: the header round, the data, the barrier. */
+/* Whether count elements of dt under op go in the header round: f32, f64
+ * and i32 are exact in its doubles (i64 is not). The choice depends on the
+ * arguments only, which every member checks alike. */
+static bool worker_inline(size_t count, rl_dtype dt, rl_op op)
+{
+    return count > 0 && count <= WORKER_INLINE_MAX && (dt == RL_F32 || dt == RL_F64 || dt == RL_I32) &&
+           (op != RL_OP_SUM_EXACT || dt != RL_I32);
+}
+
+/* The inline collective's result, from every rank's slots in the reduced
+ * header: reduced in rank order with the dtype's own kernel, as the direct
+ * algorithm does (allreduce.c); the exact sum through accumulators. */
+static void worker_inline_reduce(rl_worker *w, void *buf, size_t count, rl_dtype dt, rl_op op)
+{
+    union {
+        float f[WORKER_INLINE_MAX];
+        double d[WORKER_INLINE_MAX];
+        int32_t i[WORKER_INLINE_MAX];
+    } v;
+    size_t es = rl_dtype_size(dt);
+    if (op == RL_OP_SUM_EXACT) {
+        rl_exact acc[WORKER_INLINE_MAX];
+        rl_exact_clear(acc, count);
+        for (int r = 0; r < w->size; r++)
+            rl_exact_add_f64(acc, &w->hdr_red[HDR_INLINE(w, r)], count); /* f32 is exact in f64 */
+        if (dt == RL_F64) rl_exact_to_f64(acc, buf, count);
+        else rl_exact_to_f32(acc, buf, count);
+        return;
+    }
+    rli_reduce_fn kernel = rli_reduce_kernel(dt, op);
+    for (int r = 0; r < w->size; r++) {
+        const double *g = &w->hdr_red[HDR_INLINE(w, r)];
+        for (size_t i = 0; i < count; i++) {
+            if (dt == RL_F32) v.f[i] = (float)g[i];
+            else if (dt == RL_F64) v.d[i] = g[i];
+            else v.i[i] = (int32_t)g[i];
+        }
+        if (r == 0) memcpy(buf, &v, count * es);
+        else kernel(buf, buf, &v, count);
+    }
+}
+
+/* One collective: the header round (with the data, when small), the data,
+ * the barrier. */
 static int worker_collective(rl_worker *w, void *buf, size_t count, rl_dtype dt, rl_op op)
 {
     if (atomic_load(&w->a->stop) || w->ring == NULL)
@@ -612,6 +664,11 @@ static int worker_collective(rl_worker *w, void *buf, size_t count, rl_dtype dt,
         w->hdr[HDR_BLOCK(w, w->blocks[i])] += 1.0;
     w->hdr[HDR_COMPUTE(w, w->rank)] = compute;
     w->hdr[HDR_ROWS(w)] = (double)w->rows;
+    bool inl = worker_inline(count, dt, op);
+    for (size_t i = 0; inl && i < count; i++) /* the others' slots stay 0: the sum gathers */
+        w->hdr[HDR_INLINE(w, w->rank) + i] = dt == RL_F32   ? (double)((const float *)buf)[i]
+                                             : dt == RL_F64 ? ((const double *)buf)[i]
+                                                            : (double)((const int32_t *)buf)[i];
     int rv = rl_allreduce(w->ring, w->hdr, w->hdr_red, w->hdr_len, RL_F64, RL_OP_SUM,
                           rl_clock_ms() + WORKER_WAIT_BACKSTOP_MS);
     if (rv != RL_OK) {
@@ -625,8 +682,10 @@ static int worker_collective(rl_worker *w, void *buf, size_t count, rl_dtype dt,
         return rv;
     }
     double t1 = worker_now_ms();
-    rv = count > 0 ? rl_allreduce(w->ring, buf, buf, count, dt, op, rl_clock_ms() + w->op_ms)
-                   : RL_OK;
+    if (inl) worker_inline_reduce(w, buf, count, dt, op);
+    rv = count > 0 && !inl
+             ? rl_allreduce(w->ring, buf, buf, count, dt, op, rl_clock_ms() + w->op_ms)
+             : RL_OK;
     if (rv == RL_OK) {
         rv = rl_barrier(w->ring, rl_clock_ms() + w->op_ms);
         if (rv != RL_OK) { /* the data is here; whether every member has it, the

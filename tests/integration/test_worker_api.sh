@@ -6,7 +6,9 @@
 #  2. a program exiting 3 fails the job naming the node, the code and the
 #     tail of its stderr, in seconds;
 #  3. members calling allreduce with different counts: every member gets
-#     RL_EINVAL naming both counts, and the job still ends;
+#     RL_EINVAL naming both counts, and the job still ends; 3b. f32 sums of
+#     8 and 9 elements, i32 max and min, a f32 exact sum: the results the
+#     program checks, carried in the header round or not;
 #  4. SIGKILL of one program mid-run: both survivors get RL_EREPLAN at the
 #     same step, the job completes with 0 coverage violations and the
 #     built-in trainer's model;
@@ -100,6 +102,14 @@ for n in n1 n2 n3; do
   [ -f "$f" ] || fail "$n got no error"
   grep -q "^RL_EINVAL .*count 4 .*count 5\|^RL_EINVAL .*count 5 .*count 4" "$f" || fail "$n: $(cat "$f")"
 done
+
+echo "== 3b. small collectives of every kind, in the header round and not (at ${SECONDS} s)"
+spec mixed 5 "$PROG" 200 --mixed
+run_job; wait_job 60; [ "$RUN_RC" = 0 ] || fail "rc $RUN_RC: $(grep wapi_prog "$SPEC.err" | head -3)"
+R=$RL_TMP/out-mixed/run.json
+[ "$(json "$R" 'r["status"], r["coverage"]["violations"], r["steps_completed"] >= 1000')" = "ok 0 True" ] ||
+  fail "run.json: $(json "$R" 'r["status"], r["coverage"], r["steps_completed"]')"
+[ "$(json "$R" 'sorted(n["exit_code"] for n in r["nodes"])')" = "[0, 0, 0]" ] || fail "exit codes"
 
 echo "== 4. SIGKILL of one program mid-run (at ${SECONDS} s)"
 STEPS=4000
