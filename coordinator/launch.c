@@ -137,6 +137,7 @@ int launch_nodes(const rl_spec *spec, const char *node_bin, const pid_t *adopt, 
             return -1;
         }
         if (pid == 0) {
+            closefrom(3); /* none of the coordinator's sockets or files: see launch.h */
             execv(node_bin, (char *const *)argv);
             fprintf(stderr, "cannot run %s: %s\n", node_bin, strerror(errno));
             _exit(127);
@@ -373,6 +374,7 @@ int launch_programs(const rl_spec *spec, launched *out)
         }
         if (pid == 0) {
             dup2(fds[1], STDERR_FILENO);
+            closefrom(3); /* none of the coordinator's sockets or files: see launch.h */
             if (chdir(workdir) != 0) {
                 fprintf(stderr, "cannot enter program.workdir %s: %s\n", workdir, strerror(errno));
                 _exit(127);

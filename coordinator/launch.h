@@ -1,5 +1,9 @@
 /* launch.h - `launch: local`: one ringleader-node process per spec node on
- * this machine, each stopped by its PID at the end, whatever happened. */
+ * this machine, each stopped by its PID at the end, whatever happened.
+ * A child keeps only stdin, stdout and stderr of the coordinator's
+ * descriptors: an inherited socket would keep a connection of the
+ * coordinator open after it dies, which its nodes, re-dialing it, must see
+ * closed (lib/agent.c). */
 #ifndef RL_LAUNCH_H
 #define RL_LAUNCH_H
 

@@ -136,6 +136,7 @@ static bool agent_redial(rl_agent *a, const char *why)
     abort_ring(a, UINT64_MAX, "coordinator lost");
     uint64_t wait = REDIAL_MIN_MS;
     char last[256] = "no answer";
+    int tries = 0; /* failed; the first and every tenth are logged */
     while (!atomic_load(&a->stop) && rl_clock_ms() < until) {
         uint64_t now = rl_clock_ms(), d = now + 1000 < until ? now + 1000 : until;
         if (agent_rejoin(a, d) == RL_OK) {
@@ -143,6 +144,7 @@ static bool agent_redial(rl_agent *a, const char *why)
             return true;
         }
         snprintf(last, sizeof(last), "%s", rl_errdetail());
+        if (tries++ % 10 == 0) rl_log_info("re-dial %d: %s", tries, last);
         uint64_t left = until > rl_clock_ms() ? until - rl_clock_ms() : 0;
         uint64_t nap = wait < left ? wait : left;
         struct timespec ts = {(time_t)(nap / 1000), (long)(nap % 1000) * 1000000L};

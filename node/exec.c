@@ -121,6 +121,7 @@ int node_exec(const node_exec_opts *o)
         close(fds[0]);
         dup2(fds[1], STDERR_FILENO);
         close(fds[1]);
+        closefrom(3); /* none of the node's sockets: the program has its own */
         exec_set_env(o);
         execvp(o->argv[0], o->argv);
         fprintf(stderr, "ringleader-node --exec: cannot run %s: %s\n", o->argv[0], strerror(errno));

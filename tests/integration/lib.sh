@@ -18,10 +18,19 @@ report_runs() {
   done < <(find "$RL_TMP" -name run.json -type f 2>/dev/null)
   return "$bad"
 }
+# RL_COORD_URLS: coordinators a test kills: the nodes a killed coordinator
+# started keep running (they re-dial it, coordinator_grace_ms), not the
+# test's children; cleanup finds them by their --coordinator and kills them
+# by PID.
+RL_COORD_URLS=()
 cleanup() {
   local rc=$?
   for p in "${RL_PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
   for p in "${RL_PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  for u in "${RL_COORD_URLS[@]:-}"; do
+    [ -n "$u" ] || continue
+    for p in $(pgrep -f "ringleader-node --coordinator $u( |\$)" || true); do kill -KILL "$p" 2>/dev/null || true; done
+  done
   cg_lift
   netns_down
   report_runs || rc=1

@@ -55,6 +55,7 @@ start() { # start SPEC [ARGS...]: the coordinator in the background; sets CPID, 
   "$RL" run "$s" "$@" >>"$s.out" 2>>"$s.err" &
   CPID=$!; RL_PIDS+=("$CPID")
   CURL=$(sed -n 's/^  coordinator: //p' "$s")
+  RL_COORD_URLS+=("$CURL")
 }
 finish() { # finish SPEC: waits (bounded) for exit 0
   local rc=0
