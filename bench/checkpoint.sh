@@ -21,7 +21,7 @@ export RINGLEADER_NODE_BIN=${RINGLEADER_NODE:-$PWD/build/node/ringleader-node}
 REPS=${REPS:-10}
 STEPS_LIST=${STEPS_LIST:-"100 5000"}
 EVERY=${EVERY:-2000}
-WORK=$(mktemp -d /tmp/rl-bench-ckpt.XXXXXX)
+WORK=$(mktemp -d -p /tmp --suffix=.rl-bench-ckpt)
 trap 'rm -rf "$WORK"' EXIT
 . "$(dirname "$0")/lib.sh" "$WORK"  # free_port
 

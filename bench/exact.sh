@@ -21,7 +21,7 @@ export RINGLEADER_NODE_BIN=${RINGLEADER_NODE:-$PWD/build/node/ringleader-node}
 REPS=${REPS:-5}
 NODES=${NODES:-"2 4"}
 STEPS=${STEPS:-100}
-TMP=$(mktemp -d /tmp/rl-bench-exact.XXXXXX)
+TMP=$(mktemp -d -p /tmp --suffix=.rl-bench-exact)
 trap 'rm -rf "$TMP"' EXIT
 . "$(dirname "$0")/lib.sh" "$TMP"  # free_port
 

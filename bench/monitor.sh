@@ -20,7 +20,7 @@ export RINGLEADER_NODE_BIN=${RINGLEADER_NODE:-$PWD/build/node/ringleader-node}
 REPS=${REPS:-7}
 STEPS=${STEPS:-5000}
 PY=/usr/bin/python3
-WORK=$(mktemp -d /tmp/rl-bench-monitor.XXXXXX)
+WORK=$(mktemp -d -p /tmp --suffix=.rl-bench-monitor)
 SCRAPER=""
 trap '[ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null; rm -rf "$WORK"' EXIT
 . "$(dirname "$0")/lib.sh" "$WORK"  # free_port

@@ -28,7 +28,7 @@ ROWS=${ROWS:-1000000}
 FEATURES=${FEATURES:-32}
 STEPS=${STEPS:-3000}
 KILL_AT=${KILL_AT:-1000}
-WORK=$(mktemp -d /tmp/rl-bench-resume.XXXXXX)
+WORK=$(mktemp -d -p /tmp --suffix=.rl-bench-resume)
 PIDS=()
 trap 'for p in "${PIDS[@]:-}"; do kill -KILL "$p" 2>/dev/null; done; pkill -KILL -f "ringleader-node --coordinator tcp://127.0.0.1:.* --token-file $WORK/" 2>/dev/null; rm -rf "$WORK"' EXIT
 . "$(dirname "$0")/lib.sh" "$WORK"  # free_port

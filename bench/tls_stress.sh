@@ -26,7 +26,7 @@ JOB_TIMEOUT=${JOB_TIMEOUT:-60}
 NODE_GRACE=${NODE_GRACE:-10}
 [ "$(id -u)" -eq 0 ] || { echo "tls_stress: needs root (ip netns)" >&2; exit 2; }
 
-T=$(mktemp -d /tmp/rl-tls-stress.XXXXXX)
+T=$(mktemp -d -p /tmp --suffix=.rl-tls-stress)
 P=rlts$$
 NET=10.200.$(($$ % 250))
 IP1=$NET.1 IP2=$NET.2

@@ -127,23 +127,10 @@ static int manual_nodes_connected(job *j)
     return n;
 }
 
-/* Stops process pid (SIGKILL), waiting (bounded) until it is gone, so that
- * the ring address it held is free for its successor. */
-static void stop_by_pid(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    uint64_t gone_by = rl_clock_ms() + 2000;
-    while (kill(pid, 0) == 0 && rl_clock_ms() < gone_by) {
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* bounded by gone_by */
-    }
-}
-
 /* A fresh run with launch: local: nodes an earlier coordinator of this
  * spec left running (re-dialing it, lib/agent.c) hold the nodes' ring
- * addresses; they are stopped by PID before the job's own start. Returns
- * NULL (nothing to keep). */
-static pid_t *stop_leftovers(const rl_spec *spec, const char *why)
+ * addresses; they are stopped by PID before the job's own start. */
+static void stop_leftovers(const rl_spec *spec, const char *why)
 {
     pid_t *pids = rl_xcalloc((size_t)spec->n_nodes + 1, sizeof(pid_t));
     launch_find_running(spec, pids);
@@ -152,10 +139,9 @@ static pid_t *stop_leftovers(const rl_spec *spec, const char *why)
             rl_log_warn("node %s (pid %d) was left running by an earlier coordinator of this "
                         "job: stopping it (%s)",
                         spec->nodes[i].id, (int)pids[i], why);
-            stop_by_pid(pids[i]);
+            launch_kill_wait(pids[i], 2000);
         }
     free(pids);
-    return NULL;
 }
 
 /*
@@ -197,7 +183,7 @@ static pid_t *await_survivors(job *j)
                         "stopping it and starting it afresh",
                         spec->nodes[i].id, (int)pids[i],
                         spec->failure_timeout_ms + SURVIVOR_WAIT_MS);
-            stop_by_pid(pids[i]);
+            launch_kill_wait(pids[i], 2000);
             pids[i] = 0;
         }
     free(late);
@@ -382,7 +368,8 @@ int cmd_run(int argc, char **argv)
     ckpt_writer_start(&ckpt, &j, out_dir, spec_hash, incarnation,
                       j.program || spec->checkpoint_every_ms == 0 ? -1 : spec->checkpoint_every_ms);
     if (resume_done) {
-        if (spec->launch == RL_LAUNCH_LOCAL) free(stop_leftovers(spec, "the job is complete: nothing to re-admit"));
+        if (spec->launch == RL_LAUNCH_LOCAL)
+            stop_leftovers(spec, "the job is complete: nothing to re-admit");
         printf("the job was complete at that checkpoint: nothing to run\n");
         job_finish(&j, JOB_DONE, NULL);
         goto checkpoint;
@@ -421,8 +408,9 @@ int cmd_run(int argc, char **argv)
             job_finish(&j, JOB_FAILED, "cannot find ringleader-node (set RINGLEADER_NODE_BIN)");
             goto stop;
         }
-        pid_t *adopt = o.resume ? await_survivors(&j)
-                                  : stop_leftovers(spec, "ringleader run --resume would have kept it");
+        pid_t *adopt = NULL;
+        if (o.resume) adopt = await_survivors(&j);
+        else stop_leftovers(spec, "ringleader run --resume would have kept it");
         int lrv = launch_nodes(spec, bin, adopt, &nodes);
         free(adopt);
         if (lrv != 0) {

@@ -368,7 +368,6 @@ static int handle_heartbeat(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl_m
 {
     job *j = arg;
     const rl_msg_heartbeat_req *h = &req->u.heartbeat_req;
-    (void)call;
     pthread_mutex_lock(&j->reg.mtx);
     int i = node_index(j, h->node_id);
     char why[256];
@@ -762,7 +761,6 @@ static int handle_step_report(void *arg, rl_rpc_ctx *call, const rl_msg *req, rl
 {
     job *j = arg;
     const rl_msg_step_report_req *r = &req->u.step_report_req;
-    (void)call;
     pthread_mutex_lock(&j->reg.mtx);
     int ni = node_index(j, r->node_id);
     char why[256];

@@ -108,7 +108,7 @@ typedef struct job {
     int readmitted; /* nodes of an earlier coordinator that joined this one */
     /* This coordinator process (random, cmd_run.c): in every JOIN reply;
      * calls naming another are refused (RL_ESTALE), so that the node joins
-     * again (lib/agent.c). 0: not set (no check). */
+     * again (lib/agent.c). */
     uint64_t incarnation;
     uint64_t spec_hash;   /* the resolved spec's (checkpoint.c), in JOIN replies */
     uint64_t epoch_floor; /* the newest epoch a re-admitted node had: plans go above it */

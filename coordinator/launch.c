@@ -147,6 +147,16 @@ int launch_nodes(const rl_spec *spec, const char *node_bin, const pid_t *adopt, 
     return 0;
 }
 
+void launch_kill_wait(pid_t pid, int ms)
+{
+    kill(pid, SIGKILL);
+    uint64_t gone_by = rl_clock_ms() + (uint64_t)(ms > 0 ? ms : 0);
+    while (kill(pid, 0) == 0 && rl_clock_ms() < gone_by) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* bounded by gone_by */
+    }
+}
+
 int launch_reap(launched *l)
 {
     int running = 0;

@@ -58,6 +58,10 @@ int launch_programs(const rl_spec *spec, launched *out);
 /* The last lines of program i's stderr (all of it that was kept), into buf. */
 void launch_stderr_tail(launched *l, int i, char *buf, size_t cap);
 
+/* SIGKILL to pid (not necessarily our child), then waits up to ms until it
+ * is gone, so that the ring address it held is free for a successor. */
+void launch_kill_wait(pid_t pid, int ms);
+
 /* Reaps nodes that exited; returns how many are still running. */
 int launch_reap(launched *l);
 

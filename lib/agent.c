@@ -157,7 +157,6 @@ static bool agent_redial(rl_agent *a, const char *why)
     return false;
 }
 
-
 static double cpu_seconds(void)
 {
     struct timespec ts;

@@ -222,10 +222,9 @@ void rl_exact_to_f32(const rl_exact *acc, float *out, size_t n)
  * RLI_WINDOW_GROUP elements shares one window, set by the largest exponent
  * field of any member's element in the group (a max all-reduce of one code
  * per group). Each term becomes the int64 nearest x * 2^(K - E) (ties to
- * even), E the
- * window's exponent and K = RLI_WINDOW_BITS, so the sums are integer
- * additions (associative) of 8 bytes per element instead of an rl_exact's
- * 32, and the sum is rounded once. See docs/exactness.md.
+ * even), E the window's exponent and K = RLI_WINDOW_BITS, so the sums are
+ * integer additions (associative) of 8 bytes per element instead of an
+ * rl_exact's 32, and the sum is rounded once. See docs/exactness.md.
  */
 
 /* The conversions are built for AVX-512 and AVX2 too; every clone rounds

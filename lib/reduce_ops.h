@@ -33,8 +33,8 @@ void rli_exact_reduce(void *dst, const void *a, const void *b, size_t n);
  * RLI_WINDOW_SPECIAL means an Inf or NaN term somewhere in the group); each
  * term x becomes the int64 nearest x * 2^(RLI_WINDOW_BITS - E) (ties to
  * even), E the group's window exponent, at most 2^(RLI_WINDOW_BITS + 1) in
- * magnitude, so that
- * 2^(62 - RLI_WINDOW_BITS) members' terms add without overflow.
+ * magnitude, so that 2^(62 - RLI_WINDOW_BITS) members' terms add without
+ * overflow.
  */
 #define RLI_WINDOW_GROUP   128
 #define RLI_WINDOW_BITS    40

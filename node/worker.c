@@ -289,8 +289,7 @@ typedef struct worker {
     char failure[300]; /* told to the coordinator with the next PLAN request */
     bool data_error;   /* failure is in the data: told as such, then the node exits 1 */
     bool told_data_error;
-    uint64_t admissions; /* the agent's JOINs when the last plan came (0: none yet) */
-    uint64_t plan_admissions; /* ... when the current plan came (failures are of it) */
+    uint64_t plan_admissions; /* the agent's JOINs when the current plan came (0: none yet) */
     uint64_t spec_hash;       /* the coordinator's spec at the last plan (0: none yet) */
     char unreachable[RL_ID_MAX]; /* with it: the member the ring could not reach ("" none) */
     held h;
@@ -397,20 +396,19 @@ static worker_next worker_take_model(worker *w, const rl_msg_plan_resp *p)
 }
 
 /* Makes the plan's blocks (keeping those held). */
+/* Makes or keeps the plan's blocks; `readmitted`: the first plan since the
+ * node joined again (a lost coordinator), whose keeping is logged. */
 static worker_next worker_take_blocks(worker *w, const rl_msg_plan_resp *p,
-                                      const rl_data_params *dp)
+                                      const rl_data_params *dp, bool readmitted)
 {
     rl_agent *a = w->a;
     atomic_store(&a->phase, RL_AGENT_PHASE_MAKING_BLOCKS);
     size_t had = w->h.n, kept = 0;
     int rv = held_update(a, &w->h, p, dp, w->table, &w->m, &kept);
     atomic_store(&a->phase, RL_AGENT_PHASE_FORMING_RING);
-    /* the first plan since the node joined again (a lost coordinator) */
-    uint64_t joins = atomic_load(&a->admissions);
-    if (w->admissions != 0 && joins != w->admissions && rv == RL_OK)
+    if (readmitted && rv == RL_OK)
         rl_log_info("epoch %llu after re-admission: %zu blocks, %zu of the %zu held kept, %zu made",
                     (unsigned long long)p->epoch, w->h.n, kept, had, w->h.n - kept);
-    w->admissions = joins;
     if (atomic_load(&a->stop)) return WORKER_STOP; /* while making blocks */
     if (rv == RL_EDATA) return worker_data_error(w, rl_errdetail());
     if (rv != RL_OK) {
@@ -775,11 +773,13 @@ static worker_next worker_follow_plan(worker *w, const rl_msg_plan_resp *p)
     uint64_t pe = atomic_load(&w->a->planned_epoch);
     while (pe < p->epoch && !atomic_compare_exchange_weak(&w->a->planned_epoch, &pe, p->epoch)) {
     }
+    uint64_t was = w->plan_admissions;
     w->plan_admissions = atomic_load(&w->a->admissions);
+    bool readmitted = was != 0 && was != w->plan_admissions;
     worker_check_spec(w);
     rl_data_params dp = plan_data_params(p);
     worker_next next = worker_take_model(w, p);
-    if (next == WORKER_NEXT_PLAN && !w->data_error) next = worker_take_blocks(w, p, &dp);
+    if (next == WORKER_NEXT_PLAN && !w->data_error) next = worker_take_blocks(w, p, &dp, readmitted);
     if (next != WORKER_NEXT_PLAN || w->data_error) return next;
     if (worker_size_buffers(w, p) != RL_OK) {
         snprintf(w->failure, sizeof(w->failure), "step buffers: %s", rl_strerror(RL_ENOMEM));

@@ -2,7 +2,7 @@
 # bounded waits, and cleanup of every process a test starts (by PID).
 set -euo pipefail
 RL_PIDS=()
-RL_TMP=$(mktemp -d /tmp/rl-it.XXXXXX)
+RL_TMP=$(mktemp -d -p /tmp --suffix=.rl-it)
 # report_runs: `ringleader report` ($RL, when the test set it) on every
 # run.json the test's runs wrote under $RL_TMP: it must write the report, with
 # the step-time chart when the run completed a step. Non-zero if one failed.
