@@ -51,13 +51,18 @@ typedef struct coll {
     rli_reduce_fn reduce; /* the kernel over elements of es bytes */
     size_t es;
     uint64_t deadline;
-    /* The windowed sum (reduce_ops.h), else NULL: the reduce-scatter sums
-     * int64 terms, each member rounds the segment it completed into wout
-     * (f32) with the groups' codes wcode, and the all-gather carries those
-     * f32 values, half the bytes. Algorithms other than the ring round the
-     * whole int64 result afterwards (allreduce_run). */
+    /* The windowed sum (reduce_ops.h), else NULL: the result is rounded
+     * into wout (f32) with the groups' codes wcode. The ring's all-gather
+     * carries those f32 values; the other algorithms sum int64 terms and
+     * round the whole result afterwards (allreduce_run). */
     const int32_t *wcode;
     float *wout;
+    /* The ring's fused windowed sum, else NULL: the caller's f32 values.
+     * The first hop carries them as they are; each next member puts its
+     * own on their windows as it adds them to partial sums of es bytes
+     * (rli_window_add_f32), kept in the ring's `out` buffer, and the member
+     * that completes a segment rounds it into wout. */
+    const float *wx;
 } coll;
 
 static int mod(int a, int n)
@@ -394,7 +399,12 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
         size_t off = SEG_OFF(me), cnt = SEG_CNT(me), nc = NCHUNKS(me);
         for (size_t k = 0; k < nc && rv == RL_OK; k++) {
             size_t e0 = k * chunk_elems, ne = cnt - e0 < chunk_elems ? cnt - e0 : chunk_elems;
-            rv = send_chunk(c, right, PHASE_REDUCE_SCATTER, 0, k, in + (off + e0) * es, ne * es);
+            if (c->wx != NULL) /* our own values: the next member puts them on the windows */
+                rv = send_chunk(c, right, PHASE_REDUCE_SCATTER, 0, k, c->wx + off + e0,
+                                ne * sizeof(float));
+            else
+                rv = send_chunk(c, right, PHASE_REDUCE_SCATTER, 0, k, in + (off + e0) * es,
+                                ne * es);
         }
     }
     int total = 2 * (n - 1);
@@ -411,21 +421,28 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
             const uint8_t *data;
             size_t flen;
             bool more = t + 1 < total || k + 1 < nc;
-            size_t want = phase == PHASE_ALL_GATHER && c->wout != NULL ? ne * sizeof(float)
-                                                                       : ne * es;
+            /* The windowed sum's f32 frames: the all-gather's and, fused, the first hop's. */
+            bool f32 = c->wout != NULL &&
+                       (phase == PHASE_ALL_GATHER || (c->wx != NULL && t == 0));
+            size_t want = f32 ? ne * sizeof(float) : ne * es;
             rv = recv_chunk(c, left, phase, step, k, want, more, &data, &flen);
             if (rv != RL_OK) break;
             /* The link reads ahead and sends while we reduce. */
             if (rli_allreduce_hook != NULL) rli_allreduce_hook(phase, step, k);
             size_t fes = es; /* the forwarded chunk's element size */
-            if (phase == PHASE_REDUCE_SCATTER) {
-                c->reduce(dst, in + (off + e0) * es, data, ne);
-                if (c->wout != NULL && t == n - 2) { /* our segment is complete */
-                    rli_window_round_f32((const int64_t *)(const void *)dst, c->wout + off + e0,
-                                         off + e0, ne, c->wcode);
+            if (phase == PHASE_REDUCE_SCATTER && c->wx != NULL) {
+                int inb = t == 0 ? (int)sizeof(float) : (int)es;
+                if (t == n - 2) { /* our segment is complete */
                     dst = (uint8_t *)(c->wout + off + e0);
                     fes = sizeof(float);
+                    rli_window_add_round_f32(c->wx + off + e0, off + e0, ne, c->wcode, data, inb,
+                                             c->wout + off + e0);
+                } else {
+                    rli_window_add_f32(c->wx + off + e0, off + e0, ne, c->wcode, data, inb, dst,
+                                       (int)es);
                 }
+            } else if (phase == PHASE_REDUCE_SCATTER) {
+                c->reduce(dst, in + (off + e0) * es, data, ne);
             } else if (c->wout != NULL) {
                 dst = (uint8_t *)(c->wout + off + e0);
                 fes = sizeof(float);
@@ -544,10 +561,11 @@ static int allreduce_run(coll *c, const void *in, void *out, size_t count)
     if (rv == RL_OK) {
         size_t bytes = count * c->es;
         /* AUTO stands for "nothing to exchange": one member or no elements. */
-        rl_allreduce_algorithm a = r->size == 1 || count == 0
-                                       ? RL_ALLREDUCE_AUTO
-                                       : rli_allreduce_choose(r->algorithm, r->small_bytes,
-                                                              r->size, bytes);
+        rl_allreduce_algorithm a = r->size == 1 || count == 0 ? RL_ALLREDUCE_AUTO
+                                   : c->wx != NULL               ? RL_ALLREDUCE_RING
+                                                                 : rli_allreduce_choose(
+                                                         r->algorithm, r->small_bytes, r->size,
+                                                         bytes);
         if (a == RL_ALLREDUCE_AUTO) {
             if (out != in && bytes > 0) memmove(out, in, bytes);
         } else {
@@ -595,10 +613,25 @@ static int sum_exact_binned(rl_ring *r, const void *in, void *out, size_t count,
     return rv;
 }
 
+/* r->scratch holds at least `bytes`. */
+static int scratch_reserve(rl_ring *r, size_t bytes)
+{
+    if (r->scratch_len >= bytes) return RL_OK;
+    free(r->scratch);
+    r->scratch_len = 0;
+    if ((r->scratch = malloc(bytes)) == NULL)
+        return rli_err(RL_ENOMEM, "rl_allreduce: %zu bytes of scratch for sum_exact", bytes);
+    r->scratch_len = bytes;
+    return RL_OK;
+}
+
 /* RL_OP_SUM_EXACT in windowed form (f32, reduce_ops.h): the groups' codes
- * are max-reduced, the terms become int64 on their group's window and are
- * summed, and each sum is rounded once. A group with an Inf or NaN term
- * anywhere sends every member to the binned form, which defines those. */
+ * are max-reduced, the terms become integers on their group's window and
+ * are summed, and each sum is rounded once. The ring does it in one pass
+ * with partial sums of rli_window_wire_bytes each (the fused form); the
+ * other algorithms sum an int64 copy of the terms. A group with an Inf or
+ * NaN term anywhere sends every member to the binned form, which defines
+ * those. */
 static int sum_exact_windowed(rl_ring *r, const float *in, float *out, size_t count,
                               uint64_t deadline_ms)
 {
@@ -606,29 +639,23 @@ static int sum_exact_windowed(rl_ring *r, const float *in, float *out, size_t co
     if (count > SIZE_MAX / sizeof(int64_t))
         return rli_err(RL_ETOOBIG, "rl_allreduce: %zu elements is too many", count);
     int32_t *code = malloc(ng * sizeof(int32_t));
-    int rv = RL_OK;
     if (code == NULL) return rli_err(RL_ENOMEM, "rl_allreduce: sum_exact of %zu elements", count);
     rli_window_codes_f32(in, count, code);
-    rv = rl_allreduce(r, code, code, ng, RL_I32, RL_OP_MAX, deadline_ms);
+    int rv = rl_allreduce(r, code, code, ng, RL_I32, RL_OP_MAX, deadline_ms);
+    bool fused = r->size > 1 && rli_allreduce_choose(r->algorithm, r->small_bytes, r->size,
+                                                     count * sizeof(int64_t)) == RL_ALLREDUCE_RING;
+    size_t wb = fused ? (size_t)rli_window_wire_bytes(r->size) : sizeof(int64_t);
     if (rv == RL_OK && rli_window_special(code, ng)) {
         rv = sum_exact_binned(r, in, out, count, RL_F32, deadline_ms);
-    } else if (rv == RL_OK) {
-        if (r->scratch_len < count * sizeof(int64_t)) {
-            free(r->scratch);
-            r->scratch_len = 0;
-            if ((r->scratch = malloc(count * sizeof(int64_t))) == NULL)
-                rv = rli_err(RL_ENOMEM, "rl_allreduce: sum_exact of %zu elements", count);
-            else
-                r->scratch_len = count * sizeof(int64_t);
+    } else if (rv == RL_OK && (rv = scratch_reserve(r, count * wb)) == RL_OK) {
+        coll c = {.r = r, .es = wb, .deadline = deadline_ms, .wcode = code, .wout = out};
+        if (fused) {
+            c.wx = in;
+        } else {
+            rli_window_quantize_f32(in, count, code, r->scratch);
+            c.reduce = rli_reduce_kernel(RL_I64, RL_OP_SUM);
         }
-        if (rv == RL_OK) {
-            int64_t *q = r->scratch;
-            rli_window_quantize_f32(in, count, code, q);
-            coll c = {.r = r, .reduce = rli_reduce_kernel(RL_I64, RL_OP_SUM),
-                      .es = sizeof(int64_t), .deadline = deadline_ms, .wcode = code,
-                      .wout = out};
-            rv = allreduce_run(&c, q, q, count);
-        }
+        rv = allreduce_run(&c, r->scratch, r->scratch, count);
     }
     free(code);
     return rv;

@@ -253,14 +253,14 @@ static void window_codes(const float *x, size_t n, int32_t *code)
 {
     for (size_t g = 0; g * RLI_WINDOW_GROUP < n; g++) {
         size_t i0 = g * RLI_WINDOW_GROUP, i1 = n - i0 < RLI_WINDOW_GROUP ? n : i0 + RLI_WINDOW_GROUP;
-        uint32_t mx = 0;
+        uint32_t mx = 0; /* the exponent field in place: one shift a group */
         for (size_t i = i0; i < i1; i++) {
             uint32_t u;
             memcpy(&u, &x[i], sizeof(u));
-            uint32_t f = (u >> 23) & 0xffu;
-            mx = f > mx ? f : mx;
+            u &= 0x7f800000u;
+            mx = u > mx ? u : mx;
         }
-        code[g] = (int32_t)mx;
+        code[g] = (int32_t)(mx >> 23);
     }
 }
 
@@ -276,22 +276,33 @@ bool rli_window_special(const int32_t *code, size_t ngroups)
     return false;
 }
 
+/* x * scale to the nearest integer, ties to even. For |x * scale| < 2^51
+ * the product is exact in double, and adding 1.5 * 2^52 rounds it to an
+ * integer held in the low bits, read back with one integer subtraction;
+ * unlike a conversion to int64, this vectorises. */
+static inline int64_t window_term(float x, double scale)
+{
+    double v = (double)x * scale + WINDOW_MAGIC;
+    int64_t b;
+    memcpy(&b, &v, sizeof(b));
+    return b - WINDOW_MAGIC_BITS;
+}
+
+/* The factor that puts a term of a group with this code on its window:
+ * |x| < 2^(E + 1), so |x * factor| < 2^(K + 1) <= 2^51. */
+static double window_factor(int32_t code)
+{
+    return ldexp(1.0, RLI_WINDOW_BITS - window_exp(code));
+}
+
 WINDOW_KERNEL
 static void window_quantize(const float *x, size_t n, const int32_t *code, int64_t *q)
 {
     for (size_t g = 0; g * RLI_WINDOW_GROUP < n; g++) {
         size_t i0 = g * RLI_WINDOW_GROUP, i1 = n - i0 < RLI_WINDOW_GROUP ? n : i0 + RLI_WINDOW_GROUP;
-        /* |x| < 2^(E + 1), so |x * scale| < 2^(K + 1) <= 2^51: exact in
-         * double, and adding 1.5 * 2^52 rounds it to an integer (to nearest,
-         * ties to even) held in the low bits, read back with one integer
-         * subtraction; unlike a conversion to int64, this vectorises. */
-        double scale = ldexp(1.0, RLI_WINDOW_BITS - window_exp(code[g]));
-        for (size_t i = i0; i < i1; i++) {
-            double v = (double)x[i] * scale + WINDOW_MAGIC;
-            int64_t b;
-            memcpy(&b, &v, sizeof(b));
-            q[i] = b - WINDOW_MAGIC_BITS;
-        }
+        double scale = window_factor(code[g]);
+        for (size_t i = i0; i < i1; i++)
+            q[i] = window_term(x[i], scale);
     }
 }
 
@@ -313,34 +324,50 @@ static float window_round_slow(int64_t q, int scale)
     return neg ? -r : r;
 }
 
+/* out[i] = q[i] units of 2^scale, correctly rounded, for one group's n
+ * elements. */
+static inline void window_round_group(const int64_t *q, float *out, size_t n, int scale)
+{
+    double pow2 = ldexp(1.0, scale);
+    int odd = 0;
+    /* For |q| < 2^51 the magic number turns q into the double q exactly
+     * (the inverse of window_term's step, and it vectorises); the scaling
+     * is exact, and the one rounding to f32 is the correct one while the
+     * result is a normal f32 (a subnormal one is rounded by the general
+     * path, whatever the CPU's flush-to-zero mode). With scale in
+     * [-126, 76] every such q gives zero or a normal f32 below 2^127, so
+     * only q's range is checked. */
+    bool normal = scale >= -126 && scale <= 127 - 51;
+    for (size_t i = 0; i < n; i++) {
+        int64_t b = q[i] + WINDOW_MAGIC_BITS;
+        double d;
+        memcpy(&d, &b, sizeof(d));
+        double v = (d - WINDOW_MAGIC) * pow2;
+        out[i] = (float)v;
+        odd |= (q[i] >= (INT64_C(1) << 51)) | (q[i] <= -(INT64_C(1) << 51));
+        if (!normal) odd |= (fabs(v) < 0x1p-126 && v != 0.0) | (fabs(v) >= 0x1p128);
+    }
+    if (odd)
+        for (size_t i = 0; i < n; i++)
+            out[i] = window_round_slow(q[i], scale);
+}
+
+/* The elements [i, end) of a run starting at element first that share one
+ * group: end is the group's end or n. */
+static size_t window_group_end(size_t first, size_t i, size_t n)
+{
+    size_t end = ((first + i) / RLI_WINDOW_GROUP + 1) * RLI_WINDOW_GROUP - first;
+    return end > n ? n : end;
+}
+
 WINDOW_KERNEL
 static void window_round(const int64_t *q, float *out, size_t first, size_t n,
                          const int32_t *code)
 {
-    size_t i = 0;
-    while (i < n) {
-        size_t g = (first + i) / RLI_WINDOW_GROUP;
-        size_t i0 = i, end = (g + 1) * RLI_WINDOW_GROUP - first;
-        if (end > n) end = n;
-        int scale = window_exp(code[g]) - RLI_WINDOW_BITS;
-        double pow2 = ldexp(1.0, scale);
-        int odd = 0;
-        /* For |q| < 2^51 the magic number turns q into the double q exactly
-         * (the inverse of rli_window_quantize_f32's step, and it
-         * vectorises); the scaling is exact, and the one rounding to f32 is
-         * the correct one while the result is a normal f32. */
-        for (; i < end; i++) {
-            int64_t b = q[i] + WINDOW_MAGIC_BITS;
-            double d;
-            memcpy(&d, &b, sizeof(d));
-            double v = (d - WINDOW_MAGIC) * pow2;
-            out[i] = (float)v;
-            odd |= (q[i] >= (INT64_C(1) << 51)) | (q[i] <= -(INT64_C(1) << 51)) |
-                   (fabs(v) < 0x1p-126 && v != 0.0) | (fabs(v) >= 0x1p128);
-        }
-        if (odd)
-            for (size_t j = i0; j < end; j++)
-                out[j] = window_round_slow(q[j], scale);
+    for (size_t i = 0, end; i < n; i = end) {
+        end = window_group_end(first, i, n);
+        int scale = window_exp(code[(first + i) / RLI_WINDOW_GROUP]) - RLI_WINDOW_BITS;
+        window_round_group(q + i, out + i, end - i, scale);
     }
 }
 
@@ -348,4 +375,130 @@ void rli_window_round_f32(const int64_t *q, float *out, size_t first, size_t n,
                           const int32_t *code)
 {
     window_round(q, out, first, n, code);
+}
+
+/* ---- The wire form of the ring's partial sums ------------------------------ */
+
+int rli_window_wire_bytes(int nmembers)
+{
+    /* Each term is at most 2^(K + 1) in magnitude; a 48-bit two's
+     * complement integer holds up to 2^47 - 1. */
+    return (int64_t)nmembers << (RLI_WINDOW_BITS + 1) < (INT64_C(1) << 47) ? RLI_WINDOW_WIRE : 8;
+}
+
+/*
+ * The wire form of n partial sums (wb bytes each): their low 32 bits as n
+ * unsigned 32-bit integers, then their high bits as n signed integers of
+ * wb - 4 bytes, in the members' byte order as all ring data. Planar, so
+ * that packing and unpacking vectorise.
+ */
+static inline int64_t wire_get(const uint8_t *w, size_t n, size_t j, int wb)
+{
+    uint32_t lo;
+    memcpy(&lo, w + 4 * j, 4);
+    int64_t hi;
+    if (wb == RLI_WINDOW_WIRE) {
+        int16_t h;
+        memcpy(&h, w + 4 * n + 2 * j, 2);
+        hi = h;
+    } else {
+        int32_t h;
+        memcpy(&h, w + 4 * n + 4 * j, 4);
+        hi = h;
+    }
+    return hi * INT64_C(4294967296) + (int64_t)lo;
+}
+
+static inline void wire_put(uint8_t *w, size_t n, size_t j, int64_t v, int wb)
+{
+    /* |v| < 2^47 (rli_window_wire_bytes) for the 6-byte form; the high
+     * part by a logical shift, which vectorises (an arithmetic one does
+     * not, before AVX-512), as its low bits are the same. */
+    uint64_t u = (uint64_t)v;
+    uint32_t lo = (uint32_t)u;
+    memcpy(w + 4 * j, &lo, 4);
+    if (wb == RLI_WINDOW_WIRE) {
+        uint16_t h = (uint16_t)(u >> 32);
+        memcpy(w + 4 * n + 2 * j, &h, 2);
+    } else {
+        uint32_t h = (uint32_t)(u >> 32);
+        memcpy(w + 4 * n + 4 * j, &h, 4);
+    }
+}
+
+/* Element j of a run of n in the form of inb bytes an element: a peer's
+ * own f32 value, put on the window `scale` here (4), or a partial sum in
+ * wire form (RLI_WINDOW_WIRE or 8). */
+static inline int64_t window_in(const uint8_t *in, size_t n, size_t j, int inb, double scale)
+{
+    if (inb == 4) {
+        float y;
+        memcpy(&y, in + 4 * j, 4);
+        return window_term(y, scale);
+    }
+    return wire_get(in, n, j, inb);
+}
+
+/* Elements [i, end) of a run of n, one group's: x on the window `scale`
+ * plus win's (inb bytes each) into wout's sums (wb bytes each). inb and wb
+ * are constants where this is inlined, so that each loop vectorises. */
+static inline void window_add_run(const float *x, size_t n, size_t i, size_t end, double scale,
+                                  const uint8_t *win, int inb, uint8_t *wout, int wb)
+{
+    for (size_t j = i; j < end; j++)
+        wire_put(wout, n, j, window_term(x[j], scale) + window_in(win, n, j, inb, scale), wb);
+}
+
+WINDOW_KERNEL
+static void window_add(const float *x, size_t first, size_t n, const int32_t *code,
+                       const uint8_t *win, int inb, uint8_t *wout, int wb)
+{
+    for (size_t i = 0, end; i < n; i = end) {
+        end = window_group_end(first, i, n);
+        double scale = window_factor(code[(first + i) / RLI_WINDOW_GROUP]);
+        if (inb == 4 && wb == RLI_WINDOW_WIRE)
+            window_add_run(x, n, i, end, scale, win, 4, wout, RLI_WINDOW_WIRE);
+        else if (inb == 4)
+            window_add_run(x, n, i, end, scale, win, 4, wout, 8);
+        else if (wb == RLI_WINDOW_WIRE)
+            window_add_run(x, n, i, end, scale, win, RLI_WINDOW_WIRE, wout, RLI_WINDOW_WIRE);
+        else
+            window_add_run(x, n, i, end, scale, win, 8, wout, 8);
+    }
+}
+
+void rli_window_add_f32(const float *x, size_t first, size_t n, const int32_t *code,
+                        const uint8_t *win, int inb, uint8_t *wout, int wb)
+{
+    window_add(x, first, n, code, win, inb, wout, wb);
+}
+
+/* q[j - i] = x[j] + win[j] on the window `scale` for j in [i, end). */
+static inline void window_sum_run(const float *x, size_t n, size_t i, size_t end, double scale,
+                                  const uint8_t *win, int inb, int64_t *q)
+{
+    for (size_t j = i; j < end; j++)
+        q[j - i] = window_term(x[j], scale) + window_in(win, n, j, inb, scale);
+}
+
+WINDOW_KERNEL
+static void window_add_round(const float *x, size_t first, size_t n, const int32_t *code,
+                             const uint8_t *win, int inb, float *out)
+{
+    int64_t q[RLI_WINDOW_GROUP];
+    for (size_t i = 0, end; i < n; i = end) {
+        end = window_group_end(first, i, n);
+        int32_t cd = code[(first + i) / RLI_WINDOW_GROUP];
+        double scale = window_factor(cd);
+        if (inb == 4) window_sum_run(x, n, i, end, scale, win, 4, q);
+        else if (inb == RLI_WINDOW_WIRE) window_sum_run(x, n, i, end, scale, win, RLI_WINDOW_WIRE, q);
+        else window_sum_run(x, n, i, end, scale, win, 8, q);
+        window_round_group(q, out + i, end - i, window_exp(cd) - RLI_WINDOW_BITS);
+    }
+}
+
+void rli_window_add_round_f32(const float *x, size_t first, size_t n, const int32_t *code,
+                              const uint8_t *win, int inb, float *out)
+{
+    window_add_round(x, first, n, code, win, inb, out);
 }

@@ -53,4 +53,23 @@ void rli_window_quantize_f32(const float *x, size_t n, const int32_t *code, int6
 void rli_window_round_f32(const int64_t *q, float *out, size_t first, size_t n,
                           const int32_t *code);
 
+/*
+ * The ring's fused form (allreduce.c): the reduce-scatter's first hop
+ * carries a member's own f32 values, the next ones partial sums of terms
+ * in wb bytes each, and each member puts its own terms (and the first
+ * hop's) on their windows as it adds them, so no int64 copy of the buffer
+ * is made. wb is RLI_WINDOW_WIRE while nmembers' terms fit in it, else 8
+ * (rli_window_wire_bytes). x and out point at element first; win holds
+ * those n elements in inb bytes each (4: a peer's f32 values; wb: partial
+ * sums in wire form, exact.c), and wout their sums in wire form.
+ */
+#define RLI_WINDOW_WIRE 6
+int rli_window_wire_bytes(int nmembers);
+/* wout = x + win on the windows. */
+void rli_window_add_f32(const float *x, size_t first, size_t n, const int32_t *code,
+                        const uint8_t *win, int inb, uint8_t *wout, int wb);
+/* out = x + win on the windows, each sum rounded once (out may be x). */
+void rli_window_add_round_f32(const float *x, size_t first, size_t n, const int32_t *code,
+                              const uint8_t *win, int inb, float *out);
+
 #endif

@@ -166,7 +166,7 @@ struct rl_ring {
     /* Nanoseconds the collectives' thread spent blocked on each peer rank
      * (rl_ring_wait_ns); written by that thread only. */
     uint64_t *wait_ns;
-    /* The collectives' own scratch (the windowed sum's int64 terms), kept
+    /* The collectives' own scratch (the windowed sum's partial sums), kept
      * between calls so that a large buffer is not faulted in afresh each
      * time; written by the collectives' thread only. */
     void *scratch;

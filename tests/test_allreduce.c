@@ -218,6 +218,13 @@ static int window_check(member *m, rl_ring *ring, uint8_t *buf1, uint8_t *buf2, 
         snprintf(m->msg, sizeof(m->msg), "windowed sum_exact n=%zu: %s", n,
                  rv != RL_OK ? rl_errdetail() : "differs from the reference");
     if (!bad) {
+        rv = rl_allreduce(ring, x, x, n, RL_F32, RL_OP_SUM_EXACT, rl_clock_ms() + 30000);
+        bad = rv != RL_OK || memcmp(x, want, n * sizeof(float)) != 0;
+        if (bad)
+            snprintf(m->msg, sizeof(m->msg), "windowed sum_exact in place n=%zu: %s", n,
+                     rv != RL_OK ? rl_errdetail() : "differs from the reference");
+    }
+    if (!bad) {
         rl_exact *all = malloc(n * sizeof(rl_exact));
         rl_exact_clear(all, n);
         for (int r = 0; r < m->n; r++) {

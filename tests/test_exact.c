@@ -333,6 +333,78 @@ START_TEST(f32_rounds_once)
 }
 END_TEST
 
+/*
+ * The ring's fused windowed form (reduce_ops.h): members' terms added one
+ * member at a time, the first two from f32 values, through partial sums of
+ * 6 and of 8 bytes, from an element that starts no group, give bitwise the
+ * sum of the int64 terms rounded once, in place too; and two members' f32
+ * values rounded at once. The terms span f32's range and subnormals
+ * (_i 0) or sit near their window's top (_i 1, all-ones mantissas below
+ * 2^21), of both signs, with zeros.
+ */
+#define WM 5     /* members */
+#define WN 1000  /* elements */
+#define WFIRST 77
+#define WGROUPS ((WFIRST + WN + RLI_WINDOW_GROUP - 1) / RLI_WINDOW_GROUP)
+START_TEST(window_wire_forms_match_the_int64_sums)
+{
+    uint64_t st = 0x77aa11u + (uint64_t)_i;
+    float x[WM][WFIRST + WN];
+    int32_t code[WGROUPS], c1[WGROUPS];
+    for (int m = 0; m < WM; m++)
+        for (size_t i = 0; i < WFIRST + WN; i++) {
+            float v = (float)(_i == 0 ? rand_double(&st, -149, 127) : rand_double(&st, -20, 20));
+            if (i % 97 == 5) v = (i & 1 ? -1.0f : 1.0f) * nextafterf(ldexpf(1, 21), 0);
+            if (i % 89 == 3) v = 0.0f;
+            x[m][i] = isfinite(v) ? v : FLT_MAX;
+        }
+    memset(code, 0, sizeof(code));
+    for (int m = 0; m < WM; m++) {
+        rli_window_codes_f32(x[m], WFIRST + WN, c1);
+        for (size_t g = 0; g < WGROUPS; g++)
+            code[g] = c1[g] > code[g] ? c1[g] : code[g];
+    }
+    int64_t sum[WFIRST + WN], q[WFIRST + WN];
+    memset(sum, 0, sizeof(sum));
+    for (int m = 0; m < WM; m++) {
+        rli_window_quantize_f32(x[m], WFIRST + WN, code, q);
+        for (size_t i = 0; i < WFIRST + WN; i++)
+            sum[i] += q[i];
+    }
+    float want[WN], got[WN];
+    rli_window_round_f32(sum + WFIRST, want, WFIRST, WN, code);
+    ck_assert_int_eq(rli_window_wire_bytes(2), 6);
+    ck_assert_int_eq(rli_window_wire_bytes(63), 6);
+    ck_assert_int_eq(rli_window_wire_bytes(64), 8);
+    for (int wb = 6; wb <= 8; wb += 2) {
+        uint8_t a[WN * 8], b[WN * 8];
+        rli_window_add_f32(x[0] + WFIRST, WFIRST, WN, code, (const uint8_t *)(x[1] + WFIRST), 4,
+                           a, wb);
+        for (int m = 2; m < WM - 1; m++) {
+            rli_window_add_f32(x[m] + WFIRST, WFIRST, WN, code, a, wb, b, wb);
+            memcpy(a, b, sizeof(a));
+        }
+        rli_window_add_round_f32(x[WM - 1] + WFIRST, WFIRST, WN, code, a, wb, got);
+        ck_assert_msg(memcmp(got, want, sizeof(got)) == 0, "%d-byte partial sums differ", wb);
+        float inplace[WN];
+        memcpy(inplace, x[WM - 1] + WFIRST, sizeof(inplace));
+        rli_window_add_round_f32(inplace, WFIRST, WN, code, a, wb, inplace);
+        ck_assert_msg(memcmp(inplace, want, sizeof(got)) == 0, "%d-byte, in place", wb);
+    }
+    /* Two members: one's f32 values rounded with the other's at once. */
+    memset(sum, 0, sizeof(sum));
+    for (int m = 0; m < 2; m++) {
+        rli_window_quantize_f32(x[m], WFIRST + WN, code, q);
+        for (size_t i = 0; i < WFIRST + WN; i++)
+            sum[i] += q[i];
+    }
+    rli_window_round_f32(sum + WFIRST, want, WFIRST, WN, code);
+    rli_window_add_round_f32(x[0] + WFIRST, WFIRST, WN, code, (const uint8_t *)(x[1] + WFIRST), 4,
+                             got);
+    ck_assert_msg(memcmp(got, want, sizeof(got)) == 0, "two members' f32 values differ");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("exact");
@@ -343,6 +415,7 @@ int main(void)
     tcase_add_test(tc, extreme_exponents_and_subnormals);
     tcase_add_test(tc, nan_inf_and_overflow_are_defined);
     tcase_add_test(tc, f32_rounds_once);
+    tcase_add_loop_test(tc, window_wire_forms_match_the_int64_sums, 0, 2);
     suite_add_tcase(s, tc);
     return rlt_run_suite(s);
 }
