@@ -502,3 +502,104 @@ int rl_agent_fetch_block(rl_agent *a, const rl_data_params *dp, uint32_t id, rl_
     }
     return RL_OK;
 }
+
+/* ---- Step reports ---------------------------------------------------------- */
+
+void rl_agent_batch_free(rl_agent_batch *b)
+{
+    free(b->steps);
+    free(b->cov);
+    free(b->loss);
+    free(b->ms);
+    free(b->compute);
+    free(b->ar);
+    free(b->rows);
+    free(b->ncomp);
+    free(b->done_ms);
+    memset(b, 0, sizeof(*b));
+}
+
+void rl_agent_batch_init(rl_agent_batch *b, size_t cap, size_t nb, size_t nm,
+                         uint64_t admissions)
+{
+    rl_agent_batch_free(b);
+    b->cap = cap;
+    b->nb = nb;
+    b->nm = nm;
+    b->admissions = admissions;
+    b->steps = rl_xcalloc(cap, sizeof(uint32_t));
+    b->cov = rl_xcalloc(cap * nb + 1, sizeof(uint32_t));
+    b->loss = rl_xcalloc(cap, sizeof(double));
+    b->ms = rl_xcalloc(cap, sizeof(double));
+    b->compute = rl_xcalloc(cap, sizeof(double));
+    b->ar = rl_xcalloc(cap, sizeof(double));
+    b->rows = rl_xcalloc(cap, sizeof(double));
+    b->ncomp = rl_xcalloc(cap * nm + 1, sizeof(double));
+    b->done_ms = rl_xcalloc(cap, sizeof(double));
+}
+
+static void batch_sent(void *arg, int err, rl_rpc_reply *rep)
+{
+    rl_agent *a = arg;
+    if (err != RL_OK) rl_log_warn("step report: %s", rl_strerror(err));
+    else if (rep->msg.u.step_report_resp.stop) atomic_store(&a->stop, true);
+}
+
+void rl_agent_batch_flush(rl_agent *a, rl_agent_batch *b, uint64_t epoch, const double *weights,
+                          size_t nw, const double *bias, size_t nbias, bool sync)
+{
+    if (b->k == 0) return;
+    /* Steps of a plan from a coordinator that is gone (re-dialing) or was
+     * replaced (re-admitted since): the resumed one restarts from its
+     * checkpoint, and they must not reach it. */
+    if (atomic_load(&a->redialing) || b->admissions != atomic_load(&a->admissions)) {
+        b->k = 0;
+        return;
+    }
+    size_t i = b->k - 1;
+    rl_msg r;
+    rl_msg_init(&r, RL_MSG_STEP_REPORT_REQ);
+    rl_msg_step_report_req *q = &r.u.step_report_req;
+    q->node_id = (char *)a->id;
+    q->epoch = epoch;
+    q->incarnation = atomic_load(&a->incarnation);
+    if (q->incarnation != 0) RL_SET_FIELD(q, step_report_req, incarnation);
+    q->step = b->steps[i];
+    q->loss = b->loss[i];
+    q->step_ms = b->ms[i];
+    q->compute_ms = b->compute[i];
+    q->allreduce_ms = b->ar[i];
+    q->rows = (uint64_t)b->rows[i];
+    q->coverage = (rl_u32list){b->cov + i * b->nb, b->nb};
+    q->node_compute_ms = (rl_f64list){b->ncomp + i * b->nm, b->nm};
+    if (weights != NULL) {
+        q->weights = (rl_f64list){(double *)weights, nw}; /* encoded, not freed */
+        q->bias = (rl_f64list){(double *)bias, nbias};
+    }
+    /* How long ago each step completed: the coordinator dates the steps
+     * by its own clock (clocks of different hosts are not compared). */
+    double now = (double)rl_clock_ns() / 1e6;
+    for (size_t e = 0; e < b->k; e++)
+        b->done_ms[e] = now - b->done_ms[e];
+    if (b->k > 1) {
+        q->batch_age_ms = (rl_f64list){b->done_ms, b->k};
+        q->batch_steps = (rl_u32list){b->steps, b->k};
+        q->batch_loss = (rl_f64list){b->loss, b->k};
+        q->batch_step_ms = (rl_f64list){b->ms, b->k};
+        q->batch_compute_ms = (rl_f64list){b->compute, b->k};
+        q->batch_allreduce_ms = (rl_f64list){b->ar, b->k};
+        q->batch_rows = (rl_f64list){b->rows, b->k};
+        q->batch_coverage = (rl_u32list){b->cov, b->k * b->nb};
+        q->batch_node_compute_ms = (rl_f64list){b->ncomp, b->k * b->nm};
+    }
+    b->k = 0;
+    if (sync) {
+        rl_rpc_reply rr;
+        int rv = rl_rpc_call(a->rpc, &r, &rr, rl_clock_ms() + 5000);
+        if (rv != RL_OK) rl_log_warn("step report: %s", rl_errdetail());
+        else batch_sent(a, RL_OK, &rr);
+        rl_rpc_reply_fini(&rr);
+    } else if (rl_rpc_call_async(a->rpc, &r, rl_clock_ms() + 5000, batch_sent, a) != RL_OK) {
+        rl_log_warn("step report: %s", rl_errdetail());
+    }
+}

@@ -32,14 +32,6 @@
  * in its own slots, and every member reduces them alike. */
 #define WORKER_INLINE_MAX 8
 
-/* Rank 0's step records not yet reported (batched as the trainer does). */
-typedef struct worker_batch {
-    size_t k, cap, nb, nm;
-    uint32_t *steps, *cov;
-    double *ms, *compute, *ar, *rows, *ncomp, *done_ms, *zero;
-    double first_ms;
-} worker_batch;
-
 struct rl_worker {
     rl_agent *a;
     rl_ring *ring;
@@ -66,7 +58,7 @@ struct rl_worker {
     double *hdr, *hdr_red;
     size_t hdr_len;
     double t_return; /* when the last collective returned (0: none yet) */
-    worker_batch rb;
+    rl_agent_batch rb; /* rank 0's step records not yet reported */
     char failure[320], unreachable[RL_ID_MAX];
 };
 
@@ -85,94 +77,14 @@ static double worker_now_ms(void)
 
 /* ---- Step reports (rank 0) --------------------------------------------------- */
 
-static void batch_free(worker_batch *b)
-{
-    free(b->steps);
-    free(b->cov);
-    free(b->ms);
-    free(b->compute);
-    free(b->ar);
-    free(b->rows);
-    free(b->ncomp);
-    free(b->done_ms);
-    free(b->zero);
-    memset(b, 0, sizeof(*b));
-}
-
-static void batch_init(worker_batch *b, size_t nb, size_t nm)
-{
-    batch_free(b);
-    b->cap = WORKER_BATCH_CAP;
-    b->nb = nb;
-    b->nm = nm;
-    b->steps = rl_xcalloc(b->cap, sizeof(uint32_t));
-    b->cov = rl_xcalloc(b->cap * nb + 1, sizeof(uint32_t));
-    b->ms = rl_xcalloc(b->cap, sizeof(double));
-    b->compute = rl_xcalloc(b->cap, sizeof(double));
-    b->ar = rl_xcalloc(b->cap, sizeof(double));
-    b->rows = rl_xcalloc(b->cap, sizeof(double));
-    b->ncomp = rl_xcalloc(b->cap * nm + 1, sizeof(double));
-    b->done_ms = rl_xcalloc(b->cap, sizeof(double));
-    b->zero = rl_xcalloc(b->cap, sizeof(double));
-}
-
-static void batch_sent(void *arg, int err, rl_rpc_reply *rep)
-{
-    (void)arg;
-    (void)rep;
-    if (err != RL_OK) rl_log_warn("step report: %s", rl_strerror(err));
-}
-
-/* Sends the records (synchronously when sync: before a plan is asked for). */
-static void batch_flush(rl_worker *w, bool sync)
-{
-    worker_batch *b = &w->rb;
-    if (b->k == 0) return;
-    size_t i = b->k - 1;
-    rl_msg r;
-    rl_msg_init(&r, RL_MSG_STEP_REPORT_REQ);
-    rl_msg_step_report_req *q = &r.u.step_report_req;
-    q->node_id = (char *)w->a->id;
-    q->epoch = w->epoch;
-    q->step = b->steps[i];
-    q->step_ms = b->ms[i];
-    q->compute_ms = b->compute[i];
-    q->allreduce_ms = b->ar[i];
-    q->rows = (uint64_t)b->rows[i];
-    q->coverage = (rl_u32list){b->cov + i * b->nb, b->nb};
-    q->node_compute_ms = (rl_f64list){b->ncomp + i * b->nm, b->nm};
-    double now = worker_now_ms();
-    for (size_t e = 0; e < b->k; e++)
-        b->done_ms[e] = now - b->done_ms[e];
-    if (b->k > 1) {
-        q->batch_age_ms = (rl_f64list){b->done_ms, b->k};
-        q->batch_steps = (rl_u32list){b->steps, b->k};
-        q->batch_loss = (rl_f64list){b->zero, b->k};
-        q->batch_step_ms = (rl_f64list){b->ms, b->k};
-        q->batch_compute_ms = (rl_f64list){b->compute, b->k};
-        q->batch_allreduce_ms = (rl_f64list){b->ar, b->k};
-        q->batch_rows = (rl_f64list){b->rows, b->k};
-        q->batch_coverage = (rl_u32list){b->cov, b->k * b->nb};
-        q->batch_node_compute_ms = (rl_f64list){b->ncomp, b->k * b->nm};
-    }
-    b->k = 0;
-    if (sync) {
-        rl_rpc_reply rr;
-        if (rl_rpc_call(w->a->rpc, &r, &rr, rl_clock_ms() + 5000) != RL_OK)
-            rl_log_warn("step report: %s", rl_errdetail());
-        rl_rpc_reply_fini(&rr);
-    } else if (rl_rpc_call_async(w->a->rpc, &r, rl_clock_ms() + 5000, batch_sent, NULL) != RL_OK) {
-        rl_log_warn("step report: %s", rl_errdetail());
-    }
-}
-
 /* Files collective `step` (its header reduced in hdr_red) for the report. */
 static void batch_record(rl_worker *w, uint64_t step, double t0, double t1, double t2)
 {
-    worker_batch *b = &w->rb;
+    rl_agent_batch *b = &w->rb;
     size_t k = b->k++;
     if (k == 0) b->first_ms = t2;
     b->steps[k] = (uint32_t)step;
+    b->loss[k] = 0.0; /* the program's own: not known here */
     b->ms[k] = t2 - t0;
     b->compute[k] = w->hdr_red[HDR_COMPUTE(w, w->rank)];
     b->ar[k] = t2 - t1;
@@ -185,7 +97,7 @@ static void batch_record(rl_worker *w, uint64_t step, double t0, double t1, doub
     for (size_t r = 0; r < b->nm; r++)
         b->ncomp[k * b->nm + r] = w->hdr_red[HDR_COMPUTE(w, r)];
     if (step == 0 || b->k == b->cap || t2 - b->first_ms >= (double)w->report_ms)
-        batch_flush(w, false);
+        rl_agent_batch_flush(w->a, b, w->epoch, NULL, 0, NULL, 0, false);
 }
 
 /* ---- Plans and rings ---------------------------------------------------------- */
@@ -270,7 +182,8 @@ static void worker_take_plan(rl_worker *w, const rl_msg_plan_resp *p)
     free(w->hdr_red);
     w->hdr = rl_xcalloc(w->hdr_len, sizeof(double));
     w->hdr_red = rl_xcalloc(w->hdr_len, sizeof(double));
-    batch_init(&w->rb, w->n_blocks_total, (size_t)w->size);
+    rl_agent_batch_init(&w->rb, WORKER_BATCH_CAP, w->n_blocks_total, (size_t)w->size,
+                        atomic_load(&w->a->admissions));
     atomic_store(&w->a->epoch, w->epoch);
 }
 
@@ -373,7 +286,7 @@ static int worker_replan(rl_worker *w, bool data_done)
 {
     uint64_t before = w->epoch, done = w->done;
     worker_drop_ring(w, "a newer epoch was planned");
-    batch_flush(w, true);
+    rl_agent_batch_flush(w->a, &w->rb, w->epoch, NULL, 0, NULL, 0, true);
     uint64_t resume = done;
     int rv = worker_next_plan(w, true, data_done, &resume);
     if (rv != RL_OK) return rv;
@@ -409,7 +322,7 @@ static void worker_free(rl_worker *w)
     free(w->y);
     free(w->hdr);
     free(w->hdr_red);
-    batch_free(&w->rb);
+    rl_agent_batch_free(&w->rb);
     free(w);
 }
 
@@ -452,7 +365,7 @@ int rl_worker_join(const char *coordinator, const char *node_id, const char *lis
 int rl_worker_leave(rl_worker *w)
 {
     if (w == NULL) return RL_OK;
-    batch_flush(w, true);
+    rl_agent_batch_flush(w->a, &w->rb, w->epoch, NULL, 0, NULL, 0, true);
     rl_msg req;
     rl_rpc_reply rep;
     rl_msg_init(&req, RL_MSG_LEAVE_REQ);

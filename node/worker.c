@@ -33,6 +33,8 @@
 /* How much nicer than the node's other threads the worker thread runs (see
  * worker_run); at most 19. */
 #define WORKER_NICE 10
+/* Step records a STEP_REPORT carries at most (rl_agent_batch). */
+#define REPORT_BATCH_CAP 64
 
 /* Milliseconds, with the monotonic clock's full resolution, for step timing. */
 static double now_ms(void)
@@ -150,125 +152,6 @@ static int ask_plan(rl_agent *a, uint64_t epoch, uint64_t step, const char *fail
     }
 }
 
-static void report_done(void *arg, int err, rl_rpc_reply *rep)
-{
-    rl_agent *a = arg;
-    if (err == RL_OK && rep->msg.u.step_report_resp.stop) atomic_store(&a->stop, true);
-}
-
-/* Step records not yet reported. Rank 0 reports every step (loss, timings,
- * the coverage proof, every member's compute time), batched: one
- * STEP_REPORT per report_ms at most, so that a fast step does not pay for a
- * coordinator round trip and the coordinator's CPU time. */
-typedef struct batch {
-    size_t k, cap, nb, nm; /* records, capacity, blocks, members */
-    uint32_t *steps, *cov;
-    double *loss, *ms, *compute, *ar, *rows, *ncomp;
-    double *done_ms; /* when each step completed (this node's clock) */
-    double first_ms; /* when the oldest record was added */
-    uint64_t admissions; /* the agent's JOINs when the plan of these steps came */
-} batch;
-
-static void batch_free(batch *b)
-{
-    free(b->steps);
-    free(b->cov);
-    free(b->loss);
-    free(b->ms);
-    free(b->compute);
-    free(b->ar);
-    free(b->rows);
-    free(b->ncomp);
-    free(b->done_ms);
-    memset(b, 0, sizeof(*b));
-}
-
-/* Sizes the batch for cap records of nb blocks and nm members. RL_ENOMEM
- * if the buffers cannot be had. */
-static int batch_init(batch *b, size_t cap, size_t nb, size_t nm)
-{
-    batch_free(b);
-    b->cap = cap;
-    b->nb = nb;
-    b->nm = nm;
-    b->steps = malloc(cap * sizeof(uint32_t));
-    b->cov = malloc(cap * nb * sizeof(uint32_t) + 1);
-    b->loss = malloc(cap * sizeof(double));
-    b->ms = malloc(cap * sizeof(double));
-    b->compute = malloc(cap * sizeof(double));
-    b->ar = malloc(cap * sizeof(double));
-    b->rows = malloc(cap * sizeof(double));
-    b->ncomp = malloc(cap * nm * sizeof(double) + 1);
-    b->done_ms = malloc(cap * sizeof(double));
-    if (!b->steps || !b->cov || !b->loss || !b->ms || !b->compute || !b->ar || !b->rows ||
-        !b->ncomp || !b->done_ms) {
-        batch_free(b);
-        return RL_ENOMEM;
-    }
-    return RL_OK;
-}
-
-/* Sends the batch; the model (w, b of kf and K values, or NULL after a
- * coverage violation) is the one after its last step. */
-static void batch_flush(rl_agent *a, batch *b, uint64_t epoch, const rl_model *m, bool sync)
-{
-    if (b->k == 0) return;
-    /* Steps of a plan from a coordinator that is gone (re-dialing) or was
-     * replaced (re-admitted since): the resumed one restarts from its
-     * checkpoint, and they must not reach it. */
-    if (atomic_load(&a->redialing) || b->admissions != atomic_load(&a->admissions)) {
-        b->k = 0;
-        return;
-    }
-    size_t i = b->k - 1;
-    rl_msg r;
-    rl_msg_init(&r, RL_MSG_STEP_REPORT_REQ);
-    rl_msg_step_report_req *q = &r.u.step_report_req;
-    q->node_id = (char *)a->id;
-    q->epoch = epoch;
-    q->incarnation = atomic_load(&a->incarnation);
-    if (q->incarnation != 0) RL_SET_FIELD(q, step_report_req, incarnation);
-    q->step = b->steps[i];
-    q->loss = b->loss[i];
-    q->step_ms = b->ms[i];
-    q->compute_ms = b->compute[i];
-    q->allreduce_ms = b->ar[i];
-    q->rows = (uint64_t)b->rows[i];
-    q->coverage = (rl_u32list){b->cov + i * b->nb, b->nb};
-    q->node_compute_ms = (rl_f64list){b->ncomp + i * b->nm, b->nm};
-    if (m != NULL) {
-        q->weights = (rl_f64list){m->w, (size_t)m->classes * (size_t)m->features};
-        q->bias = (rl_f64list){m->b, (size_t)m->classes};
-    }
-    /* How long ago each step completed: the coordinator dates the steps
-     * by its own clock (clocks of different hosts are not compared). */
-    double now = now_ms();
-    for (size_t e = 0; e < b->k; e++)
-        b->done_ms[e] = now - b->done_ms[e];
-    if (b->k > 1) {
-        q->batch_age_ms = (rl_f64list){b->done_ms, b->k};
-        q->batch_steps = (rl_u32list){b->steps, b->k};
-        q->batch_loss = (rl_f64list){b->loss, b->k};
-        q->batch_step_ms = (rl_f64list){b->ms, b->k};
-        q->batch_compute_ms = (rl_f64list){b->compute, b->k};
-        q->batch_allreduce_ms = (rl_f64list){b->ar, b->k};
-        q->batch_rows = (rl_f64list){b->rows, b->k};
-        q->batch_coverage = (rl_u32list){b->cov, b->k * b->nb};
-        q->batch_node_compute_ms = (rl_f64list){b->ncomp, b->k * b->nm};
-    }
-    b->k = 0;
-    if (sync) { /* the coordinator must have it before we go on */
-        rl_rpc_reply rr;
-        if (rl_rpc_call(a->rpc, &r, &rr, rl_clock_ms() + 5000) != RL_OK)
-            rl_log_warn("step report: %s", rl_errdetail());
-        else
-            report_done(a, RL_OK, &rr);
-        rl_rpc_reply_fini(&rr);
-    } else if (rl_rpc_call_async(a->rpc, &r, rl_clock_ms() + 5000, report_done, a) != RL_OK) {
-        rl_log_warn("step report: %s", rl_errdetail());
-    }
-}
-
 /* Where each part of the all-reduced payload sits: G gradient sums, the
  * loss sum, the row count, one count per block (the coverage proof), and
  * one compute-time slot per member (the others add 0, so rank 0 can report
@@ -300,7 +183,7 @@ typedef struct worker {
     bool exact;        /* training.exact_sum: the payload is summed in xacc */
     rl_exact *xacc;    /* the payload's exact sums (pl.len), when exact */
     double *gblk;      /* one block's gradient (pl.G + 1: the loss last), when exact */
-    batch rb;
+    rl_agent_batch rb;
     /* The straggler signal (worker_account_waits): the ring's wait counters,
      * the stall watch's, and when the previous step ended, at the last step. */
     uint64_t *wait_seen;
@@ -421,7 +304,7 @@ static worker_next worker_take_blocks(worker *w, const rl_msg_plan_resp *p,
 }
 
 /* Sizes the payload and the report batch for the plan. RL_ENOMEM if the
- * buffers cannot be had. */
+ * payload's buffers cannot be had. */
 static int worker_size_buffers(worker *w, const rl_msg_plan_resp *p)
 {
     payload *pl = &w->pl;
@@ -440,9 +323,8 @@ static int worker_size_buffers(worker *w, const rl_msg_plan_resp *p)
     w->gblk = w->exact ? malloc((pl->G + 1) * sizeof(double)) : NULL;
     if (w->buf == NULL || w->red == NULL || (w->exact && (w->xacc == NULL || w->gblk == NULL)))
         return RL_ENOMEM;
-    int rv = batch_init(&w->rb, 64, pl->nb, pl->nm);
-    w->rb.admissions = w->plan_admissions; /* the batch's steps are of this plan */
-    return rv;
+    rl_agent_batch_init(&w->rb, REPORT_BATCH_CAP, pl->nb, pl->nm, w->plan_admissions);
+    return RL_OK;
 }
 
 /* Forms the ring of the plan's epoch (the worker's epoch becomes the
@@ -597,6 +479,16 @@ static void worker_publish(rl_agent *a, uint64_t s, int64_t rows, const step_tim
     atomic_store(&a->step, s + 1);
 }
 
+/* Sends the report batch, with the model after its last step unless
+ * with_model is false (after a coverage violation); synchronously when
+ * sync. */
+static void worker_report(worker *w, bool with_model, bool sync)
+{
+    const rl_model *m = &w->m;
+    size_t nw = (size_t)m->classes * (size_t)m->features, nb = (size_t)m->classes;
+    rl_agent_batch_flush(w->a, &w->rb, w->epoch, with_model ? m->w : NULL, nw, m->b, nb, sync);
+}
+
 /* Files the step in the report batch (its coverage counts are already at
  * the batch's next slot) and sends the batch when it is due: now after a
  * violation or the plan's last step (synchronously: the coordinator must
@@ -605,7 +497,7 @@ static void worker_publish(rl_agent *a, uint64_t s, int64_t rows, const step_tim
 static void worker_record(worker *w, const rl_msg_plan_resp *p, uint64_t s, bool ok, double loss,
                           const step_times *t)
 {
-    batch *rb = &w->rb;
+    rl_agent_batch *rb = &w->rb;
     const payload *pl = &w->pl;
     size_t k = rb->k++;
     if (k == 0) rb->first_ms = t->t3;
@@ -619,9 +511,9 @@ static void worker_record(worker *w, const rl_msg_plan_resp *p, uint64_t s, bool
     memcpy(rb->ncomp + k * pl->nm, &w->red[PAYLOAD_COMPUTE(pl, 0)], pl->nm * sizeof(double));
     bool last = s + 1 == p->end_step;
     if (!ok || last)
-        batch_flush(w->a, rb, w->epoch, ok ? &w->m : NULL, true);
+        worker_report(w, ok, true);
     else if (s == p->start_step || rb->k == rb->cap || t->t3 - rb->first_ms >= (double)p->report_ms)
-        batch_flush(w->a, rb, w->epoch, &w->m, false);
+        worker_report(w, true, false);
 }
 
 /* Nanoseconds the worker thread has waited on a run queue (runnable, not
@@ -740,7 +632,7 @@ static void worker_run_steps(worker *w, const rl_msg_plan_resp *p, rl_ring *ring
     if (rv == RL_OK && w->step_done == p->end_step) atomic_store(&a->job_done, true);
     /* Steps done but not yet reported: the coordinator restarts from the
      * last model it has, so tell it before asking for a new plan. */
-    batch_flush(a, &w->rb, w->epoch, &w->m, true);
+    worker_report(w, true, true);
     pthread_mutex_lock(&a->mtx);
     a->ring = NULL;
     pthread_mutex_unlock(&a->mtx);
@@ -837,7 +729,7 @@ int worker_run(rl_agent *a)
         if (next != WORKER_NEXT_PLAN) break;
     }
     held_free(&w.h);
-    batch_free(&w.rb);
+    rl_agent_batch_free(&w.rb);
     rl_table_free(w.table);
     rl_model_fini(&w.m);
     free(w.buf);

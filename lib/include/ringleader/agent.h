@@ -137,6 +137,41 @@ RL_API void rl_agent_add_step(rl_agent *a, double compute_ms, double rows);
  * (HEARTBEAT_REQ step_ms .. window_steps). Any thread. */
 RL_API void rl_agent_add_waits(rl_agent *a, const rl_agent_step_waits *w);
 
+/*
+ * Step records not yet reported. The ring's rank 0 reports every step (its
+ * loss, timings, the coverage proof, every member's compute time), batched:
+ * one STEP_REPORT per report interval at most, so that a fast step does not
+ * pay for a coordinator round trip. The caller fills record k (cov and
+ * ncomp hold nb and nm values a record), then counts it in k.
+ */
+typedef struct rl_agent_batch {
+    size_t k, cap, nb, nm; /* records, capacity, blocks, members */
+    uint32_t *steps, *cov;
+    double *loss, *ms, *compute, *ar, *rows, *ncomp;
+    double *done_ms;     /* when each step completed (rl_clock_ns, in ms) */
+    double first_ms;     /* when the oldest record was added */
+    uint64_t admissions; /* the agent's JOINs when the plan of these steps came */
+} rl_agent_batch;
+
+/* Sizes b (freed first) for cap records of nb blocks and nm members, empty,
+ * of a plan that came after `admissions` JOINs. Aborts on out of memory,
+ * as rl_xcalloc. */
+RL_API void rl_agent_batch_init(rl_agent_batch *b, size_t cap, size_t nb, size_t nm,
+                                uint64_t admissions);
+RL_API void rl_agent_batch_free(rl_agent_batch *b);
+
+/*
+ * Sends b's records as one STEP_REPORT of epoch and empties b: with the
+ * model after the last step when weights is not NULL (nw weights, nbias
+ * biases); synchronously when sync (the coordinator has it on return),
+ * else in the background. Records of a plan from a coordinator since lost
+ * or replaced (re-dialing, or re-admitted since) are dropped. A reply that
+ * says the job stops sets a->stop.
+ */
+RL_API void rl_agent_batch_flush(rl_agent *a, rl_agent_batch *b, uint64_t epoch,
+                                 const double *weights, size_t nw, const double *bias,
+                                 size_t nbias, bool sync);
+
 /* Fills *out with CSV block id's rows fetched from the coordinator (which
  * has the table), about 1 MiB per call, 10 s each at most. On error *out is
  * released. */
