@@ -2,7 +2,8 @@
 # bounded waits, and cleanup of every process a test starts (by PID).
 set -euo pipefail
 RL_PIDS=()
-RL_TMP=$(mktemp -d -p /tmp --suffix=.rl-it)
+# RL_TMP_PARENT: where the test's temporary directory goes (default /tmp).
+RL_TMP=$(mktemp -d -p "${RL_TMP_PARENT:-/tmp}" --suffix=.rl-it)
 # report_runs: `ringleader report` ($RL, when the test set it) on every
 # run.json the test's runs wrote under $RL_TMP: it must write the report, with
 # the step-time chart when the run completed a step. Non-zero if one failed.
@@ -39,6 +40,43 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# new_token FILE: a fresh random token (64 hex digits), readable by us only.
+new_token() {
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$1"
+  chmod 600 "$1"
+}
+
+# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds; returns
+# 1 if it did not within SECONDS.
+wait_for() {
+  local n=$(($1 * 10)); shift
+  for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+
+# kill_program_at PARENT ID LOG PATTERN SECONDS: once the program of node ID
+# (a child of PARENT, found by RINGLEADER_NODE_ID in its environment) runs
+# and LOG shows PATTERN (within SECONDS), SIGKILLs that program.
+kill_program_at() {
+  local parent=$1 id=$2 log=$3 pat=$4 secs=$5 victim="" c i
+  for i in $(seq 1 300); do   # 30 s: the program started
+    for c in $(pgrep -P "$parent" || true); do
+      tr '\0' '\n' < /proc/$c/environ 2>/dev/null | grep -qx "RINGLEADER_NODE_ID=$id" && victim=$c
+    done
+    [ -n "$victim" ] && break
+    sleep 0.1
+  done
+  [ -n "$victim" ] || fail "no program of $id"
+  for i in $(seq 1 $((secs * 50))); do
+    grep -q "$pat" "$log" && break
+    sleep 0.02
+  done
+  grep -q "$pat" "$log" || fail "the programs did not reach \"$pat\" in $secs s"
+  kill -0 "$victim" 2>/dev/null || fail "$id's program ended before it could be killed"
+  kill -KILL "$victim"
+}
+
 # free_port: a loopback port free now and not handed out before in this test
 # (the kernel may offer a closed port again, and a spec whose coordinator and
 # node share a port is refused).

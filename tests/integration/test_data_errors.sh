@@ -13,7 +13,7 @@
 RL=$1 NODE=$2 SRC=$3
 . "$(dirname "$0")/lib.sh"
 export RINGLEADER_NODE_BIN=$NODE
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/tok"
+new_token "$RL_TMP/tok"
 
 # csv_spec FILE CSV MODEL STEPS [launch]: a 2-node spec on a CSV with label y.
 csv_spec() {

@@ -8,7 +8,7 @@
 RL=$1 NODE=$2
 . "$(dirname "$0")/lib.sh"
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
+new_token "$RL_TMP/t.token"
 export RINGLEADER_TOKEN=$(cat "$RL_TMP/t.token")
 CURL=tcp://127.0.0.1:$(free_port)
 cat > "$RL_TMP/dup.yaml" <<YAML

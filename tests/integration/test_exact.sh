@@ -15,7 +15,7 @@
 RL=$1 NODE=$2
 . "$(dirname "$0")/lib.sh"
 export RINGLEADER_NODE_BIN=$NODE
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
+new_token "$RL_TMP/t.token"
 export RINGLEADER_TOKEN=$(cat "$RL_TMP/t.token")
 STEPS=${RL_EXACT_STEPS:-4000}
 # cg_throttle and cg_lift: lib.sh.

@@ -7,8 +7,8 @@
 RL=$1 NODE=$2
 . "$(dirname "$0")/lib.sh"
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/good.token"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/bad.token"
+new_token "$RL_TMP/good.token"
+new_token "$RL_TMP/bad.token"
 
 # 1. launch: local, 4 nodes.
 write_spec "$RL_TMP/local.yaml" 4 "$RL_TMP/good.token"

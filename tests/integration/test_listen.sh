@@ -41,7 +41,7 @@ ip -n "$P-1" link set "${P}c" up
 ip -n "$P-2" link set "${P}d" up
 ip netns exec "$P-1" tc qdisc add dev "${P}c" root tbf rate 8bit burst 16 latency 1ms
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
+new_token "$RL_TMP/t.token"
 # spec FILE PORT B_LISTEN: the coordinator at PORT, node a at PORT+1.
 spec() {
   cat > "$1" <<YAML

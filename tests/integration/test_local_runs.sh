@@ -13,7 +13,7 @@ RL=$1 NODE=$2
 . "$(dirname "$0")/lib.sh"
 export RINGLEADER_NODE_BIN=$NODE
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/tok"
+new_token "$RL_TMP/tok"
 # run_json_ids FILE: the node ids run.json lists, one line, in order.
 run_json_ids() {
   python3 -c 'import json,sys; print(" ".join(n["id"] for n in json.load(open(sys.argv[1]))["nodes"]))' "$1"

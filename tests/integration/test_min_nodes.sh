@@ -11,7 +11,7 @@
 RL=$1 NODE=$2
 . "$(dirname "$0")/lib.sh"
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
+new_token "$RL_TMP/t.token"
 export RINGLEADER_TOKEN=$(cat "$RL_TMP/t.token")
 # spec FILE STEPS: three nodes on free loopback ports, min_nodes 2, a 3 s window.
 spec() {

@@ -14,17 +14,10 @@ export RINGLEADER_NODE_BIN=$2
 PY=/usr/bin/python3
 command -v promtool >/dev/null || fail "promtool missing (scripts/setup.sh installs prometheus)"
 
-# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds.
-wait_for() {
-  local n=$(($1 * 10)); shift
-  for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 # monitor_url FILE: the URL a coordinator logged ("monitor at URL ...").
 monitor_url() { sed -n 's/.*monitor at \(http:[^ ]*\) .*/\1/p' "$1" | head -1; }
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/tok"
-chmod 600 "$RL_TMP/tok"
+new_token "$RL_TMP/tok"
 
 # A spec the monitor rejects names the key.
 write_spec "$RL_TMP/bad.yaml" 1 "$RL_TMP/tok"
@@ -125,8 +118,7 @@ grep -q '"status": "interrupted"' "$RL_TMP/out/run.json" || fail "run.json not w
 
 # On a non-loopback address (the wildcard), every request needs the bearer
 # token: monitor.token_file's (a read-only one), not the cluster's.
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/ro.tok"
-chmod 600 "$RL_TMP/ro.tok"
+new_token "$RL_TMP/ro.tok"
 write_spec "$RL_TMP/wild.yaml" 1 "$RL_TMP/tok" manual
 sed -i 's/join_timeout_ms: 10000/join_timeout_ms: 60000/' "$RL_TMP/wild.yaml"
 MP=$(free_port)

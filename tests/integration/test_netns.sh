@@ -12,7 +12,7 @@ netns_up c n1 n2 n3
 # n3's link: 4 Mbit/s with a token bucket (tc tbf), both ways of its veth.
 netns_tbf n3 4mbit
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
+new_token "$RL_TMP/t.token"
 cat > "$RL_TMP/mh.yaml" <<YAML
 cluster:
   name: multihost

@@ -10,7 +10,7 @@ RL=$1 NODE=$2 SRC=$3
 . "$(dirname "$0")/lib.sh"
 export RINGLEADER_NODE_BIN=$NODE
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/good.token"
+new_token "$RL_TMP/good.token"
 
 train() { # train SPEC OUTDIR
   timeout 60 "$RL" run "$1" --out "$2" >"$2.out" 2>"$2.err" ||

@@ -37,8 +37,7 @@ if [ -n "${RL_PY_PRELOAD:-}" ]; then
 else
   py() { "$PY" "$@"; }
 fi
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
-chmod 600 "$RL_TMP/t.token"
+new_token "$RL_TMP/t.token"
 
 # json FILE EXPR: a Python expression over the JSON file as r.
 json() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1"; }
@@ -154,22 +153,7 @@ py "$MLP" --single "$RL_TMP/digits_train.csv" --test "$RL_TMP/digits_test.csv" -
 ACC1=$(json "$RL_TMP/single1k.json" 'r["accuracy"]')
 digits_spec kill "$PY" "$MLP" --test "$RL_TMP/digits_test.csv" --steps $STEPS --out "$RL_TMP/kill.json"
 run_job
-VICTIM=""
-for i in $(seq 1 300); do   # 30 s: n2's program started
-  for c in $(pgrep -P "$RUN_PID" || true); do
-    tr '\0' '\n' < /proc/$c/environ 2>/dev/null | grep -qx "RINGLEADER_NODE_ID=n2" && VICTIM=$c
-  done
-  [ -n "$VICTIM" ] && break
-  sleep 0.1
-done
-[ -n "$VICTIM" ] || fail "no program of n2"
-for i in $(seq 1 1500); do   # 60 s: past step 100
-  grep -q "torch_mlp: step 100 " "$SPEC.err" && break
-  sleep 0.04
-done
-grep -q "torch_mlp: step 100 " "$SPEC.err" || fail "the programs did not reach step 100"
-kill -0 "$VICTIM" 2>/dev/null || fail "n2's program ended before it could be killed"
-kill -KILL "$VICTIM"
+kill_program_at "$RUN_PID" n2 "$SPEC.err" "torch_mlp: step 100 " 60
 wait_job 180; [ "$RUN_RC" = 0 ] || fail "rc $RUN_RC after the kill"
 R=$RL_TMP/out-kill/run.json
 [ "$(json "$R" 'r["status"], r["coverage"]["violations"]')" = "ok 0" ] || fail "run.json: $(json "$R" 'r["status"], r["coverage"]')"

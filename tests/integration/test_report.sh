@@ -10,13 +10,7 @@ export RINGLEADER_NODE_BIN=$2
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 BROWSER="$PY $(dirname "$0")/browser.py"
-wait_for() {
-  local n=$(($1 * 10)); shift
-  for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/tok"
-chmod 600 "$RL_TMP/tok"
+new_token "$RL_TMP/tok"
 
 write_spec "$RL_TMP/base.yaml" 1 "$RL_TMP/tok"
 sed -i "s#steps: 5,#steps: 300,#; s#dir: $RL_TMP/out#dir: $RL_TMP/base#; s/rows: 10000,/rows: 200000,/" "$RL_TMP/base.yaml"

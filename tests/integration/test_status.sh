@@ -7,8 +7,8 @@
 RL=$1
 . "$(dirname "$0")/lib.sh"
 
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/good.token"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/bad.token"
+new_token "$RL_TMP/good.token"
+new_token "$RL_TMP/bad.token"
 write_spec "$RL_TMP/manual.yaml" 2 "$RL_TMP/good.token" manual
 sed -i 's/join_timeout_ms: 10000/join_timeout_ms: 30000/' "$RL_TMP/manual.yaml"
 coord=$(sed -n 's/^  coordinator: //p' "$RL_TMP/manual.yaml")

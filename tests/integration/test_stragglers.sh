@@ -15,7 +15,7 @@ fail() {
   if [ -n "${SPEC:-}" ] && [ -f "$SPEC.err" ]; then echo "--- $SPEC.err (end)" >&2; tail -25 "$SPEC.err" >&2; fi
   echo "FAIL: $*" >&2; exit 1
 }
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
+new_token "$RL_TMP/t.token"
 export RINGLEADER_TOKEN=$(cat "$RL_TMP/t.token")
 # cg_throttle and cg_lift: lib.sh.
 

@@ -40,7 +40,7 @@ for i in 1 2; do ip -n "$P-$i" link set "$P-v$i" up; ip -n "$P-$i" link set lo u
   openssl x509 -req -in cert.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
     -sha256 -extfile ext.cnf -out cert.pem
 ) >/dev/null 2>&1 || fail "openssl could not make the test certificates"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/tok"
+new_token "$RL_TMP/tok"
 cat > "$RL_TMP/long.yaml" <<YAML
 cluster:
   name: tls-sigterm

@@ -11,7 +11,7 @@ RL=$1 NODE=$2 SRC=$3
 . "$(dirname "$0")/lib.sh"
 export RINGLEADER_NODE_BIN=$NODE
 PY=/usr/bin/python3
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
+new_token "$RL_TMP/t.token"
 
 # csv_spec FILE NODES CSV LABEL MODEL STEPS LR [extra model lines]
 csv_spec() {

@@ -28,8 +28,7 @@ fail() {
   if [ -n "${SPEC:-}" ] && [ -f "$SPEC.err" ]; then echo "--- $SPEC.err (end)" >&2; tail -25 "$SPEC.err" >&2; fi
   echo "FAIL: $*" >&2; exit 1
 }
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RL_TMP/t.token"
-chmod 600 "$RL_TMP/t.token"
+new_token "$RL_TMP/t.token"
 
 # spec NAME STEPS [program args...]: a 3-node spec on 30000 x 8 synthetic
 # rows; with program args, a program section running them.
@@ -117,22 +116,7 @@ spec ref4k $STEPS; run_job; wait_job 120; [ "$RUN_RC" = 0 ] || fail "reference r
 REF4K=$RL_TMP/out-ref4k/run.json
 spec kill $STEPS "$LINEAR" --steps $STEPS --lr 0.1 --out "$RL_TMP/kill.txt"
 run_job
-VICTIM=""
-for i in $(seq 1 300); do   # 30 s: n2's program started
-  for c in $(pgrep -P "$RUN_PID" || true); do
-    tr '\0' '\n' < /proc/$c/environ 2>/dev/null | grep -qx "RINGLEADER_NODE_ID=n2" && VICTIM=$c
-  done
-  [ -n "$VICTIM" ] && break
-  sleep 0.1
-done
-[ -n "$VICTIM" ] || fail "no program of n2"
-for i in $(seq 1 1500); do   # 30 s: past step 200
-  grep -q "linear: step 200 " "$SPEC.err" && break
-  sleep 0.02
-done
-grep -q "linear: step 200 " "$SPEC.err" || fail "the programs did not reach step 200"
-kill -0 "$VICTIM" 2>/dev/null || fail "n2's program ended before it could be killed"
-kill -KILL "$VICTIM"
+kill_program_at "$RUN_PID" n2 "$SPEC.err" "linear: step 200 " 30
 wait_job 120; [ "$RUN_RC" = 0 ] || fail "rc $RUN_RC after the kill"
 R=$RL_TMP/out-kill/run.json
 [ "$(json "$R" 'r["status"], r["coverage"]["violations"]')" = "ok 0" ] || fail "run.json"
