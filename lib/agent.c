@@ -541,8 +541,10 @@ void rl_agent_batch_init(rl_agent_batch *b, size_t cap, size_t nb, size_t nm,
 static void batch_sent(void *arg, int err, rl_rpc_reply *rep)
 {
     rl_agent *a = arg;
-    if (err != RL_OK) rl_log_warn("step report: %s", rl_strerror(err));
-    else if (rep->msg.u.step_report_resp.stop) atomic_store(&a->stop, true);
+    if (err != RL_OK && err != RL_ECLOSED) /* closed: the node is leaving */
+        rl_log_warn("step report: %s", rl_strerror(err));
+    else if (err == RL_OK && rep->msg.u.step_report_resp.stop)
+        atomic_store(&a->stop, true);
 }
 
 void rl_agent_batch_flush(rl_agent *a, rl_agent_batch *b, uint64_t epoch, const double *weights,
@@ -552,7 +554,8 @@ void rl_agent_batch_flush(rl_agent *a, rl_agent_batch *b, uint64_t epoch, const 
     /* Steps of a plan from a coordinator that is gone (re-dialing) or was
      * replaced (re-admitted since): the resumed one restarts from its
      * checkpoint, and they must not reach it. */
-    if (atomic_load(&a->redialing) || b->admissions != atomic_load(&a->admissions)) {
+    if (b->admissions != 0 &&
+        (atomic_load(&a->redialing) || b->admissions != atomic_load(&a->admissions))) {
         b->k = 0;
         return;
     }

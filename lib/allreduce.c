@@ -380,6 +380,8 @@ static int allreduce_halving(coll *c, const uint8_t *in, uint8_t *out, size_t co
 static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count)
 {
     rl_ring *r = c->r;
+    if (c->wout != NULL && c->wx == NULL) /* the ring rounds only in the fused form */
+        return rli_err(RL_EINTERNAL, "allreduce: the windowed sum on the ring without its input");
     int n = r->size, me = r->rank;
     int left = mod(me - 1, n), right = mod(me + 1, n);
     size_t es = c->es;

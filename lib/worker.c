@@ -182,8 +182,10 @@ static void worker_take_plan(rl_worker *w, const rl_msg_plan_resp *p)
     free(w->hdr_red);
     w->hdr = rl_xcalloc(w->hdr_len, sizeof(double));
     w->hdr_red = rl_xcalloc(w->hdr_len, sizeof(double));
-    rl_agent_batch_init(&w->rb, WORKER_BATCH_CAP, w->n_blocks_total, (size_t)w->size,
-                        atomic_load(&w->a->admissions));
+    /* A program's job is not resumed from a checkpoint: its steps are
+     * reported whichever coordinator admitted it (a replaced one refuses
+     * them by incarnation). */
+    rl_agent_batch_init(&w->rb, WORKER_BATCH_CAP, w->n_blocks_total, (size_t)w->size, 0);
     atomic_store(&w->a->epoch, w->epoch);
 }
 

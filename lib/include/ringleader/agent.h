@@ -154,8 +154,9 @@ typedef struct rl_agent_batch {
 } rl_agent_batch;
 
 /* Sizes b (freed first) for cap records of nb blocks and nm members, empty,
- * of a plan that came after `admissions` JOINs. Aborts on out of memory,
- * as rl_xcalloc. */
+ * of a plan that came after `admissions` JOINs (0: records are never
+ * dropped as stale, for jobs no coordinator resumes from a checkpoint).
+ * Aborts on out of memory, as rl_xcalloc. */
 RL_API void rl_agent_batch_init(rl_agent_batch *b, size_t cap, size_t nb, size_t nm,
                                 uint64_t admissions);
 RL_API void rl_agent_batch_free(rl_agent_batch *b);
@@ -165,8 +166,8 @@ RL_API void rl_agent_batch_free(rl_agent_batch *b);
  * model after the last step when weights is not NULL (nw weights, nbias
  * biases); synchronously when sync (the coordinator has it on return),
  * else in the background. Records of a plan from a coordinator since lost
- * or replaced (re-dialing, or re-admitted since) are dropped. A reply that
- * says the job stops sets a->stop.
+ * or replaced (re-dialing, or re-admitted since) are dropped, unless b's
+ * admissions is 0. A reply that says the job stops sets a->stop.
  */
 RL_API void rl_agent_batch_flush(rl_agent *a, rl_agent_batch *b, uint64_t epoch,
                                  const double *weights, size_t nw, const double *bias,
