@@ -32,17 +32,31 @@ export RINGLEADER_TOKEN=$(cat "$RL_TMP/t.token")
 # phase wanted: "compute" = user code inside the gradient kernel (the PC
 # resolved against the binary's symbols), "allreduce" = blocked in poll(2),
 # which that thread calls only inside a collective. Otherwise SIGCONT and
-# sample again, at most 500 times or 20 s.
+# sample again, at most 500 times or 20 s. The symbol tables are read once,
+# here, before any job runs (NM_CACHE): nm on a sanitizer build's library,
+# cold, took 1.5 s, long enough for a short job to end before the first sample.
+NM_CACHE=$RL_TMP/nm
+mkdir -p "$NM_CACHE"
+for f in "$NODE" $(ldd "$NODE" | awk '/libringleader/ { print $3 }'); do
+  f=$(realpath "$f")
+  nm --defined-only "$f" > "$NM_CACHE/$(tr / _ <<<"$f")" || fail "nm $f"
+done
 kill_during() {
-  /usr/bin/python3 - "$1" "$2" "$NODE" <<'PY'
+  /usr/bin/python3 - "$1" "$2" "$NODE" "$NM_CACHE" <<'PY'
 import bisect, os, random, signal, subprocess, sys, time
 phase, pid, exe = sys.argv[1], int(sys.argv[2]), os.path.realpath(sys.argv[3])
+nm_cache = sys.argv[4]
 # The program's code and the library's (the kernels live in libringleader.so):
 # for each mapped file, its symbols and its load base.
 def symbols(path):
     out = []
-    for line in subprocess.run(["nm", "--defined-only", path], capture_output=True, text=True,
-                               check=True).stdout.splitlines():
+    cached = os.path.join(nm_cache, path.replace("/", "_"))
+    if os.path.exists(cached):
+        text = open(cached).read()
+    else:
+        text = subprocess.run(["nm", "--defined-only", path], capture_output=True, text=True,
+                              check=True).stdout
+    for line in text.splitlines():
         f = line.split()
         if len(f) == 3 and f[1] in "tTwW":
             out.append((int(f[0], 16), f[2]))
