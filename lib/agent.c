@@ -519,9 +519,9 @@ void rl_agent_batch_free(rl_agent_batch *b)
     memset(b, 0, sizeof(*b));
 }
 
-void rl_agent_batch_init(rl_agent_batch *b, size_t cap, size_t nb, size_t nm,
-                         uint64_t admissions)
+void rl_agent_batch_init(rl_agent_batch *b, size_t nb, size_t nm, uint64_t admissions)
 {
+    size_t cap = RL_AGENT_BATCH_CAP;
     rl_agent_batch_free(b);
     b->cap = cap;
     b->nb = nb;
@@ -536,6 +536,26 @@ void rl_agent_batch_init(rl_agent_batch *b, size_t cap, size_t nb, size_t nm,
     b->rows = rl_xcalloc(cap, sizeof(double));
     b->ncomp = rl_xcalloc(cap * nm + 1, sizeof(double));
     b->done_ms = rl_xcalloc(cap, sizeof(double));
+}
+
+size_t rl_agent_batch_add(rl_agent_batch *b, uint64_t s, double step_ms, double compute_ms,
+                          double allreduce_ms, double rows, double done_ms)
+{
+    size_t k = b->k++;
+    if (k == 0) b->first_ms = done_ms;
+    b->steps[k] = (uint32_t)s;
+    b->loss[k] = 0.0;
+    b->ms[k] = step_ms;
+    b->compute[k] = compute_ms;
+    b->ar[k] = allreduce_ms;
+    b->rows[k] = rows;
+    b->done_ms[k] = done_ms;
+    return k;
+}
+
+bool rl_agent_batch_due(const rl_agent_batch *b, double now_ms, uint64_t report_ms)
+{
+    return b->k == b->cap || (b->k > 0 && now_ms - b->first_ms >= (double)report_ms);
 }
 
 static void batch_sent(void *arg, int err, rl_rpc_reply *rep)

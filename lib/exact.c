@@ -221,10 +221,11 @@ void rl_exact_to_f32(const rl_exact *acc, float *out, size_t n)
  * RL_OP_SUM_EXACT on large f32 buffers (allreduce.c): a group of
  * RLI_WINDOW_GROUP elements shares one window, set by the largest exponent
  * field of any member's element in the group (a max all-reduce of one code
- * per group). Each term becomes the int64 nearest x * 2^(K - E) (ties to
- * even), E the window's exponent and K = RLI_WINDOW_BITS, so the sums are
- * integer additions (associative) of 8 bytes per element instead of an
- * rl_exact's 32, and the sum is rounded once. See docs/exactness.md.
+ * per group). Each term becomes the integer nearest x * 2^(K - E) (ties
+ * to even), E the window's exponent and K = RLI_WINDOW_BITS, so the sums
+ * are integer additions (associative) carried in 6 or 8 bytes per element
+ * (the ring's wire form below; int64 elsewhere) instead of an rl_exact's
+ * 32, and the sum is rounded once. See docs/exactness.md.
  */
 
 /* The conversions are built for AVX-512 and AVX2 too; every clone rounds
@@ -248,11 +249,19 @@ static int window_exp(int32_t code)
     return (code < 1 ? 1 : code) - 127;
 }
 
+/* The elements [i, end) of a run starting at element first that share one
+ * group: end is the group's end or n. */
+static size_t window_group_end(size_t first, size_t i, size_t n)
+{
+    size_t end = ((first + i) / RLI_WINDOW_GROUP + 1) * RLI_WINDOW_GROUP - first;
+    return end > n ? n : end;
+}
+
 WINDOW_KERNEL
 static void window_codes(const float *x, size_t n, int32_t *code)
 {
     for (size_t g = 0; g * RLI_WINDOW_GROUP < n; g++) {
-        size_t i0 = g * RLI_WINDOW_GROUP, i1 = n - i0 < RLI_WINDOW_GROUP ? n : i0 + RLI_WINDOW_GROUP;
+        size_t i0 = g * RLI_WINDOW_GROUP, i1 = window_group_end(0, i0, n);
         uint32_t mx = 0; /* the exponent field in place: one shift a group */
         for (size_t i = i0; i < i1; i++) {
             uint32_t u;
@@ -299,7 +308,7 @@ WINDOW_KERNEL
 static void window_quantize(const float *x, size_t n, const int32_t *code, int64_t *q)
 {
     for (size_t g = 0; g * RLI_WINDOW_GROUP < n; g++) {
-        size_t i0 = g * RLI_WINDOW_GROUP, i1 = n - i0 < RLI_WINDOW_GROUP ? n : i0 + RLI_WINDOW_GROUP;
+        size_t i0 = g * RLI_WINDOW_GROUP, i1 = window_group_end(0, i0, n);
         double scale = window_factor(code[g]);
         for (size_t i = i0; i < i1; i++)
             q[i] = window_term(x[i], scale);
@@ -350,14 +359,6 @@ static inline void window_round_group(const int64_t *q, float *out, size_t n, in
     if (odd)
         for (size_t i = 0; i < n; i++)
             out[i] = window_round_slow(q[i], scale);
-}
-
-/* The elements [i, end) of a run starting at element first that share one
- * group: end is the group's end or n. */
-static size_t window_group_end(size_t first, size_t i, size_t n)
-{
-    size_t end = ((first + i) / RLI_WINDOW_GROUP + 1) * RLI_WINDOW_GROUP - first;
-    return end > n ? n : end;
 }
 
 WINDOW_KERNEL
@@ -490,9 +491,12 @@ static void window_add_round(const float *x, size_t first, size_t n, const int32
         end = window_group_end(first, i, n);
         int32_t cd = code[(first + i) / RLI_WINDOW_GROUP];
         double scale = window_factor(cd);
-        if (inb == 4) window_sum_run(x, n, i, end, scale, win, 4, q);
-        else if (inb == RLI_WINDOW_WIRE) window_sum_run(x, n, i, end, scale, win, RLI_WINDOW_WIRE, q);
-        else window_sum_run(x, n, i, end, scale, win, 8, q);
+        if (inb == 4)
+            window_sum_run(x, n, i, end, scale, win, 4, q);
+        else if (inb == RLI_WINDOW_WIRE)
+            window_sum_run(x, n, i, end, scale, win, RLI_WINDOW_WIRE, q);
+        else
+            window_sum_run(x, n, i, end, scale, win, 8, q);
         window_round_group(q, out + i, end - i, window_exp(cd) - RLI_WINDOW_BITS);
     }
 }

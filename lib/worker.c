@@ -25,8 +25,6 @@
  * computing, and a worker for a plan: a backstop only, as a dead or silent
  * peer is failed by the coordinator, whose new epoch ends the wait. */
 #define WORKER_WAIT_BACKSTOP_MS 600000
-/* Step records rank 0 keeps before it must report them. */
-#define WORKER_BATCH_CAP 64
 /* Elements a collective carries in its header round instead of a round of
  * its own (worker_inline): every member's values are gathered there, each
  * in its own slots, and every member reduces them alike. */
@@ -81,22 +79,16 @@ static double worker_now_ms(void)
 static void batch_record(rl_worker *w, uint64_t step, double t0, double t1, double t2)
 {
     rl_agent_batch *b = &w->rb;
-    size_t k = b->k++;
-    if (k == 0) b->first_ms = t2;
-    b->steps[k] = (uint32_t)step;
-    b->loss[k] = 0.0; /* the program's own: not known here */
-    b->ms[k] = t2 - t0;
-    b->compute[k] = w->hdr_red[HDR_COMPUTE(w, w->rank)];
-    b->ar[k] = t2 - t1;
-    b->rows[k] = w->hdr_red[HDR_ROWS(w)];
-    b->done_ms[k] = t2;
+    /* loss 0: the program's own, not known here */
+    size_t k = rl_agent_batch_add(b, step, t2 - t0, w->hdr_red[HDR_COMPUTE(w, w->rank)], t2 - t1,
+                                  w->hdr_red[HDR_ROWS(w)], t2);
     for (size_t i = 0; i < b->nb; i++) {
         double c = w->hdr_red[HDR_BLOCK(w, i)];
         b->cov[k * b->nb + i] = c < 0 ? 0 : (uint32_t)c;
     }
     for (size_t r = 0; r < b->nm; r++)
         b->ncomp[k * b->nm + r] = w->hdr_red[HDR_COMPUTE(w, r)];
-    if (step == 0 || b->k == b->cap || t2 - b->first_ms >= (double)w->report_ms)
+    if (step == 0 || rl_agent_batch_due(b, t2, w->report_ms))
         rl_agent_batch_flush(w->a, b, w->epoch, NULL, 0, NULL, 0, false);
 }
 
@@ -185,7 +177,7 @@ static void worker_take_plan(rl_worker *w, const rl_msg_plan_resp *p)
     /* A program's job is not resumed from a checkpoint: its steps are
      * reported whichever coordinator admitted it (a replaced one refuses
      * them by incarnation). */
-    rl_agent_batch_init(&w->rb, WORKER_BATCH_CAP, w->n_blocks_total, (size_t)w->size, 0);
+    rl_agent_batch_init(&w->rb, w->n_blocks_total, (size_t)w->size, 0);
     atomic_store(&w->a->epoch, w->epoch);
 }
 

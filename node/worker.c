@@ -33,8 +33,6 @@
 /* How much nicer than the node's other threads the worker thread runs (see
  * worker_run); at most 19. */
 #define WORKER_NICE 10
-/* Step records a STEP_REPORT carries at most (rl_agent_batch). */
-#define REPORT_BATCH_CAP 64
 
 /* Milliseconds, with the monotonic clock's full resolution, for step timing. */
 static double now_ms(void)
@@ -278,7 +276,6 @@ static worker_next worker_take_model(worker *w, const rl_msg_plan_resp *p)
     return WORKER_NEXT_PLAN;
 }
 
-/* Makes the plan's blocks (keeping those held). */
 /* Makes or keeps the plan's blocks; `readmitted`: the first plan since the
  * node joined again (a lost coordinator), whose keeping is logged. */
 static worker_next worker_take_blocks(worker *w, const rl_msg_plan_resp *p,
@@ -323,7 +320,7 @@ static int worker_size_buffers(worker *w, const rl_msg_plan_resp *p)
     w->gblk = w->exact ? malloc((pl->G + 1) * sizeof(double)) : NULL;
     if (w->buf == NULL || w->red == NULL || (w->exact && (w->xacc == NULL || w->gblk == NULL)))
         return RL_ENOMEM;
-    rl_agent_batch_init(&w->rb, REPORT_BATCH_CAP, pl->nb, pl->nm, w->plan_admissions);
+    rl_agent_batch_init(&w->rb, pl->nb, pl->nm, w->plan_admissions);
     return RL_OK;
 }
 
@@ -499,20 +496,14 @@ static void worker_record(worker *w, const rl_msg_plan_resp *p, uint64_t s, bool
 {
     rl_agent_batch *rb = &w->rb;
     const payload *pl = &w->pl;
-    size_t k = rb->k++;
-    if (k == 0) rb->first_ms = t->t3;
-    rb->steps[k] = (uint32_t)s;
+    size_t k = rl_agent_batch_add(rb, s, t->t3 - t->t0, t->t1 - t->t0, t->t2 - t->t1,
+                                  w->red[PAYLOAD_ROWS(pl)], t->t3);
     rb->loss[k] = loss;
-    rb->ms[k] = t->t3 - t->t0;
-    rb->compute[k] = t->t1 - t->t0;
-    rb->ar[k] = t->t2 - t->t1;
-    rb->rows[k] = w->red[PAYLOAD_ROWS(pl)];
-    rb->done_ms[k] = t->t3;
     memcpy(rb->ncomp + k * pl->nm, &w->red[PAYLOAD_COMPUTE(pl, 0)], pl->nm * sizeof(double));
     bool last = s + 1 == p->end_step;
     if (!ok || last)
         worker_report(w, ok, true);
-    else if (s == p->start_step || rb->k == rb->cap || t->t3 - rb->first_ms >= (double)p->report_ms)
+    else if (s == p->start_step || rl_agent_batch_due(rb, t->t3, p->report_ms))
         worker_report(w, true, false);
 }
 
@@ -671,7 +662,8 @@ static worker_next worker_follow_plan(worker *w, const rl_msg_plan_resp *p)
     worker_check_spec(w);
     rl_data_params dp = plan_data_params(p);
     worker_next next = worker_take_model(w, p);
-    if (next == WORKER_NEXT_PLAN && !w->data_error) next = worker_take_blocks(w, p, &dp, readmitted);
+    if (next == WORKER_NEXT_PLAN && !w->data_error)
+        next = worker_take_blocks(w, p, &dp, readmitted);
     if (next != WORKER_NEXT_PLAN || w->data_error) return next;
     if (worker_size_buffers(w, p) != RL_OK) {
         snprintf(w->failure, sizeof(w->failure), "step buffers: %s", rl_strerror(RL_ENOMEM));

@@ -2,13 +2,15 @@
  * test_settle.c - the step a replaced epoch's members resume at
  * (coordinator/settle.c), and the worker API's refusals that need no
  * coordinator (lib/worker.c): bad arguments are refused before anything is
- * sent. No processes or sockets.
+ * sent; and the step-report batch's filing and when it is due (lib/agent.c).
+ * No processes or sockets.
  */
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ringleader/agent.h"
 #include "ringleader/worker.h"
 #include "settle.h"
 #include "testutil.h"
@@ -89,6 +91,28 @@ START_TEST(bad_collective_arguments_are_refused_before_anything_is_sent)
 }
 END_TEST
 
+START_TEST(a_report_batch_is_due_when_full_or_its_oldest_record_is_old)
+{
+    rl_agent_batch b;
+    memset(&b, 0, sizeof(b));
+    rl_agent_batch_init(&b, 3, 2, 1);
+    ck_assert(!rl_agent_batch_due(&b, 1e9, 20)); /* empty: never */
+    ck_assert_uint_eq(rl_agent_batch_add(&b, 5, 2.0, 1.5, 0.5, 100, 1000.0), 0);
+    ck_assert(b.steps[0] == 5 && b.ms[0] == 2.0 && b.compute[0] == 1.5 && b.ar[0] == 0.5);
+    ck_assert(b.rows[0] == 100 && b.done_ms[0] == 1000.0 && b.loss[0] == 0.0);
+    ck_assert(!rl_agent_batch_due(&b, 1019.9, 20));
+    ck_assert(rl_agent_batch_due(&b, 1020.0, 20)); /* the oldest record is 20 ms old */
+    for (size_t i = 1; i < RL_AGENT_BATCH_CAP; i++) {
+        ck_assert_uint_eq(rl_agent_batch_add(&b, 5 + i, 1, 1, 0, 100, 1000.0 + (double)i * 0.01),
+                          i);
+        ck_assert(b.first_ms == 1000.0); /* the oldest's */
+        ck_assert(rl_agent_batch_due(&b, 1000.0, 20) == (i + 1 == RL_AGENT_BATCH_CAP));
+    }
+    rl_agent_batch_free(&b);
+    ck_assert(b.k == 0 && b.steps == NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("settle");
@@ -102,6 +126,7 @@ int main(void)
     TCase *w = tcase_create("worker_api");
     tcase_add_test(w, join_without_a_coordinator_names_the_variable);
     tcase_add_test(w, bad_collective_arguments_are_refused_before_anything_is_sent);
+    tcase_add_test(w, a_report_batch_is_due_when_full_or_its_oldest_record_is_old);
     suite_add_tcase(s, w);
     return rlt_run_suite(s);
 }

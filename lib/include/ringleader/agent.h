@@ -141,9 +141,11 @@ RL_API void rl_agent_add_waits(rl_agent *a, const rl_agent_step_waits *w);
  * Step records not yet reported. The ring's rank 0 reports every step (its
  * loss, timings, the coverage proof, every member's compute time), batched:
  * one STEP_REPORT per report interval at most, so that a fast step does not
- * pay for a coordinator round trip. The caller fills record k (cov and
- * ncomp hold nb and nm values a record), then counts it in k.
+ * pay for a coordinator round trip. rl_agent_batch_add files a step's
+ * figures; the caller fills the record's cov and ncomp (nb and nm values
+ * a record, at index k before the add) and loss.
  */
+#define RL_AGENT_BATCH_CAP 64 /* records a STEP_REPORT carries at most */
 typedef struct rl_agent_batch {
     size_t k, cap, nb, nm; /* records, capacity, blocks, members */
     uint32_t *steps, *cov;
@@ -153,13 +155,22 @@ typedef struct rl_agent_batch {
     uint64_t admissions; /* the agent's JOINs when the plan of these steps came */
 } rl_agent_batch;
 
-/* Sizes b (freed first) for cap records of nb blocks and nm members, empty,
- * of a plan that came after `admissions` JOINs (0: records are never
- * dropped as stale, for jobs no coordinator resumes from a checkpoint).
- * Aborts on out of memory, as rl_xcalloc. */
-RL_API void rl_agent_batch_init(rl_agent_batch *b, size_t cap, size_t nb, size_t nm,
-                                uint64_t admissions);
+/* Sizes b (freed first) for RL_AGENT_BATCH_CAP records of nb blocks and
+ * nm members, empty, of a plan that came after `admissions` JOINs (0:
+ * records are never dropped as stale, for jobs no coordinator resumes from
+ * a checkpoint). Aborts on out of memory, as rl_xcalloc. */
+RL_API void rl_agent_batch_init(rl_agent_batch *b, size_t nb, size_t nm, uint64_t admissions);
 RL_API void rl_agent_batch_free(rl_agent_batch *b);
+
+/* Files step s, completed at done_ms (rl_clock_ns in ms), with its times
+ * and rows (loss 0) as record k; returns k. b must not be full. */
+RL_API size_t rl_agent_batch_add(rl_agent_batch *b, uint64_t s, double step_ms,
+                                 double compute_ms, double allreduce_ms, double rows,
+                                 double done_ms);
+
+/* Whether b is due to be sent at now_ms: full, or its oldest record
+ * report_ms old. */
+RL_API bool rl_agent_batch_due(const rl_agent_batch *b, double now_ms, uint64_t report_ms);
 
 /*
  * Sends b's records as one STEP_REPORT of epoch and empties b: with the
