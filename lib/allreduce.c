@@ -37,11 +37,13 @@ enum {
     PHASE_DIRECT = RLI_PHASE_DIRECT,
     PHASE_DOUBLING = RLI_PHASE_DOUBLING,
     PHASE_HALVING = RLI_PHASE_HALVING,
-    PHASE_HALVING_AG = RLI_PHASE_HALVING_AG
+    PHASE_HALVING_AG = RLI_PHASE_HALVING_AG,
+    PHASE_OFFER = RLI_PHASE_OFFER,
+    PHASE_RELEASE = RLI_PHASE_RELEASE
 };
-static const char *const phase_names[] = {"reduce-scatter", "all-gather",          "direct",
-                                          "recursive-doubling", "recursive-halving",
-                                          "halving-all-gather"};
+static const char *const phase_names[] = {
+    "reduce-scatter",    "all-gather",         "direct",     "recursive-doubling",
+    "recursive-halving", "halving-all-gather", "pull-offer", "release"};
 
 void (*rli_allreduce_hook)(int phase, int step, size_t chunk) = NULL;
 
@@ -63,6 +65,10 @@ typedef struct coll {
      * (rli_window_add_f32), kept in the ring's `out` buffer, and the member
      * that completes a segment rounds it into wout. */
     const float *wx;
+    /* Same-host pulls (ring_pull.c): we sent the right neighbour a frame to
+     * pull or an offer, so we wait for its release; we got one from the
+     * left neighbour, so we send ours. */
+    bool pull_sent, pull_seen, offered;
 } coll;
 
 static int mod(int a, int n)
@@ -86,31 +92,21 @@ static int mod(int a, int n)
  */
 #define DIRECT_INLINE_MAX 65536
 
-/* Queues one RING_CHUNK to peer whose data borrows data[0..len). Lock NOT held. */
-static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, const void *data,
-                      size_t len)
+/* Sends m, a RING_CHUNK, to peer. Lock NOT held. */
+static int send_msg(coll *c, int peer, const rl_msg *m)
 {
-    rl_msg m;
-    rl_msg_init(&m, RL_MSG_RING_CHUNK);
-    rl_msg_ring_chunk *b = &m.u.ring_chunk;
-    b->epoch = c->r->epoch;
-    b->seq = c->seq;
-    b->phase = (uint64_t)phase;
-    b->step = (uint64_t)step;
-    b->chunk = chunk;
-    b->src_rank = (uint64_t)c->r->rank;
-    b->data.ptr = data;
-    b->data.len = len;
+    const rl_msg_ring_chunk *b = &m->u.ring_chunk;
+    int phase = (int)b->phase, step = (int)b->step;
     rli_link *l = c->r->links[peer];
     int rv;
-    if ((phase == PHASE_DIRECT || phase == PHASE_DOUBLING) && len <= DIRECT_INLINE_MAX) {
+    if ((phase == PHASE_DIRECT || phase == PHASE_DOUBLING) && b->data.len <= DIRECT_INLINE_MAX) {
         /* Blocked until the peer's link takes the frame: waiting on it too. */
         uint64_t t0 = rl_clock_ns();
-        rv = rli_link_send_now(l, &m, c->deadline);
+        rv = rli_link_send_now(l, m, c->deadline);
         c->r->wait_ns[peer] += rl_clock_ns() - t0;
     } else {
         rli_ring_lock(c->r);
-        rv = c->r->err != 0 ? rli_ring_link_error(c->r) : rli_link_send(l, &m);
+        rv = c->r->err != 0 ? rli_ring_link_error(c->r) : rli_link_send(l, m);
         rli_ring_unlock(c->r);
     }
     rli_ring_lock(c->r);
@@ -121,6 +117,54 @@ static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, cons
                             (unsigned long long)c->r->epoch, (unsigned long long)c->seq,
                             phase_names[phase], step, c->r->ids[peer], peer);
     return rv;
+}
+
+static void chunk_msg(coll *c, rl_msg *m, int phase, int step, size_t chunk, const void *data,
+                      size_t len)
+{
+    rl_msg_init(m, RL_MSG_RING_CHUNK);
+    rl_msg_ring_chunk *b = &m->u.ring_chunk;
+    b->epoch = c->r->epoch;
+    b->seq = c->seq;
+    b->phase = (uint64_t)phase;
+    b->step = (uint64_t)step;
+    b->chunk = chunk;
+    b->src_rank = (uint64_t)c->r->rank;
+    b->data.ptr = data;
+    b->data.len = len;
+}
+
+/* Queues one RING_CHUNK to peer whose data borrows data[0..len). Lock NOT held. */
+static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, const void *data,
+                      size_t len)
+{
+    rl_msg m;
+    chunk_msg(c, &m, phase, step, chunk, data, len);
+    rli_link *l = c->r->links[peer];
+    bool ring = phase == PHASE_REDUCE_SCATTER || phase == PHASE_ALL_GATHER;
+    if (ring && c->r->pull_offer && !l->tls && len >= RLI_PULL_MIN && l->pull_tx != RLI_PULL_NO) {
+        /* Same-host pulls (ring_pull.c): the data stays here for the peer
+         * to pull, or goes inline behind our offer until the peer answers. */
+        c->pull_sent = true;
+        rl_msg_ring_chunk *b = &m.u.ring_chunk;
+        if (l->pull_tx == RLI_PULL_YES) {
+            b->pull_addr = (uint64_t)(uintptr_t)data;
+            b->data.len = 0;
+            RL_SET_FIELD(b, ring_chunk, pull_addr);
+        } else if (!c->offered) {
+            rl_msg o;
+            chunk_msg(c, &o, PHASE_OFFER, 0, 0, data, 0);
+            rl_msg_ring_chunk *ob = &o.u.ring_chunk;
+            rli_pull_offer(c->r, &ob->pull_pid, &ob->pull_fence, &ob->pull_nonce);
+            RL_SET_FIELD(ob, ring_chunk, pull_pid);
+            RL_SET_FIELD(ob, ring_chunk, pull_fence);
+            RL_SET_FIELD(ob, ring_chunk, pull_nonce);
+            c->offered = true;
+            int rv = send_msg(c, peer, &o);
+            if (rv != RL_OK) return rv;
+        }
+    }
+    return send_msg(c, peer, &m);
 }
 
 /* The ring's abort error if it was aborted, else `fallback`. */
@@ -134,14 +178,40 @@ static int abort_or(coll *c, int fallback)
 }
 
 /*
+ * The ring's frames (got != NULL in recv_chunk) may be pulled or carry a
+ * pull offer or a release (ring_pull.c). Is b, from l, a frame whose data
+ * is to be pulled, and may it be?
+ */
+static bool pull_frame(const rli_link *l, const rl_msg_ring_chunk *b, size_t want_len)
+{
+    return RL_HAS_FIELD(b, ring_chunk, pull_addr) && b->data.len == 0 && want_len > 0 &&
+           l->pull_rx == RLI_PULL_YES;
+}
+
+/* b, the current collective's offer frame from l: answer it (once); false
+ * if it lacks a field. */
+static bool pull_offer_frame(coll *c, rli_link *l, const rl_msg_ring_chunk *b)
+{
+    if (!RL_HAS_FIELD(b, ring_chunk, pull_pid) || !RL_HAS_FIELD(b, ring_chunk, pull_fence) ||
+        !RL_HAS_FIELD(b, ring_chunk, pull_nonce))
+        return false;
+    if (l->pull_rx == RLI_PULL_UNKNOWN)
+        rli_pull_accept(l, b->pull_pid, b->pull_fence, b->pull_nonce, c->seq);
+    c->pull_seen = true;
+    return true;
+}
+
+/*
  * Waits for the frame (phase, step, chunk) from peer, dropping and counting
  * anything else at the head of that link. On success *frame_len is the size
  * to consume and (*data, want_len) the chunk data (borrowed from the link
  * buffer). `more`: further frames are due on this link in this collective
- * (the link may read ahead). Lock NOT held.
+ * (the link may read ahead). The ring's frames pass `got`, which receives
+ * the frame's fields: its data may then be left to pull (pull_addr set,
+ * *data NULL), and an offer before it is answered on the way. Lock NOT held.
  */
 static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size_t want_len,
-                      bool more, const uint8_t **data, size_t *frame_len)
+                      bool more, const uint8_t **data, size_t *frame_len, rl_msg_ring_chunk *got)
 {
     rl_ring *r = c->r;
     rli_link *l = r->links[peer];
@@ -164,25 +234,37 @@ static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size
                                               step, r->ids[peer], peer));
         rl_msg m;
         uint64_t *drop = NULL;
+        bool side = false; /* a pull offer, answered: not the frame awaited */
         if (rl_msg_decode(p, n, &m) != RL_OK) {
             drop = &r->stats.dropped_malformed;
         } else {
             const rl_msg_ring_chunk *b = &m.u.ring_chunk;
+            bool pulled = got != NULL && pull_frame(l, b, want_len);
             if (m.type != RL_MSG_RING_CHUNK) drop = &r->stats.dropped_malformed;
             else if (b->epoch != r->epoch || b->seq < c->seq) drop = &r->stats.dropped_stale;
-            else if (b->seq != c->seq || b->phase != (uint64_t)phase ||
+            else if (got != NULL && b->seq == c->seq && b->src_rank == (uint64_t)peer &&
+                     b->phase == (uint64_t)PHASE_OFFER) {
+                if (pull_offer_frame(c, l, b)) side = true;
+                else drop = &r->stats.dropped_malformed;
+            } else if (b->seq != c->seq || b->phase != (uint64_t)phase ||
                      b->step != (uint64_t)step || b->chunk != chunk ||
                      b->src_rank != (uint64_t)peer)
                 drop = &r->stats.dropped_foreign;
-            else if (b->data.len != want_len) drop = &r->stats.dropped_malformed;
-            else *data = b->data.ptr;
+            else if (b->data.len != want_len && !pulled) drop = &r->stats.dropped_malformed;
+            else if (RL_HAS_FIELD(b, ring_chunk, pull_addr) && !pulled)
+                drop = &r->stats.dropped_malformed;
+            else {
+                *data = pulled ? NULL : b->data.ptr;
+                if (got != NULL) *got = *b;
+                if (pulled) c->pull_seen = true;
+            }
             rl_msg_fini(&m);
         }
         rli_ring_lock(r);
         if (drop != NULL) (*drop)++;
         else r->stats.frames_in++;
         rli_ring_unlock(r);
-        if (drop == NULL) {
+        if (drop == NULL && !side) {
             *frame_len = n;
             return RL_OK;
         }
@@ -221,7 +303,7 @@ static int allreduce_direct(coll *c, const uint8_t *in, uint8_t *out, size_t cou
         if (p != r->rank) rv = send_chunk(c, p, PHASE_DIRECT, 0, 0, in, bytes);
     for (int p = 0; p < n && rv == RL_OK; p++)
         if (p != r->rank)
-            rv = recv_chunk(c, p, PHASE_DIRECT, 0, 0, bytes, false, &from[p], &flen[p]);
+            rv = recv_chunk(c, p, PHASE_DIRECT, 0, 0, bytes, false, &from[p], &flen[p], NULL);
     /* Our input is referenced by the queued frames: let them go before out
      * (which may be in) is written. */
     if (rv == RL_OK) rv = wait_sends(c);
@@ -248,7 +330,7 @@ static int swap_chunk(coll *c, int peer, int phase, int step, const void *send, 
                       size_t want, const uint8_t **data, size_t *flen)
 {
     int rv = send_chunk(c, peer, phase, step, 0, send, len);
-    if (rv == RL_OK) rv = recv_chunk(c, peer, phase, step, 0, want, false, data, flen);
+    if (rv == RL_OK) rv = recv_chunk(c, peer, phase, step, 0, want, false, data, flen, NULL);
     return rv;
 }
 
@@ -291,7 +373,8 @@ static int allreduce_doubling(coll *c, const uint8_t *in, uint8_t *out, size_t c
     if (me < 2 * rem && me % 2 == 0) { /* folded: hand over, then wait for the result */
         rv = send_chunk(c, me + 1, PHASE_DOUBLING, 0, 0, acc, bytes);
         if (rv == RL_OK)
-            rv = recv_chunk(c, me + 1, PHASE_DOUBLING, rounds + 1, 0, bytes, false, &data, &flen);
+            rv = recv_chunk(c, me + 1, PHASE_DOUBLING, rounds + 1, 0, bytes, false, &data, &flen,
+                            NULL);
         if (rv == RL_OK) {
             memcpy(out, data, bytes);
             rli_link_consume(r->links[me + 1], flen);
@@ -300,7 +383,7 @@ static int allreduce_doubling(coll *c, const uint8_t *in, uint8_t *out, size_t c
         return rv;
     }
     if (me < 2 * rem) { /* take the folded member's input */
-        rv = recv_chunk(c, me - 1, PHASE_DOUBLING, 0, 0, bytes, false, &data, &flen);
+        rv = recv_chunk(c, me - 1, PHASE_DOUBLING, 0, 0, bytes, false, &data, &flen, NULL);
         if (rv == RL_OK) {
             combine_ordered(c, acc, data, false, count);
             rli_link_consume(r->links[me - 1], flen);
@@ -376,6 +459,56 @@ static int allreduce_halving(coll *c, const uint8_t *in, uint8_t *out, size_t co
     return rv;
 }
 
+/* Pulls the len bytes at addr of peer's memory (recv_chunk gave no data)
+ * into `into`, or the ring's pull buffer if NULL; *data is where they are. */
+static int pull_chunk(coll *c, int peer, int phase, int step, uint64_t addr, void *into,
+                      size_t len, const uint8_t **data)
+{
+    rl_ring *r = c->r;
+    if (into == NULL && (into = rli_pull_buffer(r, len)) == NULL)
+        return rli_err(RL_ENOMEM, "allreduce: %zu bytes to pull a chunk into", len);
+    int rv = rli_pull_read(r->links[peer], addr, into, len, c->seq);
+    if (rv != RL_OK)
+        return abort_or(c, rli_err_prefix(RL_EPEER, "allreduce epoch %llu seq %llu %s step %d, "
+                                          "peer %s (rank %d)", (unsigned long long)r->epoch,
+                                          (unsigned long long)c->seq, phase_names[phase], step,
+                                          r->ids[peer], peer));
+    rli_ring_lock(r);
+    r->stats.bytes_pulled += len;
+    rli_ring_unlock(r);
+    *data = into;
+    return RL_OK;
+}
+
+/* The end of a ring collective with pulls (ring_pull.c): our release to the
+ * left neighbour, once we have pulled all we will from it (with our answer
+ * to its offer), then the right neighbour's, before our buffers go back to
+ * the caller. */
+static int ring_release(coll *c, int left, int right)
+{
+    rl_ring *r = c->r;
+    int rv = RL_OK;
+    if (c->pull_seen) {
+        rl_msg m;
+        chunk_msg(c, &m, PHASE_RELEASE, 0, 0, r, 0);
+        m.u.ring_chunk.pull_ok = r->links[left]->pull_rx == RLI_PULL_YES;
+        RL_SET_FIELD(&m.u.ring_chunk, ring_chunk, pull_ok);
+        rv = send_msg(c, left, &m);
+    }
+    if (rv == RL_OK) rv = wait_sends(c);
+    if (rv != RL_OK || !c->pull_sent) return rv;
+    const uint8_t *data;
+    size_t flen;
+    rl_msg_ring_chunk got;
+    rv = recv_chunk(c, right, PHASE_RELEASE, 0, 0, 0, false, &data, &flen, &got);
+    if (rv != RL_OK) return rv;
+    rli_link *l = r->links[right];
+    l->pull_tx = RL_HAS_FIELD(&got, ring_chunk, pull_ok) && got.pull_ok ? RLI_PULL_YES
+                                                                         : RLI_PULL_NO;
+    rli_link_consume(l, flen);
+    return RL_OK;
+}
+
 #define RING_SPLIT_MIN 65536 /* no half-segment chunk below this (rl_ring.split_segments) */
 static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count)
 {
@@ -422,15 +555,23 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
             uint8_t *dst = out + (off + e0) * es;
             const uint8_t *data;
             size_t flen;
+            rl_msg_ring_chunk got;
             bool more = t + 1 < total || k + 1 < nc;
             /* The windowed sum's f32 frames: the all-gather's and, fused, the first hop's. */
             bool f32 = c->wout != NULL &&
                        (phase == PHASE_ALL_GATHER || (c->wx != NULL && t == 0));
             size_t want = f32 ? ne * sizeof(float) : ne * es;
-            rv = recv_chunk(c, left, phase, step, k, want, more, &data, &flen);
+            rv = recv_chunk(c, left, phase, step, k, want, more, &data, &flen, &got);
             if (rv != RL_OK) break;
             /* The link reads ahead and sends while we reduce. */
             if (rli_allreduce_hook != NULL) rli_allreduce_hook(phase, step, k);
+            if (data == NULL) { /* to pull: the all-gather's straight into place */
+                void *into = phase != PHASE_ALL_GATHER ? NULL
+                             : c->wout != NULL         ? (void *)(c->wout + off + e0)
+                                                       : (void *)dst;
+                rv = pull_chunk(c, left, phase, step, got.pull_addr, into, want, &data);
+                if (rv != RL_OK) break;
+            }
             size_t fes = es; /* the forwarded chunk's element size */
             if (phase == PHASE_REDUCE_SCATTER && c->wx != NULL) {
                 int inb = t == 0 ? (int)sizeof(float) : (int)es;
@@ -448,8 +589,8 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
             } else if (c->wout != NULL) {
                 dst = (uint8_t *)(c->wout + off + e0);
                 fes = sizeof(float);
-                memcpy(dst, data, ne * fes);
-            } else {
+                if (data != dst) memcpy(dst, data, ne * fes);
+            } else if (data != dst) {
                 memcpy(dst, data, ne * es);
             }
             rli_link_consume(r->links[left], flen);
@@ -459,7 +600,7 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
 #undef SEG_OFF
 #undef SEG_CNT
 #undef NCHUNKS
-    if (rv == RL_OK) rv = wait_sends(c);
+    if (rv == RL_OK) rv = ring_release(c, left, right);
     return rv;
 }
 
@@ -571,7 +712,11 @@ static int allreduce_run(coll *c, const void *in, void *out, size_t count)
         if (a == RL_ALLREDUCE_AUTO) {
             if (out != in && bytes > 0) memmove(out, in, bytes);
         } else {
+            /* Our right neighbour may pull from our buffers while the fence
+             * shows this collective, and never after (ring_pull.c). */
+            rli_pull_fence_set(r, c->seq);
             rv = run_algorithm(c, a, in, out, count);
+            rli_pull_fence_set(r, 0);
         }
         if (rv == RL_OK && c->wout != NULL && a != RL_ALLREDUCE_RING)
             rli_window_round_f32(out, c->wout, 0, count, c->wcode);

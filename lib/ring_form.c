@@ -356,6 +356,7 @@ static rl_ring *ring_new(rl_endpoint *ep, const rl_ring_config *cfg, int *local,
     r->split_segments = rli_tune_split_segments(r->chunk_bytes, most);
     r->pfd = rli_calloc((size_t)r->size + 1, sizeof(*r->pfd));
     r->pwho = rli_calloc((size_t)r->size + 1, sizeof(*r->pwho));
+    rli_pull_ring_init(r);
     return r;
 }
 
@@ -600,6 +601,7 @@ void rl_ring_free(rl_ring *r)
     free(r->links);
     free(r->wait_ns);
     free(r->scratch);
+    rli_pull_ring_free(r);
     ring_free_members(r);
     free(r);
 }

@@ -118,6 +118,14 @@ struct rli_link {
     bool spending;
     int serr;
 
+    /* Same-host pulls (ring_pull.c), for the ring's large frames. Sending
+     * side: RLI_PULL_UNKNOWN (frames carry our offer), RLI_PULL_YES (the
+     * peer pulls them from our memory) or RLI_PULL_NO. Receiving side:
+     * what we made of the peer's offer, and the offer once verified. Both
+     * belong to the collective's thread. */
+    int pull_tx, pull_rx;
+    uint64_t pull_pid, pull_fence, pull_nonce;
+
     bool retired; /* in the endpoint's retired list (rli_link_retire) */
     rli_link *next; /* endpoint's list of waiting or retired links */
 };
@@ -171,6 +179,14 @@ struct rl_ring {
      * time; written by the collectives' thread only. */
     void *scratch;
     size_t scratch_len;
+    /* Same-host pulls (ring_pull.c): offered on this ring's plain links
+     * unless RINGLEADER_CMA says no; the fence our right neighbour checks
+     * after each pull from us; where the reduce-scatter's pulled chunks
+     * land (the all-gather's go straight into the output). */
+    bool pull_offer;
+    struct rli_pull_fence *fence;
+    void *pullbuf;
+    size_t pullbuf_len;
 };
 
 /* Phases of a collective, as carried in RING_CHUNK.phase. */
@@ -180,7 +196,9 @@ enum {
     RLI_PHASE_DIRECT = 2,
     RLI_PHASE_DOUBLING = 3,
     RLI_PHASE_HALVING = 4,    /* recursive halving: the reduce-scatter */
-    RLI_PHASE_HALVING_AG = 5 /* and its all-gather by recursive doubling */
+    RLI_PHASE_HALVING_AG = 5, /* and its all-gather by recursive doubling */
+    RLI_PHASE_OFFER = 6,      /* the ring's sender offers to be pulled from (ring_pull.c) */
+    RLI_PHASE_RELEASE = 7     /* the ring's receiver is done pulling, and answers the offer */
 };
 
 /*
@@ -320,6 +338,51 @@ typedef struct rli_congestion_plan {
 } rli_congestion_plan;
 void rli_congestion_choose(const char *cfg, int local, int ncpu, const char *current,
                            rli_congestion_plan *p);
+
+/* ---- ring_pull.c: same-host pulls (cross-memory attach) ------------------- */
+
+/*
+ * A ring frame of at least RLI_PULL_MIN bytes to a neighbour on the same
+ * host carries only where its data is (pull_addr), and the receiver copies
+ * the data straight out of the sender's memory with process_vm_readv(2):
+ * one copy where loopback TCP makes two, and the all-gather's lands in the
+ * output itself. Neither side knows at first whether the other can (same
+ * host, same pid namespace, ptrace permitted), so until the receiver has
+ * answered, the sender offers it (pid, fence address, nonce) in a frame of
+ * its own before its first large frame of a collective; the receiver reads
+ * the fence, and if it finds the nonce says yes, else no, in its release
+ * frame at the end of the collective. From the next one on, the sender's
+ * large frames are pulled (RLI_PULL_YES) or stay inline (RLI_PULL_NO). TLS
+ * links never offer.
+ *
+ * Correctness. A pulled frame's bytes must not change until the receiver
+ * has read them. Within a collective the ring's order guarantees it: a
+ * member writes a region again only after data that depends on its right
+ * neighbour having read it. At the end, a member that sent pulled frames
+ * returns only after its right neighbour's release frame (sent after its
+ * last pull). And on any failure, each member closes its fence before it
+ * returns: every pull reads the fence after the data and refuses the data
+ * unless the fence still shows the collective's sequence number, so no
+ * member ever uses bytes its sender's caller may have changed since.
+ */
+#define RLI_PULL_MIN (64u * 1024u)
+enum { RLI_PULL_UNKNOWN = 0, RLI_PULL_YES = 1, RLI_PULL_NO = -1 };
+
+/* Sets up r's fence and whether r offers (RINGLEADER_CMA=off: never). */
+void rli_pull_ring_init(rl_ring *r);
+void rli_pull_ring_free(rl_ring *r);
+/* Opens r's fence for collective seq, or closes it (seq 0). */
+void rli_pull_fence_set(rl_ring *r, uint64_t seq);
+/* The offer fields of this process for r's frames. */
+void rli_pull_offer(const rl_ring *r, uint64_t *pid, uint64_t *fence, uint64_t *nonce);
+/* Verifies the offer (pid, fence, nonce) of l's peer for collective seq
+ * and records the answer in l->pull_rx (and the offer if yes). */
+void rli_pull_accept(rli_link *l, uint64_t pid, uint64_t fence, uint64_t nonce, uint64_t seq);
+/* Copies len bytes at addr of l's peer into dst, then checks the peer's
+ * fence still shows seq. RL_OK or RL_EPEER naming what failed. */
+int rli_pull_read(rli_link *l, uint64_t addr, void *dst, size_t len, uint64_t seq);
+/* r->pullbuf holds at least len bytes (NULL if it cannot). */
+void *rli_pull_buffer(rl_ring *r, size_t len);
 
 /* ---- allreduce.c ---------------------------------------------------------- */
 

@@ -3,7 +3,8 @@
  * members as threads, each with its own endpoint on ipc:// (the ring also
  * on tcp://, N = 2..4), every dtype x op
  * x count in {0, 1, N-1, N+1, 1000003}, with each algorithm; which algorithm
- * runs for which size; determinism.
+ * runs for which size; determinism; the ring's same-host pulls (the
+ * members are threads of one process, which pull from their own pid).
  * The fencing of stale, foreign, duplicated and malformed frames is in
  * test_allreduce_fencing.c, members that die or stall in
  * test_allreduce_faults.c.
@@ -87,6 +88,7 @@ typedef struct member {
     rl_endpoint *ep;
     int failures;
     char msg[512];
+    uint64_t pulled; /* rl_ring_stats.bytes_pulled at the end */
     uint64_t checksum[RL_DTYPE_COUNT][RL_OP_COUNT][5];
 } member;
 
@@ -332,11 +334,17 @@ done:
     free(in);
     free(out);
     free(want);
+    rl_ring_stats st;
+    rl_ring_get_stats(ring, &st);
+    m->pulled = st.bytes_pulled;
     rl_ring_free(ring);
     return NULL;
 }
 
 static const char *members_transport = "ipc";
+/* run_members checks that every member pulled (1), that none did (0), or
+ * neither (-1). */
+static int members_pull = -1;
 
 static void run_members(int n, size_t chunk_bytes, rl_allreduce_algorithm algorithm,
                         size_t small_bytes, uint64_t *hash_out)
@@ -371,6 +379,10 @@ static void run_members(int n, size_t chunk_bytes, rl_allreduce_algorithm algori
         ck_assert_msg(ms[r].failures == 0, "N=%d member %d: %s", n, r, ms[r].msg);
         ck_assert_msg(ms[r].checksum[0][0][0] == ms[0].checksum[0][0][0],
                       "N=%d: members hold different float results", n);
+        if (members_pull >= 0)
+            ck_assert_msg((ms[r].pulled > 0) == (members_pull == 1),
+                          "N=%d member %d pulled %llu bytes", n, r,
+                          (unsigned long long)ms[r].pulled);
     }
     if (hash_out != NULL) *hash_out = ms[0].checksum[0][0][0];
     for (int r = 0; r < n; r++) rl_endpoint_close(ms[r].ep);
@@ -390,6 +402,34 @@ START_TEST(ring_over_tcp_matches_reference)
     members_transport = "tcp";
     run_members(_i, 4096, RL_ALLREDUCE_RING, SIZE_MAX, NULL);
     members_transport = "ipc";
+}
+END_TEST
+
+/* The ring with default (1 MiB) chunks over TCP: from each ring's second
+ * collective on, frames of 64 KiB and more are pulled from the sender's
+ * memory (ring_pull.c), in and out of place, for every dtype and op, the
+ * windowed sum_exact included; the results are the reference's all the
+ * same. */
+START_TEST(ring_pulls_match_reference)
+{
+    members_transport = "tcp";
+    members_pull = 1;
+    run_members(_i, 0, RL_ALLREDUCE_RING, SIZE_MAX, NULL);
+    members_transport = "ipc";
+    members_pull = -1;
+}
+END_TEST
+
+/* RINGLEADER_CMA=off: the same ring carries every byte over TCP. */
+START_TEST(cma_off_means_no_pulls)
+{
+    setenv("RINGLEADER_CMA", "off", 1);
+    members_transport = "tcp";
+    members_pull = 0;
+    run_members(3, 0, RL_ALLREDUCE_RING, SIZE_MAX, NULL);
+    members_transport = "ipc";
+    members_pull = -1;
+    unsetenv("RINGLEADER_CMA");
 }
 END_TEST
 
@@ -767,6 +807,8 @@ Suite *suite(void)
     tcase_add_test(tc, an_unknown_algorithm_fails_the_ring);
     tcase_add_loop_test(tc, ring_matches_reference, 1, MAXN + 1);
     tcase_add_loop_test(tc, ring_over_tcp_matches_reference, 2, 5);
+    tcase_add_loop_test(tc, ring_pulls_match_reference, 2, 5);
+    tcase_add_test(tc, cma_off_means_no_pulls);
     tcase_add_loop_test(tc, direct_matches_reference, 1, MAXN + 1);
     tcase_add_loop_test(tc, doubling_matches_reference, 1, MAXN + 1);
     tcase_add_loop_test(tc, halving_matches_reference, 4, 5);

@@ -135,28 +135,42 @@ static void chunk_msg(rl_msg *m, uint64_t epoch, uint64_t seq, int phase, uint64
     b->data.len = len;
 }
 
-/* Receives the next RING_CHUNK and checks its header; returns its one f64. */
-static double raw_recv_chunk(nng_stream *s, int phase, uint64_t step)
+/* Reads one frame from a raw stream and decodes it into *m, its bytes in
+ * *buf (the caller frees them). */
+static void raw_recv_msg(nng_stream *s, rl_msg *m, uint8_t **buf)
 {
     uint8_t hdr[4];
     ck_assert_int_eq(raw_io(s, false, hdr, 4), 0);
     size_t len = (size_t)hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 24;
     ck_assert_uint_le(len, 4096);
-    uint8_t *buf = malloc(len);
-    ck_assert_int_eq(raw_io(s, false, buf, len), 0);
-    rl_msg m;
-    ck_assert_int_eq(rl_msg_decode(buf, len, &m), RL_OK);
-    ck_assert_int_eq(m.type, RL_MSG_RING_CHUNK);
-    const rl_msg_ring_chunk *b = &m.u.ring_chunk;
+    *buf = malloc(len);
+    ck_assert_int_eq(raw_io(s, false, *buf, len), 0);
+    ck_assert_int_eq(rl_msg_decode(*buf, len, m), RL_OK);
+}
+
+/* raw_recv_msg of the next RING_CHUNK of rank 1, checking its header. */
+static void raw_recv_ring(nng_stream *s, int phase, uint64_t step, rl_msg *m, uint8_t **buf)
+{
+    raw_recv_msg(s, m, buf);
+    ck_assert_int_eq(m->type, RL_MSG_RING_CHUNK);
+    const rl_msg_ring_chunk *b = &m->u.ring_chunk;
     ck_assert_uint_eq(b->epoch, EPOCH);
     ck_assert_uint_eq(b->seq, 1);
     ck_assert_uint_eq(b->phase, (uint64_t)phase);
     ck_assert_uint_eq(b->step, step);
     ck_assert_uint_eq(b->chunk, 0);
     ck_assert_uint_eq(b->src_rank, 1);
-    ck_assert_uint_eq(b->data.len, sizeof(double));
+}
+
+/* Receives the next RING_CHUNK and checks its header; returns its one f64. */
+static double raw_recv_chunk(nng_stream *s, int phase, uint64_t step)
+{
+    rl_msg m;
+    uint8_t *buf;
+    raw_recv_ring(s, phase, step, &m, &buf);
+    ck_assert_uint_eq(m.u.ring_chunk.data.len, sizeof(double));
     double v;
-    memcpy(&v, b->data.ptr, sizeof(v));
+    memcpy(&v, m.u.ring_chunk.data.ptr, sizeof(v));
     rl_msg_fini(&m);
     free(buf);
     return v;
@@ -259,6 +273,106 @@ START_TEST(foreign_stale_malformed_and_duplicate_frames_are_dropped)
     nng_stream_close(s);
     nng_stream_free(s);
     rl_endpoint_close(lm.ep);
+}
+END_TEST
+
+/*
+ * Same-host pulls (lib/ring_pull.c) need the receiver's consent. A frame
+ * that asks to be pulled from a peer whose offer the receiver has not
+ * verified is dropped as malformed, never read; an offer whose fence does
+ * not show its nonce is answered no in the receiver's release frame, and
+ * the collective completes over the wire.
+ */
+START_TEST(pulls_need_a_verified_offer)
+{
+    lib_member lm = {.in = {10.0, 20.0}, .out = {-1.0, -1.0}};
+    const double in0[2] = {1.5, 2.25};
+    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &lm.ep), RL_OK);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, lib_member_main, &lm), 0);
+    nng_stream *s = raw_dial(rl_endpoint_url(lm.ep));
+    raw_send_hello(s, EPOCH);
+
+    const int RS = RLI_PHASE_REDUCE_SCATTER, AG = RLI_PHASE_ALL_GATHER;
+    rl_msg m;
+    chunk_msg(&m, EPOCH, 1, RS, 0, 0, in0, 0); /* "pull my segment 0 from here" */
+    m.u.ring_chunk.pull_addr = (uint64_t)(uintptr_t)&in0[0];
+    RL_SET_FIELD(&m.u.ring_chunk, ring_chunk, pull_addr);
+    raw_send_msg(s, &m);
+    /* An offer whose fence holds another nonce. */
+    static uint64_t fence[2] = {0x1111, 1};
+    chunk_msg(&m, EPOCH, 1, RLI_PHASE_OFFER, 0, 0, in0, 0);
+    m.u.ring_chunk.pull_pid = (uint64_t)getpid();
+    m.u.ring_chunk.pull_fence = (uint64_t)(uintptr_t)fence;
+    m.u.ring_chunk.pull_nonce = 0x2222;
+    RL_SET_FIELD(&m.u.ring_chunk, ring_chunk, pull_pid);
+    RL_SET_FIELD(&m.u.ring_chunk, ring_chunk, pull_fence);
+    RL_SET_FIELD(&m.u.ring_chunk, ring_chunk, pull_nonce);
+    raw_send_msg(s, &m);
+    chunk_msg(&m, EPOCH, 1, RS, 0, 0, &in0[0], 8);
+    raw_send_msg(s, &m);
+    double seg1 = in0[1] + raw_recv_chunk(s, RS, 0);
+    chunk_msg(&m, EPOCH, 1, AG, 0, 0, &seg1, 8);
+    raw_send_msg(s, &m);
+    ck_assert(raw_recv_chunk(s, AG, 0) == in0[0] + lm.in[0]);
+    uint8_t *buf;
+    raw_recv_ring(s, RLI_PHASE_RELEASE, 0, &m, &buf);
+    ck_assert(RL_HAS_FIELD(&m.u.ring_chunk, ring_chunk, pull_ok));
+    ck_assert(!m.u.ring_chunk.pull_ok);
+    rl_msg_fini(&m);
+    free(buf);
+
+    pthread_join(th, NULL);
+    ck_assert_msg(lm.rv == RL_OK, "rank 1: %s: %s", rl_errname(lm.rv), lm.detail);
+    ck_assert(lm.out[0] == 11.5 && lm.out[1] == 22.25);
+    ck_assert_uint_eq(lm.st.dropped_malformed, 1);
+    ck_assert_uint_eq(lm.st.bytes_pulled, 0);
+    nng_stream_close(s);
+    nng_stream_free(s);
+    rl_endpoint_close(lm.ep);
+}
+END_TEST
+
+/*
+ * The pull itself (lib/ring_pull.c), within this process: an offer is
+ * accepted only with the fence's nonce and the collective's sequence
+ * number; a pull reads the bytes; once the sender's fence is closed (it
+ * left the collective, and its caller may write the buffer), a pull fails
+ * however far the copy got, and so does one from an address not mapped.
+ */
+START_TEST(a_pull_after_the_sender_left_is_refused)
+{
+    rl_ring r;
+    memset(&r, 0, sizeof(r));
+    rli_pull_ring_init(&r);
+    rli_pull_fence_set(&r, 5);
+    uint64_t pid, fence, nonce;
+    rli_pull_offer(&r, &pid, &fence, &nonce);
+    rli_link l;
+    memset(&l, 0, sizeof(l));
+    l.peer_rank = 3;
+    rli_pull_accept(&l, pid, fence, nonce ^ 1, 5);
+    ck_assert_int_eq(l.pull_rx, RLI_PULL_NO);
+    l.pull_rx = RLI_PULL_UNKNOWN;
+    rli_pull_accept(&l, pid, fence, nonce, 6);
+    ck_assert_int_eq(l.pull_rx, RLI_PULL_NO);
+    l.pull_rx = RLI_PULL_UNKNOWN;
+    rli_pull_accept(&l, pid, fence, nonce, 5);
+    ck_assert_int_eq(l.pull_rx, RLI_PULL_YES);
+
+    static double src[4096], dst[4096];
+    for (int i = 0; i < 4096; i++) src[i] = i * 0.5;
+    ck_assert_int_eq(rli_pull_read(&l, (uint64_t)(uintptr_t)src, dst, sizeof(src), 5), RL_OK);
+    ck_assert_int_eq(memcmp(src, dst, sizeof(src)), 0);
+    ck_assert_int_eq(rli_pull_read(&l, (uint64_t)(uintptr_t)src, dst, sizeof(src), 4), RL_EPEER);
+    rli_pull_fence_set(&r, 0);
+    ck_assert_int_eq(rli_pull_read(&l, (uint64_t)(uintptr_t)src, dst, sizeof(src), 5), RL_EPEER);
+    ck_assert_ptr_nonnull(strstr(rl_errdetail(), "rank 3"));
+    ck_assert_ptr_nonnull(strstr(rl_errdetail(), "left the collective"));
+    rli_pull_fence_set(&r, 5);
+    ck_assert_int_eq(rli_pull_read(&l, 8, dst, 64, 5), RL_EPEER); /* page 0: never mapped */
+    ck_assert_ptr_nonnull(strstr(rl_errdetail(), "Bad address"));
+    rli_pull_ring_free(&r);
 }
 END_TEST
 
@@ -623,18 +737,6 @@ START_TEST(members_with_different_tokens_do_not_form)
 }
 END_TEST
 
-/* Reads one frame from a raw stream and decodes it. */
-static void raw_recv_msg(nng_stream *s, rl_msg *m, uint8_t **buf)
-{
-    uint8_t hdr[4];
-    ck_assert_int_eq(raw_io(s, false, hdr, 4), 0);
-    size_t len = (size_t)hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 24;
-    ck_assert_uint_le(len, 4096);
-    *buf = malloc(len);
-    ck_assert_int_eq(raw_io(s, false, *buf, len), 0);
-    ck_assert_int_eq(rl_msg_decode(*buf, len, m), RL_OK);
-}
-
 /* A raw peer that gets the challenge but answers with no proof, or with a
  * proof made without the token, is refused: its stream is closed and the
  * library's ring of that epoch never forms. */
@@ -686,6 +788,8 @@ Suite *suite(void)
     TCase *tc = tcase_create("raw peer");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, foreign_stale_malformed_and_duplicate_frames_are_dropped);
+    tcase_add_test(tc, pulls_need_a_verified_offer);
+    tcase_add_test(tc, a_pull_after_the_sender_left_is_refused);
     tcase_add_test(tc, hello_of_an_older_epoch_is_refused);
     tcase_add_test(tc, a_silent_connection_is_closed);
     tcase_add_test(tc, an_abort_ends_a_waiting_collective_at_once);

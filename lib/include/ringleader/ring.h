@@ -195,6 +195,7 @@ typedef struct rl_ring_stats {
     uint64_t dropped_malformed;/* did not decode, or the wrong size */
     uint64_t bytes_out;
     uint64_t bytes_in;
+    uint64_t bytes_pulled; /* copied from a same-host neighbour's memory (docs/performance.md) */
 } rl_ring_stats;
 RL_API void rl_ring_get_stats(const rl_ring *r, rl_ring_stats *st);
 
