@@ -4,14 +4,15 @@
  *
  *   ar_worker --rank R --size N --epoch E --count C [--deadline-ms D]
  *             [--kill-at PHASE:STEP[:CHUNK]] [--stop-at PHASE:STEP[:CHUNK]]
- *             [--yield-us Y]
+ *             [--yield-us Y] [--warmup K]
  *
  * PHASE is rs (reduce-scatter) or ag (all-gather); CHUNK defaults to 0.
  * Conversation on stdin / stdout, one line each:
  *
  *   out: URL <url>                 this member's endpoint (tcp://127.0.0.1:PORT)
  *   in:  <url>  (N lines)          the ring of epoch E, in rank order
- *   out: OK <elapsed_ms>           the all-reduce (f64 sum, out of place) was exact, or
+ *   out: OK <elapsed_ms> <pulled>  the all-reduce (f64 sum, out of place) was exact, and
+ *                                  the bytes this member pulled on the ring; or
  *        FAIL <errname> <elapsed_ms> <detail>
  *   in:  EPOCH <e> <n>, then n lines "<url> <input rank>": the survivors,
  *        re-ranked; this member finds itself by its (unchanged) URL, re-forms
@@ -22,6 +23,10 @@
  * all-reduce succeeded with the exact sum, 1 if a result was wrong, 2 on any
  * other error. --kill-at raises SIGKILL and --stop-at SIGSTOP on this process
  * at that point inside the collective (through rli_allreduce_hook).
+ * --warmup K runs K all-reduces on each ring before the one reported, with
+ * the fault point not yet armed: from a ring's second collective on, its
+ * large chunks are pulled from the neighbour's memory (lib/ring_pull.c), so
+ * a fault then strikes a member whose memory is being read.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -37,6 +42,7 @@
 #define WORKER_LINE  512
 
 static int g_yield_us; /* rl_ring_config.yield_us: 0 = the library's choice */
+static int g_warmup;   /* all-reduces before the one reported, on each ring */
 
 typedef struct fault_point {
     int armed;
@@ -115,6 +121,17 @@ static int run_once(rl_endpoint *ep, uint64_t epoch, int rank, int n, char urls[
         fflush(stdout);
         return 2;
     }
+    int armed = g_fault.armed;
+    g_fault.armed = 0;
+    for (int k = 0; k < g_warmup && rv == RL_OK; k++)
+        rv = rl_allreduce(ring, in, out, count, RL_F64, RL_OP_SUM, rl_clock_ms() + deadline_ms);
+    g_fault.armed = armed;
+    if (rv != RL_OK) {
+        printf("FAIL %s 0 warm-up: %s\n", rl_errname(rv), rl_errdetail());
+        fflush(stdout);
+        rl_ring_free(ring);
+        return 2;
+    }
     uint64_t t0 = rl_clock_ms();
     rv = rl_allreduce(ring, in, out, count, RL_F64, RL_OP_SUM, t0 + deadline_ms);
     uint64_t elapsed = rl_clock_ms() - t0;
@@ -133,8 +150,11 @@ static int run_once(rl_endpoint *ep, uint64_t epoch, int rank, int n, char urls[
                 status = 1;
             }
         }
+        rl_ring_stats st;
+        rl_ring_get_stats(ring, &st);
         if (status == 0)
-            printf("OK %llu\n", (unsigned long long)elapsed);
+            printf("OK %llu %llu\n", (unsigned long long)elapsed,
+                   (unsigned long long)st.bytes_pulled);
         else
             printf("FAIL WRONG_RESULT %llu element mismatch\n", (unsigned long long)elapsed);
     }
@@ -147,7 +167,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: ar_worker --rank R --size N --epoch E --count C [--deadline-ms D]\n"
                     "                 [--kill-at rs|ag:STEP[:CHUNK]] [--stop-at "
-                    "rs|ag:STEP[:CHUNK]] [--yield-us Y]\n");
+                    "rs|ag:STEP[:CHUNK]] [--yield-us Y] [--warmup K]\n");
 }
 
 int main(int argc, char **argv)
@@ -178,6 +198,8 @@ int main(int argc, char **argv)
             bad = parse_fault(v, SIGSTOP, &g_fault);
         else if (strcmp(argv[i], "--yield-us") == 0)
             g_yield_us = atoi(v);
+        else if (strcmp(argv[i], "--warmup") == 0)
+            g_warmup = atoi(v);
         else
             bad = 1;
         if (bad) {

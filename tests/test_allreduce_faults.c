@@ -5,6 +5,10 @@
  * point inside the collective (rli_allreduce_hook), every survivor must fail
  * by the deadline, and the survivors, re-formed with the next epoch on the
  * same endpoints, must then get the exact sum from their untouched inputs.
+ * The *_pulling cases strike in each ring's second collective, when the
+ * members pull their neighbours' chunks out of their memory
+ * (lib/ring_pull.c): the victim's memory is being read when it dies or
+ * stops, and the retry must have pulled.
  *
  * Everything is bounded: each read and wait has a deadline, and every worker
  * is SIGKILLed and reaped by its PID at the end of a test, also when a check
@@ -156,6 +160,8 @@ static int worker_wait(worker *w, int options, uint64_t deadline_ms)
 /* Set by the yielding tests: every worker's --yield-us (NULL: the library's
  * choice, which depends on this machine's CPUs). */
 static const char *g_yield;
+/* Set by the pulling tests: every worker's --warmup. */
+static const char *g_warmup;
 
 /* Starts NW workers (victim with fault_flag fault_point), exchanges the URLs
  * and sends the ring of epoch 1. */
@@ -170,9 +176,10 @@ static void start_ring(int victim, const char *fault_flag, const char *fault_poi
         snprintf(rank, sizeof(rank), "%d", r);
         snprintf(size, sizeof(size), "%d", NW);
         snprintf(deadline, sizeof(deadline), "%d", DEADLINE_MS);
-        char *argv[16] = {RL_AR_WORKER, "--rank", rank,      "--size", size,
+        char *argv[20] = {RL_AR_WORKER, "--rank", rank,      "--size", size,
                           "--epoch",    "1",      "--count", COUNT,    "--deadline-ms",
-                          deadline,     NULL,     NULL,      NULL,     NULL, NULL};
+                          deadline,     NULL,     NULL,      NULL,     NULL, NULL,
+                          NULL,         NULL};
         int a = 11;
         if (r == victim) {
             argv[a++] = (char *)fault_flag;
@@ -181,6 +188,10 @@ static void start_ring(int victim, const char *fault_flag, const char *fault_poi
         if (g_yield != NULL) {
             argv[a++] = "--yield-us";
             argv[a++] = (char *)g_yield;
+        }
+        if (g_warmup != NULL) {
+            argv[a++] = "--warmup";
+            argv[a++] = (char *)g_warmup;
         }
         worker_spawn(&g_h.w[r], argv);
     }
@@ -207,6 +218,10 @@ static void expect_ok(const int *ranks, int n, const char *what, uint64_t deadli
         int rv = worker_read_line(&g_h.w[r], line, sizeof(line), deadline_ms);
         HCHECK(rv == 0 && strncmp(line, "OK ", 3) == 0, "%s: worker %d said '%s' (%d)", what, r,
                rv == 0 ? line : "", rv);
+        unsigned long long ms = 0, pulled = 0;
+        HCHECK(sscanf(line, "OK %llu %llu", &ms, &pulled) == 2, "%s: worker %d said '%s'", what,
+               r, line);
+        HCHECK(g_warmup == NULL || pulled > 0, "%s: worker %d pulled nothing", what, r);
     }
 }
 
@@ -366,6 +381,32 @@ START_TEST(stop_during_reduce_scatter_yielding)
 }
 END_TEST
 
+/* The faults above, in a ring's second collective: chunks are being pulled
+ * from the victim's memory (ar_worker --warmup). */
+START_TEST(kill_during_reduce_scatter_pulling)
+{
+    g_warmup = "1";
+    run_fault(1, "--kill-at", "rs:1", -1);
+    g_warmup = NULL;
+}
+END_TEST
+
+START_TEST(kill_during_all_gather_pulling)
+{
+    g_warmup = "1";
+    run_fault(2, "--kill-at", "ag:0", 1);
+    g_warmup = NULL;
+}
+END_TEST
+
+START_TEST(stop_during_reduce_scatter_pulling)
+{
+    g_warmup = "1";
+    run_fault(3, "--stop-at", "rs:0", -1);
+    g_warmup = NULL;
+}
+END_TEST
+
 Suite *suite(void)
 {
     Suite *s = suite_create("allreduce_faults");
@@ -378,6 +419,9 @@ Suite *suite(void)
     tcase_add_test(tc, yielding_members_exact);
     tcase_add_test(tc, kill_during_reduce_scatter_yielding);
     tcase_add_test(tc, stop_during_reduce_scatter_yielding);
+    tcase_add_test(tc, kill_during_reduce_scatter_pulling);
+    tcase_add_test(tc, kill_during_all_gather_pulling);
+    tcase_add_test(tc, stop_during_reduce_scatter_pulling);
     suite_add_tcase(s, tc);
     return s;
 }
