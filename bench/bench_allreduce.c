@@ -180,7 +180,16 @@ static int one_iteration(rl_ring *ring, rl_op op, const float *in, float *out, c
 typedef struct size_result {
     double best_median, worst_median, min_us, p90_us;
     int iters, ok;
+    uint64_t pulled; /* bytes rank 0 pulled per call (lib/ring_pull.c), in the best round */
 } size_result;
+
+/* The bytes r's member has pulled from its neighbours so far. */
+static uint64_t bytes_pulled(const rl_ring *r)
+{
+    rl_ring_stats st;
+    rl_ring_get_stats(r, &st);
+    return st.bytes_pulled;
+}
 
 static int run_worker(const ar_opts *o, int rank)
 {
@@ -263,9 +272,10 @@ static int run_worker(const ar_opts *o, int rank)
             size_t n = o->sizes[s] / 4 ? o->sizes[s] / 4 : 1;
             for (size_t i = 0; i < n; i++)
                 in[i] = pattern(rank, i);
-            int timed = 0, bad_total = 0;
+            int timed = 0, bad_total = 0, calls = 0;
             double dt = 0, el = 0, t_start = rl_clock_s();
-            for (int w = 0; w < o->warmup && rv == 0; w++) {
+            uint64_t pulled0 = bytes_pulled(ring);
+            for (int w = 0; w < o->warmup && rv == 0; w++, calls++) {
                 if (w > 0 && el >= 0.3 * o->budget_s) break;
                 rv = one_iteration(ring, o->op, in, out, expect, n, t_start, &dt, &el, &bad_total);
             }
@@ -273,6 +283,7 @@ static int run_worker(const ar_opts *o, int rank)
             while (rv == 0) {
                 rv = one_iteration(ring, o->op, in, out, expect, n, t_start, &dt, &el, &bad_total);
                 if (rv != 0) break;
+                calls++;
                 times[timed++] = dt * 1e6;
                 if (timed >= o->iters || (timed >= 3 && el >= o->budget_s)) break;
             }
@@ -285,6 +296,7 @@ static int run_worker(const ar_opts *o, int rank)
                 r->min_us = times[0];
                 r->p90_us = times[(int)((timed - 1) * 0.9)];
                 r->iters = timed;
+                r->pulled = (bytes_pulled(ring) - pulled0) / (uint64_t)(calls ? calls : 1);
             }
             if (round == 0 || med > r->worst_median) r->worst_median = med;
             if (bad_total) r->ok = 0;
@@ -300,10 +312,10 @@ static int run_worker(const ar_opts *o, int rank)
             double busbw = algbw * 2.0 * (o->nodes - 1) / o->nodes;
             printf("peer=ringleader nodes=%d bytes=%zu time_us=%.2f algbw_GBps=%.4f "
                    "busbw_GBps=%.4f ok=%d iters=%d min_us=%.2f p90_us=%.2f mode=oop rounds=%d "
-                   "spread=%.2f transport=%s op=%s\n",
+                   "spread=%.2f transport=%s op=%s pulled_per_call=%llu\n",
                    o->nodes, bytes, r->best_median, algbw, busbw, r->ok, r->iters, r->min_us,
                    r->p90_us, o->rounds, r->worst_median / r->best_median, o->transport,
-                   rl_op_name(o->op));
+                   rl_op_name(o->op), (unsigned long long)r->pulled);
         }
         fflush(stdout);
     }
