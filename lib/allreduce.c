@@ -65,10 +65,6 @@ typedef struct coll {
      * (rli_window_add_f32), kept in the ring's `out` buffer, and the member
      * that completes a segment rounds it into wout. */
     const float *wx;
-    /* Same-host pulls (ring_pull.c): we sent the right neighbour a frame to
-     * pull or an offer, so we wait for its release; we got one from the
-     * left neighbour, so we send ours. */
-    bool pull_sent, pull_seen, offered;
 } coll;
 
 static int mod(int a, int n)
@@ -141,17 +137,18 @@ static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, cons
     rl_msg m;
     chunk_msg(c, &m, phase, step, chunk, data, len);
     rli_link *l = c->r->links[peer];
-    bool ring = phase == PHASE_REDUCE_SCATTER || phase == PHASE_ALL_GATHER;
+    bool ring = phase == PHASE_REDUCE_SCATTER || phase == PHASE_ALL_GATHER ||
+                phase == PHASE_HALVING || phase == PHASE_HALVING_AG;
     if (ring && c->r->pull_offer && !l->tls && len >= RLI_PULL_MIN && l->pull_tx != RLI_PULL_NO) {
         /* Same-host pulls (ring_pull.c): the data stays here for the peer
          * to pull, or goes inline behind our offer until the peer answers. */
-        c->pull_sent = true;
+        l->pull_sent_seq = c->seq;
         rl_msg_ring_chunk *b = &m.u.ring_chunk;
         if (l->pull_tx == RLI_PULL_YES) {
             b->pull_addr = (uint64_t)(uintptr_t)data;
             b->data.len = 0;
             RL_SET_FIELD(b, ring_chunk, pull_addr);
-        } else if (!c->offered) {
+        } else if (l->pull_offered_seq != c->seq) {
             rl_msg o;
             chunk_msg(c, &o, PHASE_OFFER, 0, 0, data, 0);
             rl_msg_ring_chunk *ob = &o.u.ring_chunk;
@@ -159,7 +156,7 @@ static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, cons
             RL_SET_FIELD(ob, ring_chunk, pull_pid);
             RL_SET_FIELD(ob, ring_chunk, pull_fence);
             RL_SET_FIELD(ob, ring_chunk, pull_nonce);
-            c->offered = true;
+            l->pull_offered_seq = c->seq;
             int rv = send_msg(c, peer, &o);
             if (rv != RL_OK) return rv;
         }
@@ -197,7 +194,7 @@ static bool pull_offer_frame(coll *c, rli_link *l, const rl_msg_ring_chunk *b)
         return false;
     if (l->pull_rx == RLI_PULL_UNKNOWN)
         rli_pull_accept(l, b->pull_pid, b->pull_fence, b->pull_nonce, c->seq);
-    c->pull_seen = true;
+    l->pull_seen_seq = c->seq;
     return true;
 }
 
@@ -256,7 +253,7 @@ static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size
             else {
                 *data = pulled ? NULL : b->data.ptr;
                 if (got != NULL) *got = *b;
-                if (pulled) c->pull_seen = true;
+                if (pulled) l->pull_seen_seq = c->seq;
             }
             rl_msg_fini(&m);
         }
@@ -324,13 +321,85 @@ static int allreduce_direct(coll *c, const uint8_t *in, uint8_t *out, size_t cou
     return rv;
 }
 
-/* One pairwise swap: sends len bytes at send to peer and receives its frame
- * of want bytes for the same (phase, step). Lock NOT held. */
-static int swap_chunk(coll *c, int peer, int phase, int step, const void *send, size_t len,
-                      size_t want, const uint8_t **data, size_t *flen)
+/* Pulls the len bytes at addr of peer's memory (recv_chunk gave no data)
+ * into `into`, or the ring's pull buffer if NULL; *data is where they are. */
+static int pull_chunk(coll *c, int peer, int phase, int step, uint64_t addr, void *into,
+                      size_t len, const uint8_t **data)
 {
+    rl_ring *r = c->r;
+    if (into == NULL && (into = rli_pull_buffer(r, len)) == NULL)
+        return rli_err(RL_ENOMEM, "allreduce: %zu bytes to pull a chunk into", len);
+    int rv = rli_pull_read(r->links[peer], addr, into, len, c->seq);
+    if (rv != RL_OK)
+        return abort_or(c, rli_err_prefix(RL_EPEER, "allreduce epoch %llu seq %llu %s step %d, "
+                                          "peer %s (rank %d)", (unsigned long long)r->epoch,
+                                          (unsigned long long)c->seq, phase_names[phase], step,
+                                          r->ids[peer], peer));
+    rli_ring_lock(r);
+    r->stats.bytes_pulled += len;
+    rli_ring_unlock(r);
+    *data = into;
+    return RL_OK;
+}
+
+/* Lock NOT held. Sends peer our release frame: we have pulled all we will
+ * from it in this collective, and answer its offer. */
+static int send_release(coll *c, int peer)
+{
+    rl_msg m;
+    chunk_msg(c, &m, PHASE_RELEASE, 0, 0, c->r, 0);
+    m.u.ring_chunk.pull_ok = c->r->links[peer]->pull_rx == RLI_PULL_YES;
+    RL_SET_FIELD(&m.u.ring_chunk, ring_chunk, pull_ok);
+    return send_msg(c, peer, &m);
+}
+
+/* Lock NOT held. Waits for peer's release frame and keeps its answer. */
+static int recv_release(coll *c, int peer)
+{
+    const uint8_t *data;
+    size_t flen;
+    rl_msg_ring_chunk got;
+    int rv = recv_chunk(c, peer, PHASE_RELEASE, 0, 0, 0, false, &data, &flen, &got);
+    if (rv != RL_OK) return rv;
+    rli_link *l = c->r->links[peer];
+    l->pull_tx = RL_HAS_FIELD(&got, ring_chunk, pull_ok) && got.pull_ok ? RLI_PULL_YES
+                                                                         : RLI_PULL_NO;
+    rli_link_consume(l, flen);
+    return RL_OK;
+}
+
+/*
+ * The end of a collective that may have pulled (ring_pull.c): our release to
+ * every member we pulled from or got an offer from, once we are done, then
+ * theirs from every member we sent a frame to pull or an offer, before our
+ * buffers go back to the caller. Every member sends its releases before it
+ * waits for any, so no two wait on each other.
+ */
+static int pull_release(coll *c)
+{
+    rl_ring *r = c->r;
+    int rv = RL_OK;
+    for (int p = 0; p < r->size && rv == RL_OK; p++)
+        if (r->links[p] != NULL && r->links[p]->pull_seen_seq == c->seq) rv = send_release(c, p);
+    if (rv == RL_OK) rv = wait_sends(c);
+    for (int p = 0; p < r->size && rv == RL_OK; p++)
+        if (r->links[p] != NULL && r->links[p]->pull_sent_seq == c->seq) rv = recv_release(c, p);
+    return rv;
+}
+
+/* One pairwise swap: sends len bytes at send to peer and receives its frame
+ * of want bytes for the same (phase, step). Halving's frames may be pulled
+ * (ring_pull.c): into `into` (NULL: the pull buffer). Lock NOT held. */
+static int swap_chunk(coll *c, int peer, int phase, int step, const void *send, size_t len,
+                      size_t want, void *into, const uint8_t **data, size_t *flen)
+{
+    bool pulls = phase == PHASE_HALVING || phase == PHASE_HALVING_AG;
+    rl_msg_ring_chunk got;
     int rv = send_chunk(c, peer, phase, step, 0, send, len);
-    if (rv == RL_OK) rv = recv_chunk(c, peer, phase, step, 0, want, false, data, flen, NULL);
+    if (rv == RL_OK)
+        rv = recv_chunk(c, peer, phase, step, 0, want, false, data, flen, pulls ? &got : NULL);
+    if (rv == RL_OK && *data == NULL) rv = pull_chunk(c, peer, phase, step, got.pull_addr, into,
+                                                      want, data);
     return rv;
 }
 
@@ -392,7 +461,8 @@ static int allreduce_doubling(coll *c, const uint8_t *in, uint8_t *out, size_t c
     int v = me < 2 * rem ? me / 2 : me - rem; /* index among the P */
     for (int k = 0; k < rounds && rv == RL_OK; k++) {
         int w = v ^ (1 << k), partner = w < rem ? 2 * w + 1 : w + rem;
-        rv = swap_chunk(c, partner, PHASE_DOUBLING, k + 1, acc, bytes, bytes, &data, &flen);
+        rv = swap_chunk(c, partner, PHASE_DOUBLING, k + 1, acc, bytes, bytes, NULL, &data,
+                        &flen);
         if (rv != RL_OK) break;
         combine_ordered(c, acc, data, me < partner, count);
         rli_link_consume(r->links[partner], flen);
@@ -434,7 +504,7 @@ static int allreduce_halving(coll *c, const uint8_t *in, uint8_t *out, size_t co
         const uint8_t *data;
         size_t flen;
         rv = swap_chunk(c, partner, PHASE_HALVING, k, out + ga * es, (gb - ga) * es,
-                        (kb - ka) * es, &data, &flen);
+                        (kb - ka) * es, NULL, &data, &flen);
         if (rv != RL_OK) break;
         combine_ordered(c, out + ka * es, data, me < partner, kb - ka);
         rli_link_consume(r->links[partner], flen);
@@ -448,65 +518,15 @@ static int allreduce_halving(coll *c, const uint8_t *in, uint8_t *out, size_t co
         const uint8_t *data;
         size_t flen;
         rv = swap_chunk(c, partner, PHASE_HALVING_AG, k, out + a * es, (b - a) * es,
-                        (pb - pa) * es, &data, &flen);
+                        (pb - pa) * es, out + pa * es, &data, &flen);
         if (rv != RL_OK) break;
-        memcpy(out + pa * es, data, (pb - pa) * es);
+        if (data != out + pa * es) memcpy(out + pa * es, data, (pb - pa) * es);
         rli_link_consume(r->links[partner], flen);
         a = lo[k];
         b = hi[k];
     }
-    if (rv == RL_OK) rv = wait_sends(c);
+    if (rv == RL_OK) rv = pull_release(c);
     return rv;
-}
-
-/* Pulls the len bytes at addr of peer's memory (recv_chunk gave no data)
- * into `into`, or the ring's pull buffer if NULL; *data is where they are. */
-static int pull_chunk(coll *c, int peer, int phase, int step, uint64_t addr, void *into,
-                      size_t len, const uint8_t **data)
-{
-    rl_ring *r = c->r;
-    if (into == NULL && (into = rli_pull_buffer(r, len)) == NULL)
-        return rli_err(RL_ENOMEM, "allreduce: %zu bytes to pull a chunk into", len);
-    int rv = rli_pull_read(r->links[peer], addr, into, len, c->seq);
-    if (rv != RL_OK)
-        return abort_or(c, rli_err_prefix(RL_EPEER, "allreduce epoch %llu seq %llu %s step %d, "
-                                          "peer %s (rank %d)", (unsigned long long)r->epoch,
-                                          (unsigned long long)c->seq, phase_names[phase], step,
-                                          r->ids[peer], peer));
-    rli_ring_lock(r);
-    r->stats.bytes_pulled += len;
-    rli_ring_unlock(r);
-    *data = into;
-    return RL_OK;
-}
-
-/* The end of a ring collective with pulls (ring_pull.c): our release to the
- * left neighbour, once we have pulled all we will from it (with our answer
- * to its offer), then the right neighbour's, before our buffers go back to
- * the caller. */
-static int ring_release(coll *c, int left, int right)
-{
-    rl_ring *r = c->r;
-    int rv = RL_OK;
-    if (c->pull_seen) {
-        rl_msg m;
-        chunk_msg(c, &m, PHASE_RELEASE, 0, 0, r, 0);
-        m.u.ring_chunk.pull_ok = r->links[left]->pull_rx == RLI_PULL_YES;
-        RL_SET_FIELD(&m.u.ring_chunk, ring_chunk, pull_ok);
-        rv = send_msg(c, left, &m);
-    }
-    if (rv == RL_OK) rv = wait_sends(c);
-    if (rv != RL_OK || !c->pull_sent) return rv;
-    const uint8_t *data;
-    size_t flen;
-    rl_msg_ring_chunk got;
-    rv = recv_chunk(c, right, PHASE_RELEASE, 0, 0, 0, false, &data, &flen, &got);
-    if (rv != RL_OK) return rv;
-    rli_link *l = r->links[right];
-    l->pull_tx = RL_HAS_FIELD(&got, ring_chunk, pull_ok) && got.pull_ok ? RLI_PULL_YES
-                                                                         : RLI_PULL_NO;
-    rli_link_consume(l, flen);
-    return RL_OK;
 }
 
 #define RING_SPLIT_MIN 65536 /* no half-segment chunk below this (rl_ring.split_segments) */
@@ -600,7 +620,7 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
 #undef SEG_OFF
 #undef SEG_CNT
 #undef NCHUNKS
-    if (rv == RL_OK) rv = ring_release(c, left, right);
+    if (rv == RL_OK) rv = pull_release(c);
     return rv;
 }
 

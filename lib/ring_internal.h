@@ -118,13 +118,17 @@ struct rli_link {
     bool spending;
     int serr;
 
-    /* Same-host pulls (ring_pull.c), for the ring's large frames. Sending
+    /* Same-host pulls (ring_pull.c), for the ring's and halving's large frames. Sending
      * side: RLI_PULL_UNKNOWN (frames carry our offer), RLI_PULL_YES (the
      * peer pulls them from our memory) or RLI_PULL_NO. Receiving side:
      * what we made of the peer's offer, and the offer once verified. Both
      * belong to the collective's thread. */
     int pull_tx, pull_rx;
     uint64_t pull_pid, pull_fence, pull_nonce;
+    /* The collective (seq) in which we last offered to the peer, sent it a
+     * frame to pull or an offer (so we wait for its release), and got one
+     * from it (so we send ours). */
+    uint64_t pull_offered_seq, pull_sent_seq, pull_seen_seq;
 
     bool retired; /* in the endpoint's retired list (rli_link_retire) */
     rli_link *next; /* endpoint's list of waiting or retired links */
@@ -342,28 +346,30 @@ void rli_congestion_choose(const char *cfg, int local, int ncpu, const char *cur
 /* ---- ring_pull.c: same-host pulls (cross-memory attach) ------------------- */
 
 /*
- * A ring frame of at least RLI_PULL_MIN bytes to a neighbour on the same
- * host carries only where its data is (pull_addr), and the receiver copies
- * the data straight out of the sender's memory with process_vm_readv(2):
- * one copy where loopback TCP makes two, and the all-gather's lands in the
- * output itself. Neither side knows at first whether the other can (same
- * host, same pid namespace, ptrace permitted), so until the receiver has
- * answered, the sender offers it (pid, fence address, nonce) in a frame of
- * its own before its first large frame of a collective; the receiver reads
- * the fence, and if it finds the nonce says yes, else no, in its release
- * frame at the end of the collective. From the next one on, the sender's
- * large frames are pulled (RLI_PULL_YES) or stay inline (RLI_PULL_NO). TLS
- * links never offer.
+ * A frame of the ring or of recursive halving of at least RLI_PULL_MIN
+ * bytes to a member on the same host carries only where its data is
+ * (pull_addr), and the receiver copies the data straight out of the
+ * sender's memory with process_vm_readv(2): one copy where loopback TCP
+ * makes two, and the all-gathers' land in the output itself. Neither side
+ * knows at first whether the other can (same host, same pid namespace,
+ * ptrace permitted), so until the receiver has answered, the sender offers
+ * it (pid, fence address, nonce) in a frame of its own before its first
+ * large frame to it in a collective; the receiver reads the fence, and if
+ * it finds the nonce says yes, else no, in its release frame at the end of
+ * the collective. From the next one on, the sender's large frames to it are
+ * pulled (RLI_PULL_YES) or stay inline (RLI_PULL_NO). TLS links never offer.
  *
  * Correctness. A pulled frame's bytes must not change until the receiver
- * has read them. Within a collective the ring's order guarantees it: a
- * member writes a region again only after data that depends on its right
- * neighbour having read it. At the end, a member that sent pulled frames
- * returns only after its right neighbour's release frame (sent after its
- * last pull). And on any failure, each member closes its fence before it
- * returns: every pull reads the fence after the data and refuses the data
- * unless the fence still shows the collective's sequence number, so no
- * member ever uses bytes its sender's caller may have changed since.
+ * has read them. Within a collective the algorithm's order guarantees it:
+ * a member writes a region again only after data that depends on the
+ * member that pulls it having read it (the ring's right neighbour; in
+ * halving, the partner it gave that half to). At the end, a member that
+ * sent frames to pull returns only after the release frame of each member
+ * it sent them to, sent after that member's last pull. And on any failure,
+ * each member closes its fence before it returns: every pull reads the
+ * fence after the data and refuses the data unless the fence still shows
+ * the collective's sequence number, so no member ever uses bytes its
+ * sender's caller may have changed since.
  */
 #define RLI_PULL_MIN (64u * 1024u)
 enum { RLI_PULL_UNKNOWN = 0, RLI_PULL_YES = 1, RLI_PULL_NO = -1 };

@@ -449,10 +449,13 @@ START_TEST(doubling_matches_reference)
 END_TEST
 
 /* Recursive halving + doubling for every count (N = 4 and 8), including
- * counts below N, where some members' ranges are empty. */
+ * counts below N, where some members' ranges are empty; from the second
+ * collective on, its swaps of 64 KiB and more are pulled (ring_pull.c). */
 START_TEST(halving_matches_reference)
 {
+    members_pull = 1;
     run_members(_i, 0, RL_ALLREDUCE_HALVING, SIZE_MAX, NULL);
+    members_pull = -1;
 }
 END_TEST
 
