@@ -203,9 +203,10 @@ static bool pull_offer_frame(coll *c, rli_link *l, const rl_msg_ring_chunk *b)
  * anything else at the head of that link. On success *frame_len is the size
  * to consume and (*data, want_len) the chunk data (borrowed from the link
  * buffer). `more`: further frames are due on this link in this collective
- * (the link may read ahead). The ring's frames pass `got`, which receives
- * the frame's fields: its data may then be left to pull (pull_addr set,
- * *data NULL), and an offer before it is answered on the way. Lock NOT held.
+ * (the link may read ahead). The ring's and halving's frames pass `got`,
+ * which receives the frame's fields: its data may then be left to pull
+ * (pull_addr set, *data NULL), and an offer before it is answered on the
+ * way. Lock NOT held.
  */
 static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size_t want_len,
                       bool more, const uint8_t **data, size_t *frame_len, rl_msg_ring_chunk *got)

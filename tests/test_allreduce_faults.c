@@ -5,7 +5,7 @@
  * point inside the collective (rli_allreduce_hook), every survivor must fail
  * by the deadline, and the survivors, re-formed with the next epoch on the
  * same endpoints, must then get the exact sum from their untouched inputs.
- * The *_pulling cases strike in each ring's second collective, when the
+ * faults_while_pulling strikes in each ring's second collective, when the
  * members pull their neighbours' chunks out of their memory
  * (lib/ring_pull.c): the victim's memory is being read when it dies or
  * stops, and the retry must have pulled.
@@ -383,26 +383,21 @@ END_TEST
 
 /* The faults above, in a ring's second collective: chunks are being pulled
  * from the victim's memory (ar_worker --warmup). */
-START_TEST(kill_during_reduce_scatter_pulling)
-{
-    g_warmup = "1";
-    run_fault(1, "--kill-at", "rs:1", -1);
-    g_warmup = NULL;
-}
-END_TEST
+static const struct {
+    int victim;
+    const char *flag, *point;
+    int may_finish;
+} pulling_faults[] = {
+    {1, "--kill-at", "rs:1", -1},
+    {2, "--kill-at", "ag:0", 1},
+    {3, "--stop-at", "rs:0", -1},
+};
 
-START_TEST(kill_during_all_gather_pulling)
+START_TEST(faults_while_pulling)
 {
     g_warmup = "1";
-    run_fault(2, "--kill-at", "ag:0", 1);
-    g_warmup = NULL;
-}
-END_TEST
-
-START_TEST(stop_during_reduce_scatter_pulling)
-{
-    g_warmup = "1";
-    run_fault(3, "--stop-at", "rs:0", -1);
+    run_fault(pulling_faults[_i].victim, pulling_faults[_i].flag, pulling_faults[_i].point,
+              pulling_faults[_i].may_finish);
     g_warmup = NULL;
 }
 END_TEST
@@ -419,9 +414,8 @@ Suite *suite(void)
     tcase_add_test(tc, yielding_members_exact);
     tcase_add_test(tc, kill_during_reduce_scatter_yielding);
     tcase_add_test(tc, stop_during_reduce_scatter_yielding);
-    tcase_add_test(tc, kill_during_reduce_scatter_pulling);
-    tcase_add_test(tc, kill_during_all_gather_pulling);
-    tcase_add_test(tc, stop_during_reduce_scatter_pulling);
+    tcase_add_loop_test(tc, faults_while_pulling, 0,
+                        (int)(sizeof(pulling_faults) / sizeof(pulling_faults[0])));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -213,16 +213,23 @@ static void *lib_member_main(void *arg)
     return NULL;
 }
 
+/* Starts rank 1 (lm) on an endpoint of its own in thread *th and returns
+ * rank 0's raw stream to it, the hello sent. */
+static nng_stream *start_pair(lib_member *lm, pthread_t *th)
+{
+    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &lm->ep), RL_OK);
+    ck_assert_int_eq(pthread_create(th, NULL, lib_member_main, lm), 0);
+    nng_stream *s = raw_dial(rl_endpoint_url(lm->ep));
+    raw_send_hello(s, EPOCH);
+    return s;
+}
+
 START_TEST(foreign_stale_malformed_and_duplicate_frames_are_dropped)
 {
     lib_member lm = {.in = {10.0, 20.0}, .out = {-1.0, -1.0}};
     const double in0[2] = {1.5, 2.25}; /* rank 0's input */
-    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &lm.ep), RL_OK);
     pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, lib_member_main, &lm), 0);
-
-    nng_stream *s = raw_dial(rl_endpoint_url(lm.ep));
-    raw_send_hello(s, EPOCH);
+    nng_stream *s = start_pair(&lm, &th);
 
     /* Before the genuine RS step 0 chunk: one of each kind of wrong frame. */
     const int RS = RLI_PHASE_REDUCE_SCATTER, AG = RLI_PHASE_ALL_GATHER;
@@ -287,11 +294,8 @@ START_TEST(pulls_need_a_verified_offer)
 {
     lib_member lm = {.in = {10.0, 20.0}, .out = {-1.0, -1.0}};
     const double in0[2] = {1.5, 2.25};
-    ck_assert_int_eq(rl_endpoint_open("tcp://127.0.0.1:0", NULL, &lm.ep), RL_OK);
     pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, lib_member_main, &lm), 0);
-    nng_stream *s = raw_dial(rl_endpoint_url(lm.ep));
-    raw_send_hello(s, EPOCH);
+    nng_stream *s = start_pair(&lm, &th);
 
     const int RS = RLI_PHASE_REDUCE_SCATTER, AG = RLI_PHASE_ALL_GATHER;
     rl_msg m;
