@@ -359,7 +359,7 @@ static int recv_release(coll *c, int peer)
 {
     const uint8_t *data;
     size_t flen;
-    rl_msg_ring_chunk got;
+    rl_msg_ring_chunk got = {0};
     int rv = recv_chunk(c, peer, PHASE_RELEASE, 0, 0, 0, false, &data, &flen, &got);
     if (rv != RL_OK) return rv;
     rli_link *l = c->r->links[peer];
@@ -395,7 +395,7 @@ static int swap_chunk(coll *c, int peer, int phase, int step, const void *send, 
                       size_t want, void *into, const uint8_t **data, size_t *flen)
 {
     bool pulls = phase == PHASE_HALVING || phase == PHASE_HALVING_AG;
-    rl_msg_ring_chunk got;
+    rl_msg_ring_chunk got = {0};
     int rv = send_chunk(c, peer, phase, step, 0, send, len);
     if (rv == RL_OK)
         rv = recv_chunk(c, peer, phase, step, 0, want, false, data, flen, pulls ? &got : NULL);
@@ -576,7 +576,7 @@ static int allreduce_ring(coll *c, const uint8_t *in, uint8_t *out, size_t count
             uint8_t *dst = out + (off + e0) * es;
             const uint8_t *data;
             size_t flen;
-            rl_msg_ring_chunk got;
+            rl_msg_ring_chunk got = {0};
             bool more = t + 1 < total || k + 1 < nc;
             /* The windowed sum's f32 frames: the all-gather's and, fused, the first hop's. */
             bool f32 = c->wout != NULL &&
