@@ -115,6 +115,16 @@ static int send_msg(coll *c, int peer, const rl_msg *m)
     return rv;
 }
 
+/* Frames of these phases may be pulled (ring_pull.c): the ring's and
+ * recursive halving's, whose senders leave the data alone until released. */
+static bool phase_pulls(int phase)
+{
+    return phase == PHASE_REDUCE_SCATTER || phase == PHASE_ALL_GATHER ||
+           phase == PHASE_HALVING || phase == PHASE_HALVING_AG;
+}
+
+/* m, a RING_CHUNK of this collective carrying data[0..len) (data non-NULL
+ * even when len is 0: an empty bin is still sent). */
 static void chunk_msg(coll *c, rl_msg *m, int phase, int step, size_t chunk, const void *data,
                       size_t len)
 {
@@ -130,37 +140,41 @@ static void chunk_msg(coll *c, rl_msg *m, int phase, int step, size_t chunk, con
     b->data.len = len;
 }
 
-/* Queues one RING_CHUNK to peer whose data borrows data[0..len). Lock NOT held. */
+/* Our offer to be pulled from (ring_pull.c), sent to peer ahead of our
+ * first large frame to it in this collective. Lock NOT held. */
+static int send_offer(coll *c, int peer)
+{
+    rl_msg o;
+    chunk_msg(c, &o, PHASE_OFFER, 0, 0, c->r, 0);
+    rl_msg_ring_chunk *b = &o.u.ring_chunk;
+    rli_pull_offer(c->r, &b->pull_pid, &b->pull_fence, &b->pull_nonce);
+    RL_SET_FIELD(b, ring_chunk, pull_pid);
+    RL_SET_FIELD(b, ring_chunk, pull_fence);
+    RL_SET_FIELD(b, ring_chunk, pull_nonce);
+    c->r->links[peer]->pull_offered_seq = c->seq;
+    return send_msg(c, peer, &o);
+}
+
+/* Queues one RING_CHUNK to peer whose data borrows data[0..len); a large
+ * frame of a phase that pulls stays here for the peer to pull, or goes
+ * inline behind our offer until the peer has answered it (ring_pull.c).
+ * Lock NOT held. */
 static int send_chunk(coll *c, int peer, int phase, int step, size_t chunk, const void *data,
                       size_t len)
 {
     rl_msg m;
     chunk_msg(c, &m, phase, step, chunk, data, len);
     rli_link *l = c->r->links[peer];
-    bool ring = phase == PHASE_REDUCE_SCATTER || phase == PHASE_ALL_GATHER ||
-                phase == PHASE_HALVING || phase == PHASE_HALVING_AG;
-    if (ring && c->r->pull_offer && !l->tls && len >= RLI_PULL_MIN && l->pull_tx != RLI_PULL_NO) {
-        /* Same-host pulls (ring_pull.c): the data stays here for the peer
-         * to pull, or goes inline behind our offer until the peer answers. */
-        l->pull_sent_seq = c->seq;
-        rl_msg_ring_chunk *b = &m.u.ring_chunk;
-        if (l->pull_tx == RLI_PULL_YES) {
-            b->pull_addr = (uint64_t)(uintptr_t)data;
-            b->data.len = 0;
-            RL_SET_FIELD(b, ring_chunk, pull_addr);
-        } else if (l->pull_offered_seq != c->seq) {
-            rl_msg o;
-            chunk_msg(c, &o, PHASE_OFFER, 0, 0, data, 0);
-            rl_msg_ring_chunk *ob = &o.u.ring_chunk;
-            rli_pull_offer(c->r, &ob->pull_pid, &ob->pull_fence, &ob->pull_nonce);
-            RL_SET_FIELD(ob, ring_chunk, pull_pid);
-            RL_SET_FIELD(ob, ring_chunk, pull_fence);
-            RL_SET_FIELD(ob, ring_chunk, pull_nonce);
-            l->pull_offered_seq = c->seq;
-            int rv = send_msg(c, peer, &o);
-            if (rv != RL_OK) return rv;
-        }
+    bool large = phase_pulls(phase) && c->r->pull_offer && !l->tls && len >= RLI_PULL_MIN;
+    if (large && l->pull_tx == RLI_PULL_YES) {
+        m.u.ring_chunk.pull_addr = (uint64_t)(uintptr_t)data;
+        m.u.ring_chunk.data.len = 0;
+        RL_SET_FIELD(&m.u.ring_chunk, ring_chunk, pull_addr);
+    } else if (large && l->pull_tx == RLI_PULL_UNKNOWN && l->pull_offered_seq != c->seq) {
+        int rv = send_offer(c, peer);
+        if (rv != RL_OK) return rv;
     }
+    if (large && l->pull_tx != RLI_PULL_NO) l->pull_sent_seq = c->seq; /* we await its release */
     return send_msg(c, peer, &m);
 }
 
@@ -237,7 +251,7 @@ static int recv_chunk(coll *c, int peer, int phase, int step, size_t chunk, size
             drop = &r->stats.dropped_malformed;
         } else {
             const rl_msg_ring_chunk *b = &m.u.ring_chunk;
-            bool pulled = got != NULL && pull_frame(l, b, want_len);
+            bool pulled = m.type == RL_MSG_RING_CHUNK && got != NULL && pull_frame(l, b, want_len);
             if (m.type != RL_MSG_RING_CHUNK) drop = &r->stats.dropped_malformed;
             else if (b->epoch != r->epoch || b->seq < c->seq) drop = &r->stats.dropped_stale;
             else if (got != NULL && b->seq == c->seq && b->src_rank == (uint64_t)peer &&
@@ -394,11 +408,11 @@ static int pull_release(coll *c)
 static int swap_chunk(coll *c, int peer, int phase, int step, const void *send, size_t len,
                       size_t want, void *into, const uint8_t **data, size_t *flen)
 {
-    bool pulls = phase == PHASE_HALVING || phase == PHASE_HALVING_AG;
     rl_msg_ring_chunk got = {0};
     int rv = send_chunk(c, peer, phase, step, 0, send, len);
     if (rv == RL_OK)
-        rv = recv_chunk(c, peer, phase, step, 0, want, false, data, flen, pulls ? &got : NULL);
+        rv = recv_chunk(c, peer, phase, step, 0, want, false, data, flen,
+                        phase_pulls(phase) ? &got : NULL);
     if (rv == RL_OK && *data == NULL) rv = pull_chunk(c, peer, phase, step, got.pull_addr, into,
                                                       want, data);
     return rv;
